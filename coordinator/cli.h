@@ -1,0 +1,11 @@
+/* The memllm subcommands. Each takes the arguments after its name
+ * (argv[0] is the subcommand) and returns the process exit status. */
+#ifndef MEMLLM_COORDINATOR_CLI_H
+#define MEMLLM_COORDINATOR_CLI_H
+
+int cli_generate(int argc, char **argv);
+int cli_tokenize(int argc, char **argv);
+int cli_ppl(int argc, char **argv);
+int cli_memory(int argc, char **argv);
+
+#endif

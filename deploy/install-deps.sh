@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs everything memllm needs to build, test and run, from Debian's
+# packages and PyPI. Idempotent: a second run changes nothing.
+#
+#   deploy/install-deps.sh           build + test + run dependencies
+#   deploy/install-deps.sh --tools   also the Python stack of tools/ (torch,
+#                                    transformers, peft, llama-cpp-python),
+#                                    needed only to remake reference fixtures
+set -euo pipefail
+
+want_tools=0
+for arg in "$@"; do
+  case "$arg" in
+    --tools) want_tools=1 ;;
+    *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+sudo_cmd=""
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+
+# Why each library (see README "Dependencies"):
+#   librocksdb-dev      the memory shards' storage engine
+#   libopenmpi-dev      ranks: pipeline stages and memory shards
+#   libprotobuf-c-dev   wire format between coordinator and shards
+#   libopenblas-dev     CPU GEMM (threaded, well tuned) for prefill
+#   libjansson-dev      JSON (config.json, tokenizer.json, JSONL) with
+#                       line/column error reporting
+#   libmicrohttpd-dev   the HTTP service
+#   clang, libclang-rt  libFuzzer targets and sanitizer builds
+apt_pkgs=(build-essential cmake pkg-config git clang clang-format
+  libclang-rt-14-dev libomp-dev librocksdb-dev libopenmpi-dev openmpi-bin
+  libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libjansson-dev
+  libmicrohttpd-dev python3 python3-pip unzip)
+
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  $sudo_cmd apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+pip_cmd=(python3 -m pip install -q --disable-pip-version-check)
+if python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages; then
+  if ! python3 -c 'import sys; sys.exit(sys.prefix != sys.base_prefix)' 2>/dev/null \
+     && [ -f /usr/lib/python3*/EXTERNALLY-MANAGED ] 2>/dev/null; then
+    pip_cmd+=(--break-system-packages)
+  fi
+fi
+
+if [ "$want_tools" -eq 1 ]; then
+  "${pip_cmd[@]}" numpy safetensors tokenizers gguf torch transformers peft \
+    sentence-transformers llama-cpp-python
+fi

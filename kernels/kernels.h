@@ -1,0 +1,89 @@
+/* The compute interface of memllm: every op the engine (and later the
+ * trainer) needs, as small functions in llm.c style — an op's forward and
+ * backward sit side by side in one file under kernels/cpu/ (and, behind the
+ * same signatures, kernels/cuda/).
+ *
+ * Conventions
+ *   - Activations are f32, row-major, one row per token: x[t * dim + i].
+ *   - A weight matrix is [rows = out features, cols = in features], row-major
+ *     (the layout of torch.nn.Linear.weight and of GGUF tensors), in any
+ *     mm_dtype. Quantized weights stay quantized; products run on the blocks.
+ *   - Ops are multithreaded with OpenMP where worth it; call them from one
+ *     thread.
+ *   - Ops cannot fail: shapes are checked by the loader that builds the
+ *     model, not on the hot path. */
+#ifndef MEMLLM_KERNELS_H
+#define MEMLLM_KERNELS_H
+
+#include <stdint.h>
+
+#include "dtype.h"
+
+struct k_matrix {
+    enum mm_dtype dtype;
+    int64_t rows;     /* out features */
+    int64_t cols;     /* in features; a multiple of the block size */
+    size_t row_bytes; /* mm_dtype_row_bytes(dtype, cols) */
+    const void *data; /* rows * row_bytes bytes */
+};
+
+/* out[t, r] = sum_c x[t, c] * w[r, c]  for t < n, r < w->rows.
+ * x: [n, w->cols], out: [n, w->rows]. */
+void k_matmul_forward(float *out, const float *x, const struct k_matrix *w, int n);
+
+/* out[t, r] += ...: as k_matmul_forward, but accumulates into out (used for
+ * LoRA's low-rank update and residual paths). */
+void k_matmul_accumulate(float *out, const float *x, const struct k_matrix *w, int n, float scale);
+
+/* out[t, :] = row ids[t] of table, dequantized. out: [n, table->cols]. */
+void k_embedding_forward(float *out, const int32_t *ids, int n, const struct k_matrix *table);
+
+/* out[t, i] = x[t, i] / sqrt(mean_i(x[t, :]^2) + eps) * weight[i]. */
+void k_rmsnorm_forward(float *out, const float *x, const float *weight, int n, int dim, float eps);
+
+/* out[t, i] = (x[t, i] - mean) / sqrt(var + eps) * weight[i] + bias[i]
+ * (BERT-family encoders). */
+void k_layernorm_forward(float *out, const float *x, const float *weight, const float *bias, int n,
+                         int dim, float eps);
+
+enum k_rope_style {
+    K_ROPE_NEOX, /* rotate halves: pairs (i, i + d/2); HF transformers' rotate_half */
+    K_ROPE_NORM  /* adjacent pairs (2i, 2i + 1); GGUF llama tensors are permuted for it */
+};
+
+/* Rotary position embedding in place. x: [n, n_heads * head_dim]; token t has
+ * position pos[t]. theta: rope base (rope_theta). */
+void k_rope_forward(float *x, const int32_t *pos, int n, int n_heads, int head_dim, float theta,
+                    enum k_rope_style style);
+
+/* out[i] = silu(gate[i]) * up[i] for i < len. */
+void k_swiglu_forward(float *out, const float *gate, const float *up, int64_t len);
+
+/* out[i] = gelu(x[i]) (erf form, as BERT). */
+void k_gelu_forward(float *out, const float *x, int64_t len);
+
+/* x[i] += y[i]. */
+void k_add_inplace(float *x, const float *y, int64_t len);
+
+/* Row-wise softmax / log-softmax in place. x: [n, dim]. */
+void k_softmax_forward(float *x, int n, int dim);
+void k_log_softmax_forward(float *x, int n, int dim);
+
+/* Causal grouped-query attention of n new tokens of one sequence against its
+ * KV cache.
+ *   q:      [n, n_heads * head_dim], already rotated
+ *   k, v:   the sequence's cache for this layer, [kv_len, n_kv_heads * head_dim]
+ *           with kv_len = pos0 + n, the n new rows already written
+ *   out:    [n, n_heads * head_dim]
+ * Token t (position pos0 + t) attends to positions p with p <= pos0 + t and,
+ * when window > 0, p > pos0 + t - window (Mistral's sliding window).
+ * Query head h reads KV head h / (n_heads / n_kv_heads). Scale 1/sqrt(head_dim).
+ * A causal attention with no mask (BERT) is the same call with causal = 0. */
+void k_attention_forward(float *out, const float *q, const float *k, const float *v, int n,
+                         int pos0, int n_heads, int n_kv_heads, int head_dim, int window,
+                         int causal);
+
+/* Index of the largest value of x[0..n) (first one on ties). */
+int k_argmax(const float *x, int n);
+
+#endif

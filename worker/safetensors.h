@@ -1,0 +1,53 @@
+/* safetensors reader: the JSON header and tensor directory of a
+ * memory-mapped .safetensors file; tensor data is used in place.
+ * Every offset and shape is checked against the file before use. */
+#ifndef MEMLLM_WORKER_SAFETENSORS_H
+#define MEMLLM_WORKER_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtype.h"
+#include "err.h"
+#include "mapped_file.h"
+
+#define ST_MAX_DIMS 4
+
+struct st_tensor {
+    char *name;            /* owned */
+    enum mm_dtype dtype;   /* F32, F16 or BF16 */
+    int n_dims;
+    int64_t shape[ST_MAX_DIMS]; /* PyTorch order: shape[n_dims-1] is contiguous */
+    const uint8_t *data;   /* inside the mapping */
+    size_t nbytes;
+};
+
+struct st_file {
+    struct mapped_file map;
+    char *path;            /* owned */
+    size_t n_tensors;
+    struct st_tensor *tensors;
+};
+
+struct st_file *st_open(const char *path, struct mm_err *err);
+/* Parses an image in memory (the fuzz target's entry); the buffer must
+ * outlive the result. */
+struct st_file *st_parse(const uint8_t *data, size_t size, const char *name, struct mm_err *err);
+void st_close(struct st_file *f);
+const struct st_tensor *st_find(const struct st_file *f, const char *name);
+
+/* A set of safetensors files making one checkpoint: a single
+ * model.safetensors, or the shards listed by model.safetensors.index.json
+ * (or adapter_model.safetensors for an adapter). */
+struct st_set {
+    size_t n_files;
+    struct st_file **files;
+};
+
+/* Opens dir/<base>.safetensors, or every shard named by
+ * dir/<base>.safetensors.index.json. base is e.g. "model". */
+int st_set_open(struct st_set *set, const char *dir, const char *base, struct mm_err *err);
+void st_set_close(struct st_set *set);
+const struct st_tensor *st_set_find(const struct st_set *set, const char *name);
+
+#endif
