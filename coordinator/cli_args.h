@@ -1,0 +1,37 @@
+/* Command-line parsing shared by the subcommands: "--name value" and
+ * "--name=value" options, flags, and numbers checked against a range.
+ * Problems are reported on stderr naming the option. */
+#ifndef MEMLLM_COORDINATOR_CLI_ARGS_H
+#define MEMLLM_COORDINATOR_CLI_ARGS_H
+
+#include "engine.h"
+
+/* If argv[*i] is option `name`: stores its value, advances *i past it and
+ * returns 1; returns -1 when the value is missing; 0 if it is another
+ * option. */
+int cli_opt(int argc, char **argv, int *i, const char *name, const char **value);
+
+int cli_int(const char *name, const char *text, long lo, long hi, int *out);
+int cli_float(const char *name, const char *text, double lo, double hi, float *out);
+
+/* Options every model-running command takes. */
+struct cli_model_opts {
+    struct engine_options engine;
+    int threads;
+};
+
+/* Consumes one model option at argv[*i] (--model, --adapter, --merge,
+ * --context, --threads). Returns 1 if consumed, 0 if not a model option,
+ * -1 on a bad value. */
+int cli_model_opt(int argc, char **argv, int *i, struct cli_model_opts *o);
+/* Applies --threads and checks --model was given. */
+int cli_model_ready(const char *cmd, struct cli_model_opts *o);
+
+#define CLI_MODEL_HELP                                                                             \
+    "  --model PATH         GGUF file or HF model directory (required)\n"                          \
+    "  --adapter [NAME=]DIR load a PEFT LoRA adapter (repeatable)\n"                               \
+    "  --merge              fold the single adapter into the weights\n"                            \
+    "  --context N          context length (default: the model's)\n"                               \
+    "  --threads N          compute threads (default: all cores)\n"
+
+#endif

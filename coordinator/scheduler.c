@@ -1,0 +1,236 @@
+#include "scheduler.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int gen_sequence_push(struct gen_sequence *s, int32_t token, struct mm_err *err)
+{
+    if (s->n_tokens == s->cap_tokens) {
+        int cap = s->cap_tokens ? 2 * s->cap_tokens : 256;
+        int32_t *t = realloc(s->tokens, (size_t)cap * sizeof(*t));
+        if (!t) {
+            mm_err_set(err, "generate: out of memory");
+            return -1;
+        }
+        s->tokens = t;
+        s->cap_tokens = cap;
+    }
+    s->tokens[s->n_tokens++] = token;
+    return 0;
+}
+
+static int append_text(struct gen_sequence *s, const char *p, size_t n, struct mm_err *err)
+{
+    if (s->text_len + n + 1 > s->text_cap) {
+        size_t cap = s->text_cap ? 2 * s->text_cap : 256;
+        while (cap < s->text_len + n + 1) cap *= 2;
+        char *t = realloc(s->text, cap);
+        if (!t) {
+            mm_err_set(err, "generate: out of memory");
+            return -1;
+        }
+        s->text = t;
+        s->text_cap = cap;
+    }
+    memcpy(s->text + s->text_len, p, n);
+    s->text_len += n;
+    s->text[s->text_len] = 0;
+    return 0;
+}
+
+static int record_logprob(struct gen_sequence *s, float lp, struct mm_err *err)
+{
+    float *l = realloc(s->logprobs, (size_t)(s->n_generated + 1) * sizeof(*l));
+    if (!l) {
+        mm_err_set(err, "generate: out of memory");
+        return -1;
+    }
+    s->logprobs = l;
+    s->logprobs[s->n_generated++] = lp;
+    return 0;
+}
+
+static void sequence_free(struct gen_sequence *s)
+{
+    free(s->tokens);
+    free(s->logprobs);
+    free(s->text);
+    sampler_free(&s->sampler);
+    memset(s, 0, sizeof(*s));
+}
+
+static int sequence_start(struct engine *e, struct gen_sequence *s, const struct gen_request *r,
+                          int index, int slot, struct mm_err *err)
+{
+    memset(s, 0, sizeof(*s));
+    s->req = r;
+    s->index = index;
+    s->slot = slot;
+    if (r->n_prompt <= 0) {
+        mm_err_set(err, "request %d: empty prompt", index);
+        return -1;
+    }
+    if (r->n_prompt >= e->context) {
+        mm_err_set(err, "request %d: the prompt has %d tokens, the context holds %d", index,
+                   r->n_prompt, e->context);
+        return -1;
+    }
+    if (sampler_init(&s->sampler, &r->sampling, e->vocab, err)) return -1;
+    tok_decoder_init(&s->dec, e->tok);
+    s->dec.at_start = 0; /* generated text continues the prompt */
+    for (int i = 0; i < r->n_prompt; i++)
+        if (gen_sequence_push(s, r->prompt[i], err)) goto fail;
+    if (append_text(s, "", 0, err)) goto fail;
+    return 0;
+fail:
+    sequence_free(s);
+    return -1;
+}
+
+/* Ends the sequence at the first stop string in its text, if any. Only the
+ * tail that the last piece could have completed is searched. */
+static void check_stop_strings(struct gen_sequence *s, size_t piece_len)
+{
+    for (int i = 0; i < s->req->n_stop; i++) {
+        size_t sl = strlen(s->req->stop[i]);
+        if (sl == 0) continue;
+        size_t from = s->text_len > piece_len + sl ? s->text_len - piece_len - sl : 0;
+        char *hit = strstr(s->text + from, s->req->stop[i]);
+        if (hit) {
+            s->text_len = (size_t)(hit - s->text);
+            s->text[s->text_len] = 0;
+            s->finish = "stop";
+        }
+    }
+}
+
+static int after_sample(struct engine *e, struct gen_sequence *s, int32_t tok, float lp,
+                        char *piece, size_t piece_cap, const struct scheduler_hooks *h,
+                        struct mm_err *err)
+{
+    s->n_banned = 0;
+    if (tok == tok_eos(e->tok)) {
+        s->finish = "eos";
+        return 0;
+    }
+    if (gen_sequence_push(s, tok, err) || record_logprob(s, lp, err)) return -1;
+    int n = tok_decoder_push(&s->dec, tok, piece, piece_cap);
+    if (n < 0) n = 0;
+    size_t before = s->text_len;
+    if (append_text(s, piece, (size_t)n, err)) return -1;
+    check_stop_strings(s, (size_t)n);
+    if (h && h->on_token) {
+        size_t shown = s->text_len > before ? s->text_len - before : 0;
+        if (h->on_token(h->ctx, s, tok, s->text + before, shown, err)) return -1;
+    }
+    if (!s->finish && s->n_generated >= s->req->max_tokens) s->finish = "length";
+    if (!s->finish && s->n_tokens >= e->context) s->finish = "length";
+    return 0;
+}
+
+static int finish_sequence(struct gen_sequence *s, char *piece, size_t piece_cap,
+                           const struct scheduler_hooks *h, struct mm_err *err)
+{
+    if (strcmp(s->finish, "stop") != 0) {
+        char *tail = piece;
+        int n = tok_decoder_flush(&s->dec, tail, piece_cap);
+        if (n > 0 && append_text(s, tail, (size_t)n, err)) return -1;
+    }
+    return h && h->on_finish ? h->on_finish(h->ctx, s, err) : 0;
+}
+
+struct batch_buf {
+    int32_t *tokens, *pos, *slot, *adapter;
+    uint8_t *want;
+    struct gen_sequence **owner; /* sequence whose logits a row holds */
+    float *logits;
+    char *piece; /* one token's decoded text */
+};
+
+int scheduler_run(struct engine *e, const struct gen_request *reqs, int n_reqs,
+                  int max_batch_tokens, const struct scheduler_hooks *h, struct mm_err *err)
+{
+    const int n_slots = e->stage.kv.n_slots;
+    if (max_batch_tokens < n_slots) max_batch_tokens = n_slots;
+    struct gen_sequence *seqs = calloc((size_t)n_slots, sizeof(*seqs));
+    int *active = calloc((size_t)n_slots, sizeof(*active));
+    struct batch_buf b = {
+        .tokens = malloc((size_t)max_batch_tokens * sizeof(int32_t)),
+        .pos = malloc((size_t)max_batch_tokens * sizeof(int32_t)),
+        .slot = malloc((size_t)max_batch_tokens * sizeof(int32_t)),
+        .adapter = malloc((size_t)max_batch_tokens * sizeof(int32_t)),
+        .want = malloc((size_t)max_batch_tokens),
+        .owner = malloc((size_t)n_slots * sizeof(struct gen_sequence *)),
+        .logits = malloc((size_t)n_slots * (size_t)e->vocab * sizeof(float)),
+        .piece = malloc(tok_decoder_max_out(e->tok)),
+    };
+    const size_t piece_cap = tok_decoder_max_out(e->tok);
+    int rc = -1, next = 0, running = 0;
+    if (!seqs || !active || !b.tokens || !b.pos || !b.slot || !b.adapter || !b.want || !b.owner ||
+        !b.logits || !b.piece) {
+        mm_err_set(err, "generate: out of memory");
+        goto out;
+    }
+    for (;;) {
+        for (int sl = 0; sl < n_slots && next < n_reqs; sl++) {
+            if (active[sl]) continue;
+            if (sequence_start(e, &seqs[sl], &reqs[next], next, sl, err)) goto out;
+            e->stage.kv.len[sl] = 0;
+            active[sl] = 1;
+            running++;
+            next++;
+        }
+        if (running == 0) break;
+
+        /* Decoding sequences first (one token each), then prompt chunks. */
+        int n = 0, n_rows = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int sl = 0; sl < n_slots; sl++) {
+                struct gen_sequence *s = &seqs[sl];
+                int pending = active[sl] ? s->n_tokens - s->n_past : 0;
+                if (pending <= 0 || (pass == 0) != (pending == 1)) continue;
+                int take = pending < max_batch_tokens - n ? pending : max_batch_tokens - n;
+                for (int i = 0; i < take; i++, n++) {
+                    b.tokens[n] = s->tokens[s->n_past + i];
+                    b.pos[n] = s->n_past + i;
+                    b.slot[n] = sl;
+                    b.adapter[n] = s->req->adapter;
+                    b.want[n] = s->n_past + i == s->n_tokens - 1;
+                    if (b.want[n]) b.owner[n_rows++] = s;
+                }
+                s->n_past += take;
+            }
+        struct stage_batch batch = {.n = n, .tokens = b.tokens, .pos = b.pos, .slot = b.slot,
+                                    .adapter = b.adapter, .logits = b.want};
+        if (engine_forward(e, &batch, b.logits, err)) goto out;
+
+        for (int r = 0; r < n_rows; r++) {
+            struct gen_sequence *s = b.owner[r];
+            float lp;
+            const float *row = b.logits + (size_t)r * e->vocab;
+            int32_t tok = sampler_sample(&s->sampler, row, s->banned, s->n_banned, &lp);
+            if (after_sample(e, s, tok, lp, b.piece, piece_cap, h, err)) goto out;
+            /* The new token is fed next step; it has no KV row yet. */
+            if (!s->finish) continue;
+            if (finish_sequence(s, b.piece, piece_cap, h, err)) goto out;
+            active[s->slot] = 0;
+            running--;
+            sequence_free(s);
+        }
+    }
+    rc = 0;
+out:
+    for (int sl = 0; sl < n_slots; sl++)
+        if (seqs && active && active[sl]) sequence_free(&seqs[sl]);
+    free(seqs);
+    free(active);
+    free(b.tokens);
+    free(b.pos);
+    free(b.slot);
+    free(b.adapter);
+    free(b.want);
+    free(b.owner);
+    free(b.logits);
+    free(b.piece);
+    return rc;
+}

@@ -1,0 +1,69 @@
+/* Continuous batching: many generation requests share the engine. Each step
+ * builds one batch from every active sequence (one token for those that are
+ * decoding, a chunk of prompt for those still reading it), runs the forward
+ * pass once, samples for the sequences that reached their end, and lets
+ * finished sequences leave and queued ones join between steps.
+ *
+ * A sequence is its whole context `tokens` plus `n_past`, how many of them
+ * the KV cache holds. Whatever lies beyond n_past is fed next step. This is
+ * what lets the MemLLM loops edit a running sequence from the on_token hook:
+ * appending tokens inserts text, and shortening `tokens` (with n_past
+ * lowered to match) rolls the sequence and its caches back. */
+#ifndef MEMLLM_COORDINATOR_SCHEDULER_H
+#define MEMLLM_COORDINATOR_SCHEDULER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "sampling.h"
+#include "tokenizer.h"
+
+struct gen_request {
+    const int32_t *prompt;
+    int n_prompt;
+    int max_tokens;
+    struct sampler_params sampling;
+    int adapter; /* engine adapter index, -1: base model */
+    const char *const *stop; /* stop strings */
+    int n_stop;
+    void *user;
+};
+
+struct gen_sequence {
+    const struct gen_request *req;
+    int index; /* in the request array */
+    int slot;
+    int32_t *tokens;
+    int n_tokens, cap_tokens;
+    int n_past;
+    int n_generated;
+    float *logprobs; /* [n_generated]: each generated token's log-probability */
+    struct sampler sampler;
+    struct tok_decoder dec;
+    char *text; /* generated text so far, NUL-terminated */
+    size_t text_len, text_cap;
+    int32_t banned[4]; /* tokens forbidden for the next sample only */
+    int n_banned;
+    const char *finish; /* NULL while running: "stop", "length", "eos" */
+};
+
+struct scheduler_hooks {
+    /* After each sampled token is appended (and its text decoded). `piece` is
+     * the text it added. May edit the sequence; returns -1 to abort. */
+    int (*on_token)(void *ctx, struct gen_sequence *s, int32_t token, const char *piece,
+                    size_t piece_len, struct mm_err *err);
+    /* When a sequence finishes, before its slot is reused. */
+    int (*on_finish)(void *ctx, struct gen_sequence *s, struct mm_err *err);
+    void *ctx;
+};
+
+/* Appends a token to a sequence's context (growing it). */
+int gen_sequence_push(struct gen_sequence *s, int32_t token, struct mm_err *err);
+
+/* Runs every request to completion. max_batch_tokens bounds one step's
+ * batch (and so the scratch memory). */
+int scheduler_run(struct engine *e, const struct gen_request *reqs, int n_reqs,
+                  int max_batch_tokens, const struct scheduler_hooks *hooks, struct mm_err *err);
+
+#endif

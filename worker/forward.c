@@ -1,0 +1,233 @@
+#include "forward.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int stage_init(struct stage *s, struct model *m, int n_slots, int capacity, struct mm_err *err)
+{
+    memset(s, 0, sizeof(*s));
+    s->model = m;
+    if (capacity > m->cfg.max_positions) capacity = m->cfg.max_positions;
+    return kv_cache_init(&s->kv, m->layer_end - m->layer_begin, n_slots, capacity,
+                         model_config_kv_dim(&m->cfg), err);
+}
+
+static void scratch_free(struct stage_scratch *sc)
+{
+    free(sc->x);
+    free(sc->xn);
+    free(sc->q);
+    free(sc->k);
+    free(sc->v);
+    free(sc->att);
+    free(sc->gate);
+    free(sc->up);
+    free(sc->lora_tmp);
+    memset(sc, 0, sizeof(*sc));
+}
+
+void stage_free(struct stage *s)
+{
+    kv_cache_free(&s->kv);
+    scratch_free(&s->scratch);
+}
+
+static int scratch_reserve(struct stage *s, int n, struct mm_err *err)
+{
+    struct stage_scratch *sc = &s->scratch;
+    int rank = 0;
+    for (int i = 0; i < s->n_adapters; i++)
+        if (s->adapters[i].max_rank > rank) rank = s->adapters[i].max_rank;
+    if (n <= sc->cap_tokens && rank <= sc->lora_rank_cap) return 0;
+    scratch_free(sc);
+    const struct model_config *c = &s->model->cfg;
+    size_t t = (size_t)n;
+    int wide = c->dim > model_config_q_dim(c) ? c->dim : model_config_q_dim(c);
+    sc->x = malloc(t * (size_t)c->dim * sizeof(float));
+    sc->xn = malloc(t * (size_t)wide * sizeof(float));
+    sc->q = malloc(t * (size_t)model_config_q_dim(c) * sizeof(float));
+    sc->k = malloc(t * (size_t)model_config_kv_dim(c) * sizeof(float));
+    sc->v = malloc(t * (size_t)model_config_kv_dim(c) * sizeof(float));
+    sc->att = malloc(t * (size_t)wide * sizeof(float));
+    sc->gate = malloc(t * (size_t)c->ffn_dim * sizeof(float));
+    sc->up = malloc(t * (size_t)c->ffn_dim * sizeof(float));
+    sc->lora_tmp = malloc(t * (size_t)(rank > 0 ? rank : 1) * sizeof(float));
+    if (!sc->x || !sc->xn || !sc->q || !sc->k || !sc->v || !sc->att || !sc->gate || !sc->up ||
+        !sc->lora_tmp) {
+        scratch_free(sc);
+        mm_err_set(err, "forward: out of memory for a batch of %d tokens", n);
+        return -1;
+    }
+    sc->cap_tokens = n;
+    sc->lora_rank_cap = rank;
+    return 0;
+}
+
+/* Everything that can be wrong with a batch is checked here, before any
+ * state changes, so a rejected batch leaves the caches as they were. */
+static int check_batch(const struct stage *s, const struct stage_batch *b, struct mm_err *err)
+{
+    const struct model_config *c = &s->model->cfg;
+    if (b->n <= 0) {
+        mm_err_set(err, "forward: empty batch");
+        return -1;
+    }
+    for (int i = 0; i < b->n; i++) {
+        if (b->slot[i] < 0 || b->slot[i] >= s->kv.n_slots) {
+            mm_err_set(err, "forward: token %d: slot %d out of range [0, %d)", i, b->slot[i],
+                       s->kv.n_slots);
+            return -1;
+        }
+        if (b->pos[i] < 0 || b->pos[i] >= s->kv.capacity) {
+            mm_err_set(err, "forward: token %d: position %d exceeds the context of %d tokens", i,
+                       b->pos[i], s->kv.capacity);
+            return -1;
+        }
+        if (model_is_first_stage(s->model) && (b->tokens[i] < 0 || b->tokens[i] >= c->vocab_size)) {
+            mm_err_set(err, "forward: token id %d out of range [0, %d)", b->tokens[i],
+                       c->vocab_size);
+            return -1;
+        }
+        if (b->adapter && (b->adapter[i] < -1 || b->adapter[i] >= s->n_adapters)) {
+            mm_err_set(err, "forward: token %d: adapter %d is not loaded", i, b->adapter[i]);
+            return -1;
+        }
+        int starts_run = i == 0 || b->slot[i] != b->slot[i - 1];
+        if (starts_run) {
+            for (int j = 0; j < i; j++)
+                if (b->slot[j] == b->slot[i]) {
+                    mm_err_set(err, "forward: tokens of slot %d are not contiguous", b->slot[i]);
+                    return -1;
+                }
+            if (b->pos[i] > s->kv.len[b->slot[i]]) {
+                mm_err_set(err, "forward: slot %d holds %d positions, token %d is at position %d",
+                           b->slot[i], s->kv.len[b->slot[i]], i, b->pos[i]);
+                return -1;
+            }
+        } else if (b->pos[i] != b->pos[i - 1] + 1) {
+            mm_err_set(err, "forward: positions of slot %d are not consecutive", b->slot[i]);
+            return -1;
+        } else if (b->adapter && b->adapter[i] != b->adapter[i - 1]) {
+            mm_err_set(err, "forward: slot %d switches adapter inside a batch", b->slot[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* out = x W^T, plus each token's adapter update scale * (x A^T) B^T. */
+static void linear(struct stage *s, float *out, const float *x, int layer, enum model_linear l,
+                   const struct stage_batch *b)
+{
+    const struct k_matrix *w = &s->model->layers[layer - s->model->layer_begin].lin[l];
+    k_matmul_forward(out, x, w, b->n);
+    if (!b->adapter) return;
+    for (int start = 0; start < b->n;) {
+        int end = start + 1;
+        while (end < b->n && b->adapter[end] == b->adapter[start])
+            end++;
+        if (b->adapter[start] >= 0) {
+            const struct lora_module *mod =
+                lora_module_at(&s->adapters[b->adapter[start]], layer, l);
+            if (mod->a.data) {
+                k_matmul_forward(s->scratch.lora_tmp, x + (size_t)start * w->cols, &mod->a,
+                                 end - start);
+                k_matmul_accumulate(out + (size_t)start * w->rows, s->scratch.lora_tmp, &mod->b,
+                                    end - start, mod->scale);
+            }
+        }
+        start = end;
+    }
+}
+
+/* Writes the batch's new K/V rows into each slot's cache, then attends. */
+static void attention(struct stage *s, int layer, const struct stage_batch *b)
+{
+    const struct model_config *c = &s->model->cfg;
+    struct stage_scratch *sc = &s->scratch;
+    int local = layer - s->model->layer_begin;
+    int kv_dim = model_config_kv_dim(c), q_dim = model_config_q_dim(c);
+    for (int start = 0; start < b->n;) {
+        int end = start + 1;
+        while (end < b->n && b->slot[end] == b->slot[start])
+            end++;
+        int slot = b->slot[start], pos0 = b->pos[start], n = end - start;
+        float *kc = kv_cache_k(&s->kv, local, slot), *vc = kv_cache_v(&s->kv, local, slot);
+        memcpy(kc + (size_t)pos0 * kv_dim, sc->k + (size_t)start * kv_dim,
+               (size_t)n * kv_dim * sizeof(float));
+        memcpy(vc + (size_t)pos0 * kv_dim, sc->v + (size_t)start * kv_dim,
+               (size_t)n * kv_dim * sizeof(float));
+        k_attention_forward(sc->att + (size_t)start * q_dim, sc->q + (size_t)start * q_dim, kc, vc,
+                            n, pos0, c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window, 1);
+        start = end;
+    }
+}
+
+static void layer_forward(struct stage *s, int layer, const struct stage_batch *b)
+{
+    const struct model_config *c = &s->model->cfg;
+    const struct model_layer *w = &s->model->layers[layer - s->model->layer_begin];
+    struct stage_scratch *sc = &s->scratch;
+    int n = b->n;
+
+    k_rmsnorm_forward(sc->xn, sc->x, w->attn_norm, n, c->dim, c->norm_eps);
+    linear(s, sc->q, sc->xn, layer, LIN_Q, b);
+    linear(s, sc->k, sc->xn, layer, LIN_K, b);
+    linear(s, sc->v, sc->xn, layer, LIN_V, b);
+    k_rope_forward(sc->q, b->pos, n, c->n_heads, c->head_dim, c->rope_theta, c->rope_style);
+    k_rope_forward(sc->k, b->pos, n, c->n_kv_heads, c->head_dim, c->rope_theta, c->rope_style);
+    attention(s, layer, b);
+    linear(s, sc->xn, sc->att, layer, LIN_O, b);
+    k_add_inplace(sc->x, sc->xn, (int64_t)n * c->dim);
+
+    k_rmsnorm_forward(sc->xn, sc->x, w->ffn_norm, n, c->dim, c->norm_eps);
+    linear(s, sc->gate, sc->xn, layer, LIN_GATE, b);
+    linear(s, sc->up, sc->xn, layer, LIN_UP, b);
+    k_swiglu_forward(sc->gate, sc->gate, sc->up, (int64_t)n * c->ffn_dim);
+    linear(s, sc->xn, sc->gate, layer, LIN_DOWN, b);
+    k_add_inplace(sc->x, sc->xn, (int64_t)n * c->dim);
+}
+
+/* Final norm and LM head over the rows that need logits. */
+static void head_forward(struct stage *s, const struct stage_batch *b, float *logits)
+{
+    const struct model_config *c = &s->model->cfg;
+    struct stage_scratch *sc = &s->scratch;
+    int rows = 0;
+    for (int i = 0; i < b->n; i++) {
+        if (b->logits && !b->logits[i]) continue;
+        if (rows != i)
+            memcpy(sc->x + (size_t)rows * c->dim, sc->x + (size_t)i * c->dim,
+                   (size_t)c->dim * sizeof(float));
+        rows++;
+    }
+    if (rows == 0) return;
+    k_rmsnorm_forward(sc->xn, sc->x, s->model->out_norm, rows, c->dim, c->norm_eps);
+    k_matmul_forward(logits, sc->xn, &s->model->lm_head, rows);
+}
+
+int stage_forward(struct stage *s, const struct stage_batch *b, float *hidden, float *logits,
+                  struct mm_err *err)
+{
+    const struct model *m = s->model;
+    const int dim = m->cfg.dim;
+    if (check_batch(s, b, err) || scratch_reserve(s, b->n, err)) return -1;
+
+    if (model_is_first_stage(m))
+        k_embedding_forward(s->scratch.x, b->tokens, b->n, &m->tok_embd);
+    else
+        memcpy(s->scratch.x, hidden, (size_t)b->n * dim * sizeof(float));
+
+    for (int i = 0; i < b->n; i++)
+        if (i == 0 || b->slot[i] != b->slot[i - 1]) s->kv.len[b->slot[i]] = b->pos[i];
+    for (int layer = m->layer_begin; layer < m->layer_end; layer++)
+        layer_forward(s, layer, b);
+    for (int i = 0; i < b->n; i++)
+        if (b->pos[i] + 1 > s->kv.len[b->slot[i]]) s->kv.len[b->slot[i]] = b->pos[i] + 1;
+
+    if (model_is_last_stage(m))
+        head_forward(s, b, logits);
+    else
+        memcpy(hidden, s->scratch.x, (size_t)b->n * dim * sizeof(float));
+    return 0;
+}

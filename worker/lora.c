@@ -1,0 +1,228 @@
+#include "lora.h"
+
+#include <cblas.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* PEFT's rank_pattern / alpha_pattern keys name a module by a suffix of its
+ * full name ("q_proj", "layers.0.self_attn.q_proj"). */
+static int pattern_matches(const char *key, const char *module)
+{
+    size_t kl = strlen(key), ml = strlen(module);
+    if (kl > ml) return 0;
+    if (strcmp(module + ml - kl, key) != 0) return 0;
+    return kl == ml || module[ml - kl - 1] == '.';
+}
+
+static double module_alpha(json_t *cfg, const char *module, double dflt)
+{
+    json_t *patterns = json_object_get(cfg, "alpha_pattern");
+    const char *key;
+    json_t *val;
+    json_object_foreach(patterns, key, val)
+    {
+        if (json_is_number(val) && pattern_matches(key, module)) return json_number_value(val);
+    }
+    return dflt;
+}
+
+/* Copies a safetensors tensor to a new f32 matrix [rows, cols]. */
+static int load_f32(const struct st_set *st, const char *name, int64_t rows, int64_t cols,
+                    int rows_free, struct k_matrix *out, const char *dir, struct mm_err *err)
+{
+    const struct st_tensor *t = st_set_find(st, name);
+    if (!t) {
+        mm_err_set(err, "%s: missing tensor '%s'", dir, name);
+        return -1;
+    }
+    if (t->n_dims != 2 || (!rows_free && t->shape[0] != rows) || (rows_free && t->shape[0] <= 0) ||
+        (cols >= 0 && t->shape[1] != cols) || (cols < 0 && t->shape[1] <= 0)) {
+        mm_err_set(err,
+                   "%s: tensor '%s' has shape [%lld, %lld], the base model implies [%lld, %lld]",
+                   dir, name, (long long)t->shape[0], (long long)(t->n_dims > 1 ? t->shape[1] : 0),
+                   (long long)rows, (long long)cols);
+        return -1;
+    }
+    int64_t r = t->shape[0], c = t->shape[1];
+    float *data = malloc((size_t)(r * c) * sizeof(float));
+    if (!data) {
+        mm_err_set(err, "%s: out of memory for '%s'", dir, name);
+        return -1;
+    }
+    size_t src_row = mm_dtype_row_bytes(t->dtype, c);
+    for (int64_t i = 0; i < r; i++)
+        mm_dequantize_row(t->dtype, t->data + (size_t)i * src_row, data + i * c, c);
+    out->dtype = MM_F32;
+    out->rows = r;
+    out->cols = c;
+    out->row_bytes = (size_t)c * sizeof(float);
+    out->data = data;
+    return 0;
+}
+
+/* GGUF Llama tensors have the rows of each Q/K head permuted from
+ * [2][head_dim/2] to [head_dim/2][2] (for llama.cpp's adjacent-pair rope);
+ * B's rows produce those outputs, so they get the same permutation. */
+static void permute_rows_for_norm_rope(float *b, int64_t rows, int64_t cols, int n_heads)
+{
+    int64_t hd = rows / n_heads, half = hd / 2;
+    float *tmp = malloc((size_t)(hd * cols) * sizeof(float));
+    if (!tmp) return;
+    for (int h = 0; h < n_heads; h++) {
+        float *head = b + (int64_t)h * hd * cols;
+        memcpy(tmp, head, (size_t)(hd * cols) * sizeof(float));
+        for (int64_t i = 0; i < half; i++)
+            for (int t = 0; t < 2; t++)
+                memcpy(head + (i * 2 + t) * cols, tmp + (t * half + i) * cols,
+                       (size_t)cols * sizeof(float));
+    }
+    free(tmp);
+}
+
+static int check_config(json_t *cfg, const char *path, struct mm_err *err)
+{
+    const char *type = json_string_value(json_object_get(cfg, "peft_type"));
+    if (type && strcmp(type, "LORA") != 0) {
+        mm_err_set(err, "%s: peft_type '%s' is not supported (LORA)", path, type);
+        return -1;
+    }
+    if (json_is_true(json_object_get(cfg, "use_dora"))) {
+        mm_err_set(err, "%s: use_dora is not supported", path);
+        return -1;
+    }
+    if (json_is_true(json_object_get(cfg, "fan_in_fan_out"))) {
+        mm_err_set(err, "%s: fan_in_fan_out is not supported", path);
+        return -1;
+    }
+    const char *bias = json_string_value(json_object_get(cfg, "bias"));
+    if (bias && strcmp(bias, "none") != 0) {
+        mm_err_set(err, "%s: bias '%s' is not supported (none)", path, bias);
+        return -1;
+    }
+    if (!json_is_number(json_object_get(cfg, "lora_alpha"))) {
+        mm_err_set(err, "%s: missing numeric 'lora_alpha'", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int load_module(struct lora_adapter *a, const struct model *m, const struct st_set *st,
+                       json_t *cfg, const char *dir, int layer, enum model_linear l,
+                       struct mm_err *err)
+{
+    static const char *const hf_prefix[LIN_COUNT] = {
+        "self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
+    char module[256], name[320];
+    snprintf(module, sizeof(module), "model.layers.%d.%s.%s", layer, hf_prefix[l],
+             model_linear_hf_name(l));
+    snprintf(name, sizeof(name), "base_model.model.%s.lora_A.weight", module);
+    if (!st_set_find(st, name)) return 0; /* not a target module */
+
+    const struct k_matrix *w = &m->layers[layer - m->layer_begin].lin[l];
+    struct lora_module *mod = &a->modules[(size_t)(layer - a->layer_begin) * LIN_COUNT + l];
+    if (load_f32(st, name, 0, w->cols, 1, &mod->a, dir, err)) return -1;
+    int64_t r = mod->a.rows;
+    snprintf(name, sizeof(name), "base_model.model.%s.lora_B.weight", module);
+    if (load_f32(st, name, w->rows, r, 0, &mod->b, dir, err)) return -1;
+    if (m->cfg.rope_style == K_ROPE_NORM && (l == LIN_Q || l == LIN_K))
+        permute_rows_for_norm_rope((float *)mod->b.data, mod->b.rows, mod->b.cols,
+                                   l == LIN_Q ? m->cfg.n_heads : m->cfg.n_kv_heads);
+    double alpha = module_alpha(cfg, module, json_number_value(json_object_get(cfg, "lora_alpha")));
+    int rslora = json_is_true(json_object_get(cfg, "use_rslora"));
+    mod->scale = (float)(rslora ? alpha / sqrt((double)r) : alpha / (double)r);
+    if (r > a->max_rank) a->max_rank = (int)r;
+    return 0;
+}
+
+int lora_load(struct lora_adapter *a, const struct model *m, const char *dir, const char *name,
+              struct mm_err *err)
+{
+    memset(a, 0, sizeof(*a));
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/adapter_config.json", dir);
+    json_error_t jerr;
+    json_t *cfg = json_load_file(path, 0, &jerr);
+    if (!cfg) {
+        mm_err_set(err, "%s: line %d column %d: %s", path, jerr.line, jerr.column, jerr.text);
+        return -1;
+    }
+    struct st_set st = {0};
+    int rc = -1;
+    if (!json_is_object(cfg)) {
+        mm_err_set(err, "%s: not a JSON object", path);
+        goto out;
+    }
+    if (check_config(cfg, path, err)) goto out;
+    if (st_set_open(&st, dir, "adapter_model", err)) goto out;
+    a->name = strdup(name);
+    a->layer_begin = m->layer_begin;
+    a->layer_end = m->layer_end;
+    a->modules = calloc((size_t)(m->layer_end - m->layer_begin) * LIN_COUNT, sizeof(*a->modules));
+    if (!a->name || !a->modules) {
+        mm_err_set(err, "%s: out of memory", dir);
+        goto out;
+    }
+    int found = 0;
+    for (int layer = m->layer_begin; layer < m->layer_end; layer++)
+        for (int l = 0; l < LIN_COUNT; l++) {
+            if (load_module(a, m, &st, cfg, dir, layer, (enum model_linear)l, err)) goto out;
+            found += lora_module_at(a, layer, (enum model_linear)l)->a.data != NULL;
+        }
+    if (found == 0) {
+        mm_err_set(err,
+                   "%s: no LoRA tensors for layers %d..%d of the base model (expected names like "
+                   "'base_model.model.model.layers.%d.self_attn.q_proj.lora_A.weight')",
+                   dir, m->layer_begin, m->layer_end - 1, m->layer_begin);
+        goto out;
+    }
+    rc = 0;
+out:
+    st_set_close(&st);
+    json_decref(cfg);
+    if (rc) lora_free(a);
+    return rc;
+}
+
+void lora_free(struct lora_adapter *a)
+{
+    if (a->modules) {
+        size_t n = (size_t)(a->layer_end - a->layer_begin) * LIN_COUNT;
+        for (size_t i = 0; i < n; i++) {
+            free((void *)a->modules[i].a.data);
+            free((void *)a->modules[i].b.data);
+        }
+    }
+    free(a->modules);
+    free(a->name);
+    memset(a, 0, sizeof(*a));
+}
+
+int lora_merge(struct model *m, const struct lora_adapter *a, struct mm_err *err)
+{
+    for (int layer = m->layer_begin; layer < m->layer_end; layer++)
+        for (int l = 0; l < LIN_COUNT; l++) {
+            const struct lora_module *mod = lora_module_at(a, layer, (enum model_linear)l);
+            if (!mod->a.data) continue;
+            struct k_matrix *w = &m->layers[layer - m->layer_begin].lin[l];
+            float *merged = malloc((size_t)(w->rows * w->cols) * sizeof(float));
+            if (!merged || model_own(m, merged, err)) {
+                free(merged);
+                mm_err_set(err, "%s: out of memory merging adapter '%s'", m->path, a->name);
+                return -1;
+            }
+            for (int64_t i = 0; i < w->rows; i++)
+                mm_dequantize_row(w->dtype, (const uint8_t *)w->data + (size_t)i * w->row_bytes,
+                                  merged + i * w->cols, w->cols);
+            /* merged += scale * B A, with B [rows, r] and A [r, cols] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)w->rows, (int)w->cols,
+                        (int)mod->a.rows, mod->scale, mod->b.data, (int)mod->a.rows, mod->a.data,
+                        (int)w->cols, 1.0f, merged, (int)w->cols);
+            w->dtype = MM_F32;
+            w->row_bytes = (size_t)w->cols * sizeof(float);
+            w->data = merged;
+        }
+    return 0;
+}

@@ -1,0 +1,44 @@
+/* LoRA adapters in PEFT layout (adapter_config.json +
+ * adapter_model.safetensors), applied at run time on top of the base
+ * weights: y = W x + scale * B (A x). Several adapters can be loaded on one
+ * base (MemLLM's MR and MW) and each sequence picks one per forward pass.
+ * lora_merge folds one adapter into f32 copies of the base weights instead,
+ * for speed when a run uses a single adapter. */
+#ifndef MEMLLM_WORKER_LORA_H
+#define MEMLLM_WORKER_LORA_H
+
+#include "err.h"
+#include "kernels.h"
+#include "model.h"
+
+struct lora_module {
+    struct k_matrix a; /* [r, in] f32; a.data == NULL: module not adapted */
+    struct k_matrix b; /* [out, r] f32 */
+    float scale;       /* lora_alpha / r (or / sqrt(r) with use_rslora) */
+};
+
+struct lora_adapter {
+    char *name;
+    int max_rank;
+    int layer_begin, layer_end;  /* the stage's layers, as the model */
+    struct lora_module *modules; /* [(layer_end - layer_begin) * LIN_COUNT] */
+};
+
+/* Loads the adapter in directory `dir` for the layers the model's stage
+ * holds. Tensors are converted to f32 (they are small). Shapes are checked
+ * against the base model. */
+int lora_load(struct lora_adapter *a, const struct model *m, const char *dir, const char *name,
+              struct mm_err *err);
+void lora_free(struct lora_adapter *a);
+
+static inline const struct lora_module *lora_module_at(const struct lora_adapter *a, int layer,
+                                                       enum model_linear l)
+{
+    return &a->modules[(size_t)(layer - a->layer_begin) * LIN_COUNT + l];
+}
+
+/* Replaces the model's adapted matrices by f32 copies of W + scale * B A
+ * (owned by the model). The adapter must then not be applied again. */
+int lora_merge(struct model *m, const struct lora_adapter *a, struct mm_err *err);
+
+#endif
