@@ -23,5 +23,13 @@ void mm_err_prefix(struct mm_err *err, const char *fmt, ...)
     va_end(ap);
     char old[MM_ERR_LEN];
     memcpy(old, err->msg, sizeof(old));
-    snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+    /* Truncation is acceptable: the message stays a valid, shorter line. */
+    size_t n = strlen(prefix);
+    if (n > sizeof(err->msg) - 3) n = sizeof(err->msg) - 3;
+    memcpy(err->msg, prefix, n);
+    memcpy(err->msg + n, ": ", 2);
+    size_t room = sizeof(err->msg) - n - 3, olen = strlen(old);
+    if (olen > room) olen = room;
+    memcpy(err->msg + n + 2, old, olen);
+    err->msg[n + 2 + olen] = 0;
 }

@@ -65,7 +65,7 @@ static int find_tensor(const struct model *m, const char *name, struct found_ten
 static int bind_matrix(const struct model *m, const char *name, int64_t rows, int64_t cols,
                        struct k_matrix *out, struct mm_err *err)
 {
-    struct found_tensor f;
+    struct found_tensor f = {0};
     if (find_tensor(m, name, &f)) {
         mm_err_set(err, "%s: missing tensor '%s'", m->path, name);
         return -1;
@@ -87,7 +87,7 @@ static int bind_matrix(const struct model *m, const char *name, int64_t rows, in
 /* Norm weights are tiny and read on every token: keep an f32 copy. */
 static float *load_vector(const struct model *m, const char *name, int64_t len, struct mm_err *err)
 {
-    struct found_tensor f;
+    struct found_tensor f = {0};
     if (find_tensor(m, name, &f)) {
         mm_err_set(err, "%s: missing tensor '%s'", m->path, name);
         return NULL;

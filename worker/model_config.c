@@ -88,6 +88,18 @@ int model_config_from_json(struct model_config *c, const char *path, struct mm_e
         mm_err_set(err, "%s: rope_scaling is not supported", path);
         goto out;
     }
+    /* transformers >= 5 writes {"rope_parameters": {"rope_theta": ...,
+     * "rope_type": "default"}} where older versions wrote "rope_theta". */
+    json_t *rope = json_object_get(root, "rope_parameters");
+    json_t *rope_src = root;
+    if (rope && !json_is_null(rope)) {
+        const char *rope_type = json_string_value(json_object_get(rope, "rope_type"));
+        if (!json_is_object(rope) || (rope_type && strcmp(rope_type, "default") != 0)) {
+            mm_err_set(err, "%s: rope_parameters: only rope_type \"default\" is supported", path);
+            goto out;
+        }
+        rope_src = rope;
+    }
     if (field_is_true(root, "attention_bias") || field_is_true(root, "mlp_bias")) {
         mm_err_set(err, "%s: attention_bias / mlp_bias are not supported", path);
         goto out;
@@ -100,7 +112,7 @@ int model_config_from_json(struct model_config *c, const char *path, struct mm_e
         json_int(root, path, "vocab_size", -1, &c->vocab_size, err) ||
         json_int(root, path, "max_position_embeddings", 2048, &c->max_positions, err) ||
         json_int(root, path, "sliding_window", 0, &c->sliding_window, err) ||
-        json_float(root, path, "rope_theta", 10000.0, &c->rope_theta, err) ||
+        json_float(rope_src, path, "rope_theta", 10000.0, &c->rope_theta, err) ||
         json_float(root, path, "rms_norm_eps", 1e-6, &c->norm_eps, err))
         goto out;
     int default_head_dim = c->n_heads > 0 ? c->dim / c->n_heads : 0;
