@@ -46,6 +46,10 @@ void k_rmsnorm_forward(float *out, const float *x, const float *weight, int n, i
 void k_layernorm_forward(float *out, const float *x, const float *weight, const float *bias, int n,
                          int dim, float eps);
 
+/* The largest head_dim that rope and attention take (they keep per-head
+ * tables on the stack); the model loader rejects larger heads. */
+#define K_MAX_HEAD_DIM 512
+
 enum k_rope_style {
     K_ROPE_NEOX, /* rotate halves: pairs (i, i + d/2); HF transformers' rotate_half */
     K_ROPE_NORM  /* adjacent pairs (2i, 2i + 1); GGUF llama tensors are permuted for it */

@@ -1,0 +1,126 @@
+/* Internals of the CPU kernels, shared between their files and with the tests
+ * that hold every SIMD path against the portable one. The engine includes
+ * kernels.h, never this. */
+#ifndef MEMLLM_KERNELS_CPU_INTERNAL_H
+#define MEMLLM_KERNELS_CPU_INTERNAL_H
+
+#include <stdint.h>
+
+#include "dtype.h"
+#include "kernels.h"
+
+/* The instruction-set levels that have SIMD paths. Each is compiled when the
+ * build targets a CPU that has it (the build uses -march=native). */
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) &&                      \
+    defined(__AVX512VNNI__)
+#define K_HAVE_AVX512 1
+#endif
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define K_HAVE_AVX2 1
+#endif
+
+#if defined(__F16C__) || defined(K_HAVE_AVX2) || defined(K_HAVE_AVX512)
+#include <immintrin.h>
+#endif
+
+/* IEEE half <-> single by bit manipulation: the reference for the F16C
+ * instructions, and the conversion on CPUs without them. */
+float k_f16_to_f32_portable(uint16_t h);
+uint16_t k_f32_to_f16_portable(float f);
+
+/* Inline so that dequantizing loops do not pay a call per block. */
+static inline float k_f16_to_f32(uint16_t h)
+{
+#ifdef __F16C__
+    return _cvtsh_ss(h);
+#else
+    return k_f16_to_f32_portable(h);
+#endif
+}
+
+/* Activations quantized to 8 bits for the integer dot products of the
+ * quantized matmuls, one row of `cols` values per token: per block of
+ * MM_QBLOCK values a scale d (f32, so no precision is lost to an f16 scale)
+ * and s = d * sum(qs), which the q4_0, q4_1 and q8_0 products need for their
+ * offset terms. The layout is plain (qs contiguous, scales apart) so that a
+ * SIMD loop loads 64 values of two blocks at once. */
+struct k_qact {
+    int64_t cols;
+    int n;      /* tokens */
+    int8_t *qs; /* [n, cols] */
+    float *d;   /* [n, cols / MM_QBLOCK] */
+    float *s;   /* [n, cols / MM_QBLOCK] */
+};
+
+/* Quantizes one row: d = amax / 127, q = round-to-nearest-even(x / d), the
+ * rounding the SIMD conversion instructions do. */
+void k_quantize_act_row(const float *x, int64_t cols, int8_t *qs, float *d, float *s);
+
+/* res[j] = dot(weight row w, token t0 + j of a) for j < nt, nt <= K_QDOT_MAX_TOKENS:
+ * one weight row against up to four tokens, so that a weight block is loaded
+ * and unpacked once for all of them. */
+#define K_QDOT_MAX_TOKENS 4
+typedef void (*k_qdot_fn)(const void *w, const struct k_qact *a, int t0, int nt, float *res);
+
+/* One instruction-set level's dot products, indexed by weight dtype. */
+struct k_qdot_impl {
+    const char *name;
+    k_qdot_fn q8_0, q4_0, q4_1;
+};
+
+/* res[j] = dot(weight row w, x[j * cols ...]) for j < nt <= K_QDOT_MAX_TOKENS,
+ * for f32 / f16 / bf16 weight rows of any length. */
+typedef void (*k_fdot_fn)(enum mm_dtype type, const void *w, const float *x, int64_t cols, int nt,
+                          float *res);
+
+struct k_fdot_impl {
+    const char *name;
+    k_fdot_fn dot;
+};
+
+extern const struct k_qdot_impl k_qdot_scalar;
+extern const struct k_fdot_impl k_fdot_scalar;
+#ifdef K_HAVE_AVX2
+extern const struct k_qdot_impl k_qdot_avx2;
+extern const struct k_fdot_impl k_fdot_avx2;
+#endif
+#ifdef K_HAVE_AVX512
+extern const struct k_qdot_impl k_qdot_avx512;
+extern const struct k_fdot_impl k_fdot_avx512;
+#endif
+
+/* The levels this build can run, best first; the last is the portable C one. */
+extern const struct k_qdot_impl *const k_qdot_impls[];
+extern const int k_qdot_impl_count;
+extern const struct k_fdot_impl *const k_fdot_impls[];
+extern const int k_fdot_impl_count;
+
+/* The paths of k_matmul_forward (accumulate = 0: out = x W^T) and
+ * k_matmul_accumulate (accumulate = 1: out += alpha x W^T), exposed so that
+ * the tests run each one, whichever the dispatcher would pick.
+ * Those that need a workspace return -1 when they cannot allocate it; the
+ * dispatcher then falls back to one that needs none. */
+
+/* Integer dot products against activations quantized once per call (q8_0,
+ * q4_0, q4_1 weights). */
+int k_matmul_qdots(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
+                   int accumulate, const struct k_qdot_impl *impl);
+/* f32 dot products converting f32 / f16 / bf16 weights on the fly. */
+void k_matmul_fdots(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
+                    int accumulate, const struct k_fdot_impl *impl);
+/* Tiles of weight rows dequantized to f32, multiplied by cblas_sgemm. */
+int k_matmul_gemm(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
+                  int accumulate);
+/* One block at a time through a stack buffer: slow, needs no memory. */
+void k_matmul_unbuffered(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
+                         int accumulate);
+
+/* Enough multiply-adds to be worth waking the OpenMP threads for. */
+#define K_PARALLEL_MIN_WORK (1 << 15)
+
+static inline void k_store(float *o, float v, float alpha, int accumulate)
+{
+    *o = accumulate ? *o + alpha * v : alpha * v;
+}
+
+#endif

@@ -1,0 +1,128 @@
+/* Matrix multiplication out = x W^T for weights in any mm_dtype: the
+ * dispatch between the paths, and the float-weight paths.
+ *
+ * Decode (few tokens) is bound by reading the weights once, so it runs dot
+ * products over the weights at their stored width (fdot, qdot). Prefill
+ * (many tokens) is bound by arithmetic, so it turns weight tiles into f32
+ * and lets OpenBLAS's sgemm do the work, where that is faster (see
+ * gemm_is_faster). */
+#include <cblas.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+/* Token counts from which sgemm on dequantized tiles beats the integer dot
+ * products (measured with bench_matmul on SmolLM2-135M shapes; the float
+ * dot path only wins at 1-token decode, sgemm's packing overhead being
+ * small as soon as a few tokens share each weight tile). */
+#define K_GEMM_MIN_TOKENS_FLOAT 2
+#define K_GEMM_MIN_TOKENS_QUANT 16
+
+/* Bytes of the f32 weight tile each sgemm call gets: large enough for sgemm
+ * to run at full speed, small enough to stay in the last-level cache. */
+#define K_GEMM_TILE_BYTES (8u << 20)
+
+static int gemm_is_faster(enum mm_dtype t, int n)
+{
+    if (t == MM_F32 || t == MM_F16 || t == MM_BF16) return n >= K_GEMM_MIN_TOKENS_FLOAT;
+    return n >= K_GEMM_MIN_TOKENS_QUANT;
+}
+
+static int is_quantized(enum mm_dtype t)
+{
+    return t == MM_Q8_0 || t == MM_Q4_0 || t == MM_Q4_1;
+}
+
+static void matmul(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
+                   int accumulate)
+{
+    if (gemm_is_faster(w->dtype, n) && k_matmul_gemm(out, x, w, n, alpha, accumulate) == 0) return;
+    if (!is_quantized(w->dtype)) {
+        k_matmul_fdots(out, x, w, n, alpha, accumulate, k_fdot_impls[0]);
+        return;
+    }
+    if (k_matmul_qdots(out, x, w, n, alpha, accumulate, k_qdot_impls[0]) == 0) return;
+    k_matmul_unbuffered(out, x, w, n, alpha, accumulate);
+}
+
+void k_matmul_forward(float *out, const float *x, const struct k_matrix *w, int n)
+{
+    matmul(out, x, w, n, 1.0f, 0);
+}
+
+void k_matmul_accumulate(float *out, const float *x, const struct k_matrix *w, int n, float scale)
+{
+    matmul(out, x, w, n, scale, 1);
+}
+
+void k_matmul_fdots(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
+                    int accumulate, const struct k_fdot_impl *impl)
+{
+    int64_t rows = w->rows, cols = w->cols;
+    const char *data = w->data;
+#pragma omp parallel for schedule(static) if (rows * cols * n >= K_PARALLEL_MIN_WORK)
+    for (int64_t r = 0; r < rows; r++) {
+        for (int t0 = 0; t0 < n; t0 += K_QDOT_MAX_TOKENS) {
+            int nt = n - t0 < K_QDOT_MAX_TOKENS ? n - t0 : K_QDOT_MAX_TOKENS;
+            float res[K_QDOT_MAX_TOKENS];
+            impl->dot(w->dtype, data + r * (int64_t)w->row_bytes, x + t0 * cols, cols, nt, res);
+            for (int j = 0; j < nt; j++)
+                k_store(out + (t0 + j) * rows + r, res[j], alpha, accumulate);
+        }
+    }
+}
+
+int k_matmul_gemm(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
+                  int accumulate)
+{
+    int64_t rows = w->rows, cols = w->cols;
+    float beta = accumulate ? 1.0f : 0.0f;
+    if (w->dtype == MM_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)rows, (int)cols, alpha, x,
+                    (int)cols, w->data, (int)cols, beta, out, (int)rows);
+        return 0;
+    }
+    int64_t tile = (int64_t)(K_GEMM_TILE_BYTES / sizeof(float)) / cols;
+    tile = tile < 16 ? 16 : tile - tile % 16;
+    if (tile > rows) tile = rows;
+    float *buf = malloc((size_t)(tile * cols) * sizeof(float));
+    if (!buf) return -1;
+    const char *data = w->data;
+    for (int64_t r0 = 0; r0 < rows; r0 += tile) {
+        int64_t m = rows - r0 < tile ? rows - r0 : tile;
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < m; r++)
+            mm_dequantize_row(w->dtype, data + (r0 + r) * (int64_t)w->row_bytes, buf + r * cols,
+                              cols);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)m, (int)cols, alpha, x,
+                    (int)cols, buf, (int)cols, beta, out + r0, (int)rows);
+    }
+    free(buf);
+    return 0;
+}
+
+void k_matmul_unbuffered(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
+                         int accumulate)
+{
+    int64_t rows = w->rows, cols = w->cols;
+    const char *data = w->data;
+    size_t block_bytes = mm_dtype_block_bytes(w->dtype);
+    int block_elems = mm_dtype_block_elems(w->dtype);
+#pragma omp parallel for schedule(static) if (rows * cols * n >= K_PARALLEL_MIN_WORK)
+    for (int64_t r = 0; r < rows; r++) {
+        const char *row = data + r * (int64_t)w->row_bytes;
+        for (int t = 0; t < n; t++) {
+            const float *xt = x + t * cols;
+            float sum = 0.0f;
+            for (int64_t c0 = 0; c0 < cols; c0 += MM_QBLOCK) {
+                float wv[MM_QBLOCK];
+                int64_t len = cols - c0 < MM_QBLOCK ? cols - c0 : MM_QBLOCK;
+                mm_dequantize_row(w->dtype, row + (size_t)(c0 / block_elems) * block_bytes, wv,
+                                  len);
+                for (int64_t i = 0; i < len; i++)
+                    sum += wv[i] * xt[c0 + i];
+            }
+            k_store(out + t * rows + r, sum, alpha, accumulate);
+        }
+    }
+}

@@ -1,0 +1,70 @@
+/* Portable dot products of quantized weight rows with quantized activations:
+ * the reference the SIMD versions are tested against, and the code path on
+ * CPUs without them. Written the plain way (signed weights, one block at a
+ * time), not with the SIMD versions' offset tricks, so the two are
+ * independent. */
+#include "internal.h"
+
+static void qdot_q8_0(const void *w, const struct k_qact *a, int t0, int nt, float *res)
+{
+    const struct block_q8_0 *wb = w;
+    int64_t nb = a->cols / MM_QBLOCK;
+    for (int j = 0; j < nt; j++) {
+        const int8_t *q = a->qs + (int64_t)(t0 + j) * a->cols;
+        const float *d = a->d + (int64_t)(t0 + j) * nb;
+        float sum = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            int isum = 0;
+            for (int i = 0; i < MM_QBLOCK; i++)
+                isum += wb[b].qs[i] * q[b * MM_QBLOCK + i];
+            sum += k_f16_to_f32(wb[b].d) * d[b] * (float)isum;
+        }
+        res[j] = sum;
+    }
+}
+
+static void qdot_q4_0(const void *w, const struct k_qact *a, int t0, int nt, float *res)
+{
+    const struct block_q4_0 *wb = w;
+    int64_t nb = a->cols / MM_QBLOCK;
+    for (int j = 0; j < nt; j++) {
+        const int8_t *q = a->qs + (int64_t)(t0 + j) * a->cols;
+        const float *d = a->d + (int64_t)(t0 + j) * nb;
+        float sum = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            const int8_t *qb = q + b * MM_QBLOCK;
+            int isum = 0;
+            for (int i = 0; i < MM_QBLOCK / 2; i++) {
+                isum += ((wb[b].qs[i] & 0x0f) - 8) * qb[i];
+                isum += ((wb[b].qs[i] >> 4) - 8) * qb[i + MM_QBLOCK / 2];
+            }
+            sum += k_f16_to_f32(wb[b].d) * d[b] * (float)isum;
+        }
+        res[j] = sum;
+    }
+}
+
+static void qdot_q4_1(const void *w, const struct k_qact *a, int t0, int nt, float *res)
+{
+    const struct block_q4_1 *wb = w;
+    int64_t nb = a->cols / MM_QBLOCK;
+    for (int j = 0; j < nt; j++) {
+        const int8_t *q = a->qs + (int64_t)(t0 + j) * a->cols;
+        const float *d = a->d + (int64_t)(t0 + j) * nb;
+        const float *s = a->s + (int64_t)(t0 + j) * nb;
+        float sum = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            const int8_t *qb = q + b * MM_QBLOCK;
+            int isum = 0;
+            for (int i = 0; i < MM_QBLOCK / 2; i++) {
+                isum += (wb[b].qs[i] & 0x0f) * qb[i];
+                isum += (wb[b].qs[i] >> 4) * qb[i + MM_QBLOCK / 2];
+            }
+            /* sum_i (d_w n_i + m)(d_a q_i) = d_w d_a sum(n q) + m s */
+            sum += k_f16_to_f32(wb[b].d) * d[b] * (float)isum + k_f16_to_f32(wb[b].m) * s[b];
+        }
+        res[j] = sum;
+    }
+}
+
+const struct k_qdot_impl k_qdot_scalar = {"scalar", qdot_q8_0, qdot_q4_0, qdot_q4_1};
