@@ -1,0 +1,8 @@
+# Kernel tests: every op against PyTorch / gguf reference dumps
+# (tools/make_op_fixtures.py -> tests/fixtures/ops), and the SIMD paths
+# against the portable ones.
+foreach(t dtype matmul)
+  memllm_test(test_kernels_${t}
+    SOURCES test_kernels_${t}.c test_kernels_fixture.c
+    LIBS mm_kernels PkgConfig::JANSSON m)
+endforeach()
