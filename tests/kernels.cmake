@@ -1,7 +1,7 @@
 # Kernel tests: every op against PyTorch / gguf reference dumps
 # (tools/make_op_fixtures.py -> tests/fixtures/ops), and the SIMD paths
 # against the portable ones.
-foreach(t dtype matmul)
+foreach(t dtype matmul ops attention)
   memllm_test(test_kernels_${t}
     SOURCES test_kernels_${t}.c test_kernels_fixture.c
     LIBS mm_kernels PkgConfig::JANSSON m)
