@@ -1,0 +1,297 @@
+/* Opening and closing a shard, its meta record (Hello), loading the vector
+ * indexes, and the RocksDB helpers the handlers share. */
+#include "shard_internal.h"
+#include "text.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char *const cf_names[CF_COUNT] = {
+    "default", "entities", "names", "relations", "triples", "provenance",
+};
+
+int shard_fail(struct shard_status *st, Memllm__Status code, const char *fmt, ...)
+{
+    st->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->err.msg, sizeof(st->err.msg), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int rocks_failed(char *rerr, struct shard_status *st, const char *what)
+{
+    if (!rerr) return 0;
+    shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: %s", what, rerr);
+    rocksdb_free(rerr);
+    return -1;
+}
+
+static int open_db(struct mm_shard *sh, struct shard_status *st)
+{
+    const rocksdb_options_t *cf_opts[CF_COUNT];
+    for (int i = 0; i < CF_COUNT; i++)
+        cf_opts[i] = sh->options;
+    char *rerr = NULL;
+    sh->db = rocksdb_open_column_families(sh->options, sh->dir, CF_COUNT, cf_names, cf_opts, sh->cf,
+                                          &rerr);
+    if (rerr) {
+        sh->db = NULL;
+        return rocks_failed(rerr, st, sh->dir);
+    }
+    return 0;
+}
+
+void shard_close_db(struct mm_shard *sh)
+{
+    if (!sh->db) return;
+    for (int i = 0; i < CF_COUNT; i++) {
+        rocksdb_column_family_handle_destroy(sh->cf[i]);
+        sh->cf[i] = NULL;
+    }
+    rocksdb_close(sh->db);
+    sh->db = NULL;
+}
+
+static void forget_meta(struct mm_shard *sh)
+{
+    free(sh->embedder);
+    sh->embedder = NULL;
+    sh->configured = 0;
+    mm_vindex_free(&sh->names);
+    mm_vindex_free(&sh->relations);
+}
+
+/* Reads the meta record, if any, and loads the indexes it makes usable. */
+static int load_meta(struct mm_shard *sh, struct shard_status *st)
+{
+    ProtobufCMessage *msg;
+    int found = shard_get_message(sh, NULL, CF_DEFAULT, "meta", 4, &memllm__store__meta__descriptor,
+                                  &msg, st);
+    if (found <= 0) return found;
+    Memllm__Store__Meta *m = (Memllm__Store__Meta *)msg;
+    if (m->format != SHARD_FORMAT || m->dim == 0 || m->shard_count == 0 ||
+        m->shard_index >= m->shard_count) {
+        shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE,
+                   "%s: meta record has format %u, dim %u, shard %u of %u (expected format %d)",
+                   sh->dir, m->format, m->dim, m->shard_index, m->shard_count, SHARD_FORMAT);
+        protobuf_c_message_free_unpacked(msg, NULL);
+        return -1;
+    }
+    sh->index = m->shard_index;
+    sh->count = m->shard_count;
+    sh->dim = (int)m->dim;
+    sh->embedder = strdup(m->embedder);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    if (!sh->embedder) return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
+    mm_vindex_init(&sh->names, sh->dim);
+    mm_vindex_init(&sh->relations, sh->dim);
+    sh->configured = 1;
+    if (shard_load_indexes(sh, st) != 0) {
+        forget_meta(sh);
+        return -1;
+    }
+    return 1;
+}
+
+int shard_reload(struct mm_shard *sh, struct shard_status *st)
+{
+    forget_meta(sh);
+    if (!sh->db && open_db(sh, st) != 0) return -1;
+    return load_meta(sh, st) < 0 ? -1 : 0;
+}
+
+struct mm_shard *mm_shard_open(const char *dir, const struct mm_shard_options *opt,
+                               struct mm_err *err)
+{
+    struct mm_shard *sh = calloc(1, sizeof(*sh));
+    if (!sh || !(sh->dir = strdup(dir))) {
+        free(sh);
+        mm_err_set(err, "%s: out of memory", dir);
+        return NULL;
+    }
+    if (opt) sh->opt = *opt;
+    sh->options = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(sh->options, 1);
+    rocksdb_options_set_create_missing_column_families(sh->options, 1);
+    /* Keep RocksDB's info log small: a shard directory is user data. */
+    rocksdb_options_set_max_log_file_size(sh->options, 1 << 20);
+    rocksdb_options_set_keep_log_file_num(sh->options, 2);
+    sh->wopt = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(sh->wopt, (unsigned char)(sh->opt.sync ? 1 : 0));
+    rocksdb_writeoptions_disable_WAL(sh->wopt, 0);
+    sh->ropt = rocksdb_readoptions_create();
+
+    struct shard_status st = {0};
+    if (shard_reload(sh, &st) != 0) {
+        *err = st.err;
+        mm_shard_close(sh);
+        return NULL;
+    }
+    return sh;
+}
+
+void mm_shard_close(struct mm_shard *sh)
+{
+    if (!sh) return;
+    shard_close_db(sh);
+    forget_meta(sh);
+    rocksdb_writeoptions_destroy(sh->wopt);
+    rocksdb_readoptions_destroy(sh->ropt);
+    rocksdb_options_destroy(sh->options);
+    free(sh->dir);
+    free(sh);
+}
+
+int shard_hello(struct mm_shard *sh, const Memllm__Hello *h, Memllm__HelloResult *res,
+                struct shard_status *st)
+{
+    if (h->shard_count == 0 || h->shard_index >= h->shard_count)
+        return shard_fail(st, MEMLLM__STATUS__STATUS_INVALID_ARGUMENT,
+                          "hello: shard %u of %u is not a place in a memory", h->shard_index,
+                          h->shard_count);
+    if (h->dim == 0 || h->dim > 65536)
+        return shard_fail(st, MEMLLM__STATUS__STATUS_INVALID_ARGUMENT,
+                          "hello: embedding dimension %u out of range 1..65536", h->dim);
+    if (shard_check_text("hello: embedder name", h->embedder, st) != 0) return -1;
+    if (sh->configured) {
+        if (h->shard_index != sh->index || h->shard_count != sh->count)
+            return shard_fail(st, MEMLLM__STATUS__STATUS_MISMATCH,
+                              "%s: this is shard %u of %u; the client expects shard %u of %u",
+                              sh->dir, sh->index, sh->count, h->shard_index, h->shard_count);
+        if (strcmp(h->embedder, sh->embedder) != 0 || (int)h->dim != sh->dim)
+            return shard_fail(st, MEMLLM__STATUS__STATUS_MISMATCH,
+                              "%s: memory was built with embedder %s (dim %d); the client uses "
+                              "%s (dim %u)",
+                              sh->dir, sh->embedder, sh->dim, h->embedder, h->dim);
+        res->created = 0;
+        return 0;
+    }
+    Memllm__Store__Meta m = MEMLLM__STORE__META__INIT;
+    m.format = SHARD_FORMAT;
+    m.shard_index = h->shard_index;
+    m.shard_count = h->shard_count;
+    m.embedder = h->embedder;
+    m.dim = h->dim;
+    rocksdb_writebatch_wi_t *b = rocksdb_writebatch_wi_create(0, 1);
+    int rc = shard_put_message(b, sh, CF_DEFAULT, "meta", 4, &m.base, st);
+    char *rerr = NULL;
+    if (rc == 0) rocksdb_write_writebatch_wi(sh->db, sh->wopt, b, &rerr);
+    rocksdb_writebatch_wi_destroy(b);
+    if (rc != 0 || rocks_failed(rerr, st, sh->dir)) return -1;
+    if (load_meta(sh, st) < 0) return -1;
+    res->created = 1;
+    return 0;
+}
+
+int shard_get(struct mm_shard *sh, rocksdb_writebatch_wi_t *batch, int cf, const void *key,
+              size_t klen, char **val, size_t *vlen, struct shard_status *st)
+{
+    char *rerr = NULL;
+    if (batch)
+        *val = rocksdb_writebatch_wi_get_from_batch_and_db_cf(batch, sh->db, sh->ropt, sh->cf[cf],
+                                                              key, klen, vlen, &rerr);
+    else
+        *val = rocksdb_get_cf(sh->db, sh->ropt, sh->cf[cf], key, klen, vlen, &rerr);
+    if (rocks_failed(rerr, st, sh->dir)) return -1;
+    return *val != NULL;
+}
+
+int shard_get_message(struct mm_shard *sh, rocksdb_writebatch_wi_t *batch, int cf, const void *key,
+                      size_t klen, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg,
+                      struct shard_status *st)
+{
+    char *val;
+    size_t vlen;
+    int found = shard_get(sh, batch, cf, key, klen, &val, &vlen, st);
+    if (found <= 0) return found;
+    *msg = protobuf_c_message_unpack(desc, NULL, vlen, (const uint8_t *)val);
+    rocksdb_free(val);
+    if (!*msg)
+        return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE,
+                          "%s: damaged %s record in column family %s", sh->dir, desc->short_name,
+                          cf_names[cf]);
+    return 1;
+}
+
+int shard_put_message(rocksdb_writebatch_wi_t *batch, struct mm_shard *sh, int cf, const void *key,
+                      size_t klen, const ProtobufCMessage *msg, struct shard_status *st)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
+    protobuf_c_message_pack(msg, buf);
+    rocksdb_writebatch_wi_put_cf(batch, sh->cf[cf], key, klen, (const char *)buf, n);
+    free(buf);
+    return 0;
+}
+
+size_t shard_name_key(unsigned char *buf, const char *normalised, uint64_t id)
+{
+    size_t len = strlen(normalised);
+    memcpy(buf, normalised, len);
+    buf[len] = 0;
+    put_be64(buf + len + 1, id);
+    return len + 9;
+}
+
+/* Adds every row of one family (names or relations) to its index. */
+static int load_family(struct mm_shard *sh, int cf, struct mm_vector_index *ix,
+                       struct shard_status *st)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(sh->db, sh->ropt, sh->cf[cf]);
+    int rc = 0;
+    for (rocksdb_iter_seek_to_first(it); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const unsigned char *key = (const unsigned char *)rocksdb_iter_key(it, &klen);
+        const uint8_t *val = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+        const ProtobufCMessageDescriptor *desc = cf == CF_NAMES
+                                                     ? &memllm__store__name__descriptor
+                                                     : &memllm__store__relation__descriptor;
+        ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, vlen, val);
+        uint64_t owner = 0;
+        const char *text = "";
+        size_t nvec = 0;
+        const float *vec = NULL;
+        if (msg && cf == CF_NAMES) {
+            const Memllm__Store__Name *n = (const Memllm__Store__Name *)msg;
+            owner = n->entity_id;
+            text = n->text;
+            nvec = n->n_vec;
+            vec = n->vec;
+        } else if (msg && klen == 8) {
+            const Memllm__Store__Relation *r = (const Memllm__Store__Relation *)msg;
+            owner = get_be64(key);
+            text = r->text;
+            nvec = r->n_vec;
+            vec = r->vec;
+        }
+        if (!msg || nvec != (size_t)sh->dim) {
+            rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE,
+                            "%s: damaged row in column family %s", sh->dir, cf_names[cf]);
+        } else {
+            char *norm = mm_text_normalise(text);
+            if (!norm || mm_vindex_add(ix, owner, norm, vec, &st->err) != 0) {
+                rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: out of memory loading %s",
+                                sh->dir, cf_names[cf]);
+            }
+            free(norm);
+        }
+        if (msg) protobuf_c_message_free_unpacked(msg, NULL);
+    }
+    if (rc == 0) {
+        char *rerr = NULL;
+        rocksdb_iter_get_error(it, &rerr);
+        rc = rocks_failed(rerr, st, sh->dir);
+    }
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+int shard_load_indexes(struct mm_shard *sh, struct shard_status *st)
+{
+    if (load_family(sh, CF_NAMES, &sh->names, st) != 0) return -1;
+    return load_family(sh, CF_RELATIONS, &sh->relations, st);
+}
