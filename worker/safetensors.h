@@ -1,6 +1,8 @@
 /* safetensors reader: the JSON header and tensor directory of a
  * memory-mapped .safetensors file; tensor data is used in place.
- * Every offset and shape is checked against the file before use. */
+ * Every offset and shape is checked against the file before use, and a
+ * failure names the file and the field. Only F32, F16 and BF16 tensors are
+ * accepted; a file holding any other dtype is rejected. */
 #ifndef MEMLLM_WORKER_SAFETENSORS_H
 #define MEMLLM_WORKER_SAFETENSORS_H
 
@@ -14,19 +16,20 @@
 #define ST_MAX_DIMS 4
 
 struct st_tensor {
-    char *name;            /* owned */
-    enum mm_dtype dtype;   /* F32, F16 or BF16 */
+    char *name;          /* owned */
+    enum mm_dtype dtype; /* F32, F16 or BF16 */
     int n_dims;
     int64_t shape[ST_MAX_DIMS]; /* PyTorch order: shape[n_dims-1] is contiguous */
-    const uint8_t *data;   /* inside the mapping */
+    const uint8_t *data;        /* inside the mapping */
     size_t nbytes;
 };
 
 struct st_file {
     struct mapped_file map;
-    char *path;            /* owned */
+    int owns_map; /* st_open mapped it; st_close unmaps */
+    char *path;   /* owned */
     size_t n_tensors;
-    struct st_tensor *tensors;
+    struct st_tensor *tensors; /* sorted by name */
 };
 
 struct st_file *st_open(const char *path, struct mm_err *err);
@@ -44,10 +47,13 @@ struct st_set {
     struct st_file **files;
 };
 
-/* Opens dir/<base>.safetensors, or every shard named by
- * dir/<base>.safetensors.index.json. base is e.g. "model". */
+/* Opens dir/<base>.safetensors, or, when that does not exist, every shard
+ * named by the "weight_map" of dir/<base>.safetensors.index.json (each shard
+ * once; every tensor the index names must be in its shard). base is e.g.
+ * "model". On failure the set is left empty. */
 int st_set_open(struct st_set *set, const char *dir, const char *base, struct mm_err *err);
 void st_set_close(struct st_set *set);
+/* Looks the name up in every file of the set; NULL when absent. */
 const struct st_tensor *st_set_find(const struct st_set *set, const char *name);
 
 #endif

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every libFuzzer target found in a fuzz build for a short budget each,
+# on a scratch copy of its seed corpus (tests/fuzz/corpus/<name>/), and fails
+# if any target crashes, leaks, hangs or runs out of memory.
+#
+#   tests/run-fuzz.sh BUILD_DIR [SECONDS_PER_TARGET]     (default 30)
+#
+# It builds nothing; make the build first, e.g.
+#   CC=clang cmake -S . -B build-fuzz -DMEMLLM_FUZZ=ON && cmake --build build-fuzz
+# A crashing input is kept in BUILD_DIR/fuzz-crashes/.
+set -euo pipefail
+
+build=${1:?usage: $0 BUILD_DIR [SECONDS_PER_TARGET]}
+secs=${2:-30}
+here=$(cd "$(dirname "$0")" && pwd)
+
+mapfile -t targets < <(find "$build" -type f -name 'fuzz_*' ! -name '*.*' -perm -u+x | sort)
+if [ ${#targets[@]} -eq 0 ]; then
+    echo "run-fuzz: no fuzz_* executables under $build" >&2
+    exit 1
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+crashes="$build/fuzz-crashes"
+mkdir -p "$crashes"
+
+failed=0
+for bin in "${targets[@]}"; do
+    target=$(basename "$bin")
+    name=${target#fuzz_}
+    corpus="$work/$name"
+    mkdir -p "$corpus"
+    if [ -d "$here/fuzz/corpus/$name" ]; then
+        cp -r "$here/fuzz/corpus/$name/." "$corpus/"
+    fi
+    log="$work/$name.log"
+    # -timeout: one input taking seconds is a bug (inputs are small).
+    if "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="$crashes/$target-" "$corpus" >"$log" 2>&1; then
+        runs=$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$log" | tail -n 1 || true)
+        echo "$target: ok (${runs:-no summary}; corpus $(ls "$corpus" | wc -l) inputs)"
+    else
+        echo "$target: FAILED; last lines of its log:"
+        tail -n 40 "$log"
+        failed=1
+    fi
+done
+exit $failed
