@@ -163,8 +163,16 @@ static void check_headers(void)
                "tensor 'a': \"dtype\" is missing", NULL);
     JSON_FAILS("{\"w\": {\"dtype\": \"F64\", \"shape\": [1], \"data_offsets\": [0, 8]}}", 8,
                "tensor 'w': unsupported dtype 'F64'", NULL);
-    JSON_FAILS("{\"w\": {\"dtype\": \"I8\", \"shape\": [1], \"data_offsets\": [0, 1]}}", 1,
-               "tensor 'w': unsupported dtype 'I8'", NULL);
+    JSON_FAILS("{\"w\": {\"dtype\": \"F8_E4M3\", \"shape\": [1], \"data_offsets\": [0, 1]}}", 1,
+               "tensor 'w': unsupported dtype 'F8_E4M3'", NULL);
+    JSON_FAILS("{\"w\": {\"dtype\": \"\", \"shape\": [1], \"data_offsets\": [0, 1]}}", 1,
+               "tensor 'w': unsupported dtype ''", NULL);
+    /* Integer buffers are left out, but only after the same checks. */
+    JSON_FAILS("{\"ids\": {\"dtype\": \"I64\", \"shape\": [2], \"data_offsets\": [0, 8]}}", 8,
+               "tensor 'ids': data_offsets [0, 8] hold 8 bytes but the shape and dtype need 16",
+               NULL);
+    JSON_FAILS("{\"ids\": {\"dtype\": \"I32\", \"shape\": [4], \"data_offsets\": [0, 16]}}", 8,
+               "tensor 'ids': data [offset", "extends past end of file");
     JSON_FAILS("{\"w\": {\"dtype\": \"F32\", \"data_offsets\": [0, 4]}}", 4,
                "tensor 'w': \"shape\" is missing", NULL);
     JSON_FAILS(

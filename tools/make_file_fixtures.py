@@ -214,9 +214,10 @@ def make_safetensors_files(expected):
     expected["st_sharded"] = {"base": "model", "shards": shards,
                               "tensors": st_expectation(sharded)}
 
-    bad = {"ok": random_tensor((2,), torch.float32),
-           "position_ids": torch.arange(4, dtype=torch.int64)}
-    save_file(bad, str(OUT / "int64.safetensors"))
+    # An integer buffer beside a weight, as in BERT checkpoints (all-MiniLM).
+    with_buffer = {"ok": random_tensor((2,), torch.float32),
+                   "position_ids": torch.arange(4, dtype=torch.int64)}
+    save_file(with_buffer, str(OUT / "int64.safetensors"))
 
 
 def vocab_summary(path: Path):

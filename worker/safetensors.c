@@ -19,21 +19,29 @@
 #define ST_MAX_HEADER_BYTES (100u * 1000u * 1000u)
 #define NAME_SHOWN 200
 
-static int parse_dtype(const char *s, enum mm_dtype *out, size_t *elem_bytes)
+/* The dtypes a header may name. Float tensors memllm computes with are
+ * kept; integer ones are buffers such as BERT's "position_ids" (an arange
+ * that models recompute), checked and then left out. Any other dtype (F64,
+ * FP8, ...) would be a weight memllm cannot use, so the file is rejected. */
+struct st_dtype {
+    const char *name;
+    size_t bytes;
+    bool kept;
+    enum mm_dtype dtype; /* when kept */
+};
+
+static const struct st_dtype st_dtypes[] = {
+    {"F32", 4, true, MM_F32},   {"F16", 2, true, MM_F16},  {"BF16", 2, true, MM_BF16},
+    {"BOOL", 1, false, MM_F32}, {"U8", 1, false, MM_F32},  {"I8", 1, false, MM_F32},
+    {"U16", 2, false, MM_F32},  {"I16", 2, false, MM_F32}, {"U32", 4, false, MM_F32},
+    {"I32", 4, false, MM_F32},  {"U64", 8, false, MM_F32}, {"I64", 8, false, MM_F32},
+};
+
+static const struct st_dtype *find_dtype(const char *name)
 {
-    if (strcmp(s, "F32") == 0) {
-        *out = MM_F32;
-        *elem_bytes = 4;
-    } else if (strcmp(s, "F16") == 0) {
-        *out = MM_F16;
-        *elem_bytes = 2;
-    } else if (strcmp(s, "BF16") == 0) {
-        *out = MM_BF16;
-        *elem_bytes = 2;
-    } else {
-        return -1;
-    }
-    return 0;
+    for (size_t i = 0; i < sizeof(st_dtypes) / sizeof(st_dtypes[0]); i++)
+        if (strcmp(st_dtypes[i].name, name) == 0) return &st_dtypes[i];
+    return NULL;
 }
 
 static bool is_count(const json_t *v)
@@ -42,7 +50,8 @@ static bool is_count(const json_t *v)
 }
 
 /* Fills t from one header entry; data_start is the offset of the data
- * section in the file. */
+ * section in the file. Returns 0 for a tensor to keep, 1 for a checked
+ * integer buffer to leave out, -1 on error. */
 static int parse_entry(struct st_tensor *t, const json_t *entry, const uint8_t *file,
                        size_t data_start, size_t file_size, struct mm_err *err)
 {
@@ -57,12 +66,13 @@ static int parse_entry(struct st_tensor *t, const json_t *entry, const uint8_t *
         mm_err_set(err, "\"dtype\" is missing or not a string");
         return -1;
     }
-    size_t elem_bytes;
-    if (parse_dtype(json_string_value(dtype), &t->dtype, &elem_bytes)) {
+    const struct st_dtype *dt = find_dtype(json_string_value(dtype));
+    if (!dt) {
         mm_err_set(err, "unsupported dtype '%.*s' (F32, F16 or BF16 supported)", NAME_SHOWN,
                    json_string_value(dtype));
         return -1;
     }
+    t->dtype = dt->dtype;
 
     if (!json_is_array(shape)) {
         mm_err_set(err, "\"shape\" is missing or not an array");
@@ -74,7 +84,7 @@ static int parse_entry(struct st_tensor *t, const json_t *entry, const uint8_t *
         return -1;
     }
     t->n_dims = (int)json_array_size(shape);
-    uint64_t nbytes = elem_bytes;
+    uint64_t nbytes = dt->bytes;
     bool overflow = false;
     for (int d = 0; d < t->n_dims; d++) {
         const json_t *dim = json_array_get(shape, (size_t)d);
@@ -118,7 +128,7 @@ static int parse_entry(struct st_tensor *t, const json_t *entry, const uint8_t *
     }
     t->data = file + data_start + begin;
     t->nbytes = (size_t)nbytes;
-    return 0;
+    return dt->kept ? 0 : 1;
 }
 
 static int compare_tensors(const void *a, const void *b)
@@ -140,17 +150,22 @@ static int parse_tensors(struct st_file *f, const json_t *root, size_t data_star
     json_object_foreach((json_t *)root, name, entry)
     {
         if (strcmp(name, "__metadata__") == 0) continue;
-        struct st_tensor *t = &f->tensors[f->n_tensors];
-        t->name = strdup(name);
-        if (!t->name) {
-            mm_err_set(err, "out of memory");
-            return -1;
-        }
-        f->n_tensors++;
-        if (parse_entry(t, entry, f->map.data, data_start, f->map.size, err)) {
+        struct st_tensor t = {0};
+        int kind = parse_entry(&t, entry, f->map.data, data_start, f->map.size, err);
+        if (kind < 0) {
             mm_err_prefix(err, "tensor '%.*s'", NAME_SHOWN, name);
             return -1;
         }
+        if (kind == 1) {
+            f->n_skipped++;
+            continue;
+        }
+        t.name = strdup(name);
+        if (!t.name) {
+            mm_err_set(err, "out of memory");
+            return -1;
+        }
+        f->tensors[f->n_tensors++] = t;
     }
     qsort(f->tensors, f->n_tensors, sizeof(*f->tensors), compare_tensors);
     return 0;

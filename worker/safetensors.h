@@ -1,8 +1,11 @@
 /* safetensors reader: the JSON header and tensor directory of a
  * memory-mapped .safetensors file; tensor data is used in place.
  * Every offset and shape is checked against the file before use, and a
- * failure names the file and the field. Only F32, F16 and BF16 tensors are
- * accepted; a file holding any other dtype is rejected. */
+ * failure names the file and the field. F32, F16 and BF16 tensors are
+ * kept. Integer tensors (BOOL, U8..I64: buffers such as BERT's position_ids)
+ * are checked like the others but left out of the directory, counted in
+ * n_skipped. Any other dtype (F64, FP8, ...) rejects the file, naming the
+ * tensor. */
 #ifndef MEMLLM_WORKER_SAFETENSORS_H
 #define MEMLLM_WORKER_SAFETENSORS_H
 
@@ -30,6 +33,7 @@ struct st_file {
     char *path;   /* owned */
     size_t n_tensors;
     struct st_tensor *tensors; /* sorted by name */
+    size_t n_skipped;          /* integer tensors left out */
 };
 
 struct st_file *st_open(const char *path, struct mm_err *err);
