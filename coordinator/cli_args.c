@@ -53,7 +53,7 @@ int cli_float(const char *name, const char *text, double lo, double hi, float *o
 
 int cli_model_opt(int argc, char **argv, int *i, struct cli_model_opts *o)
 {
-    const char *v;
+    const char *v = NULL;
     int r;
     if ((r = cli_opt(argc, argv, i, "--model", &v))) {
         o->engine.model_path = v;

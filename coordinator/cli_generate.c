@@ -59,7 +59,7 @@ static int parse_args(int argc, char **argv, struct gen_opts *o)
     o->add_bos = -1;
     sampler_params_default(&o->sampling);
     for (int i = 1; i < argc; i++) {
-        const char *v;
+        const char *v = NULL;
         int r;
         if ((r = cli_model_opt(argc, argv, &i, &o->model))) {
             if (r < 0) return -1;

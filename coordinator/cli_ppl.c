@@ -69,7 +69,7 @@ int cli_ppl(int argc, char **argv)
     const char *file = NULL;
     int window = 512;
     for (int i = 1; i < argc; i++) {
-        const char *v;
+        const char *v = NULL;
         int r;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
