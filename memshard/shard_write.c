@@ -322,12 +322,14 @@ static int apply_copy(struct write_ctx *c, const Memllm__TripleCopy *t)
     if (found) {
         rocksdb_free(val);
         c->res->copies_existing++;
+        if (!t->reverse) c->res->forward_existing++;
     } else {
         Memllm__Store__Triple rec = MEMLLM__STORE__TRIPLE__INIT;
         rec.other = t->other;
         if (shard_put_message(c->batch, c->sh, CF_TRIPLES, pkey, TRIPLE_KEY_LEN, &rec.base, c->st))
             return -1;
         c->res->copies_added++;
+        if (!t->reverse) c->res->forward_added++;
     }
     put_be64(pkey + TRIPLE_KEY_LEN, provenance_hash(t->provenance));
     found = shard_get(c->sh, c->batch, CF_PROVENANCE, pkey, PROVENANCE_KEY_LEN, &val, &vlen, c->st);
@@ -523,6 +525,7 @@ int shard_delete(struct mm_shard *sh, const Memllm__DeleteRequest *d, Memllm__De
             rocksdb_free(val);
             rc = delete_copy(sh, batch, &ar, key, st);
             res->deleted++;
+            if (!t->reverse) res->forward_deleted++;
         } else {
             res->missing++;
         }

@@ -1,0 +1,123 @@
+/* MPI transport: shard j is rank first_rank + j of the communicator, running
+ * mm_shard_serve_mpi(). A round posts every request (non-blocking sends)
+ * before it waits for the responses, so the shards work in parallel. */
+#include "memory_client_internal.h"
+#include "shard_server.h"
+
+#include <limits.h>
+#include <stdlib.h>
+
+struct mpi_transport {
+    struct mm_transport base;
+    MPI_Comm comm;
+    int first_rank;
+};
+
+static int mpi_exchange(struct mm_transport *t, uint8_t *const *req, const size_t *req_len,
+                        uint8_t **resp, size_t *resp_len, struct mm_err *err)
+{
+    struct mpi_transport *mt = (struct mpi_transport *)t;
+    uint32_t S = t->shards;
+    MPI_Request *pending = malloc(S * sizeof(*pending));
+    if (!pending) {
+        mm_err_set(err, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    for (uint32_t j = 0; j < S; j++) {
+        pending[j] = MPI_REQUEST_NULL;
+        if (!req[j]) continue;
+        if (req_len[j] > INT_MAX ||
+            MPI_Isend(req[j], (int)req_len[j], MPI_BYTE, mt->first_rank + (int)j,
+                      MM_SHARD_TAG_REQUEST, mt->comm, &pending[j]) != MPI_SUCCESS) {
+            mm_err_set(err, "shard %u: cannot send a %zu-byte request over MPI", j, req_len[j]);
+            rc = -1;
+            break;
+        }
+    }
+    for (uint32_t j = 0; j < S && rc == 0; j++) {
+        if (!req[j]) continue;
+        int rank = mt->first_rank + (int)j;
+        MPI_Status status;
+        int count;
+        if (MPI_Probe(rank, MM_SHARD_TAG_RESPONSE, mt->comm, &status) != MPI_SUCCESS ||
+            MPI_Get_count(&status, MPI_BYTE, &count) != MPI_SUCCESS) {
+            mm_err_set(err, "shard %u (rank %d): no response over MPI", j, rank);
+            rc = -1;
+            break;
+        }
+        resp[j] = malloc(count ? (size_t)count : 1);
+        if (!resp[j]) {
+            mm_err_set(err, "out of memory for a %d-byte response", count);
+            rc = -1;
+            break;
+        }
+        if (MPI_Recv(resp[j], count, MPI_BYTE, rank, MM_SHARD_TAG_RESPONSE, mt->comm,
+                     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            mm_err_set(err, "shard %u (rank %d): receiving its response failed", j, rank);
+            rc = -1;
+            break;
+        }
+        resp_len[j] = (size_t)count;
+    }
+    MPI_Waitall((int)S, pending, MPI_STATUSES_IGNORE);
+    free(pending);
+    return rc;
+}
+
+static int mpi_close(struct mm_transport *t, struct mm_err *err)
+{
+    struct mpi_transport *mt = (struct mpi_transport *)t;
+    Memllm__Empty empty = MEMLLM__EMPTY__INIT;
+    Memllm__Request req = MEMLLM__REQUEST__INIT;
+    req.command_case = MEMLLM__REQUEST__COMMAND_SHUTDOWN;
+    req.shutdown = &empty;
+    uint8_t buf[16];
+    size_t len = memllm__request__pack(&req, buf);
+    uint32_t S = t->shards;
+    uint8_t **reqs = malloc(S * sizeof(*reqs));
+    size_t *lens = malloc(S * sizeof(*lens));
+    uint8_t **resp = calloc(S, sizeof(*resp));
+    size_t *resp_len = calloc(S, sizeof(*resp_len));
+    int rc = -1;
+    if (reqs && lens && resp && resp_len) {
+        for (uint32_t j = 0; j < S; j++) {
+            reqs[j] = buf;
+            lens[j] = len;
+        }
+        rc = mpi_exchange(t, reqs, lens, resp, resp_len, err);
+        for (uint32_t j = 0; j < S; j++)
+            free(resp[j]);
+    } else {
+        mm_err_set(err, "out of memory");
+    }
+    free(reqs);
+    free(lens);
+    free(resp);
+    free(resp_len);
+    free(mt);
+    return rc;
+}
+
+struct mm_transport *mm_transport_mpi(MPI_Comm comm, int first_rank, uint32_t shards,
+                                      struct mm_err *err)
+{
+    int size;
+    MPI_Comm_size(comm, &size);
+    if (first_rank < 0 || (int64_t)first_rank + shards > size) {
+        mm_err_set(err, "MPI: shard ranks %d..%lld do not exist in a world of %d ranks", first_rank,
+                   (long long)first_rank + shards - 1, size);
+        return NULL;
+    }
+    struct mpi_transport *mt = calloc(1, sizeof(*mt));
+    if (!mt) {
+        mm_err_set(err, "out of memory");
+        return NULL;
+    }
+    mt->base.exchange = mpi_exchange;
+    mt->base.close = mpi_close;
+    mt->base.shards = shards;
+    mt->comm = comm;
+    mt->first_rank = first_rank;
+    return &mt->base;
+}

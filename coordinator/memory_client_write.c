@@ -1,0 +1,497 @@
+/* Writes, deletes and replaces: each fact becomes a forward copy at home(s)
+ * and a reverse copy at home(o), grouped into one request per shard. */
+#include "memory_client_internal.h"
+#include "text.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A distinct text of the call (entity or relation), with its embedding. */
+struct text_slot {
+    const char *text;
+    uint64_t id;
+    Memllm__Embedded *msg; /* arena; vec points into the embedding array */
+};
+
+struct text_set {
+    struct text_slot *s;
+    size_t n, cap;
+};
+
+/* Index of the text's id in the set, adding it when new; -1 when OOM. */
+static long text_set_add(struct text_set *set, const char *text, uint64_t id)
+{
+    for (size_t i = 0; i < set->n; i++)
+        if (set->s[i].id == id) return (long)i;
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 64;
+        struct text_slot *s = realloc(set->s, cap * sizeof(*s));
+        if (!s) return -1;
+        set->s = s;
+        set->cap = cap;
+    }
+    set->s[set->n] = (struct text_slot){.text = text, .id = id};
+    return (long)set->n++;
+}
+
+/* Embeds every text of the set into arena messages. */
+static float *embed_set(struct mm_memory *m, struct text_set *set, struct mm_arena *ar,
+                        struct mm_err *err)
+{
+    const char **texts = malloc((set->n ? set->n : 1) * sizeof(*texts));
+    if (!texts) {
+        mm_err_set(err, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < set->n; i++)
+        texts[i] = set->s[i].text;
+    float *vecs = client_embed(m, texts, set->n, err);
+    free(texts);
+    if (!vecs) return NULL;
+    for (size_t i = 0; i < set->n; i++) {
+        Memllm__Embedded *e = mm_arena_alloc(ar, sizeof(*e));
+        if (!e) break;
+        memllm__embedded__init(e);
+        e->text = (char *)set->s[i].text;
+        e->n_vec = (size_t)m->emb->dim;
+        e->vec = vecs + i * (size_t)m->emb->dim;
+        set->s[i].msg = e;
+    }
+    if (ar->failed) {
+        free(vecs);
+        mm_err_set(err, "out of memory");
+        return NULL;
+    }
+    return vecs;
+}
+
+/* A growable array of message pointers in the arena. */
+struct ptr_list {
+    void **p;
+    size_t n, cap;
+};
+
+static int ptr_push(struct ptr_list *l, struct mm_arena *ar, void *v)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        void **p = mm_arena_array(ar, cap, sizeof(*p));
+        if (!p) return -1;
+        if (l->n) memcpy(p, l->p, l->n * sizeof(*p));
+        l->p = p;
+        l->cap = cap;
+    }
+    l->p[l->n++] = v;
+    return 0;
+}
+
+/* One shard's part of a write being assembled. */
+struct shard_part {
+    struct ptr_list entities, copies, aliases, clears;
+    unsigned char *has_entity; /* by entity slot */
+};
+
+struct write_plan {
+    struct mm_memory *m;
+    struct mm_arena ar;
+    struct text_set entities, relations;
+    float *entity_vecs, *relation_vecs;
+    struct shard_part *part; /* S */
+    int64_t now_ms;
+};
+
+static void plan_free(struct write_plan *p)
+{
+    for (uint32_t j = 0; p->part && j < p->m->shards; j++)
+        free(p->part[j].has_entity);
+    free(p->part);
+    free(p->entities.s);
+    free(p->relations.s);
+    free(p->entity_vecs);
+    free(p->relation_vecs);
+    mm_arena_free(&p->ar);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Checks a text and registers it in a set; *slot receives its index. */
+static int add_text(struct text_set *set, const char *what, size_t i, const char *text, long *slot,
+                    struct mm_err *err)
+{
+    char label[96];
+    snprintf(label, sizeof(label), "%s of fact %zu", what, i);
+    if (mm_text_check(label, text, err) != 0) return -1;
+    uint64_t id;
+    if (mm_text_id_of(text, &id, err) != 0) return -1;
+    *slot = text_set_add(set, text, id);
+    if (*slot < 0) {
+        mm_err_set(err, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int plan_init(struct write_plan *p, struct mm_memory *m)
+{
+    memset(p, 0, sizeof(*p));
+    p->m = m;
+    p->now_ms = wall_ms();
+    p->part = calloc(m->shards, sizeof(*p->part));
+    return p->part ? 0 : -1;
+}
+
+/* Embeds the plan's texts and gives each shard room to mark its entities. */
+static int plan_embed(struct write_plan *p, struct mm_err *err)
+{
+    p->entity_vecs = embed_set(p->m, &p->entities, &p->ar, err);
+    if (!p->entity_vecs) return -1;
+    p->relation_vecs = embed_set(p->m, &p->relations, &p->ar, err);
+    if (!p->relation_vecs) return -1;
+    for (uint32_t j = 0; j < p->m->shards; j++) {
+        p->part[j].has_entity = calloc(p->entities.n ? p->entities.n : 1, 1);
+        if (!p->part[j].has_entity) {
+            mm_err_set(err, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Ships an entity's embedding with the part of its home shard (once). */
+static int need_entity(struct write_plan *p, long slot)
+{
+    uint32_t j = mm_home_shard(p->entities.s[slot].id, p->m->shards);
+    if (p->part[j].has_entity[slot]) return 0;
+    p->part[j].has_entity[slot] = 1;
+    return ptr_push(&p->part[j].entities, &p->ar, p->entities.s[slot].msg);
+}
+
+static Memllm__TripleCopy *new_copy(struct write_plan *p, const char *key, const char *rel,
+                                    const char *other, int reverse, const struct mm_source *src)
+{
+    Memllm__TripleCopy *c = mm_arena_alloc(&p->ar, sizeof(*c));
+    Memllm__Provenance *pv = mm_arena_alloc(&p->ar, sizeof(*pv));
+    if (!c || !pv) return NULL;
+    memllm__triple_copy__init(c);
+    memllm__provenance__init(pv);
+    c->key = (char *)key;
+    c->relation = (char *)rel;
+    c->other = (char *)other;
+    c->reverse = reverse;
+    if (src) {
+        pv->source = (char *)src->source;
+        pv->sentence = src->sentence;
+        pv->time_ms = p->now_ms;
+        c->provenance = pv;
+    }
+    return c;
+}
+
+/* Adds both copies of fact (slots s, r, o) to the parts. */
+static int plan_fact(struct write_plan *p, long s, long r, long o, const struct mm_source *src)
+{
+    const struct text_slot *S = &p->entities.s[s], *O = &p->entities.s[o];
+    const char *rel = p->relations.s[r].text;
+    uint32_t hs = mm_home_shard(S->id, p->m->shards), ho = mm_home_shard(O->id, p->m->shards);
+    Memllm__TripleCopy *fwd = new_copy(p, S->text, rel, O->text, 0, src);
+    Memllm__TripleCopy *rev = new_copy(p, O->text, rel, S->text, 1, src);
+    if (!fwd || !rev || need_entity(p, s) != 0 || need_entity(p, o) != 0 ||
+        ptr_push(&p->part[hs].copies, &p->ar, fwd) != 0 ||
+        ptr_push(&p->part[ho].copies, &p->ar, rev) != 0)
+        return -1;
+    return 0;
+}
+
+/* Builds one WriteRequest per shard (every shard gets the relation types)
+ * and runs the round. */
+static int plan_send(struct write_plan *p, Memllm__Response **resp, struct mm_err *err)
+{
+    uint32_t S = p->m->shards;
+    Memllm__Request **reqs = mm_arena_array(&p->ar, S, sizeof(*reqs));
+    Memllm__Embedded **rels = mm_arena_array(&p->ar, p->relations.n, sizeof(*rels));
+    for (size_t i = 0; rels && i < p->relations.n; i++)
+        rels[i] = p->relations.s[i].msg;
+    for (uint32_t j = 0; reqs && j < S; j++) {
+        Memllm__Request *r = mm_arena_alloc(&p->ar, sizeof(*r));
+        Memllm__WriteRequest *w = mm_arena_alloc(&p->ar, sizeof(*w));
+        if (!r || !w) break;
+        memllm__request__init(r);
+        memllm__write_request__init(w);
+        const struct shard_part *part = &p->part[j];
+        w->entities = (Memllm__Embedded **)part->entities.p;
+        w->n_entities = part->entities.n;
+        w->relations = rels;
+        w->n_relations = p->relations.n;
+        w->copies = (Memllm__TripleCopy **)part->copies.p;
+        w->n_copies = part->copies.n;
+        w->aliases = (Memllm__Alias **)part->aliases.p;
+        w->n_aliases = part->aliases.n;
+        w->clears = (Memllm__Clear **)part->clears.p;
+        w->n_clears = part->clears.n;
+        r->command_case = MEMLLM__REQUEST__COMMAND_WRITE;
+        r->write = w;
+        reqs[j] = r;
+    }
+    if (p->ar.failed || !reqs) {
+        mm_err_set(err, "out of memory");
+        return -1;
+    }
+    return client_round(p->m, reqs, resp, err);
+}
+
+int mm_memory_write(struct mm_memory *m, const struct mm_fact *facts, size_t n,
+                    const struct mm_alias *aliases, size_t naliases, struct mm_write_report *rep,
+                    struct mm_err *err)
+{
+    struct write_plan p;
+    Memllm__Response **resp = calloc(m->shards, sizeof(*resp));
+    long *slots = malloc((3 * n + 2 * naliases + 1) * sizeof(*slots));
+    if (plan_init(&p, m) != 0 || !resp || !slots) {
+        free(resp);
+        free(slots);
+        plan_free(&p);
+        mm_err_set(err, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = add_text(&p.entities, "subject", i, facts[i].s, &slots[3 * i], err);
+        if (rc == 0) rc = add_text(&p.relations, "relation", i, facts[i].r, &slots[3 * i + 1], err);
+        if (rc == 0) rc = add_text(&p.entities, "object", i, facts[i].o, &slots[3 * i + 2], err);
+        if (rc == 0 && mm_text_check("source", facts[i].src.source, err) != 0) rc = -1;
+        if (rc == 0 && facts[i].src.sentence < -1) {
+            mm_err_set(err, "fact %zu: sentence %d (use -1 for none)", i, facts[i].src.sentence);
+            rc = -1;
+        }
+    }
+    /* An alias's embedding travels as the alias's own text slot; the entity
+     * is a slot too, since the alias may be its first mention. */
+    struct text_set alias_texts = {0};
+    long *aslots = slots + 3 * n;
+    for (size_t i = 0; rc == 0 && i < naliases; i++) {
+        rc = add_text(&p.entities, "entity of alias", i, aliases[i].entity, &aslots[2 * i], err);
+        if (rc == 0)
+            rc = add_text(&alias_texts, "alias", i, aliases[i].alias, &aslots[2 * i + 1], err);
+    }
+    float *alias_vecs = NULL;
+    if (rc == 0) rc = plan_embed(&p, err);
+    if (rc == 0 && !(alias_vecs = embed_set(m, &alias_texts, &p.ar, err))) rc = -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (plan_fact(&p, slots[3 * i], slots[3 * i + 1], slots[3 * i + 2], &facts[i].src) != 0) {
+            mm_err_set(err, "out of memory");
+            rc = -1;
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < naliases; i++) {
+        long e = aslots[2 * i];
+        const struct text_slot *a = &alias_texts.s[aslots[2 * i + 1]];
+        uint32_t home = mm_home_shard(p.entities.s[e].id, m->shards);
+        Memllm__Alias *msg = mm_arena_alloc(&p.ar, sizeof(*msg));
+        if (!msg || need_entity(&p, e) != 0) {
+            mm_err_set(err, "out of memory");
+            rc = -1;
+            break;
+        }
+        memllm__alias__init(msg);
+        msg->entity = (char *)p.entities.s[e].text;
+        msg->alias = (char *)aliases[i].alias;
+        msg->n_vec = a->msg->n_vec;
+        msg->vec = a->msg->vec;
+        if (ptr_push(&p.part[home].aliases, &p.ar, msg) != 0) {
+            mm_err_set(err, "out of memory");
+            rc = -1;
+        }
+    }
+    if (rc == 0) rc = plan_send(&p, resp, err);
+    if (rc == 0) {
+        struct mm_write_report r = {0};
+        for (uint32_t j = 0; j < m->shards; j++) {
+            const Memllm__WriteResult *w = resp[j]->write;
+            r.facts_added += w->forward_added;
+            r.facts_existing += w->forward_existing;
+            r.provenance_added += w->provenance_added;
+            r.entities_added += w->entities_added;
+            r.aliases_added += w->aliases_added;
+            if (w->relations_added > r.relations_added) r.relations_added = w->relations_added;
+        }
+        /* provenance_added counts both copies of each fact. */
+        r.provenance_added /= 2;
+        if (rep) *rep = r;
+        client_free_responses(m, resp);
+    }
+    free(alias_vecs);
+    free(alias_texts.s);
+    free(resp);
+    free(slots);
+    plan_free(&p);
+    return rc;
+}
+
+/* A DeleteRequest per shard for the given copies. */
+static int send_deletes(struct mm_memory *m, struct ptr_list *per_shard, struct mm_arena *ar,
+                        uint64_t *forward_deleted, struct mm_err *err)
+{
+    uint32_t S = m->shards;
+    Memllm__Request **reqs = mm_arena_array(ar, S, sizeof(*reqs));
+    Memllm__Response **resp = calloc(S, sizeof(*resp));
+    for (uint32_t j = 0; reqs && j < S; j++) {
+        if (per_shard[j].n == 0) continue;
+        Memllm__Request *r = mm_arena_alloc(ar, sizeof(*r));
+        Memllm__DeleteRequest *d = mm_arena_alloc(ar, sizeof(*d));
+        if (!r || !d) break;
+        memllm__request__init(r);
+        memllm__delete_request__init(d);
+        d->copies = (Memllm__TripleCopy **)per_shard[j].p;
+        d->n_copies = per_shard[j].n;
+        r->command_case = MEMLLM__REQUEST__COMMAND_DELETE;
+        r->delete_ = d;
+        reqs[j] = r;
+    }
+    if (!resp || !reqs || ar->failed) {
+        free(resp);
+        mm_err_set(err, "out of memory");
+        return -1;
+    }
+    int rc = client_round(m, reqs, resp, err);
+    if (rc == 0) {
+        for (uint32_t j = 0; j < S; j++)
+            if (resp[j] && forward_deleted) *forward_deleted += resp[j]->delete_->forward_deleted;
+        client_free_responses(m, resp);
+    }
+    free(resp);
+    return rc;
+}
+
+static int delete_copy_of(struct write_plan *p, struct ptr_list *per_shard, const char *key,
+                          const char *rel, const char *other, int reverse, struct mm_err *err)
+{
+    uint64_t id;
+    if (mm_text_id_of(key, &id, err) != 0) return -1;
+    Memllm__TripleCopy *c = new_copy(p, key, rel, other, reverse, NULL);
+    if (!c || ptr_push(&per_shard[mm_home_shard(id, p->m->shards)], &p->ar, c) != 0) {
+        mm_err_set(err, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int mm_memory_delete(struct mm_memory *m, const struct mm_fact *facts, size_t n, uint64_t *deleted,
+                     struct mm_err *err)
+{
+    struct write_plan p;
+    struct ptr_list *per_shard = calloc(m->shards, sizeof(*per_shard));
+    if (plan_init(&p, m) != 0 || !per_shard) {
+        free(per_shard);
+        plan_free(&p);
+        mm_err_set(err, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    char label[64];
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *parts[3] = {facts[i].s, facts[i].r, facts[i].o};
+        const char *names[3] = {"subject", "relation", "object"};
+        for (int k = 0; k < 3 && rc == 0; k++) {
+            snprintf(label, sizeof(label), "%s of fact %zu", names[k], i);
+            rc = mm_text_check(label, parts[k], err);
+        }
+        if (rc == 0) rc = delete_copy_of(&p, per_shard, facts[i].s, facts[i].r, facts[i].o, 0, err);
+        if (rc == 0) rc = delete_copy_of(&p, per_shard, facts[i].o, facts[i].r, facts[i].s, 1, err);
+    }
+    uint64_t fwd = 0;
+    if (rc == 0) rc = send_deletes(m, per_shard, &p.ar, &fwd, err);
+    if (rc == 0 && deleted) *deleted = fwd;
+    free(per_shard);
+    plan_free(&p);
+    return rc;
+}
+
+int mm_memory_replace(struct mm_memory *m, const struct mm_fact *fact, uint64_t *removed,
+                      struct mm_err *err)
+{
+    struct write_plan p;
+    Memllm__Response **resp = calloc(m->shards, sizeof(*resp));
+    struct ptr_list *per_shard = calloc(m->shards, sizeof(*per_shard));
+    if (plan_init(&p, m) != 0 || !resp || !per_shard) {
+        free(resp);
+        free(per_shard);
+        plan_free(&p);
+        mm_err_set(err, "out of memory");
+        return -1;
+    }
+    long s, r, o;
+    int rc = add_text(&p.entities, "subject", 0, fact->s, &s, err);
+    if (rc == 0) rc = add_text(&p.relations, "relation", 0, fact->r, &r, err);
+    if (rc == 0) rc = add_text(&p.entities, "object", 0, fact->o, &o, err);
+    if (rc == 0) rc = mm_text_check("source", fact->src.source, err);
+    if (rc == 0) rc = plan_embed(&p, err);
+
+    /* Round 1, at home(s) in one batch: clear (s, r, *) and store the new
+     * forward copy. The reverse copy follows in round 2 with the removal of
+     * the old reverse copies; a crash in between leaves what verify
+     * --repair completes from the forward copies. */
+    uint32_t hs = mm_home_shard(p.entities.s[s].id, m->shards);
+    uint32_t ho = mm_home_shard(p.entities.s[o].id, m->shards);
+    Memllm__Clear *cl = mm_arena_alloc(&p.ar, sizeof(*cl));
+    Memllm__TripleCopy *fwd = rc == 0 ? new_copy(&p, p.entities.s[s].text, p.relations.s[r].text,
+                                                 p.entities.s[o].text, 0, &fact->src)
+                                      : NULL;
+    if (rc == 0 &&
+        (!cl || !fwd || need_entity(&p, s) != 0 || ptr_push(&p.part[hs].copies, &p.ar, fwd) != 0 ||
+         ptr_push(&p.part[hs].clears, &p.ar, cl) != 0)) {
+        mm_err_set(err, "out of memory");
+        rc = -1;
+    }
+    if (rc == 0) {
+        memllm__clear__init(cl);
+        cl->key = (char *)fact->s;
+        cl->relation = (char *)fact->r;
+        rc = plan_send(&p, resp, err);
+    }
+    uint64_t gone = 0;
+    if (rc == 0) {
+        const Memllm__WriteResult *w = resp[hs]->write;
+        for (size_t i = 0; rc == 0 && i < w->n_cleared; i++) {
+            const char *old = mm_arena_strdup(&p.ar, w->cleared[i]->other);
+            uint64_t oid;
+            if (!old || mm_text_id_of(old, &oid, err) != 0) {
+                mm_err_set(err, "out of memory");
+                rc = -1;
+            } else if (oid != p.entities.s[o].id) {
+                gone++;
+                rc = delete_copy_of(&p, per_shard, old, fact->r, fact->s, 1, err);
+            }
+        }
+        client_free_responses(m, resp);
+    }
+    if (rc == 0) rc = send_deletes(m, per_shard, &p.ar, NULL, err);
+    if (rc == 0) {
+        /* Round 2: the reverse copy of the new fact. */
+        for (uint32_t j = 0; j < m->shards; j++) {
+            memset(&p.part[j].entities, 0, sizeof(p.part[j].entities));
+            memset(&p.part[j].copies, 0, sizeof(p.part[j].copies));
+            memset(&p.part[j].clears, 0, sizeof(p.part[j].clears));
+            memset(p.part[j].has_entity, 0, p.entities.n);
+        }
+        Memllm__TripleCopy *rev = new_copy(&p, p.entities.s[o].text, p.relations.s[r].text,
+                                           p.entities.s[s].text, 1, &fact->src);
+        if (!rev || need_entity(&p, o) != 0 || ptr_push(&p.part[ho].copies, &p.ar, rev) != 0) {
+            mm_err_set(err, "out of memory");
+            rc = -1;
+        }
+        if (rc == 0) rc = plan_send(&p, resp, err);
+        if (rc == 0) client_free_responses(m, resp);
+    }
+    if (rc == 0 && removed) *removed = gone;
+    free(resp);
+    free(per_shard);
+    plan_free(&p);
+    return rc;
+}
