@@ -1,2 +1,3 @@
 # Tokenizers (coordinator/tokenizer*.c, coordinator/unicode*.c).
 memllm_test(test_tokenizer_vocab SOURCES test_tokenizer_vocab.c LIBS mm_coordinator)
+memllm_test(test_tokenizer_refs SOURCES test_tokenizer_refs.c LIBS mm_coordinator)
