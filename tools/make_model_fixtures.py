@@ -16,8 +16,11 @@ tokenizer.json) with a PEFT LoRA adapter in adapter/ and a reference.json:
 The references come from HF transformers (eager attention, float32) and PEFT,
 and are cross-checked here against a second, plain float64 forward pass
 written from the architecture's equations (reference_forward), so a fixture
-is only written when two independent implementations agree. Everything is
-seeded; a rerun writes the same bytes.
+is only written when two independent implementations agree. When
+llama-cpp-python is installed, tiny-llama is also written as GGUF (F32 and
+Q8_0) with llama.cpp's outputs as the reference (make_gguf_fixtures).
+Everything is seeded; a rerun writes the same bytes. tools/README.md lists
+the fixtures and what each covers.
 """
 
 import argparse
@@ -27,6 +30,7 @@ import re
 import shutil
 from pathlib import Path
 
+import gguf
 import numpy as np
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -34,6 +38,11 @@ from safetensors.torch import load_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
                           PreTrainedTokenizerFast)
+
+try:
+    import llama_cpp
+except ImportError:
+    llama_cpp = None
 
 ROOT = Path(__file__).resolve().parent.parent
 N_POSITIONS = 64
@@ -310,11 +319,11 @@ def reference_forward(w, cfg, ids):
     return (x @ head.T).numpy()
 
 
-def check_agree(what, hf, ref):
-    diff = float(np.abs(hf - ref).max())
-    scale = float(np.abs(ref).max())
-    print(f"  {what}: HF float32 vs float64 reference: max |diff| {diff:.2e} (max |logit| {scale:.1f})")
-    assert diff < AGREE_TOL * max(1.0, scale), f"{what}: HF and the float64 reference disagree by {diff}"
+def check_agree(what, got, want):
+    diff = float(np.abs(got - want).max())
+    scale = float(np.abs(want).max())
+    print(f"  {what}: max |diff| {diff:.2e} (max |logit| {scale:.1f})")
+    assert diff < AGREE_TOL * max(1.0, scale), f"{what}: the two implementations disagree by {diff}"
 
 
 # Fixtures --------------------------------------------------------------------
@@ -331,7 +340,8 @@ def compute_reference(model_dir, prompt_ids):
         model = load_hf(model_dir, adapter)
         logits = hf_logits(model, prompt_ids)
         w = weights if adapter is None else merge_lora(weights, adapter)
-        check_agree(f"{model_dir.name} {label} logits", logits, reference_forward(w, cfg, prompt_ids))
+        check_agree(f"{model_dir.name} {label}: HF float32 vs float64 reference", logits,
+                    reference_forward(w, cfg, prompt_ids))
         greedy, margin = hf_greedy(model, prompt_ids[:GREEDY_PROMPT], GREEDY_NEW)
         full = prompt_ids[:GREEDY_PROMPT] + greedy
         ref_next = reference_forward(w, cfg, full[:-1])[GREEDY_PROMPT - 1:].argmax(-1)
@@ -432,6 +442,172 @@ def sliding_window_matters(model_dir, prompt_ids):
     assert beyond > 0.1, "the sliding window does not change the logits; the fixture would not test it"
 
 
+# GGUF ------------------------------------------------------------------------
+
+
+def rope_permute(w, n_heads):
+    """HF's Q/K row order -> llama.cpp's. HF rotates dim i with i + d/2 of a
+    head; llama.cpp's "normal" rope rotates 2i with 2i+1, so the conversion
+    interleaves each head's two halves: new row 2i+t <- old row t*d/2 + i."""
+    rows = w.shape[0]
+    return w.reshape(n_heads, 2, rows // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_llama_gguf(hf_dir, path, qtype):
+    """The HF Llama checkpoint as llama.cpp's convert_hf_to_gguf.py writes
+    it: arch "llama", tensors renamed, Q/K permuted, norms kept in F32, 2-D
+    weights in qtype, no output.weight for tied embeddings, and the GPT-2
+    tokenizer (tokens by id, types, merges, special ids) as metadata."""
+    cfg = json.loads((hf_dir / "config.json").read_text())
+    tok = json.loads((hf_dir / "tokenizer.json").read_text())
+    weights = load_file(hf_dir / "model.safetensors")
+    n_heads, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_heads
+    assert head_dim * n_heads == cfg["hidden_size"], "key_length/value_length metadata would be needed"
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_type("model")
+    w.add_name(hf_dir.name)
+    w.add_vocab_size(cfg["vocab_size"])
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_rope_dimension_count(head_dim)
+    w.add_head_count(n_heads)
+    w.add_head_count_kv(n_kv)
+    w.add_rope_freq_base(cfg.get("rope_theta") or cfg["rope_parameters"]["rope_theta"])
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_file_type(gguf.LlamaFileType.ALL_F32 if qtype == gguf.GGMLQuantizationType.F32
+                    else gguf.LlamaFileType.MOSTLY_Q8_0)
+    if qtype != gguf.GGMLQuantizationType.F32:
+        w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+    vocab = tok["model"]["vocab"]
+    added = {t["id"]: t for t in tok["added_tokens"]}
+    tokens, types = [None] * cfg["vocab_size"], [gguf.TokenType.NORMAL] * cfg["vocab_size"]
+    for text, i in vocab.items():
+        tokens[i] = text
+    for i, t in added.items():
+        tokens[i] = t["content"]
+        types[i] = gguf.TokenType.CONTROL if t["special"] else gguf.TokenType.USER_DEFINED
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in tok["model"]["merges"]])
+    w.add_bos_token_id(cfg["bos_token_id"])
+    w.add_eos_token_id(cfg["eos_token_id"])
+    w.add_add_bos_token(False)
+
+    def add(name, tensor, quantize=True):
+        data = tensor.float().numpy()
+        if quantize and data.ndim == 2 and qtype != gguf.GGMLQuantizationType.F32:
+            w.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+        else:
+            w.add_tensor(name, data)
+
+    add("token_embd.weight", weights["model.embed_tokens.weight"])
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        add(f"blk.{i}.attn_norm.weight", weights[p + "input_layernorm.weight"])
+        add(f"blk.{i}.attn_q.weight", rope_permute(weights[p + "self_attn.q_proj.weight"], n_heads))
+        add(f"blk.{i}.attn_k.weight", rope_permute(weights[p + "self_attn.k_proj.weight"], n_kv))
+        add(f"blk.{i}.attn_v.weight", weights[p + "self_attn.v_proj.weight"])
+        add(f"blk.{i}.attn_output.weight", weights[p + "self_attn.o_proj.weight"])
+        add(f"blk.{i}.ffn_norm.weight", weights[p + "post_attention_layernorm.weight"])
+        add(f"blk.{i}.ffn_gate.weight", weights[p + "mlp.gate_proj.weight"])
+        add(f"blk.{i}.ffn_up.weight", weights[p + "mlp.up_proj.weight"])
+        add(f"blk.{i}.ffn_down.weight", weights[p + "mlp.down_proj.weight"])
+    add("output_norm.weight", weights["model.norm.weight"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def llamacpp_reference(gguf_path, prompt_text, prompt_ids):
+    """llama.cpp's logits for prompt_ids and its greedy continuation; also
+    checks that llama.cpp tokenises prompt_text to the same ids as HF, i.e.
+    that the tokenizer metadata is complete. The KV cache is kept in F32
+    (llama.cpp's default F16 cache alone moves logits by ~1e-2)."""
+    f32 = gguf.GGMLQuantizationType.F32.value
+    llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=128, n_batch=128, n_threads=2, n_threads_batch=2,
+                          type_k=f32, type_v=f32, logits_all=True, verbose=False)
+    ids = llm.tokenize(prompt_text.encode("utf-8"), add_bos=True, special=False)
+    assert ids == prompt_ids, f"{gguf_path.name}: llama.cpp tokenises the prompt differently from HF"
+    llm.reset()
+    llm.eval(prompt_ids)
+    logits = np.array(llm.scores[:len(prompt_ids)], dtype=np.float32)
+    llm.reset()
+    llm.eval(prompt_ids[:GREEDY_PROMPT])
+    greedy, min_margin = [], float("inf")
+    for _ in range(GREEDY_NEW):
+        last = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        top2 = np.sort(last)[-2:]
+        min_margin = min(min_margin, float(top2[1] - top2[0]))
+        greedy.append(int(last.argmax()))
+        llm.eval([greedy[-1]])
+    return logits, greedy, min_margin
+
+
+def make_gguf_fixtures(out_root, llama_dir, prompt_text, prompt_ids, tok):
+    """tiny-llama-gguf-<type>/model.gguf with llama.cpp's reference outputs
+    (no adapter: llama.cpp takes LoRA only as GGUF adapters). The F32 file
+    must reproduce HF's logits, which proves the conversion.
+
+    For Q8_0 there are two right answers. llama.cpp rounds the activations
+    to Q8_0 too before its block dot products (logits move by ~1 here), a
+    kernel that multiplies f32 activations by dequantized blocks does not.
+    So the Q8_0 reference also carries "dequantized_f32": HF transformers
+    reading the GGUF itself (its own dequantizer and Q/K un-permutation)
+    and computing in f32. Greedy ids of the llama.cpp side are given with
+    their margin but not required to have one: they follow llama.cpp's
+    rounding."""
+    hf = np.fromfile(llama_dir / "logits.f32", dtype="<f4").reshape(N_POSITIONS, -1)
+    for qtype in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.Q8_0):
+        model_dir = out_root / f"tiny-llama-gguf-{qtype.name.lower()}"
+        print(model_dir.name)
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        model_dir.mkdir()
+        write_llama_gguf(llama_dir, model_dir / "model.gguf", qtype)
+        logits, greedy, margin = llamacpp_reference(model_dir / "model.gguf", prompt_text, prompt_ids)
+        from_gguf = AutoModelForCausalLM.from_pretrained(model_dir, gguf_file="model.gguf", dtype=torch.float32,
+                                                         attn_implementation="eager")
+        from_gguf.eval()
+        dequant_logits = hf_logits(from_gguf, prompt_ids)
+        diff_hf = float(np.abs(logits - hf).max())
+        diff_dequant = float(np.abs(logits - dequant_logits).max())
+        print(f"  llama.cpp vs HF on the original f32 weights: max |diff| {diff_hf:.2e}; "
+              f"vs HF on the GGUF's dequantized weights: {diff_dequant:.2e}; greedy min margin {margin:.3f}")
+        logits.astype("<f4").tofile(model_dir / "logits.f32")
+        reference = {
+            "prompt_ids": prompt_ids,
+            "n_positions": N_POSITIONS,
+            "vocab_size": tok.get_vocab_size(),
+            "logits": "logits.f32",
+            "greedy_prompt_ids": prompt_ids[:GREEDY_PROMPT],
+            "greedy_ids": greedy,
+            "prompt_text": prompt_text,
+            "greedy_min_margin": margin,
+            "reference_implementation": f"llama-cpp-python {llama_cpp.__version__}, F32 KV cache",
+            "max_abs_diff_from_hf_f32": diff_hf,
+        }
+        if qtype == gguf.GGMLQuantizationType.F32:
+            check_agree("llama.cpp on the F32 GGUF vs HF", logits, hf)
+            check_agree("HF reading the F32 GGUF vs HF", dequant_logits, hf)
+            assert margin > MIN_GREEDY_MARGIN, f"{model_dir.name}: greedy margin {margin} too small"
+        else:
+            dequant_greedy, dequant_margin = hf_greedy(from_gguf, prompt_ids[:GREEDY_PROMPT], GREEDY_NEW)
+            assert dequant_margin > MIN_GREEDY_MARGIN, f"{model_dir.name}: greedy margin {dequant_margin} too small"
+            dequant_logits.astype("<f4").tofile(model_dir / "logits_dequant.f32")
+            reference["dequantized_f32"] = {"logits": "logits_dequant.f32", "greedy_ids": dequant_greedy,
+                                            "greedy_min_margin": dequant_margin,
+                                            "max_abs_diff_from_llama_cpp": diff_dequant}
+        (model_dir / "reference.json").write_text(json.dumps(reference, indent=1, ensure_ascii=False) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures" / "models")
@@ -476,7 +652,7 @@ def main():
     patterns = {"rank_pattern": {"v_proj": 4},
                 "alpha_pattern": {"model.layers.1.mlp.down_proj": 4, "o_proj": 32}}
     llama_dir, text, ids = build(args.out, "tiny-llama", LlamaForCausalLM, config, tok, names, texts,
-                                 seed=4321, embed_std=0.3, logit_scale=2.5,
+                                 seed=4325, embed_std=0.1, logit_scale=7.5,
                                  lora_patterns=patterns)
     use_legacy_rope_theta(llama_dir)
     ref = compute_reference(llama_dir, ids)
@@ -488,6 +664,11 @@ def main():
         copy_variant(llama_dir, variant_dir, dtype=dtype)
         use_legacy_rope_theta(variant_dir)
         write_reference(variant_dir, text, ids, compute_reference(variant_dir, ids), tok)
+
+    if llama_cpp is None:
+        print("llama-cpp-python is not installed: GGUF fixtures left as they are")
+    else:
+        make_gguf_fixtures(args.out, llama_dir, text, ids, tok)
 
 
 if __name__ == "__main__":
