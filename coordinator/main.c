@@ -14,6 +14,7 @@ static const struct command commands[] = {
     {"generate", cli_generate, "generate text from a prompt or a JSONL file of prompts"},
     {"tokenize", cli_tokenize, "print the token ids of the text on stdin"},
     {"ppl", cli_ppl, "perplexity of a text file"},
+    {"memory", cli_memory, "fill, query, edit, back up and check a triple memory"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,38 @@
+/* Shared by the `memllm memory` subcommands: parsed options and the open
+ * memory. */
+#ifndef MEMLLM_COORDINATOR_CLI_MEMORY_INTERNAL_H
+#define MEMLLM_COORDINATOR_CLI_MEMORY_INTERNAL_H
+
+#include "memory_client.h"
+
+struct cli_memory {
+    struct mm_memory *m;
+    const char *dir;
+    /* The subcommand's positional arguments. */
+    int nargs;
+    char **args;
+    /* Options (those a subcommand does not use are refused by it). */
+    const char *source; /* --source: provenance of write/replace */
+    const char *file;   /* --file: JSONL of facts for write */
+    const char *props;  /* --props: Wikidata property labels for import-docred */
+    int repair;         /* --repair for verify */
+    int all_copies;     /* --copies: dump reverse copies too */
+    struct mm_query_options q;
+};
+
+int cli_memory_import_docred(struct cli_memory *c);
+int cli_memory_write(struct cli_memory *c);
+int cli_memory_delete(struct cli_memory *c);
+int cli_memory_replace(struct cli_memory *c);
+int cli_memory_query(struct cli_memory *c);
+int cli_memory_dump(struct cli_memory *c);
+int cli_memory_stats(struct cli_memory *c);
+int cli_memory_entity(struct cli_memory *c);
+int cli_memory_backup(struct cli_memory *c);
+int cli_memory_restore(struct cli_memory *c);
+int cli_memory_verify(struct cli_memory *c);
+
+/* Prints "memllm memory <cmd>: <message>" on stderr; returns 1. */
+int cli_memory_fail(const char *cmd, const char *msg);
+
+#endif
