@@ -390,6 +390,8 @@ def build(out_root, name, model_cls, config, tok, special_names, texts, seed, em
     save_tokenizer(tok, special_names, model_dir)
     peft_model = add_lora(model, seed + 1, **lora_patterns)
     peft_model.save_pretrained(model_dir / "adapter")
+    # PEFT also writes an empty model-card template; nothing reads it.
+    (model_dir / "adapter" / "README.md").unlink()
     # PEFT keeps target_modules as a set, so its saved order follows Python's
     # string hashing and would change from run to run.
     adapter_config = model_dir / "adapter" / "adapter_config.json"
