@@ -107,7 +107,7 @@ static int check_id(struct loader *L, const char *where, const char *what, const
         FAIL(L, "%s['%s']: expected an integer id, found %s", where, what, type_name(v));
     json_int_t x = json_integer_value(v);
     if (x < 0 || (size_t)x >= limit)
-        FAIL(L, "%s['%s']: id %lld is out of range (the vocabulary has %zu entries)", where, what,
+        FAIL(L, "%s['%s']: id %lld is out of range (ids must be below %zu)", where, what,
              (long long)x, limit);
     *id = (int)x;
     return 0;
@@ -193,51 +193,59 @@ fail:
     return -1;
 }
 
+static int load_bpe(struct loader *L, const json_t *model, const char *prefix)
+{
+    struct tokenizer *t = L->t;
+    const char *suffix;
+    t->model = TOK_MODEL_BPE;
+    if (get_str(L, model, "model", "end_of_word_suffix", &suffix) ||
+        get_bool(L, model, "model", "byte_fallback", 0, &t->byte_fallback) ||
+        get_bool(L, model, "model", "fuse_unk", 0, &t->fuse_unk) ||
+        get_bool(L, model, "model", "ignore_merges", 0, &t->ignore_merges))
+        return -1;
+    if (prefix && *prefix && !(t->cont_prefix = dup_str(L, prefix))) return -1;
+    if (suffix && *suffix && !(t->word_suffix = dup_str(L, suffix))) return -1;
+    return load_merges(L, model);
+}
+
+static int load_wordpiece(struct loader *L, const json_t *model, const char *prefix,
+                          const char *unk)
+{
+    struct tokenizer *t = L->t;
+    t->model = TOK_MODEL_WORDPIECE;
+    t->decode = TOK_DEC_WORDPIECE;
+    t->strip_leading_space = 1;
+    if (!(t->cont_prefix = dup_str(L, prefix ? prefix : "##"))) return -1;
+    const json_t *mc = json_object_get(model, "max_input_chars_per_word");
+    t->max_word_chars = 100;
+    if (mc && !json_is_null(mc)) {
+        if (!json_is_integer(mc) || json_integer_value(mc) < 0 ||
+            json_integer_value(mc) > (1 << 30))
+            FAIL(L, "model.max_input_chars_per_word: expected a non-negative integer");
+        t->max_word_chars = (int)json_integer_value(mc);
+    }
+    if (t->unk < 0) FAIL(L, "model.unk_token: '%s' is not in the vocabulary", unk ? unk : "(none)");
+    return 0;
+}
+
 static int load_model(struct loader *L, const json_t *root, size_t limit)
 {
     struct tokenizer *t = L->t;
     const json_t *model = json_object_get(root, "model");
     if (!model) FAIL(L, "missing 'model'");
     if (!json_is_object(model)) FAIL(L, "model: expected an object, found %s", type_name(model));
-    const char *type;
+    const char *type, *unk, *prefix;
     if (get_str(L, model, "model", "type", &type)) return -1;
     if (!type) /* older files leave the type out */
         type = json_object_get(model, "merges") ? "BPE" : "WordPiece";
-    if (load_vocab(L, model, limit)) return -1;
-    const char *unk, *prefix, *suffix;
-    if (get_str(L, model, "model", "unk_token", &unk) ||
+    int bpe = strcmp(type, "BPE") == 0;
+    if (!bpe && strcmp(type, "WordPiece") != 0)
+        FAIL(L, "model.type: unsupported model '%s' (BPE and WordPiece are)", type);
+    if (load_vocab(L, model, limit) || get_str(L, model, "model", "unk_token", &unk) ||
         get_str(L, model, "model", "continuing_subword_prefix", &prefix))
         return -1;
     if (unk) t->unk = tok_lookup(t, unk, strlen(unk));
-    if (strcmp(type, "BPE") == 0) {
-        t->model = TOK_MODEL_BPE;
-        if (get_str(L, model, "model", "end_of_word_suffix", &suffix) ||
-            get_bool(L, model, "model", "byte_fallback", 0, &t->byte_fallback) ||
-            get_bool(L, model, "model", "fuse_unk", 0, &t->fuse_unk) ||
-            get_bool(L, model, "model", "ignore_merges", 0, &t->ignore_merges))
-            return -1;
-        if (prefix && *prefix && !(t->cont_prefix = dup_str(L, prefix))) return -1;
-        if (suffix && *suffix && !(t->word_suffix = dup_str(L, suffix))) return -1;
-        return load_merges(L, model);
-    }
-    if (strcmp(type, "WordPiece") == 0) {
-        t->model = TOK_MODEL_WORDPIECE;
-        t->decode = TOK_DEC_WORDPIECE;
-        t->strip_leading_space = 1;
-        if (!(t->cont_prefix = dup_str(L, prefix ? prefix : "##"))) return -1;
-        const json_t *mc = json_object_get(model, "max_input_chars_per_word");
-        t->max_word_chars = 100;
-        if (mc && !json_is_null(mc)) {
-            if (!json_is_integer(mc) || json_integer_value(mc) < 0 ||
-                json_integer_value(mc) > (1 << 30))
-                FAIL(L, "model.max_input_chars_per_word: expected a non-negative integer");
-            t->max_word_chars = (int)json_integer_value(mc);
-        }
-        if (t->unk < 0)
-            FAIL(L, "model.unk_token: '%s' is not in the vocabulary", unk ? unk : "(none)");
-        return 0;
-    }
-    FAIL(L, "model.type: unsupported model '%s' (BPE and WordPiece are)", type);
+    return bpe ? load_bpe(L, model, prefix) : load_wordpiece(L, model, prefix, unk);
 }
 
 /* ---- added tokens ------------------------------------------------------------- */
@@ -646,6 +654,10 @@ static struct tokenizer *load_buffer(const char *data, size_t len, const char *n
     struct tokenizer *t = tok_new(name, err);
     if (!t) return NULL;
     struct loader L = {t, err};
+    if (len == 0) {
+        mm_err_set(err, "%s: empty file", name);
+        goto fail;
+    }
     json_error_t jerr;
     json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {

@@ -16,6 +16,9 @@ Writes tests/fixtures/tokenizer/:
   <name>.plain.ids  for the extras only: no BOS/EOS, special tokens as plain
                   text (HF: encode_special_tokens=True, add_special_tokens=False;
                   llama.cpp: add_bos=False, special=False).
+  <name>.special.ids  tiny-mistral and tiny-llama after HF's
+                  add_special_tokens(MEMLLM_SPECIALS): the extras with the
+                  defaults, then the extras plain.
 
 References:
   tiny-mistral, tiny-llama  HF `tokenizers` on the committed fixture
@@ -39,6 +42,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "tokenizer")
 N_REDOCRED = 1000
+# MemLLM's API markers (already non-special added tokens in the fixtures) and
+# a new token, made special as memllm's tok_add_special does.
+MEMLLM_SPECIALS = ["({", "})", "-->", "<mem>"]
 
 EXTRAS = [
     "",
@@ -103,12 +109,14 @@ def write_ids(name, rows):
             f.write(" ".join(str(i) for i in ids) + "\n")
 
 
-def hf_refs(tokenizer_json, texts, extras):
+def hf_refs(tokenizer_json, texts, extras, add_specials=None):
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(tokenizer_json)
     tok.no_truncation()
     tok.no_padding()
+    if add_specials:
+        tok.add_special_tokens(add_specials)
     default = [tok.encode(t).ids for t in texts]
     tok.encode_special_tokens = True
     plain = [tok.encode(t, add_special_tokens=False).ids for t in extras]
@@ -153,6 +161,9 @@ def main():
         default, plain = hf_refs(os.path.join(fixtures, name, "tokenizer.json"), texts, EXTRAS)
         write_ids(name + ".ids", default)
         write_ids(name + ".plain.ids", plain)
+        default, plain = hf_refs(os.path.join(fixtures, name, "tokenizer.json"), EXTRAS, EXTRAS,
+                                 MEMLLM_SPECIALS)
+        write_ids(name + ".special.ids", default + plain)
 
     minilm = os.path.join(args.models_dir, "all-MiniLM-L6-v2", "tokenizer.json")
     default, plain = hf_refs(minilm, texts, EXTRAS)
