@@ -2,3 +2,15 @@
 set(MEMORY_TEST_LIBS mm_coordinator mm_memshard)
 
 memllm_test(test_memory_query SOURCES test_memory_query.c LIBS ${MEMORY_TEST_LIBS})
+memllm_test(test_memory_store SOURCES test_memory_store.c LIBS ${MEMORY_TEST_LIBS})
+memllm_test(test_memory_shards SOURCES test_memory_shards.c LIBS ${MEMORY_TEST_LIBS})
+memllm_test(test_memory_backup SOURCES test_memory_backup.c LIBS ${MEMORY_TEST_LIBS})
+memllm_test(test_memory_crash SOURCES test_memory_crash.c LIBS ${MEMORY_TEST_LIBS})
+
+# Multi-rank: 1 coordinator + 3 shard ranks (more ranks than the 2 cores of
+# CI, hence --oversubscribe; CI runs as root).
+set(MEMORY_MPIRUN ${MPIEXEC_EXECUTABLE} --oversubscribe --allow-run-as-root)
+add_executable(test_memory_mpi test_memory_mpi.c)
+target_include_directories(test_memory_mpi PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(test_memory_mpi PRIVATE ${MEMORY_TEST_LIBS})
+add_test(NAME test_memory_mpi COMMAND ${MEMORY_MPIRUN} -np 4 $<TARGET_FILE:test_memory_mpi>)
