@@ -261,7 +261,7 @@ static int apply_clear(struct write_ctx *c, const Memllm__Clear *cl, Memllm__Tri
     if (mm_text_id_of(cl->key, &kid, &c->st->err) != 0 ||
         mm_text_id_of(cl->relation, &rid, &c->st->err) != 0)
         return -1;
-    unsigned char prefix[TRIPLE_PREFIX_LEN];
+    unsigned char prefix[TRIPLE_KEY_LEN]; /* a whole key; the first 17 bytes are used */
     triple_key(prefix, kid, rid, cl->reverse, 0);
     struct key_list l;
     if (collect_prefix(c->sh, c->batch, c->ar, CF_TRIPLES, prefix, TRIPLE_PREFIX_LEN, &l, c->st) !=
