@@ -169,8 +169,16 @@ static int load_merges(struct loader *L, const json_t *model)
         size_t na, nb;
         if (merge_parts(L, json_array_get(merges, i), i, &a, &na, &b, &nb)) goto fail;
         int ia = tok_lookup_model(L->t, a, na), ib = tok_lookup_model(L->t, b, nb);
+        /* With a continuing_subword_prefix, HF drops the prefix's length from
+         * the right token: "t" + "##h" = "th". */
+        size_t skip = L->t->cont_prefix ? strlen(L->t->cont_prefix) : 0;
+        if (skip > nb) {
+            mm_err_set(L->err, "%s: model.merges[%zu]: '%.*s' is shorter than the subword prefix",
+                       L->t->name, i, (int)nb, b);
+            goto fail;
+        }
         joined.len = 0;
-        if (tok_bytes_append(&joined, a, na) || tok_bytes_append(&joined, b, nb)) {
+        if (tok_bytes_append(&joined, a, na) || tok_bytes_append(&joined, b + skip, nb - skip)) {
             mm_err_set(L->err, "%s: out of memory", L->t->name);
             goto fail;
         }

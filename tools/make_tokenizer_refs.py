@@ -19,6 +19,14 @@ Writes tests/fixtures/tokenizer/:
   <name>.special.ids  tiny-mistral and tiny-llama after HF's
                   add_special_tokens(MEMLLM_SPECIALS): the extras with the
                   defaults, then the extras plain.
+  feat-<name>.json  small tokenizers trained here with HF `tokenizers` on a few
+                  sentences, one per pipeline variant the big ones do not
+                  cover (Metaspace, Digits + ByteLevel, Split + ByteLevel with
+                  add_prefix_space, WordPiece with BertProcessing, BPE with
+                  subword prefix/suffix and NFD/StripAccents/Lowercase); their
+                  .ids cover the extras only. They are also the
+                  seed corpus of tests/fuzz/fuzz_tokenizer_json.c
+                  (tests/fuzz/corpus/tokenizer_json/).
 
 References:
   tiny-mistral, tiny-llama  HF `tokenizers` on the committed fixture
@@ -85,6 +93,67 @@ EXTRAS = [
     "Wikipedia-style: The Battle of Hastings (14 October 1066) was fought between "
     "the Norman-French army of William, the Duke of Normandy, and an English army.",
 ]
+
+
+GPT2_REGEX = (r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+")
+
+
+def feature_tokenizers(train_texts):
+    """name -> small HF Tokenizer, one per pipeline variant."""
+    from tokenizers import (Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers,
+                            processors, trainers)
+
+    def bpe_trainer(size, specials, alphabet=()):
+        return trainers.BpeTrainer(vocab_size=size, special_tokens=specials,
+                                   initial_alphabet=list(alphabet), show_progress=False)
+
+    out = {}
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+    tok.decoder = decoders.Metaspace(prepend_scheme="first")
+    tok.train_from_iterator(train_texts, bpe_trainer(120, ["<unk>", "<s>", "</s>", "<0x41>"]))
+    out["metaspace"] = tok
+
+    byte_alphabet = pre_tokenizers.ByteLevel.alphabet()
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True),
+         pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(train_texts, bpe_trainer(
+        360, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], byte_alphabet))
+    out["digits-bytelevel"] = tok
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(GPT2_REGEX), "isolated"),
+         pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(train_texts, bpe_trainer(360, ["<|endoftext|>"], byte_alphabet))
+    tok.add_tokens(["({", "})", "-->"])
+    out["split-prefix"] = tok
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=12))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(train_texts, trainers.WordPieceTrainer(
+        vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+        show_progress=False))
+    tok.post_processor = processors.BertProcessing(("[SEP]", tok.token_to_id("[SEP]")),
+                                                   ("[CLS]", tok.token_to_id("[CLS]")))
+    out["wordpiece"] = tok
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", continuing_subword_prefix="##",
+                               end_of_word_suffix="</w>", fuse_unk=True))
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.NFD(), normalizers.StripAccents(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.train_from_iterator(train_texts, trainers.BpeTrainer(
+        vocab_size=200, special_tokens=["<unk>"], continuing_subword_prefix="##",
+        end_of_word_suffix="</w>", show_progress=False))
+    out["subword-affixes"] = tok
+    return out
 
 
 def redocred_sentences(path, n):
@@ -164,6 +233,16 @@ def main():
         default, plain = hf_refs(os.path.join(fixtures, name, "tokenizer.json"), EXTRAS, EXTRAS,
                                  MEMLLM_SPECIALS)
         write_ids(name + ".special.ids", default + plain)
+
+    corpus = os.path.join(ROOT, "tests", "fuzz", "corpus", "tokenizer_json")
+    os.makedirs(corpus, exist_ok=True)
+    for name, tok in feature_tokenizers(texts[:200]).items():
+        compact = json.dumps(json.loads(tok.to_str()), ensure_ascii=False, separators=(",", ":"))
+        for folder in (OUT, corpus):
+            with open(os.path.join(folder, f"feat-{name}.json"), "w", encoding="utf-8") as f:
+                f.write(compact)
+        default, _ = hf_refs(os.path.join(OUT, f"feat-{name}.json"), EXTRAS, [])
+        write_ids(f"feat-{name}.ids", default)
 
     minilm = os.path.join(args.models_dir, "all-MiniLM-L6-v2", "tokenizer.json")
     default, plain = hf_refs(minilm, texts, EXTRAS)
