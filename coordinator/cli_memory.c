@@ -118,8 +118,10 @@ static int parse(int argc, char **argv, struct parsed *p)
         } else if ((r = cli_opt(argc, argv, &i, "--tau-t", &v))) {
             if (r > 0 && cli_float("--tau-t", v, -1, 1, &p->c.q.tau_t)) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--qthr", &v))) {
-            if (r > 0 && cli_int("--qthr", v, 1, 100000, &qthr)) return -1;
-            p->c.q.qthr = (uint32_t)qthr;
+            if (r > 0) {
+                if (cli_int("--qthr", v, 1, 100000, &qthr)) return -1;
+                p->c.q.qthr = (uint32_t)qthr;
+            }
         } else if (!strcmp(argv[i], "--sync")) {
             p->sync = 1;
         } else if (!strcmp(argv[i], "--repair")) {

@@ -426,12 +426,14 @@ int mm_memory_replace(struct mm_memory *m, const struct mm_fact *fact, uint64_t 
         mm_err_set(err, "out of memory");
         return -1;
     }
-    long s, r, o;
+    long s = 0, r = 0, o = 0;
+    uint64_t gone = 0;
     int rc = add_text(&p.entities, "subject", 0, fact->s, &s, err);
     if (rc == 0) rc = add_text(&p.relations, "relation", 0, fact->r, &r, err);
     if (rc == 0) rc = add_text(&p.entities, "object", 0, fact->o, &o, err);
     if (rc == 0) rc = mm_text_check("source", fact->src.source, err);
     if (rc == 0) rc = plan_embed(&p, err);
+    if (rc != 0) goto done;
 
     /* Round 1, at home(s) in one batch: clear (s, r, *) and store the new
      * forward copy. The reverse copy follows in round 2 with the removal of
@@ -440,11 +442,9 @@ int mm_memory_replace(struct mm_memory *m, const struct mm_fact *fact, uint64_t 
     uint32_t hs = mm_home_shard(p.entities.s[s].id, m->shards);
     uint32_t ho = mm_home_shard(p.entities.s[o].id, m->shards);
     Memllm__Clear *cl = mm_arena_alloc(&p.ar, sizeof(*cl));
-    Memllm__TripleCopy *fwd = rc == 0 ? new_copy(&p, p.entities.s[s].text, p.relations.s[r].text,
-                                                 p.entities.s[o].text, 0, &fact->src)
-                                      : NULL;
-    if (rc == 0 &&
-        (!cl || !fwd || need_entity(&p, s) != 0 || ptr_push(&p.part[hs].copies, &p.ar, fwd) != 0 ||
+    Memllm__TripleCopy *fwd = new_copy(&p, p.entities.s[s].text, p.relations.s[r].text,
+                                       p.entities.s[o].text, 0, &fact->src);
+    if ((!cl || !fwd || need_entity(&p, s) != 0 || ptr_push(&p.part[hs].copies, &p.ar, fwd) != 0 ||
          ptr_push(&p.part[hs].clears, &p.ar, cl) != 0)) {
         mm_err_set(err, "out of memory");
         rc = -1;
@@ -455,7 +455,6 @@ int mm_memory_replace(struct mm_memory *m, const struct mm_fact *fact, uint64_t 
         cl->relation = (char *)fact->r;
         rc = plan_send(&p, resp, err);
     }
-    uint64_t gone = 0;
     if (rc == 0) {
         const Memllm__WriteResult *w = resp[hs]->write;
         for (size_t i = 0; rc == 0 && i < w->n_cleared; i++) {
@@ -489,6 +488,7 @@ int mm_memory_replace(struct mm_memory *m, const struct mm_fact *fact, uint64_t 
         if (rc == 0) rc = plan_send(&p, resp, err);
         if (rc == 0) client_free_responses(m, resp);
     }
+done:
     if (rc == 0 && removed) *removed = gone;
     free(resp);
     free(per_shard);

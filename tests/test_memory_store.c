@@ -203,6 +203,11 @@ static void test_bad_writes(struct mm_embedder *e)
     CHECK(mm_memory_write(m, &nosource, 1, NULL, 0, NULL, &err) != 0);
     struct mm_alias bad_alias = {"Good Subject", "bad\x01"};
     CHECK(mm_memory_write(m, batch, 1, &bad_alias, 1, NULL, &err) != 0);
+    struct mm_fact bad_replace = {"Good Subject", "r", "in\xC3valid", {"edit", -1}};
+    uint64_t removed;
+    CHECK(mm_memory_replace(m, &bad_replace, &removed, &err) != 0 && strstr(err.msg, "UTF-8"));
+    uint64_t deleted;
+    CHECK(mm_memory_delete(m, &bad_replace, 1, &deleted, &err) != 0 && strstr(err.msg, "UTF-8"));
     expect_stats(m, 0, 0);
     struct mm_query q = {"in\xFFvalid", "relation", 0};
     struct mm_answers a;
