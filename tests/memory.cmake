@@ -14,9 +14,16 @@ add_executable(test_memory_mpi test_memory_mpi.c)
 target_include_directories(test_memory_mpi PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(test_memory_mpi PRIVATE ${MEMORY_TEST_LIBS})
 add_test(NAME test_memory_mpi COMMAND ${MEMORY_MPIRUN} -np 4 $<TARGET_FILE:test_memory_mpi>)
+
+# The memllm memory commands end to end, in one process and under mpirun.
+add_test(NAME test_memory_cli COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/memory/cli_memory.sh)
+
+set_tests_properties(test_memory_cli PROPERTIES ENVIRONMENT
+  "MEMLLM_SHARED_DATA=${MEMLLM_SHARED_DATA};MEMLLM_BIN=$<TARGET_FILE:memllm>")
+
+# Open MPI's own start-up allocations (in plugins it unloads) show up as
+# leaks without a usable stack under LeakSanitizer; the same client and shard
+# code is leak-checked by the single-process tests.
 if(MEMLLM_SANITIZE)
-  # Open MPI's own start-up allocations (in plugins it unloads) show up as
-  # leaks without a usable stack; the same client and shard code is leak-
-  # checked by the single-process tests.
   set_tests_properties(test_memory_mpi PROPERTIES ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
 endif()
