@@ -1,0 +1,30 @@
+/* Reading DocRED / Re-DocRED documents as memory facts: relation ids become
+ * their Wikidata labels, each entity is named by its first mention (every
+ * whitespace run made one space) with its other mentions as aliases, and a
+ * fact's provenance is the document title and its first evidence sentence.
+ * Used by `memllm memory import-docred` and by the memory benchmark. */
+#ifndef MEMLLM_COORDINATOR_MEMORY_CLIENT_DOCRED_H
+#define MEMLLM_COORDINATOR_MEMORY_CLIENT_DOCRED_H
+
+#include "memory_client.h"
+
+struct mm_docred_doc {
+    size_t index, total; /* this document's place, and the file's document count */
+    const char *title;
+    struct mm_fact *facts;
+    size_t nfacts;
+    struct mm_alias *aliases; /* of the entities that appear in facts */
+    size_t naliases;
+    size_t skipped;            /* labels or aliases that failed the text rules */
+    const char *first_problem; /* why the first skipped item was skipped */
+};
+
+/* Calls fn for every document of `path` (a JSON array), with relation
+ * labels from `props_path` (a JSON object id -> label; ids not in it stay as
+ * they are). Stops at fn's first non-zero return and returns it. The doc's
+ * texts live until fn returns. */
+int mm_docred_each(const char *path, const char *props_path,
+                   int (*fn)(void *ctx, const struct mm_docred_doc *doc), void *ctx, size_t *ndocs,
+                   struct mm_err *err);
+
+#endif
