@@ -117,7 +117,7 @@ static int each_doc(json_t *jdoc, size_t index, size_t total, json_t *props,
                     int (*fn)(void *, const struct mm_docred_doc *), void *ctx, struct mm_err *err)
 {
     struct mm_docred_doc doc = {.index = index, .total = total};
-    char problem[MM_ERR_LEN + 64], what[64];
+    char problem[MM_ERR_LEN + 80], what[64]; /* room for "what: message" */
     struct mm_err terr;
     doc.title = json_string_value(json_object_get(jdoc, "title"));
     json_t *labels = json_object_get(jdoc, "labels");

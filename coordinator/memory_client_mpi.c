@@ -75,8 +75,8 @@ static int mpi_close(struct mm_transport *t, struct mm_err *err)
     uint8_t buf[16];
     size_t len = memllm__request__pack(&req, buf);
     uint32_t S = t->shards;
-    uint8_t **reqs = malloc(S * sizeof(*reqs));
-    size_t *lens = malloc(S * sizeof(*lens));
+    uint8_t **reqs = calloc(S, sizeof(*reqs));
+    size_t *lens = calloc(S, sizeof(*lens));
     uint8_t **resp = calloc(S, sizeof(*resp));
     size_t *resp_len = calloc(S, sizeof(*resp_len));
     int rc = -1;

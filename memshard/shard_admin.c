@@ -111,8 +111,12 @@ static int copy_checkpoint(const char *from, const char *to, struct shard_status
     while (rc == 0 && (e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.') continue;
         char src[8192], dst[8192];
-        snprintf(src, sizeof(src), "%s/%s", from, e->d_name);
-        snprintf(dst, sizeof(dst), "%s/%s", to, e->d_name);
+        if ((size_t)snprintf(src, sizeof(src), "%s/%s", from, e->d_name) >= sizeof(src) ||
+            (size_t)snprintf(dst, sizeof(dst), "%s/%s", to, e->d_name) >= sizeof(dst)) {
+            rc = shard_fail(st, MEMLLM__STATUS__STATUS_INVALID_ARGUMENT,
+                            "restore: %s: path too long", from);
+            break;
+        }
         struct stat sb;
         if (stat(src, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
         if (copy_file(src, dst) != 0)
