@@ -418,15 +418,19 @@ int shard_query(struct mm_shard *sh, const Memllm__QueryRequest *q, Memllm__Quer
         struct answer_list answers = {0};
         rc = find_candidates(sh, &sh->relations, hits[i], nhits[i], item->relation,
                              rvecs + i * (size_t)sh->dim, 0, q->k_relations, &rel, &nrel, ar, st);
-        for (size_t e = 0; rc == 0 && e < item->n_entities; e++) {
-            const Memllm__EntityHit *ent = item->entities[e];
-            for (size_t r = 0; rc == 0 && r < nrel; r++) {
-                double score = (ent->sim + rel[r].sim) / 2;
-                if (score < q->tau_t) continue;
-                rc = fetch_pair(sh, ent, rel[r].id, rel[r].matched, item->want_subject, score,
-                                ent->exact && rel[r].exact, q->per_pair, &answers, ar, st);
+        /* Exact pairs first: when they give answers, no fuzzy answer can
+         * survive, so the other pairs are not read. */
+        for (int pass = 0; pass < 2 && !(pass == 1 && answers.any_exact); pass++)
+            for (size_t e = 0; rc == 0 && e < item->n_entities; e++) {
+                const Memllm__EntityHit *ent = item->entities[e];
+                for (size_t r = 0; rc == 0 && r < nrel; r++) {
+                    int exact = ent->exact && rel[r].exact;
+                    double score = (ent->sim + rel[r].sim) / 2;
+                    if (exact != (pass == 0) || score < q->tau_t) continue;
+                    rc = fetch_pair(sh, ent, rel[r].id, rel[r].matched, item->want_subject, score,
+                                    exact, q->per_pair, &answers, ar, st);
+                }
             }
-        }
         Memllm__Answers *out = mm_arena_alloc(ar, sizeof(*out));
         if (rc == 0 && !out) rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
         if (rc == 0) {
