@@ -84,7 +84,8 @@ static int cmp_added(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
-int tok_index_added(struct tokenizer *t, struct mm_err *err)
+/* Rebuilds the added-token index (after marking tokens TOK_ATTR_ADDED). */
+static int tok_index_added(struct tokenizer *t, struct mm_err *err)
 {
     int n = 0;
     for (int id = 0; id < t->n_vocab; id++)

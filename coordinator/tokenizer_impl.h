@@ -50,8 +50,6 @@ struct tok_cps {
     size_t n, cap;
 };
 
-int tok_cps_decode(struct tok_cps *c, const char *s, size_t n);
-
 /* ---- string -> id table ----------------------------------------------- */
 
 /* Open addressing over the token strings; slots hold id + 1 (0 = empty). */
@@ -59,8 +57,6 @@ struct tok_strmap {
     uint32_t *slots;
     size_t mask;
 };
-
-uint64_t tok_hash_bytes(const void *p, size_t n);
 
 /* ---- normalizers, pre-tokenizers, models, decoders --------------------- */
 
@@ -223,8 +219,6 @@ int tok_add_pretok(struct tokenizer *t, const struct tok_pretok *p, struct mm_er
 /* After the vocabulary and options are in: holes, byte tables, decoded
  * strings, the added-token index. */
 int tok_finish(struct tokenizer *t, struct mm_err *err);
-/* Rebuilds the added-token index (after marking tokens TOK_ATTR_ADDED). */
-int tok_index_added(struct tokenizer *t, struct mm_err *err);
 
 /* The GPT-2 byte-to-unicode map: the code point byte b is written as. */
 uint32_t tok_byte_to_cp(uint8_t b);

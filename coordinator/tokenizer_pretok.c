@@ -8,7 +8,7 @@
 #include "tokenizer_impl.h"
 #include "unicode.h"
 
-int tok_cps_decode(struct tok_cps *c, const char *s, size_t n)
+static int tok_cps_decode(struct tok_cps *c, const char *s, size_t n)
 {
     if (n + 1 > c->cap) {
         size_t cap = c->cap ? c->cap : 256;

@@ -124,7 +124,7 @@ void tok_arena_free(struct tokenizer *t)
 
 /* ---- string -> id ------------------------------------------------------ */
 
-uint64_t tok_hash_bytes(const void *p, size_t n)
+static uint64_t tok_hash_bytes(const void *p, size_t n)
 {
     const uint8_t *s = p;
     uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xC2B2AE3D27D4EB4Full);

@@ -2,15 +2,6 @@
 
 #include "unicode_tables.h"
 
-size_t uni_lead_len(uint8_t b)
-{
-    if (b < 0xC0) return 1;
-    if (b < 0xE0) return 2;
-    if (b < 0xF0) return 3;
-    if (b < 0xF8) return 4;
-    return 1;
-}
-
 /* Returns the sequence length a lead byte announces and the bounds its
  * second byte must lie in (RFC 3629 table: these bounds exclude overlong
  * forms, surrogates and values above U+10FFFF). 0 for a byte that cannot
@@ -117,12 +108,6 @@ enum uni_category uni_category(uint32_t cp)
     return (enum uni_category)(uni_category_ranges[lo] & 31);
 }
 
-int uni_is_letter(uint32_t cp)
-{
-    if (cp < 0x80) return (cp | 0x20) >= 'a' && (cp | 0x20) <= 'z';
-    return uni_cat_is_letter(uni_category(cp));
-}
-
 int uni_is_number(uint32_t cp)
 {
     if (cp < 0x80) return cp >= '0' && cp <= '9';
@@ -198,7 +183,7 @@ enum {
     HANGUL_S_COUNT = 19 * 21 * 28,
 };
 
-int uni_decompose(uint32_t cp, uint32_t out[UNI_MAX_DECOMP])
+static int uni_decompose(uint32_t cp, uint32_t out[UNI_MAX_DECOMP])
 {
     if (cp < 0xC0) {
         out[0] = cp;
@@ -231,7 +216,7 @@ int uni_decompose(uint32_t cp, uint32_t out[UNI_MAX_DECOMP])
     return (int)len;
 }
 
-int uni_combining_class(uint32_t cp)
+static int uni_combining_class(uint32_t cp)
 {
     if (cp < 0x300) return 0;
     size_t lo = 0, hi = uni_n_ccc;

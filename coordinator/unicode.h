@@ -58,10 +58,6 @@ size_t uni_decode(const uint8_t *s, size_t n, uint32_t *cp);
 /* Writes the UTF-8 form of cp (<= U+10FFFF) to out and returns its length. */
 size_t uni_encode(uint32_t cp, char out[4]);
 
-/* Length of a sequence whose first byte is b, by the lead byte alone (1 for
- * continuation and invalid bytes), as llama.cpp's SPM tokenizer splits. */
-size_t uni_lead_len(uint8_t b);
-
 /* Whether s[0..n) is a prefix of a well-formed sequence that more bytes could
  * complete (used to hold back a streaming tail). */
 int uni_is_incomplete(const uint8_t *s, size_t n);
@@ -85,16 +81,11 @@ static inline int uni_cat_is_punct(enum uni_category c)
 {
     return c >= UNI_PC && c <= UNI_PO;
 }
-static inline int uni_cat_is_symbol(enum uni_category c)
-{
-    return c >= UNI_SM && c <= UNI_SO;
-}
 static inline int uni_cat_is_other(enum uni_category c)
 {
     return c >= UNI_CC;
 }
 
-int uni_is_letter(uint32_t cp);
 int uni_is_number(uint32_t cp);
 /* The White_Space property (regex \s in Rust, Oniguruma and Python's regex). */
 int uni_is_space(uint32_t cp);
@@ -103,18 +94,13 @@ int uni_is_space(uint32_t cp);
  * 2 code points to out and returns how many. */
 int uni_tolower(uint32_t cp, uint32_t out[2]);
 
-/* Full canonical decomposition of one code point: writes up to
- * UNI_MAX_DECOMP code points and returns how many (1 if cp does not
- * decompose). */
+/* The longest canonical decomposition of one code point. */
 #define UNI_MAX_DECOMP 4
-int uni_decompose(uint32_t cp, uint32_t out[UNI_MAX_DECOMP]);
-
-/* Canonical combining class (0 for starters). */
-int uni_combining_class(uint32_t cp);
 
 /* NFD of a code point buffer: decomposes into out (capacity cap, at least
  * UNI_MAX_DECOMP * n) and puts combining marks in canonical order. Returns
- * the number of code points written. */
+ * the number of code points written. Values above U+10FFFF pass through
+ * unchanged. */
 size_t uni_nfd(const uint32_t *cps, size_t n, uint32_t *out, size_t cap);
 
 /* The Unicode version of the tables. */

@@ -21,6 +21,7 @@
 
 #include "check.h"
 #include "tokenizer.h"
+#include "unicode.h"
 
 struct texts {
     char **s;
@@ -310,6 +311,9 @@ int main(void)
 
     size_t text_len;
     char *text = redocred_text(&text_len);
+    /* HF and llama.cpp have their own Unicode data; rare characters whose
+     * category changed between versions can differ. */
+    printf("Unicode tables: %s\n", uni_version());
 
     static const struct ref_case cases[] = {
         {"tiny-mistral", "MEMLLM_FIXTURES", "models/tiny-mistral", 1, has_added_token, 0},
