@@ -328,6 +328,10 @@ int main(void)
         {"feat-wordpiece", "MEMLLM_FIXTURES", "tokenizer/feat-wordpiece.json", 0, NULL, 1},
         {"feat-subword-affixes", "MEMLLM_FIXTURES", "tokenizer/feat-subword-affixes.json", 0, NULL,
          1},
+        /* GGUF byte-level BPE with each supported tokenizer.ggml.pre. */
+        {"gguf-default", "MEMLLM_FIXTURES", "tokenizer/gguf-default.gguf", 1, NULL, 1},
+        {"gguf-gpt-2", "MEMLLM_FIXTURES", "tokenizer/gguf-gpt-2.gguf", 1, NULL, 1},
+        {"gguf-smollm", "MEMLLM_FIXTURES", "tokenizer/gguf-smollm.gguf", 1, NULL, 1},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         run_case(&cases[i], &texts, n_redocred, text, text_len);

@@ -27,6 +27,10 @@ Writes tests/fixtures/tokenizer/:
                   .ids cover the extras only. They are also the
                   seed corpus of tests/fuzz/fuzz_tokenizer_json.c
                   (tests/fuzz/corpus/tokenizer_json/).
+  gguf-<pre>.gguf  tiny-llama's byte-level vocabulary and merges as
+                  vocabulary-only GGUFs (tokenizer.ggml.model "gpt2") with
+                  tokenizer.ggml.pre = default, gpt-2 and smollm; their .ids
+                  (llama.cpp, extras only) check the three pre-tokenizers.
 
 References:
   tiny-mistral, tiny-llama  HF `tokenizers` on the committed fixture
@@ -156,6 +160,38 @@ def feature_tokenizers(train_texts):
     return out
 
 
+def write_vocab_gguf(path, tokenizer_json, pre):
+    """A vocabulary-only GGUF of a byte-level tokenizer.json, as llama.cpp's
+    ggml-vocab-*.gguf files: general.* and tokenizer.ggml.* keys only."""
+    import gguf
+
+    with open(tokenizer_json, encoding="utf-8") as f:
+        d = json.load(f)
+    added = {a["id"]: a for a in d["added_tokens"]}
+    n = max(list(d["model"]["vocab"].values()) + list(added)) + 1
+    tokens = [None] * n
+    for text, i in d["model"]["vocab"].items():
+        tokens[i] = text
+    types = [gguf.TokenType.NORMAL] * n
+    for i, a in added.items():
+        tokens[i] = a["content"]
+        types[i] = gguf.TokenType.CONTROL if a["special"] else gguf.TokenType.USER_DEFINED
+    merges = [m if isinstance(m, str) else " ".join(m) for m in d["model"]["merges"]]
+    w = gguf.GGUFWriter(path, "gpt2")
+    w.add_name("tiny-" + pre)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(pre)
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(0)
+    w.add_eos_token_id(0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def redocred_sentences(path, n):
     with open(path, encoding="utf-8") as f:
         docs = json.load(f)
@@ -243,6 +279,12 @@ def main():
                 f.write(compact)
         default, _ = hf_refs(os.path.join(OUT, f"feat-{name}.json"), EXTRAS, [])
         write_ids(f"feat-{name}.ids", default)
+
+    for pre in ("default", "gpt-2", "smollm"):
+        path = os.path.join(OUT, f"gguf-{pre}.gguf")
+        write_vocab_gguf(path, os.path.join(fixtures, "tiny-llama", "tokenizer.json"), pre)
+        default, _ = llamacpp_refs(path, EXTRAS, [])
+        write_ids(f"gguf-{pre}.ids", default)
 
     minilm = os.path.join(args.models_dir, "all-MiniLM-L6-v2", "tokenizer.json")
     default, plain = hf_refs(minilm, texts, EXTRAS)
