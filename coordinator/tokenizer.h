@@ -14,7 +14,15 @@
  * Text that is not valid UTF-8 never fails: byte-level BPE keeps the bytes
  * (each becomes its byte token), BPE with byte fallback gives the bytes'
  * <0xNN> tokens, and WordPiece drops them (as BERT drops U+FFFD). Decoding
- * always yields valid UTF-8: bytes that do not form UTF-8 come out as U+FFFD. */
+ * always yields valid UTF-8: bytes that do not form UTF-8 come out as U+FFFD.
+ *
+ * Added tokens are matched on the raw text, leftmost and longest first (HF
+ * matches those with normalized=true on the normalized text instead).
+ * Truncation and padding are the caller's.
+ *
+ * A loaded tokenizer is only read by tok_encode, tok_decode and the decoder,
+ * so they may run on several threads at once; tok_add_special must not run
+ * alongside them. */
 #ifndef MEMLLM_COORDINATOR_TOKENIZER_H
 #define MEMLLM_COORDINATOR_TOKENIZER_H
 

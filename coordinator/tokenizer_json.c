@@ -10,7 +10,8 @@
  * ByteLevel, Sequence; decoders ByteLevel, WordPiece, Metaspace and the
  * SentencePiece sequence (Replace, ByteFallback, Fuse, Strip). Anything else
  * is refused with an error that names it, rather than encoded differently
- * from HF. Truncation and padding are left to the caller. */
+ * from HF. Truncation, padding and BPE dropout are left out: the caller
+ * truncates, and encoding is deterministic. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
