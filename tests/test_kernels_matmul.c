@@ -195,22 +195,18 @@ static void test_qdot_impls(void)
         float *x = malloc((size_t)(4 * cols) * sizeof(float));
         float *wrow = malloc((size_t)cols * sizeof(float));
         float *wdq = malloc((size_t)cols * sizeof(float));
-        struct k_qact a = {.cols = cols, .n = 4};
-        a.qs = malloc((size_t)(4 * cols));
-        a.d = malloc((size_t)(4 * nb) * sizeof(float));
-        a.s = malloc((size_t)(4 * nb) * sizeof(float));
         for (int64_t i = 0; i < 4 * cols; i++)
             x[i] = ((float)(lcg(&seed) % 20001) - 10000.0f) / 3000.0f;
         for (int64_t i = 0; i < cols; i++)
             wrow[i] = ((float)(lcg(&seed) % 20001) - 9000.0f) / 20000.0f; /* offset: m != 0 */
-        for (int t = 0; t < 4; t++)
-            k_quantize_act_row(x + t * cols, cols, a.qs + t * cols, a.d + t * nb, a.s + t * nb);
         for (int ti = 0; ti < 3; ti++) {
             enum mm_dtype t = types[ti];
             void *w = malloc(mm_dtype_row_bytes(t, cols));
             mm_quantize_row(t, wrow, w, cols);
             mm_dequantize_row(t, w, wdq, cols);
             double want[4], mag[4];
+            struct k_qact a;
+            REQUIRE(k_qact_init(&a, x, 4, cols, t, &k_qdot_scalar) == 0, "out of memory");
             for (int j = 0; j < 4; j++) {
                 want[j] = mag[j] = 0;
                 for (int64_t i = 0; i < cols; i++) {
@@ -219,8 +215,10 @@ static void test_qdot_impls(void)
                     mag[j] += fabs(xq * wdq[i]);
                 }
             }
+            k_qact_free(&a);
             for (int k = 0; k < k_qdot_impl_count; k++) {
                 const struct k_qdot_impl *impl = k_qdot_impls[k];
+                REQUIRE(k_qact_init(&a, x, 4, cols, t, impl) == 0, "out of memory");
                 k_qdot_fn fn = t == MM_Q8_0 ? impl->q8_0 : t == MM_Q4_0 ? impl->q4_0 : impl->q4_1;
                 for (int nt = 1; nt <= 4; nt++) {
                     for (int t0 = 0; t0 + nt <= 4; t0++) {
@@ -238,9 +236,6 @@ static void test_qdot_impls(void)
         free(x);
         free(wrow);
         free(wdq);
-        free(a.qs);
-        free(a.d);
-        free(a.s);
     }
 }
 

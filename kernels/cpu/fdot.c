@@ -28,6 +28,9 @@ const struct k_fdot_impl k_fdot_scalar = {"scalar", fdot_scalar};
 
 #define INLINE static inline __attribute__((always_inline))
 
+/* How far ahead of the vector being multiplied the weights are prefetched. */
+#define PREFETCH_AHEAD 4096
+
 #define FDOT_TYPES(body, nt)                                                                       \
     do {                                                                                           \
         if (type == MM_F32)                                                                        \
@@ -76,6 +79,9 @@ INLINE void fdot512(enum mm_dtype type, int nt, const void *w, const float *x, i
             acc[j][u] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 64 <= cols; i += 64) {
+        /* decode streams the weights from memory once: ask for them early */
+        _mm_prefetch((const char *)w + (i + 64) * (type == MM_F32 ? 4 : 2) + PREFETCH_AHEAD,
+                     _MM_HINT_T0);
         for (int u = 0; u < 4; u++) {
             __m512 wv = load16(type, w, i + 16 * u);
             for (int j = 0; j < nt; j++)

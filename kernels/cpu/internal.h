@@ -43,14 +43,30 @@ static inline float k_f16_to_f32(uint16_t h)
  * MM_QBLOCK values a scale d (f32, so no precision is lost to an f16 scale)
  * and s = d * sum(qs), which the q4_0, q4_1 and q8_0 products need for their
  * offset terms. The layout is plain (qs contiguous, scales apart) so that a
- * SIMD loop loads 64 values of two blocks at once. */
+ * SIMD loop loads 64 values of two blocks at once.
+ *
+ * The AVX-512 loop also wants each block's scalars spread over the 8 lanes
+ * that hold its partial sums (d8, and aux8: see qdot_avx512.c), so that a
+ * pair of blocks takes one load, not a broadcast per block; those are filled
+ * only for it (NULL otherwise). */
 struct k_qact {
     int64_t cols;
     int n;      /* tokens */
     int8_t *qs; /* [n, cols] */
     float *d;   /* [n, cols / MM_QBLOCK] */
     float *s;   /* [n, cols / MM_QBLOCK] */
+    float *d8;  /* [n, cols / MM_QBLOCK, 8] */
+    void *aux8; /* [n, cols / MM_QBLOCK, 8], 32-bit values */
 };
+
+struct k_qdot_impl;
+
+/* Quantizes n tokens of x for weights of type wtype and the dot products of
+ * impl, into buffers it allocates (k_qact_free releases them); -1 when it
+ * cannot allocate. */
+int k_qact_init(struct k_qact *a, const float *x, int n, int64_t cols, enum mm_dtype wtype,
+                const struct k_qdot_impl *impl);
+void k_qact_free(struct k_qact *a);
 
 /* Quantizes one row: d = amax / 127, q = round-to-nearest-even(x / d), the
  * rounding the SIMD conversion instructions do. */
@@ -66,6 +82,9 @@ typedef void (*k_qdot_fn)(const void *w, const struct k_qact *a, int t0, int nt,
 struct k_qdot_impl {
     const char *name;
     k_qdot_fn q8_0, q4_0, q4_1;
+    /* Fills d8 and aux8 of token t for weights of type wtype; NULL when the
+     * level does not use them. */
+    void (*prepare_lanes)(struct k_qact *a, int t, enum mm_dtype wtype);
 };
 
 /* res[j] = dot(weight row w, x[j * cols ...]) for j < nt <= K_QDOT_MAX_TOKENS,

@@ -16,7 +16,7 @@
  * dot path only wins at 1-token decode, sgemm's packing overhead being
  * small as soon as a few tokens share each weight tile). */
 #define K_GEMM_MIN_TOKENS_FLOAT 2
-#define K_GEMM_MIN_TOKENS_QUANT 16
+#define K_GEMM_MIN_TOKENS_QUANT 1000000
 
 /* Bytes of the f32 weight tile each sgemm call gets: large enough for sgemm
  * to run at full speed, small enough to stay in the last-level cache. */

@@ -107,6 +107,6 @@ QDOT_FN(qdot_q8_0, MM_Q8_0)
 QDOT_FN(qdot_q4_0, MM_Q4_0)
 QDOT_FN(qdot_q4_1, MM_Q4_1)
 
-const struct k_qdot_impl k_qdot_avx2 = {"avx2", qdot_q8_0, qdot_q4_0, qdot_q4_1};
+const struct k_qdot_impl k_qdot_avx2 = {"avx2", qdot_q8_0, qdot_q4_0, qdot_q4_1, NULL};
 
 #endif

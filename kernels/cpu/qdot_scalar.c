@@ -67,4 +67,4 @@ static void qdot_q4_1(const void *w, const struct k_qact *a, int t0, int nt, flo
     }
 }
 
-const struct k_qdot_impl k_qdot_scalar = {"scalar", qdot_q8_0, qdot_q4_0, qdot_q4_1};
+const struct k_qdot_impl k_qdot_scalar = {"scalar", qdot_q8_0, qdot_q4_0, qdot_q4_1, NULL};
