@@ -32,7 +32,8 @@ static void usage(FILE *out)
             "Generates text. With --prompt, prints only the generated text on stdout. With\n"
             "--input, reads one JSON object per line ({\"prompt\": ..., optional \"id\",\n"
             "\"max_tokens\", \"temperature\", \"top_k\", \"top_p\", \"seed\", \"greedy\",\n"
-            "\"stop\", \"adapter\"}) and writes one result per line, in input order, to\n"
+            "\"stop\", \"adapter\" (a name, or null for the base model)}) and writes one\n"
+            "result per line, in input order, to\n"
             "--output (default stdout), with a progress bar on stderr.\n\n" CLI_MODEL_HELP
             "  --prompt TEXT        the prompt\n"
             "  --input FILE         JSONL requests\n"
@@ -272,9 +273,19 @@ static int parse_request(struct engine *e, const struct gen_opts *o, struct job 
     if (json_is_boolean(greedy)) r->sampling.greedy = json_is_true(greedy);
     if (r->sampling.temperature == 0.0f) r->sampling.greedy = 1;
 
-    const char *adapter = json_string_value(json_object_get(obj, "adapter"));
-    r->adapter = adapter ? engine_adapter(e, adapter, err) : default_adapter(e, o, err);
-    if ((adapter || o->use_adapter) && r->adapter < 0) {
+    /* "adapter": "NAME" picks one, null the base model; absent: the default. */
+    json_t *adapter = json_object_get(obj, "adapter");
+    if (adapter && !json_is_string(adapter) && !json_is_null(adapter)) {
+        mm_err_set(err, "%s: \"adapter\" must be a name or null", where);
+        return -1;
+    }
+    if (json_is_null(adapter))
+        r->adapter = -1;
+    else if (adapter)
+        r->adapter = engine_adapter(e, json_string_value(adapter), err);
+    else
+        r->adapter = default_adapter(e, o, err);
+    if ((json_is_string(adapter) || (!adapter && o->use_adapter)) && r->adapter < 0) {
         mm_err_prefix(err, "%s", where);
         return -1;
     }
