@@ -29,12 +29,12 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: memllm generate --model PATH (--prompt TEXT | --input FILE.jsonl) [options]\n\n"
-            "Generates text. With --prompt, prints only the generated text on stdout. With\n"
-            "--input, reads one JSON object per line ({\"prompt\": ..., optional \"id\",\n"
-            "\"max_tokens\", \"temperature\", \"top_k\", \"top_p\", \"seed\", \"greedy\",\n"
-            "\"stop\", \"adapter\" (a name, or null for the base model)}) and writes one\n"
-            "result per line, in input order, to\n"
-            "--output (default stdout), with a progress bar on stderr.\n\n" CLI_MODEL_HELP
+            "Generates text. With --prompt, prints only the generated text on stdout.\n"
+            "With --input, reads one JSON object per line: \"prompt\" and optionally\n"
+            "\"id\", \"max_tokens\", \"temperature\", \"top_k\", \"top_p\", \"seed\",\n"
+            "\"greedy\", \"stop\" (array) and \"adapter\" (a name, or null for the base\n"
+            "model); writes one result per line, in input order, to --output (default\n"
+            "stdout), with a progress bar on stderr.\n\n" CLI_MODEL_HELP
             "  --prompt TEXT        the prompt\n"
             "  --input FILE         JSONL requests\n"
             "  --output FILE        JSONL results (default: stdout)\n"
