@@ -1,7 +1,7 @@
 # The engine: forward pass, LoRA, KV cache, sampling, scheduler, CLI.
 memllm_test(test_model_reference SOURCES test_model_reference.c LIBS mm_worker
   ARGS tiny-mistral tiny-mistral-sharded tiny-llama tiny-llama-bf16 tiny-llama-f16
-       tiny-llama-gguf-f32 tiny-llama-gguf-q8_0)
+       tiny-llama-gguf-f32)
 memllm_test(test_kv_rollback SOURCES test_kv_rollback.c LIBS mm_worker)
 memllm_test(test_model_errors SOURCES test_model_errors.c LIBS mm_worker)
 memllm_test(test_sampling SOURCES test_sampling.c LIBS mm_coordinator)

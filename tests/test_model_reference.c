@@ -20,10 +20,6 @@ struct reference {
     int n_prompt, n_greedy_prompt, n_greedy;
     int vocab;
     int has_adapter; /* GGUF fixtures have none: llama.cpp takes no PEFT adapters */
-    /* Quantized GGUF fixtures: HF on the dequantized weights. llama.cpp also
-     * rounds activations to 8 bits, which on these tiny random models moves
-     * logits by ~1, so the f32-activation reference is the one to match. */
-    int dequantized;
     float *logits, *logits_lora;
 };
 
@@ -62,13 +58,6 @@ static void load_reference(const char *dir, struct reference *r)
     REQUIRE(r->n_prompt > 0 && r->vocab > 0, "%s: empty reference", path);
     size_t count = (size_t)r->n_prompt * (size_t)r->vocab;
     r->logits = read_f32(dir, json_string_value(json_object_get(root, "logits")), count);
-    json_t *dequant = json_object_get(root, "dequantized_f32");
-    r->dequantized = dequant != NULL;
-    if (dequant) {
-        free(r->logits);
-        r->logits = read_f32(dir, json_string_value(json_object_get(dequant, "logits")), count);
-        json_ids(json_object_get(dequant, "greedy_ids"), r->greedy, 64);
-    }
     json_t *adapter = json_object_get(root, "adapter");
     r->has_adapter = adapter != NULL;
     r->logits_lora = NULL;
@@ -118,12 +107,8 @@ static void check_logits(struct stage *s, const struct reference *r, int adapter
 {
     size_t count = (size_t)r->n_prompt * r->vocab;
     float *got = malloc(count * sizeof(float));
-    /* Quantized weights take the f32-activation path only for batches of
-     * many tokens (kernels/cpu/matmul.c); small batches quantize the
-     * activations as llama.cpp does and are checked by the kernel tests. */
     static const int chunks[] = {256, 1, 7};
-    size_t n_chunks = r->dequantized ? 1 : sizeof(chunks) / sizeof(chunks[0]);
-    for (size_t c = 0; c < n_chunks; c++) {
+    for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
         feed(s, r->prompt, r->n_prompt, 0, chunks[c], adapter, got);
         double d = max_abs_diff(got, want, count);
         CHECKF(d <= LOGIT_TOL, "%s, chunks of %d: max |logit - HF| = %g", what, chunks[c], d);
@@ -174,7 +159,7 @@ static void run_fixture(const char *name)
         REQUIRE(stage_init(&s, m, 1, 256, &err) == 0, "%s", err.msg);
         snprintf(what, sizeof(what), "%s", name);
         check_logits(&s, &r, -1, r.logits, what);
-        if (!r.dequantized) check_greedy(&s, &r, -1, r.greedy, what);
+        check_greedy(&s, &r, -1, r.greedy, what);
         stage_free(&s);
         model_free(m);
         free(r.logits);
