@@ -121,16 +121,13 @@ static double triad_bandwidth(size_t bytes)
 
 /* ---- matmuls ---- */
 
+static const enum mm_dtype dtypes[] = {MM_F32, MM_F16, MM_BF16, MM_Q8_0, MM_Q4_0, MM_Q4_1};
+
 typedef void (*matmul_fn)(float *out, const float *x, const struct k_matrix *w, int n);
 
 static void forward(float *out, const float *x, const struct k_matrix *w, int n)
 {
     k_matmul_forward(out, x, w, n);
-}
-
-static void via_qdots(float *out, const float *x, const struct k_matrix *w, int n)
-{
-    k_matmul_qdots(out, x, w, n, 1.0f, 0, k_qdot_impls[0]);
 }
 
 static void via_gemm(float *out, const float *x, const struct k_matrix *w, int n)
@@ -153,8 +150,6 @@ static double time_matmul(matmul_fn fn, const struct k_matrix *ws, int nw, int n
     }
     return best;
 }
-
-static const enum mm_dtype dtypes[] = {MM_F32, MM_F16, MM_BF16, MM_Q8_0, MM_Q4_0, MM_Q4_1};
 
 static void shapes(void)
 {
@@ -195,33 +190,42 @@ static void shapes(void)
     free(out);
 }
 
-/* The crossover that K_GEMM_MIN_TOKENS_QUANT encodes: integer dot products
- * against sgemm on dequantized tiles, by token count. */
+static void via_dots(float *out, const float *x, const struct k_matrix *w, int n)
+{
+    if (w->dtype == MM_F32 || w->dtype == MM_F16 || w->dtype == MM_BF16)
+        k_matmul_fdots(out, x, w, n, 1.0f, 0, k_fdot_impls[0]);
+    else
+        k_matmul_qdots(out, x, w, n, 1.0f, 0, k_qdot_impls[0]);
+}
+
+/* The crossover that matmul.c's dispatch encodes: dot products over the
+ * weights as stored against sgemm on weight tiles converted to f32, by token
+ * count. */
 static void crossover(void)
 {
     float *x = xmalloc((size_t)PREFILL * FFN * sizeof(float));
     float *out = xmalloc((size_t)PREFILL * FFN * sizeof(float));
     fill(x, (size_t)PREFILL * FFN, 3);
-    printf("\nquantized prefill paths, ffn gate 1536x576, GFLOP/s\n%6s", "tokens");
-    const enum mm_dtype qt[] = {MM_Q8_0, MM_Q4_0, MM_Q4_1};
-    for (int d = 0; d < 3; d++)
-        printf(" %9s-qdot %9s-gemm", mm_dtype_name(qt[d]), mm_dtype_name(qt[d]));
+    printf("\nmatmul paths, ffn gate 1536x576, GFLOP/s: dot products (dot) vs sgemm (gemm)\n%6s",
+           "tokens");
+    for (int d = 0; d < 6; d++)
+        printf(" %5s-dot %4s-gemm", mm_dtype_name(dtypes[d]), mm_dtype_name(dtypes[d]));
     printf("\n");
     const int ns[] = {1, 2, 4, 8, 16, 32, 64, 128, 512};
-    struct k_matrix w[3];
-    for (int d = 0; d < 3; d++)
-        w[d] = make_matrix(qt[d], FFN, HIDDEN, 5);
+    struct k_matrix w[6];
+    for (int d = 0; d < 6; d++)
+        w[d] = make_matrix(dtypes[d], FFN, HIDDEN, 5);
     for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
         printf("%6d", ns[i]);
         double flop = 2.0 * FFN * HIDDEN * ns[i];
-        for (int d = 0; d < 3; d++) {
-            double tq = time_matmul(via_qdots, &w[d], 1, ns[i], out, x);
+        for (int d = 0; d < 6; d++) {
+            double td = time_matmul(via_dots, &w[d], 1, ns[i], out, x);
             double tg = time_matmul(via_gemm, &w[d], 1, ns[i], out, x);
-            printf(" %14.1f %14.1f", flop / tq / 1e9, flop / tg / 1e9);
+            printf(" %9.1f %9.1f", flop / td / 1e9, flop / tg / 1e9);
         }
         printf("\n");
     }
-    for (int d = 0; d < 3; d++)
+    for (int d = 0; d < 6; d++)
         free((void *)w[d].data);
     free(x);
     free(out);

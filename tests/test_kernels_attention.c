@@ -2,15 +2,25 @@
  * with repeat_interleave'd KV heads): decode, prefill, chunks after a past,
  * GQA ratios 1, 3 and 4, head_dim 32 and 64, windows shorter and longer
  * than the sequence, more keys than one chunk, and BERT's unmasked case.
- * Then: a prompt attended at once equals the same prompt fed token by
- * token, as decoding does. */
+ * Every kernel (portable, SIMD) on every case. Then: a prompt attended at
+ * once equals the same prompt fed token by token, as decoding does. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
-#include "kernels.h"
+#include "cpu/internal.h"
 #include "test_kernels_fixture.h"
+
+static const struct {
+    const char *name;
+    k_attend_fn fn;
+} kernels[] = {
+#ifdef K_HAVE_AVX512
+    {"avx512", k_attend_avx512},
+#endif
+    {"scalar", k_attend_scalar},
+};
 
 static void test_case(struct fx *f, const char *c)
 {
@@ -20,12 +30,21 @@ static void test_case(struct fx *f, const char *c)
     float *v = fx_tensor(f, c, "v", NULL), *want = fx_tensor(f, c, "out", NULL);
     size_t len = (size_t)n * nh * hd;
     float *out = malloc(len * sizeof(float));
-    k_attention_forward(out, q, k, v, n, pos0, nh, nkv, hd, fx_int(f, c, "window"),
-                        fx_int(f, c, "causal"));
-    int bad = 0;
-    for (size_t i = 0; i < len; i++)
-        bad += !(fabs(out[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])));
-    CHECKF(bad == 0, "%s: %d of %zu outputs off", c, bad, len);
+    for (size_t ki = 0; ki <= sizeof(kernels) / sizeof(kernels[0]); ki++) {
+        const char *kname = "k_attention_forward";
+        if (ki == 0) {
+            k_attention_forward(out, q, k, v, n, pos0, nh, nkv, hd, fx_int(f, c, "window"),
+                                fx_int(f, c, "causal"));
+        } else {
+            kname = kernels[ki - 1].name;
+            k_attention_with(kernels[ki - 1].fn, out, q, k, v, n, pos0, nh, nkv, hd,
+                             fx_int(f, c, "window"), fx_int(f, c, "causal"));
+        }
+        int bad = 0;
+        for (size_t i = 0; i < len; i++)
+            bad += !(fabs(out[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])));
+        CHECKF(bad == 0, "%s via %s: %d of %zu outputs off", c, kname, bad, len);
+    }
     free(q);
     free(k);
     free(v);

@@ -1,27 +1,28 @@
 /* Causal grouped-query attention of new tokens against one sequence's KV
  * cache (see kernels.h for the layout and the mask).
  *
- * One (token, head) pair is one task; its keys are visited in chunks with an
- * online softmax (the running maximum rescales what was summed so far), so no
- * buffer of kv_len scores is needed and no exponential overflows. */
+ * A task is the query heads that share one KV head, for up to a few tokens:
+ * their keys and values are read once into L1 for all of them. Keys are
+ * visited in chunks with an online softmax (the running maximum rescales
+ * what was summed so far), so no buffer of kv_len scores is needed and no
+ * exponential overflows. */
 #include <math.h>
 
 #include "internal.h"
 
+/* Keys per chunk of the portable path. */
 #define KEY_CHUNK 64
 
 static float dot(const float *a, const float *b, int len)
 {
     float s = 0.0f;
-#pragma omp simd reduction(+ : s)
     for (int i = 0; i < len; i++)
         s += a[i] * b[i];
     return s;
 }
 
-/* out_h = softmax(q_h K[lo..hi]^T * scale) V[lo..hi] for one query head. */
-static void attend(float *out, const float *q, const float *k, const float *v, int lo, int hi,
-                   int64_t kv_stride, int head_dim, float scale)
+static void attend_row(float *out, const float *q, const float *k, const float *v, int lo, int hi,
+                       int64_t kv_stride, int head_dim, float scale)
 {
     float acc[K_MAX_HEAD_DIM];
     for (int i = 0; i < head_dim; i++)
@@ -38,7 +39,6 @@ static void attend(float *out, const float *q, const float *k, const float *v, i
         if (chunk_max > max) {
             float r = expf(max - chunk_max); /* 0 on the first chunk */
             sum *= r;
-#pragma omp simd
             for (int i = 0; i < head_dim; i++)
                 acc[i] *= r;
             max = chunk_max;
@@ -47,7 +47,6 @@ static void attend(float *out, const float *q, const float *k, const float *v, i
             float p = expf(s[j] - max);
             const float *vj = v + (p0 + j) * kv_stride;
             sum += p;
-#pragma omp simd
             for (int i = 0; i < head_dim; i++)
                 acc[i] += p * vj[i];
         }
@@ -57,26 +56,153 @@ static void attend(float *out, const float *q, const float *k, const float *v, i
         out[i] = acc[i] * r;
 }
 
+void k_attend_scalar(const struct k_att_rows *rows, const float *k, const float *v,
+                     int64_t kv_stride, int head_dim, float scale)
+{
+    for (int i = 0; i < rows->n; i++)
+        attend_row(rows->out[i], rows->q[i], k, v, rows->lo[i], rows->hi[i], kv_stride, head_dim,
+                   scale);
+}
+
+#ifdef K_HAVE_AVX512
+
+/* Four dot-product accumulators summed down to their four totals. */
+static inline __m128 sum4(__m512 a, __m512 b, __m512 c, __m512 d)
+{
+    __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    __m512 abcd = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                                _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* each 128-bit lane now holds [a b c d] partial sums: add the lanes */
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(abcd), _mm512_extractf32x8_ps(abcd, 1));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+#define CHUNK 16 /* keys: one vector of scores */
+
+void k_attend_avx512(const struct k_att_rows *rows, const float *k, const float *v,
+                     int64_t kv_stride, int head_dim, float scale)
+{
+    int lo = rows->lo[0], hi = rows->hi[0];
+    for (int i = 1; i < rows->n; i++) {
+        lo = rows->lo[i] < lo ? rows->lo[i] : lo;
+        hi = rows->hi[i] > hi ? rows->hi[i] : hi;
+    }
+    int nv = head_dim / 16;
+    float acc[K_ATT_MAX_ROWS][K_MAX_HEAD_DIM];
+    float max[K_ATT_MAX_ROWS], sum[K_ATT_MAX_ROWS];
+    for (int i = 0; i < rows->n; i++) {
+        for (int c = 0; c < head_dim; c++)
+            acc[i][c] = 0.0f;
+        max[i] = -INFINITY;
+        sum[i] = 0.0f;
+    }
+    for (int p0 = lo; p0 <= hi; p0 += CHUNK) {
+        int len = hi - p0 + 1 < CHUNK ? hi - p0 + 1 : CHUNK;
+        for (int i = 0; i < rows->n; i++) {
+            int first = rows->lo[i] - p0, last = rows->hi[i] - p0; /* row i's keys in the chunk */
+            if (last < 0 || first >= len) continue;
+            float s[CHUNK];
+            const float *q = rows->q[i];
+            for (int j = 0; j < len; j += 4) {
+                __m512 d[4];
+                for (int u = 0; u < 4; u++) {
+                    /* past len: repeat the chunk's last key, masked below */
+                    const float *kp =
+                        k + (int64_t)(p0 + (j + u < len ? j + u : len - 1)) * kv_stride;
+                    d[u] = _mm512_mul_ps(_mm512_loadu_ps(q), _mm512_loadu_ps(kp));
+                    for (int c = 1; c < nv; c++)
+                        d[u] = _mm512_fmadd_ps(_mm512_loadu_ps(q + 16 * c),
+                                               _mm512_loadu_ps(kp + 16 * c), d[u]);
+                }
+                _mm_storeu_ps(s + j, sum4(d[0], d[1], d[2], d[3]));
+            }
+            __mmask16 valid = (__mmask16)(((1u << (last < len - 1 ? last + 1 : len)) - 1u) &
+                                          ~((1u << (first > 0 ? first : 0)) - 1u));
+            __m512 sv = _mm512_mask_mul_ps(_mm512_set1_ps(-INFINITY), valid, _mm512_loadu_ps(s),
+                                           _mm512_set1_ps(scale));
+            float chunk_max = _mm512_mask_reduce_max_ps(valid, sv);
+            if (chunk_max > max[i]) {
+                float r = max[i] == -INFINITY ? 0.0f : expf(max[i] - chunk_max);
+                sum[i] *= r;
+                for (int c = 0; c < nv; c++)
+                    _mm512_storeu_ps(
+                        acc[i] + 16 * c,
+                        _mm512_mul_ps(_mm512_loadu_ps(acc[i] + 16 * c), _mm512_set1_ps(r)));
+                max[i] = chunk_max;
+            }
+            __m512 p =
+                _mm512_maskz_mov_ps(valid, k_exp512(_mm512_sub_ps(sv, _mm512_set1_ps(max[i]))));
+            sum[i] += _mm512_reduce_add_ps(p);
+            _mm512_storeu_ps(s, p);
+            for (int c = 0; c < nv; c++) {
+                __m512 a = _mm512_loadu_ps(acc[i] + 16 * c);
+                for (int j = 0; j < len; j++)
+                    a = _mm512_fmadd_ps(_mm512_set1_ps(s[j]),
+                                        _mm512_loadu_ps(v + (int64_t)(p0 + j) * kv_stride + 16 * c),
+                                        a);
+                _mm512_storeu_ps(acc[i] + 16 * c, a);
+            }
+        }
+    }
+    for (int i = 0; i < rows->n; i++) {
+        __m512 r = _mm512_set1_ps(1.0f / sum[i]);
+        for (int c = 0; c < nv; c++)
+            _mm512_storeu_ps(rows->out[i] + 16 * c,
+                             _mm512_mul_ps(_mm512_loadu_ps(acc[i] + 16 * c), r));
+    }
+}
+
+#endif
+
 void k_attention_forward(float *out, const float *q, const float *k, const float *v, int n,
                          int pos0, int n_heads, int n_kv_heads, int head_dim, int window,
                          int causal)
+{
+    k_attend_fn attend = k_attend_scalar;
+#ifdef K_HAVE_AVX512
+    if (head_dim % 16 == 0) attend = k_attend_avx512;
+#endif
+    k_attention_with(attend, out, q, k, v, n, pos0, n_heads, n_kv_heads, head_dim, window, causal);
+}
+
+void k_attention_with(k_attend_fn attend, float *out, const float *q, const float *k,
+                      const float *v, int n, int pos0, int n_heads, int n_kv_heads, int head_dim,
+                      int window, int causal)
 {
     int group = n_heads / n_kv_heads;
     int kv_len = pos0 + n;
     int64_t q_stride = (int64_t)n_heads * head_dim;
     int64_t kv_stride = (int64_t)n_kv_heads * head_dim;
     float scale = 1.0f / sqrtf((float)head_dim);
+    /* tokens per task: as many as fit with the group's heads, at most 4 */
+    int tokens = group >= K_ATT_MAX_ROWS ? 1 : K_ATT_MAX_ROWS / group;
+    tokens = tokens > 4 ? 4 : tokens;
+    int tasks_per_head = (n + tokens - 1) / tokens;
+    /* a query head group larger than a task splits into several tasks */
+    int parts = (group + K_ATT_MAX_ROWS - 1) / K_ATT_MAX_ROWS;
     int64_t work = (int64_t)n * n_heads * kv_len * head_dim;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work >= K_PARALLEL_MIN_WORK)
-    for (int t = 0; t < n; t++) {
-        for (int h = 0; h < n_heads; h++) {
-            int hi = causal ? pos0 + t : kv_len - 1;
-            int lo = window > 0 ? pos0 + t - window + 1 : 0;
-            if (lo < 0) lo = 0;
-            int64_t kv_off = (int64_t)(h / group) * head_dim;
-            attend(out + t * q_stride + (int64_t)h * head_dim,
-                   q + t * q_stride + (int64_t)h * head_dim, k + kv_off, v + kv_off, lo, hi,
-                   kv_stride, head_dim, scale);
+#pragma omp parallel for collapse(3) schedule(dynamic, 1) if (work >= K_PARALLEL_MIN_WORK)
+    for (int tt = 0; tt < tasks_per_head; tt++) {
+        for (int g = 0; g < n_kv_heads; g++) {
+            for (int part = 0; part < parts; part++) {
+                struct k_att_rows rows = {.n = 0};
+                int h_end =
+                    (part + 1) * K_ATT_MAX_ROWS < group ? (part + 1) * K_ATT_MAX_ROWS : group;
+                for (int t = tt * tokens; t < n && t < (tt + 1) * tokens; t++) {
+                    for (int h = part * K_ATT_MAX_ROWS; h < h_end; h++) {
+                        int qh = g * group + h;
+                        int lo = window > 0 ? pos0 + t - window + 1 : 0;
+                        rows.q[rows.n] = q + t * q_stride + (int64_t)qh * head_dim;
+                        rows.out[rows.n] = out + t * q_stride + (int64_t)qh * head_dim;
+                        rows.lo[rows.n] = lo < 0 ? 0 : lo;
+                        rows.hi[rows.n] = causal ? pos0 + t : kv_len - 1;
+                        rows.n++;
+                    }
+                }
+                attend(&rows, k + (int64_t)g * head_dim, v + (int64_t)g * head_dim, kv_stride,
+                       head_dim, scale);
+            }
         }
     }
 }

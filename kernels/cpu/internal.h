@@ -134,6 +134,57 @@ int k_matmul_gemm(float *out, const float *x, const struct k_matrix *w, int n, f
 void k_matmul_unbuffered(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
                          int accumulate);
 
+#ifdef K_HAVE_AVX512
+/* e^x for 16 floats: x = n ln2 + r with |r| <= ln2/2, Cephes' degree-6
+ * polynomial for e^r (about 1 ulp), 2^n applied by vscalefps, which gives 0
+ * and inf past the float range. x is clamped first so that n stays finite
+ * (e^-104 is below the smallest subnormal, e^89 past the largest float). */
+static inline __m512 k_exp512(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+#endif
+
+/* Query rows of one attention task: they share a KV head (the query heads
+ * of a GQA group, for one or more tokens); row i attends to keys
+ * lo[i]..hi[i]. */
+#define K_ATT_MAX_ROWS 16
+struct k_att_rows {
+    int n;
+    const float *q[K_ATT_MAX_ROWS];
+    float *out[K_ATT_MAX_ROWS];
+    int lo[K_ATT_MAX_ROWS], hi[K_ATT_MAX_ROWS];
+};
+
+/* out_i = softmax(q_i K[lo_i..hi_i]^T * scale) V[lo_i..hi_i] for the rows;
+ * k and v point at the KV head's first element, rows kv_stride apart. */
+typedef void (*k_attend_fn)(const struct k_att_rows *rows, const float *k, const float *v,
+                            int64_t kv_stride, int head_dim, float scale);
+void k_attend_scalar(const struct k_att_rows *rows, const float *k, const float *v,
+                     int64_t kv_stride, int head_dim, float scale);
+#ifdef K_HAVE_AVX512
+/* head_dim a multiple of 16 */
+void k_attend_avx512(const struct k_att_rows *rows, const float *k, const float *v,
+                     int64_t kv_stride, int head_dim, float scale);
+#endif
+
+/* k_attention_forward with the given per-task kernel (the tests run each). */
+void k_attention_with(k_attend_fn attend, float *out, const float *q, const float *k,
+                      const float *v, int n, int pos0, int n_heads, int n_kv_heads, int head_dim,
+                      int window, int causal);
+
 /* Enough multiply-adds to be worth waking the OpenMP threads for. */
 #define K_PARALLEL_MIN_WORK (1 << 15)
 
