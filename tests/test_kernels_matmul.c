@@ -230,6 +230,7 @@ static void test_qdot_impls(void)
                                    mm_dtype_name(t), (long long)cols, nt, t0, res[j], want[t0 + j]);
                     }
                 }
+                k_qact_free(&a);
             }
             free(w);
         }
