@@ -23,6 +23,8 @@ struct gen_opts {
     struct sampler_params sampling;
     const char *stops[MAX_STOPS];
     int n_stops;
+    int32_t stop_tokens[MAX_STOPS];
+    int n_stop_tokens;
 };
 
 static void usage(FILE *out)
@@ -45,6 +47,8 @@ static void usage(FILE *out)
             "  --top-p P            nucleus sampling mass (default 0.95, 1: off)\n"
             "  --seed N             random seed (default 42)\n"
             "  --stop TEXT          stop when TEXT is generated (repeatable)\n"
+            "  --stop-token ID      stop when token ID is generated (repeatable; EOS always\n"
+            "                       stops)\n"
             "  --use-adapter NAME   run with this loaded adapter (default: base model,\n"
             "                       or the only adapter when exactly one is loaded)\n"
             "  --batch N            sequences decoded together (default 8)\n"
@@ -99,6 +103,15 @@ static int parse_args(int argc, char **argv, struct gen_opts *o)
                 return -1;
             }
             o->stops[o->n_stops++] = v;
+        } else if ((r = cli_opt(argc, argv, &i, "--stop-token", &v))) {
+            if (r < 0) return -1;
+            if (o->n_stop_tokens == MAX_STOPS) {
+                fprintf(stderr, "memllm generate: at most %d --stop-token ids\n", MAX_STOPS);
+                return -1;
+            }
+            int id;
+            if (cli_int("--stop-token", v, 0, 1 << 30, &id)) return -1;
+            o->stop_tokens[o->n_stop_tokens++] = id;
         } else if (!strcmp(argv[i], "--greedy")) {
             o->sampling.greedy = 1;
         } else if (!strcmp(argv[i], "--logprobs")) {
@@ -196,6 +209,8 @@ static int run_prompt(struct engine *e, const struct gen_opts *o, struct mm_err 
     j.req.sampling = o->sampling;
     j.req.stop = o->stops;
     j.req.n_stop = o->n_stops;
+    j.req.stop_tokens = o->stop_tokens;
+    j.req.n_stop_tokens = o->n_stop_tokens;
     j.req.adapter = default_adapter(e, o, err);
     int rc = -1;
     if (o->use_adapter && j.req.adapter < 0) goto out;
@@ -260,6 +275,8 @@ static int parse_request(struct engine *e, const struct gen_opts *o, struct job 
     struct gen_request *r = &j->req;
     r->max_tokens = o->max_tokens;
     r->sampling = o->sampling;
+    r->stop_tokens = o->stop_tokens;
+    r->n_stop_tokens = o->n_stop_tokens;
     int seed = (int)(o->sampling.seed & 0x7fffffff);
     if (request_field_int(obj, "max_tokens", 0, 1 << 24, &r->max_tokens, where, err) ||
         request_field_int(obj, "top_k", 0, 1 << 30, &r->sampling.top_k, where, err) ||

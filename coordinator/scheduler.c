@@ -113,6 +113,11 @@ static int after_sample(struct engine *e, struct gen_sequence *s, int32_t tok, f
         s->finish = "eos";
         return 0;
     }
+    for (int i = 0; i < s->req->n_stop_tokens; i++)
+        if (tok == s->req->stop_tokens[i]) {
+            s->finish = "stop";
+            return 0;
+        }
     if (gen_sequence_push(s, tok, err) || record_logprob(s, lp, err)) return -1;
     int n = tok_decoder_push(&s->dec, tok, piece, piece_cap);
     if (n < 0) n = 0;

@@ -27,6 +27,8 @@ struct gen_request {
     int adapter; /* engine adapter index, -1: base model */
     const char *const *stop; /* stop strings */
     int n_stop;
+    const int32_t *stop_tokens; /* ending tokens besides EOS (not part of the text) */
+    int n_stop_tokens;
     void *user;
 };
 

@@ -17,6 +17,8 @@ struct fixture {
     char *prompt;       /* text of the greedy prompt (without BOS) */
     char *want, *want_lora;
     char *full_prompt;  /* the 64-token reference text */
+    int32_t stop_token; /* a token of HF's greedy continuation ... */
+    char *want_before_stop; /* ... and the text before its first occurrence */
     double ppl;         /* of HF's logits over full_prompt */
 };
 
@@ -83,6 +85,16 @@ static void load_fixture(struct fixture *fx)
     }
     fx->want = bufs[0];
     fx->want_lora = bufs[1];
+    size_t first = 0;
+    fx->stop_token = greedy[4];
+    while (greedy[first] != fx->stop_token) first++;
+    tok_decoder_init(&d, tok);
+    d.at_start = 0;
+    fx->want_before_stop = calloc(first * cap + cap + 1, 1);
+    size_t len = 0;
+    for (size_t i = 0; i < first; i++)
+        len += (size_t)tok_decoder_push(&d, greedy[i], fx->want_before_stop + len, cap);
+    tok_decoder_flush(&d, fx->want_before_stop + len, cap);
     snprintf(path, sizeof(path), "%s/logits.f32", model);
     fx->ppl = reference_ppl(path, full, n_full, tok_n_vocab(tok));
     free(prompt);
@@ -135,6 +147,18 @@ static void check_single_prompt(const struct fixture *fx)
                !strncmp(r.out, fx->want, (size_t)(hit - fx->want)),
            "stop '%s': got '%s'", stop, r.out);
     cmd_result_free(&r);
+
+    /* A stop token ends the text before it. */
+    char id[16];
+    snprintf(id, sizeof(id), "%d", fx->stop_token);
+    want = with_newline(fx->want_before_stop);
+    char *argv4[] = {bin, "generate", "--model", model, "--prompt", fx->prompt, "--greedy",
+                     "--max-tokens", "32", "--stop-token", id, NULL};
+    r = run_cmd(argv4, NULL);
+    CHECKF(r.status == 0, "exit %d: %s", r.status, r.err);
+    CHECKF(!strcmp(r.out, want), "stop token %s: got '%s', want '%s'", id, r.out, want);
+    cmd_result_free(&r);
+    free(want);
 }
 
 static void check_jsonl(const struct fixture *fx)
@@ -258,5 +282,6 @@ int main(void)
     free(fx.full_prompt);
     free(fx.want);
     free(fx.want_lora);
+    free(fx.want_before_stop);
     return check_report("test_generate_cli");
 }
