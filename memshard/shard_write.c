@@ -24,7 +24,8 @@ struct write_ctx {
     struct mm_arena *ar;
     struct shard_status *st;
     const Memllm__WriteRequest *w;
-    uint64_t *entity_ids; /* ids of w->entities, by index */
+    uint64_t *entity_ids;   /* ids of w->entities, by index */
+    uint64_t *relation_ids; /* ids of w->relations, stored by ensure_relation */
     struct pending_row *rows;
     size_t nrows, caprows;
     Memllm__WriteResult *res;
@@ -64,10 +65,11 @@ static int push_row(struct write_ctx *c, struct mm_vector_index *ix, uint64_t ow
 }
 
 /* Stores the relation type unless it is there; every shard keeps all. */
-static int ensure_relation(struct write_ctx *c, const Memllm__Embedded *r)
+static int ensure_relation(struct write_ctx *c, const Memllm__Embedded *r, uint64_t *idp)
 {
     uint64_t id;
     if (mm_text_id_of(r->text, &id, &c->st->err) != 0) return -1;
+    *idp = id;
     unsigned char key[8];
     put_be64(key, id);
     char *val;
@@ -149,6 +151,9 @@ static int ensure_entity(struct write_ctx *c, const char *text, uint64_t id)
 static int relation_stored(struct write_ctx *c, const char *relation, uint64_t *rid)
 {
     if (mm_text_id_of(relation, rid, &c->st->err) != 0) return -1;
+    /* The request's own relation types were stored by ensure_relation. */
+    for (size_t i = 0; i < c->w->n_relations; i++)
+        if (c->relation_ids[i] == *rid) return 0;
     unsigned char key[8];
     put_be64(key, *rid);
     char *val;
@@ -318,6 +323,7 @@ static int apply_copy(struct write_ctx *c, const Memllm__TripleCopy *t)
     char *val;
     size_t vlen;
     int found = shard_get(c->sh, c->batch, CF_TRIPLES, pkey, TRIPLE_KEY_LEN, &val, &vlen, c->st);
+    int new_copy = found == 0;
     if (found < 0) return -1;
     if (found) {
         rocksdb_free(val);
@@ -332,7 +338,11 @@ static int apply_copy(struct write_ctx *c, const Memllm__TripleCopy *t)
         if (!t->reverse) c->res->forward_added++;
     }
     put_be64(pkey + TRIPLE_KEY_LEN, provenance_hash(t->provenance));
-    found = shard_get(c->sh, c->batch, CF_PROVENANCE, pkey, PROVENANCE_KEY_LEN, &val, &vlen, c->st);
+    /* Provenance exists only with its copy (deletes remove both), so a new
+     * copy needs no lookup. */
+    found = new_copy ? 0
+                     : shard_get(c->sh, c->batch, CF_PROVENANCE, pkey, PROVENANCE_KEY_LEN, &val,
+                                 &vlen, c->st);
     if (found < 0) return -1;
     if (found) {
         rocksdb_free(val);
@@ -461,6 +471,7 @@ int shard_write(struct mm_shard *sh, const Memllm__WriteRequest *w, Memllm__Writ
 {
     struct write_ctx c = {.sh = sh, .ar = ar, .st = st, .w = w, .res = res, .now_ms = now_ms()};
     c.entity_ids = mm_arena_array(ar, w->n_entities, sizeof(uint64_t));
+    c.relation_ids = mm_arena_array(ar, w->n_relations, sizeof(uint64_t));
     if (ar->failed) return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
     if (check_write(sh, w, c.entity_ids, st) != 0) return -1;
 
@@ -469,7 +480,7 @@ int shard_write(struct mm_shard *sh, const Memllm__WriteRequest *w, Memllm__Writ
     size_t ncleared = 0, capcleared = 0;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < w->n_relations; i++)
-        rc = ensure_relation(&c, w->relations[i]);
+        rc = ensure_relation(&c, w->relations[i], &c.relation_ids[i]);
     for (size_t i = 0; rc == 0 && i < w->n_clears; i++)
         rc = apply_clear(&c, w->clears[i], &cleared, &ncleared, &capcleared);
     for (size_t i = 0; rc == 0 && i < w->n_copies; i++)
