@@ -20,6 +20,6 @@ cmake --build build-asan -j"$jobs"
 
 echo "== fuzz targets (libFuzzer)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMLLM_FUZZ=ON >/dev/null
-cmake --build build-fuzz -j"$jobs"
+cmake --build build-fuzz -j"$jobs" --target fuzz
 tests/run-fuzz.sh build-fuzz "${FUZZ_SECONDS:-30}"
 echo "== all tests passed"
