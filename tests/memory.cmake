@@ -27,3 +27,11 @@ set_tests_properties(test_memory_cli PROPERTIES ENVIRONMENT
 if(MEMLLM_SANITIZE)
   set_tests_properties(test_memory_mpi PROPERTIES ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
 endif()
+
+# A shard rank killed with SIGKILL mid-stream, the job restarted on the same
+# directories.
+add_executable(test_memory_mpi_crash test_memory_mpi_crash.c)
+target_include_directories(test_memory_mpi_crash PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(test_memory_mpi_crash PRIVATE ${MEMORY_TEST_LIBS})
+add_test(NAME test_memory_mpi_crash
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/memory/mpi_crash.sh $<TARGET_FILE:test_memory_mpi_crash>)
