@@ -9,7 +9,11 @@
  *     (the layout of torch.nn.Linear.weight and of GGUF tensors), in any
  *     mm_dtype. Quantized weights stay quantized; products run on the blocks.
  *   - Ops are multithreaded with OpenMP where worth it; call them from one
- *     thread.
+ *     thread. f32 GEMM goes to OpenBLAS (threaded by itself). OpenBLAS
+ *     0.3.21 runs its slow SSE3 kernels on CPUs newer than itself unless
+ *     OPENBLAS_CORETYPE names a core (SkylakeX, Cooperlake); the matmul
+ *     dispatch asks OpenBLAS which kernels it runs and leaves prefill to
+ *     the integer dot products when they are the slow ones.
  *   - Ops cannot fail: shapes are checked by the loader that builds the
  *     model, not on the hot path. */
 #ifndef MEMLLM_KERNELS_H
@@ -24,7 +28,7 @@ struct k_matrix {
     int64_t rows;     /* out features */
     int64_t cols;     /* in features; a multiple of the block size */
     size_t row_bytes; /* mm_dtype_row_bytes(dtype, cols) */
-    const void *data; /* rows * row_bytes bytes */
+    const void *data; /* rows * row_bytes bytes, 4-byte aligned (GGUF aligns tensors to 32) */
 };
 
 /* out[t, r] = sum_c x[t, c] * w[r, c]  for t < n, r < w->rows.
