@@ -190,7 +190,7 @@ static int plan_repair(void *vctx, const struct mm_copy *c)
     struct fact_ids f = c->reverse ? (struct fact_ids){c->other_id, c->relation_id, c->key_id, 0}
                                    : (struct fact_ids){c->key_id, c->relation_id, c->other_id, 0};
     struct id_list *want = c->reverse ? &v->orphan : &v->missing;
-    if (!bsearch(&f, want->f, want->n, sizeof(*want->f), fact_order)) return 0;
+    if (want->n == 0 || !bsearch(&f, want->f, want->n, sizeof(*want->f), fact_order)) return 0;
     struct mm_arena *ar = &v->ar;
     if (c->reverse) {
         /* An orphan reverse copy: remove it where it is. */
