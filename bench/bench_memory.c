@@ -152,11 +152,22 @@ static double raw_puts_per_s(int n)
     return rate;
 }
 
+/* n distinct made-up names: the prefix's initial, four random syllables and
+ * a number. With the trigram embedder, "Subject 17" and "Subject 18" would
+ * all be candidates of each other (300 per query), which measures the
+ * candidate cap rather than search and lookup. */
 static char (*numbered(const char *prefix, int n))[40]
 {
+    static const char *const syl[] = {"ka",  "lo",  "mi",  "ru",  "ze",  "ta", "vo",  "ni", "pe",
+                                      "qua", "sha", "dor", "bel", "fin", "gu", "hax", "jo", "wen"};
+    const int nsyl = (int)(sizeof(syl) / sizeof(syl[0]));
     char(*t)[40] = malloc((size_t)n * sizeof(*t));
-    for (int i = 0; i < n; i++)
-        snprintf(t[i], sizeof(t[i]), "%s %d", prefix, i);
+    for (int i = 0; i < n; i++) {
+        int o = snprintf(t[i], sizeof(t[i]), "%c", prefix[0]);
+        for (int k = 0; k < 4; k++)
+            o += snprintf(t[i] + o, sizeof(t[i]) - (size_t)o, "%s", syl[rand() % nsyl]);
+        snprintf(t[i] + o, sizeof(t[i]) - (size_t)o, " %d", i);
+    }
     return t;
 }
 
