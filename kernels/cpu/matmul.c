@@ -31,25 +31,21 @@ static void detect_blas(void)
                            strstr(core, "SapphireRapids"));
 }
 
-/* Token counts from which sgemm beats the dot products, measured with
+/* The token count from which sgemm beats the dot products, measured with
  * bench_matmul's crossover table on SmolLM2-135M shapes (one core): with
  * AVX-512 sgemm, from 32 tokens for every dtype (at 512 tokens sgemm runs
- * 90-150 GFLOP/s, the dot products 30-55); with the SSE3 kernels sgemm never
- * beats the integer dot products (35 against 50 GFLOP/s) and beats the
- * float ones from about 64 tokens. */
-static int gemm_min_tokens(enum mm_dtype t)
+ * 90-150 GFLOP/s, the dot products 50-90); the SSE3 kernels (~35 GFLOP/s)
+ * never beat them. */
+static int gemm_min_tokens(void)
 {
     pthread_once(&blas_once, detect_blas);
-    int quantized = t == MM_Q8_0 || t == MM_Q4_0 || t == MM_Q4_1;
-    if (blas_avx512) return 32;
-    return quantized ? INT_MAX : 64;
+    return blas_avx512 ? 32 : INT_MAX;
 }
 
 static void matmul(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
                    int accumulate)
 {
-    if (n >= gemm_min_tokens(w->dtype) && k_matmul_gemm(out, x, w, n, alpha, accumulate) == 0)
-        return;
+    if (n >= gemm_min_tokens() && k_matmul_gemm(out, x, w, n, alpha, accumulate) == 0) return;
     if (w->dtype == MM_F32 || w->dtype == MM_F16 || w->dtype == MM_BF16) {
         k_matmul_fdots(out, x, w, n, alpha, accumulate, k_fdot_impls[0]);
         return;
@@ -68,19 +64,35 @@ void k_matmul_accumulate(float *out, const float *x, const struct k_matrix *w, i
     matmul(out, x, w, n, scale, 1);
 }
 
+/* Tokens are taken in chunks whose activations stay in L1 (32 KB of the
+ * 48 KB) while all weight rows pass over them; rows in tasks of ROW_CHUNK. */
+#define CHUNK_BYTES (32 << 10)
+#define ROW_CHUNK 16
+
 void k_matmul_fdots(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
                     int accumulate, const struct k_fdot_impl *impl)
 {
     int64_t rows = w->rows, cols = w->cols;
     const char *data = w->data;
-#pragma omp parallel for schedule(static) if (rows * cols * n >= K_PARALLEL_MIN_WORK)
-    for (int64_t r = 0; r < rows; r++) {
-        for (int t0 = 0; t0 < n; t0 += K_QDOT_MAX_TOKENS) {
-            int nt = n - t0 < K_QDOT_MAX_TOKENS ? n - t0 : K_QDOT_MAX_TOKENS;
-            float res[K_QDOT_MAX_TOKENS];
-            impl->dot(w->dtype, data + r * (int64_t)w->row_bytes, x + t0 * cols, cols, nt, res);
-            for (int j = 0; j < nt; j++)
-                k_store(out + (t0 + j) * rows + r, res[j], alpha, accumulate);
+    int chunk = (int)(CHUNK_BYTES / (4 * cols));
+    chunk = chunk < K_QDOT_MAX_TOKENS ? K_QDOT_MAX_TOKENS : chunk - chunk % K_QDOT_MAX_TOKENS;
+    int token_chunks = (n + chunk - 1) / chunk;
+    int64_t row_chunks = (rows + ROW_CHUNK - 1) / ROW_CHUNK;
+#pragma omp parallel for collapse(2) schedule(static) if (rows * cols * n >= K_PARALLEL_MIN_WORK)
+    for (int tc = 0; tc < token_chunks; tc++) {
+        for (int64_t rc = 0; rc < row_chunks; rc++) {
+            int t_end = (tc + 1) * chunk < n ? (tc + 1) * chunk : n;
+            int64_t r_end = (rc + 1) * ROW_CHUNK < rows ? (rc + 1) * ROW_CHUNK : rows;
+            for (int64_t r = rc * ROW_CHUNK; r < r_end; r++) {
+                for (int t0 = tc * chunk; t0 < t_end; t0 += K_QDOT_MAX_TOKENS) {
+                    int nt = t_end - t0 < K_QDOT_MAX_TOKENS ? t_end - t0 : K_QDOT_MAX_TOKENS;
+                    float res[K_QDOT_MAX_TOKENS];
+                    impl->dot(w->dtype, data + r * (int64_t)w->row_bytes, x + t0 * cols, cols, nt,
+                              res);
+                    for (int j = 0; j < nt; j++)
+                        k_store(out + (t0 + j) * rows + r, res[j], alpha, accumulate);
+                }
+            }
         }
     }
 }
