@@ -79,20 +79,22 @@ static inline __m128 sum4(__m512 a, __m512 b, __m512 c, __m512 d)
 }
 
 #define CHUNK 16 /* keys: one vector of scores */
+#define INLINE static inline __attribute__((always_inline))
 
-void k_attend_avx512(const struct k_att_rows *rows, const float *k, const float *v,
-                     int64_t kv_stride, int head_dim, float scale)
+/* nv = head_dim / 16 vectors; a constant at the specialised call sites, so
+ * a row's query and accumulator stay in registers. */
+INLINE void attend_rows(int nv, const struct k_att_rows *rows, const float *k, const float *v,
+                        int64_t kv_stride, float scale)
 {
     int lo = rows->lo[0], hi = rows->hi[0];
     for (int i = 1; i < rows->n; i++) {
         lo = rows->lo[i] < lo ? rows->lo[i] : lo;
         hi = rows->hi[i] > hi ? rows->hi[i] : hi;
     }
-    int nv = head_dim / 16;
     float acc[K_ATT_MAX_ROWS][K_MAX_HEAD_DIM];
     float max[K_ATT_MAX_ROWS], sum[K_ATT_MAX_ROWS];
     for (int i = 0; i < rows->n; i++) {
-        for (int c = 0; c < head_dim; c++)
+        for (int c = 0; c < 16 * nv; c++)
             acc[i][c] = 0.0f;
         max[i] = -INFINITY;
         sum[i] = 0.0f;
@@ -102,18 +104,19 @@ void k_attend_avx512(const struct k_att_rows *rows, const float *k, const float 
         for (int i = 0; i < rows->n; i++) {
             int first = rows->lo[i] - p0, last = rows->hi[i] - p0; /* row i's keys in the chunk */
             if (last < 0 || first >= len) continue;
+            __m512 qv[K_MAX_HEAD_DIM / 16], a[K_MAX_HEAD_DIM / 16];
+            for (int c = 0; c < nv; c++)
+                qv[c] = _mm512_loadu_ps(rows->q[i] + 16 * c);
             float s[CHUNK];
-            const float *q = rows->q[i];
             for (int j = 0; j < len; j += 4) {
                 __m512 d[4];
                 for (int u = 0; u < 4; u++) {
                     /* past len: repeat the chunk's last key, masked below */
                     const float *kp =
                         k + (int64_t)(p0 + (j + u < len ? j + u : len - 1)) * kv_stride;
-                    d[u] = _mm512_mul_ps(_mm512_loadu_ps(q), _mm512_loadu_ps(kp));
+                    d[u] = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kp));
                     for (int c = 1; c < nv; c++)
-                        d[u] = _mm512_fmadd_ps(_mm512_loadu_ps(q + 16 * c),
-                                               _mm512_loadu_ps(kp + 16 * c), d[u]);
+                        d[u] = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kp + 16 * c), d[u]);
                 }
                 _mm_storeu_ps(s + j, sum4(d[0], d[1], d[2], d[3]));
             }
@@ -122,27 +125,27 @@ void k_attend_avx512(const struct k_att_rows *rows, const float *k, const float 
             __m512 sv = _mm512_mask_mul_ps(_mm512_set1_ps(-INFINITY), valid, _mm512_loadu_ps(s),
                                            _mm512_set1_ps(scale));
             float chunk_max = _mm512_mask_reduce_max_ps(valid, sv);
+            for (int c = 0; c < nv; c++)
+                a[c] = _mm512_loadu_ps(acc[i] + 16 * c);
             if (chunk_max > max[i]) {
                 float r = max[i] == -INFINITY ? 0.0f : expf(max[i] - chunk_max);
                 sum[i] *= r;
                 for (int c = 0; c < nv; c++)
-                    _mm512_storeu_ps(
-                        acc[i] + 16 * c,
-                        _mm512_mul_ps(_mm512_loadu_ps(acc[i] + 16 * c), _mm512_set1_ps(r)));
+                    a[c] = _mm512_mul_ps(a[c], _mm512_set1_ps(r));
                 max[i] = chunk_max;
             }
             __m512 p =
                 _mm512_maskz_mov_ps(valid, k_exp512(_mm512_sub_ps(sv, _mm512_set1_ps(max[i]))));
             sum[i] += _mm512_reduce_add_ps(p);
             _mm512_storeu_ps(s, p);
-            for (int c = 0; c < nv; c++) {
-                __m512 a = _mm512_loadu_ps(acc[i] + 16 * c);
-                for (int j = 0; j < len; j++)
-                    a = _mm512_fmadd_ps(_mm512_set1_ps(s[j]),
-                                        _mm512_loadu_ps(v + (int64_t)(p0 + j) * kv_stride + 16 * c),
-                                        a);
-                _mm512_storeu_ps(acc[i] + 16 * c, a);
+            for (int j = 0; j < len; j++) {
+                __m512 pj = _mm512_set1_ps(s[j]);
+                const float *vp = v + (int64_t)(p0 + j) * kv_stride;
+                for (int c = 0; c < nv; c++)
+                    a[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vp + 16 * c), a[c]);
             }
+            for (int c = 0; c < nv; c++)
+                _mm512_storeu_ps(acc[i] + 16 * c, a[c]);
         }
     }
     for (int i = 0; i < rows->n; i++) {
@@ -150,6 +153,25 @@ void k_attend_avx512(const struct k_att_rows *rows, const float *k, const float 
         for (int c = 0; c < nv; c++)
             _mm512_storeu_ps(rows->out[i] + 16 * c,
                              _mm512_mul_ps(_mm512_loadu_ps(acc[i] + 16 * c), r));
+    }
+}
+
+void k_attend_avx512(const struct k_att_rows *rows, const float *k, const float *v,
+                     int64_t kv_stride, int head_dim, float scale)
+{
+    switch (head_dim / 16) {
+    case 2:
+        attend_rows(2, rows, k, v, kv_stride, scale);
+        break;
+    case 4:
+        attend_rows(4, rows, k, v, kv_stride, scale);
+        break;
+    case 8:
+        attend_rows(8, rows, k, v, kv_stride, scale);
+        break;
+    default:
+        attend_rows(head_dim / 16, rows, k, v, kv_stride, scale);
+        break;
     }
 }
 
