@@ -33,7 +33,9 @@ llm.eval(ids[:8]); llm.reset()                      # warm-up: page in the weigh
 t0 = time.perf_counter(); llm.eval(ids); prefill = time.perf_counter() - t0
 t0 = time.perf_counter()
 for _ in range(n_decode):
-    tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    # Without logits_all, llama-cpp-python keeps no scores: read the last
+    # token's logits from the context, as its sampler does.
+    tok = int(np.argmax(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(vocab,))))
     llm.eval([tok])
 decode = time.perf_counter() - t0
 print(json.dumps({"prefill_tokens_per_s": n_prompt / prefill, "decode_tokens_per_s": n_decode / decode,
