@@ -12,11 +12,12 @@
  *     thread. Decode runs a few hundred short parallel regions per token:
  *     on a machine shared with other busy processes, libgomp's default
  *     barrier spinning makes each cost a scheduler time slice (decode 200x
- *     slower); GOMP_SPINCOUNT=10000 keeps the speed and avoids that. f32 GEMM goes to OpenBLAS
- * (threaded by itself). OpenBLAS 0.3.21 runs its slow SSE3 kernels on CPUs newer than itself unless
+ *     slower); GOMP_SPINCOUNT=10000 keeps the speed and avoids that.
+ *   - f32 GEMM goes to OpenBLAS (threaded by itself). OpenBLAS 0.3.21 runs
+ *     its slow SSE3 kernels on CPUs newer than itself unless
  *     OPENBLAS_CORETYPE names a core (SkylakeX, Cooperlake); the matmul
- *     dispatch asks OpenBLAS which kernels it runs and leaves prefill to
- *     the integer dot products when they are the slow ones.
+ *     dispatch asks OpenBLAS which kernels it runs and leaves prefill to the
+ *     dot products when they are the slow ones.
  *   - Ops cannot fail: shapes are checked by the loader that builds the
  *     model, not on the hot path. */
 #ifndef MEMLLM_KERNELS_H
