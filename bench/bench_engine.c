@@ -6,6 +6,7 @@
  *
  *   bench_engine MODEL [prompt_tokens=512] [decode_tokens=128] */
 #include <omp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -15,25 +16,27 @@
 #include "model.h"
 #include "progress.h"
 
-/* Read bandwidth of this machine: all threads summing a buffer much larger
- * than the caches, best of a few passes. */
-static double read_bandwidth_gbs(void)
+/* Read bandwidth of this machine for a working set of `bytes`: all threads
+ * summing a buffer of that size, best of a few passes. The sum is over
+ * 64-bit integers, which the compiler vectorizes (a float sum would be
+ * bound by the latency of its additions, not by memory). */
+static double read_bandwidth_gbs(size_t bytes)
 {
-    const size_t n = (size_t)256 << 20; /* 1 GiB of floats */
-    float *buf = malloc(n * sizeof(float));
+    const size_t n = bytes / sizeof(uint64_t);
+    uint64_t *buf = malloc(n * sizeof(uint64_t));
     if (!buf) return 0.0;
 #pragma omp parallel for
-    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
+    for (size_t i = 0; i < n; i++) buf[i] = i & 7;
     double best = 0.0;
-    volatile float sink = 0.0f;
+    volatile uint64_t sink = 0;
     for (int pass = 0; pass < 5; pass++) {
         double t0 = progress_now();
-        float total = 0.0f;
+        uint64_t total = 0;
 #pragma omp parallel for reduction(+ : total)
         for (size_t i = 0; i < n; i++) total += buf[i];
         double t = progress_now() - t0;
         sink += total;
-        double gbs = (double)(n * sizeof(float)) / t / 1e9;
+        double gbs = (double)(n * sizeof(uint64_t)) / t / 1e9;
         if (gbs > best) best = gbs;
     }
     (void)sink;
@@ -113,8 +116,12 @@ int main(int argc, char **argv)
     /* RSS before the bandwidth probe, whose buffer is not the engine's. */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double bw = read_bandwidth_gbs();
+    /* Two rooflines: DRAM (a 1 GiB working set), and a working set the size
+     * of what one token reads, which a large last-level cache may hold. */
+    double bw = read_bandwidth_gbs((size_t)1 << 30);
+    double bw_ws = read_bandwidth_gbs(w_bytes + (size_t)kv_bytes);
     double roofline = bw * 1e9 / ((double)w_bytes + kv_bytes);
+    double roofline_ws = bw_ws * 1e9 / ((double)w_bytes + kv_bytes);
 
     printf("model: %s\n", argv[1]);
     printf("threads: %d\n", omp_get_max_threads());
@@ -125,6 +132,8 @@ int main(int argc, char **argv)
     printf("read_bandwidth_gb_s: %.2f\n", bw);
     printf("decode_roofline_tokens_per_s: %.2f\n", roofline);
     printf("decode_fraction_of_roofline: %.3f\n", (n_decode / decode) / roofline);
+    printf("read_bandwidth_working_set_gb_s: %.2f\n", bw_ws);
+    printf("decode_fraction_of_working_set_roofline: %.3f\n", (n_decode / decode) / roofline_ws);
     printf("kv_cache_bytes: %.0f\n", 2.0 * m->cfg.n_layers * model_config_kv_dim(&m->cfg) *
                                           sizeof(float) * (n_prompt + n_decode));
     printf("peak_rss_mib: %.1f\n", ru.ru_maxrss / 1024.0);

@@ -78,9 +78,12 @@ def main():
                        ("decode_tokens_per_s", f"decode tok/s ({a.decode})"),
                        ("peak_rss_mib", "peak RSS MiB")):
         print(f"{label:24}{mem[key]:12.1f}{llama[key]:12.1f}{mem[key] / llama[key]:8.2f}")
-    print(f"memllm decode / roofline: {mem['decode_fraction_of_roofline']:.3f} "
-          f"(read bandwidth {mem['read_bandwidth_gb_s']:.1f} GB/s, "
+    print(f"memllm decode / DRAM roofline: {mem['decode_fraction_of_roofline']:.3f} "
+          f"(1 GiB read bandwidth {mem['read_bandwidth_gb_s']:.1f} GB/s, "
           f"{mem['weight_bytes_per_token'] / 2**20:.1f} MiB of weights per token)")
+    print(f"memllm decode / working-set roofline: {mem['decode_fraction_of_working_set_roofline']:.3f} "
+          f"(read bandwidth over a buffer the size of one token's reads "
+          f"{mem['read_bandwidth_working_set_gb_s']:.1f} GB/s: the weights may sit in the last-level cache)")
     print(f"memllm peak RSS / (weight file + KV cache): {mem['peak_rss_mib'] / (file_mib + kv_mib):.2f}")
 
 
