@@ -51,7 +51,12 @@ static void usage(FILE *out)
                  "  --memory DIR     the memory's directory (created on first write)\n"
                  "  --memshards S    number of shards (default: as the memory has, or 1;\n"
                  "                   under mpirun: the number of ranks after rank 0)\n"
-                 "  --sync           fsync the write-ahead log before acknowledging writes\n");
+                 "  --sync           fsync the write-ahead log before acknowledging writes\n"
+                 "  --embedder E     'fallback' (hashed trigrams) or a sentence-transformers\n"
+                 "                   model directory; default: the one the memory was built\n"
+                 "                   with, and for a new memory all-MiniLM-L6-v2 from\n"
+                 "                   $MEMLLM_MODELS_DIR (else ./models) when present, else\n"
+                 "                   the fallback\n");
 }
 
 int cli_memory_fail(const char *cmd, const char *msg)
@@ -82,6 +87,7 @@ struct parsed {
     struct cli_memory c;
     int memshards; /* 0: not given */
     int sync;
+    const char *embedder; /* --embedder; NULL: not given */
 };
 
 static int parse(int argc, char **argv, struct parsed *p)
@@ -105,6 +111,8 @@ static int parse(int argc, char **argv, struct parsed *p)
             p->c.dir = v;
         } else if ((r = cli_opt(argc, argv, &i, "--memshards", &v))) {
             if (r > 0 && cli_int("--memshards", v, 1, 4096, &p->memshards)) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--embedder", &v))) {
+            p->embedder = v;
         } else if ((r = cli_opt(argc, argv, &i, "--source", &v))) {
             p->c.source = v;
         } else if ((r = cli_opt(argc, argv, &i, "--file", &v))) {
@@ -191,14 +199,27 @@ static int run(struct parsed *p, int mpi, MPI_Comm comm, int rank, int world)
             fprintf(stderr, "memllm memory %s: no memory at %s\n", p->sub->name, p->c.dir);
         return 1;
     }
+    /* Rank 0 chooses the embedder before any shard rank opens its
+     * database (it may read shard-000's record), and a failure stops every
+     * rank instead of leaving the shards waiting. */
+    struct mm_err err;
+    struct mm_embedder *emb = NULL;
+    if (rank == 0) {
+        emb = cli_memory_embedder(p->embedder, p->c.dir, on_disk > 0, &err);
+        if (!emb) cli_memory_fail(p->sub->name, err.msg);
+    }
+    if (mpi && world > 1) {
+        int ok = emb != NULL;
+        MPI_Bcast(&ok, 1, MPI_INT, 0, comm);
+        if (!ok) return 1;
+    } else if (!emb) {
+        return 1;
+    }
     if (rank > 0) return serve(p, comm, (uint32_t)rank - 1);
 
-    struct mm_err err;
-    struct mm_embedder *emb = mm_fallback_embedder_new(&err);
-    if (emb)
-        p->c.m = mpi && world > 1 ? mm_memory_open_mpi(comm, 1, S, emb, &err)
-                                  : mm_memory_open_local(p->c.dir, S, emb, p->sync, &err);
-    if (!emb || !p->c.m) {
+    p->c.m = mpi && world > 1 ? mm_memory_open_mpi(comm, 1, S, emb, &err)
+                              : mm_memory_open_local(p->c.dir, S, emb, p->sync, &err);
+    if (!p->c.m) {
         mm_embedder_free(emb);
         return cli_memory_fail(p->sub->name, err.msg);
     }

@@ -32,6 +32,13 @@ int cli_memory_backup(struct cli_memory *c);
 int cli_memory_restore(struct cli_memory *c);
 int cli_memory_verify(struct cli_memory *c);
 
+/* The embedder for the memory at dir (exists: it has shards here):
+ * --embedder's value when given ("fallback" or a model directory), else the
+ * memory's recorded one, else all-MiniLM-L6-v2 from the models folder, else
+ * the fallback with a warning (cli_memory_embedder.c). */
+struct mm_embedder *cli_memory_embedder(const char *option, const char *dir, int exists,
+                                        struct mm_err *err);
+
 /* Prints "memllm memory <cmd>: <message>" on stderr; returns 1. */
 int cli_memory_fail(const char *cmd, const char *msg);
 

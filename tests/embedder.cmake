@@ -3,3 +3,4 @@
 # memory that finds a paraphrase only with it.
 memllm_test(test_embedder_bert SOURCES test_embedder_bert.c LIBS mm_coordinator)
 memllm_test(test_embedder_errors SOURCES test_embedder_errors.c LIBS mm_coordinator)
+memllm_test(test_embedder_memory SOURCES test_embedder_memory.c LIBS mm_coordinator mm_memshard)
