@@ -4,6 +4,7 @@
 #ifndef MEMLLM_COORDINATOR_CLI_ARGS_H
 #define MEMLLM_COORDINATOR_CLI_ARGS_H
 
+#include "cluster.h"
 #include "engine.h"
 
 /* If argv[*i] is option `name`: stores its value, advances *i past it and
@@ -13,6 +14,8 @@ int cli_opt(int argc, char **argv, int *i, const char *name, const char **value)
 
 int cli_int(const char *name, const char *text, long lo, long hi, int *out);
 int cli_float(const char *name, const char *text, double lo, double hi, float *out);
+/* "a,b,c": up to cap positive integers. */
+int cli_int_list(const char *name, const char *text, int *out, int cap, int *n);
 
 /* Options every model-running command takes. */
 struct cli_model_opts {
@@ -21,17 +24,26 @@ struct cli_model_opts {
 };
 
 /* Consumes one model option at argv[*i] (--model, --adapter, --merge,
- * --context, --threads). Returns 1 if consumed, 0 if not a model option,
- * -1 on a bad value. */
+ * --context, --threads, --stages, --layers, --micro-batches). Returns 1 if
+ * consumed, 0 if not a model option, -1 on a bad value. */
 int cli_model_opt(int argc, char **argv, int *i, struct cli_model_opts *o);
 /* Applies --threads and checks --model was given. */
 int cli_model_ready(const char *cmd, struct cli_model_opts *o);
+
+/* The life of a command that runs the model: under mpirun, stage ranks
+ * serve their layers and the coordinator runs `job`; run directly, `job`
+ * runs with every stage in this process. Returns the exit status. */
+typedef int (*cli_job_fn)(struct engine *e, const struct cluster *c, void *arg, struct mm_err *err);
+int cli_run_with_engine(const char *cmd, struct cli_model_opts *o, cli_job_fn job, void *arg);
 
 #define CLI_MODEL_HELP                                                                             \
     "  --model PATH         GGUF file or HF model directory (required)\n"                          \
     "  --adapter [NAME=]DIR load a PEFT LoRA adapter (repeatable)\n"                               \
     "  --merge              fold the single adapter into the weights\n"                            \
     "  --context N          context length (default: the model's)\n"                               \
-    "  --threads N          compute threads (default: all cores)\n"
+    "  --threads N          compute threads (default: all cores)\n"                                \
+    "  --stages P           pipeline stages (under mpirun: ranks 1..P; default 1)\n"               \
+    "  --layers A,B,...     first layer of stages 2..P (default: an even split)\n"                 \
+    "  --micro-batches M    micro-batches per step on MPI stages (default P)\n"
 
 #endif

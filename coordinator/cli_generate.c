@@ -281,8 +281,7 @@ static int parse_request(struct engine *e, const struct gen_opts *o, struct job 
     if (request_field_int(obj, "max_tokens", 0, 1 << 24, &r->max_tokens, where, err) ||
         request_field_int(obj, "top_k", 0, 1 << 30, &r->sampling.top_k, where, err) ||
         request_field_int(obj, "seed", 0, 2147483647, &seed, where, err) ||
-        request_field_float(obj, "temperature", 0.0, 100.0, &r->sampling.temperature, where,
-                            err) ||
+        request_field_float(obj, "temperature", 0.0, 100.0, &r->sampling.temperature, where, err) ||
         request_field_float(obj, "top_p", 1e-6, 1.0, &r->sampling.top_p, where, err))
         return -1;
     r->sampling.seed = (uint64_t)seed;
@@ -364,7 +363,8 @@ static int collect(void *ctx, struct gen_sequence *s, struct mm_err *err)
     json_object_set_new(res, "finish_reason", json_string(s->finish));
     if (run->logprobs) {
         json_t *lp = json_array();
-        for (int i = 0; i < s->n_generated; i++) json_array_append_new(lp, json_real(s->logprobs[i]));
+        for (int i = 0; i < s->n_generated; i++)
+            json_array_append_new(lp, json_real(s->logprobs[i]));
         json_object_set_new(res, "logprobs", lp);
     }
     j->result = res;
@@ -432,7 +432,8 @@ static int run_jsonl(struct engine *e, const struct gen_opts *o, struct mm_err *
         mm_err_set(err, "out of memory");
         goto out;
     }
-    for (int i = 0; i < run.n_jobs; i++) reqs[i] = run.jobs[i].req;
+    for (int i = 0; i < run.n_jobs; i++)
+        reqs[i] = run.jobs[i].req;
     progress_start(&run.bar, "generate", run.n_jobs);
     struct scheduler_hooks h = {.on_finish = collect, .ctx = &run};
     rc = scheduler_run(e, reqs, run.n_jobs, 512, &h, err);
@@ -450,6 +451,13 @@ out:
     return rc;
 }
 
+static int generate_job(struct engine *e, const struct cluster *c, void *arg, struct mm_err *err)
+{
+    (void)c;
+    const struct gen_opts *o = arg;
+    return o->prompt ? run_prompt(e, o, err) : run_jsonl(e, o, err);
+}
+
 int cli_generate(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
@@ -460,14 +468,5 @@ int cli_generate(int argc, char **argv)
     struct gen_opts o;
     if (parse_args(argc, argv, &o)) return 2;
     o.model.engine.n_slots = o.prompt ? 1 : o.batch;
-    struct engine e;
-    struct mm_err err = {{0}};
-    if (engine_open(&e, &o.model.engine, &err)) {
-        fprintf(stderr, "memllm generate: %s\n", err.msg);
-        return 1;
-    }
-    int rc = o.prompt ? run_prompt(&e, &o, &err) : run_jsonl(&e, &o, &err);
-    if (rc) fprintf(stderr, "memllm generate: %s\n", err.msg);
-    engine_close(&e);
-    return rc ? 1 : 0;
+    return cli_run_with_engine("generate", &o.model, generate_job, &o);
 }

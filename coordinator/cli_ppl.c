@@ -14,10 +14,11 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: memllm ppl --model PATH [options] FILE\n\n"
-                 "Prints the perplexity of the text in FILE, the number of scored tokens\n"
-                 "and the mean negative log-likelihood, one 'name: value' per line.\n\n" CLI_MODEL_HELP
-                 "  --window N           tokens per window (default 512)\n");
+    fprintf(out,
+            "usage: memllm ppl --model PATH [options] FILE\n\n"
+            "Prints the perplexity of the text in FILE, the number of scored tokens\n"
+            "and the mean negative log-likelihood, one 'name: value' per line.\n\n" CLI_MODEL_HELP
+            "  --window N           tokens per window (default 512)\n");
 }
 
 static char *read_file(const char *path, size_t *len, struct mm_err *err)
@@ -63,55 +64,31 @@ static int score_window(struct engine *e, const int32_t *ids, int n, float *logi
     return 0;
 }
 
-int cli_ppl(int argc, char **argv)
+struct ppl_opts {
+    struct cli_model_opts model;
+    const char *file;
+    int window;
+};
+
+static int ppl_job(struct engine *e, const struct cluster *c, void *arg, struct mm_err *err)
 {
-    struct cli_model_opts mo = {0};
-    const char *file = NULL;
-    int window = 512;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        int r;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if ((r = cli_model_opt(argc, argv, &i, &mo))) {
-            if (r < 0) return 2;
-        } else if ((r = cli_opt(argc, argv, &i, "--window", &v))) {
-            if (r < 0 || cli_int("--window", v, 2, 1 << 20, &window)) return 2;
-        } else if (argv[i][0] == '-' || file) {
-            fprintf(stderr, "memllm ppl: unexpected argument '%s' (see --help)\n", argv[i]);
-            return 2;
-        } else {
-            file = argv[i];
-        }
-    }
-    if (cli_model_ready("ppl", &mo)) return 2;
-    if (!file) {
-        fprintf(stderr, "memllm ppl: FILE is required (see --help)\n");
-        return 2;
-    }
-    struct mm_err err = {{0}};
-    struct engine e;
-    mo.engine.n_slots = 1;
-    if (engine_open(&e, &mo.engine, &err)) {
-        fprintf(stderr, "memllm ppl: %s\n", err.msg);
-        return 1;
-    }
-    int rc = 1;
+    (void)c;
+    const struct ppl_opts *o = arg;
+    int rc = -1, window = o->window;
     size_t len, n_ids = 0;
     int32_t *ids = NULL;
     float *logits = NULL;
-    char *text = read_file(file, &len, &err);
+    char *text = read_file(o->file, &len, err);
     if (!text) goto out;
-    if (tok_encode(e.tok, text, len, tok_add_bos_default(e.tok), 0, &ids, &n_ids, &err)) goto out;
-    if (window > e.context) window = e.context;
+    if (tok_encode(e->tok, text, len, tok_add_bos_default(e->tok), 0, &ids, &n_ids, err)) goto out;
+    if (window > e->context) window = e->context;
     if (n_ids < 2) {
-        mm_err_set(&err, "%s: needs at least 2 tokens, has %zu", file, n_ids);
+        mm_err_set(err, "%s: needs at least 2 tokens, has %zu", o->file, n_ids);
         goto out;
     }
-    logits = malloc((size_t)PPL_CHUNK * (size_t)e.vocab * sizeof(float));
+    logits = malloc((size_t)PPL_CHUNK * (size_t)e->vocab * sizeof(float));
     if (!logits) {
-        mm_err_set(&err, "out of memory");
+        mm_err_set(err, "out of memory");
         goto out;
     }
     double nll = 0.0;
@@ -119,17 +96,44 @@ int cli_ppl(int argc, char **argv)
     for (size_t start = 0; start + 1 < n_ids; start += (size_t)window) {
         int n = n_ids - start < (size_t)window ? (int)(n_ids - start) : window;
         if (n < 2) break;
-        if (score_window(&e, ids + start, n, logits, &nll, &err)) goto out;
+        if (score_window(e, ids + start, n, logits, &nll, err)) goto out;
         scored += n - 1;
     }
     printf("ppl: %.4f\ntokens: %ld\nnll: %.6f\n", exp(nll / (double)scored), scored,
            nll / (double)scored);
     rc = 0;
 out:
-    if (rc) fprintf(stderr, "memllm ppl: %s\n", err.msg);
     free(text);
     free(ids);
     free(logits);
-    engine_close(&e);
     return rc;
+}
+
+int cli_ppl(int argc, char **argv)
+{
+    struct ppl_opts o = {.window = 512};
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int r;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if ((r = cli_model_opt(argc, argv, &i, &o.model))) {
+            if (r < 0) return 2;
+        } else if ((r = cli_opt(argc, argv, &i, "--window", &v))) {
+            if (r < 0 || cli_int("--window", v, 2, 1 << 20, &o.window)) return 2;
+        } else if (argv[i][0] == '-' || o.file) {
+            fprintf(stderr, "memllm ppl: unexpected argument '%s' (see --help)\n", argv[i]);
+            return 2;
+        } else {
+            o.file = argv[i];
+        }
+    }
+    if (cli_model_ready("ppl", &o.model)) return 2;
+    if (!o.file) {
+        fprintf(stderr, "memllm ppl: FILE is required (see --help)\n");
+        return 2;
+    }
+    o.model.engine.n_slots = 1;
+    return cli_run_with_engine("ppl", &o.model, ppl_job, &o);
 }

@@ -1,14 +1,24 @@
 /* The model as the coordinator sees it: tokenizer, adapters, and a forward
- * call over a batch that returns logits. With one process the engine runs
- * the single stage itself. */
+ * call over a batch that returns logits.
+ *
+ * The layers are cut into P pipeline stages (DESIGN.md §4). The stages run
+ * either in this process, one after another (the embedded default, and any P
+ * without MPI), or on MPI ranks, where each step's batch is cut into
+ * micro-batches so that all stages work at once. Either way the same batches
+ * reach the same stage code, so the output does not depend on P or on where
+ * the stages run. */
 #ifndef MEMLLM_COORDINATOR_ENGINE_H
 #define MEMLLM_COORDINATOR_ENGINE_H
+
+#include <mpi.h>
 
 #include "err.h"
 #include "forward.h"
 #include "tokenizer.h"
 
 #define ENGINE_MAX_ADAPTERS 8
+#define ENGINE_MAX_STAGES 64
+#define ENGINE_ADAPTER_NAME 64
 
 struct engine_options {
     const char *model_path;
@@ -17,26 +27,61 @@ struct engine_options {
     int n_adapters;
     int merge; /* fold the single adapter into the weights */
     int n_slots;
-    int context; /* 0: the model's maximum */
+    int context;  /* 0: the model's maximum */
+    int n_stages; /* P; 0 counts as 1 */
+    /* First layer of stages 1..P-1 (n_stages - 1 values); none given: even. */
+    int split[ENGINE_MAX_STAGES];
+    int n_split;
+    int micro_batches; /* per step on MPI stages; 0: P */
 };
 
-struct engine {
+/* A stage run by this process: its layers, adapters and KV cache. */
+struct engine_stage {
     struct model *model;
-    struct tokenizer *tok;
     struct lora_adapter adapters[ENGINE_MAX_ADAPTERS];
     int n_adapters;
-    int merged; /* adapters[0] was merged: it is always on */
     struct stage stage;
-    int vocab;
-    int context;
 };
 
+struct pipeline_mpi;
+
+struct engine {
+    struct tokenizer *tok;
+    struct model_config cfg;
+    int vocab;
+    int context;
+    int n_slots;
+    char adapter_names[ENGINE_MAX_ADAPTERS][ENGINE_ADAPTER_NAME];
+    int n_adapters;
+    int merged; /* the single adapter is folded into the weights: always on */
+    int n_stages;
+    int layer_begin[ENGINE_MAX_STAGES + 1]; /* stage i: [layer_begin[i], layer_begin[i+1]) */
+    struct engine_stage *local;             /* [n_stages] when the stages run here */
+    float *hidden;                          /* between local stages */
+    int hidden_cap;
+    struct pipeline_mpi *mpi; /* when the stages are ranks */
+};
+
+/* All stages in this process. */
 int engine_open(struct engine *e, const struct engine_options *o, struct mm_err *err);
+/* Stages on ranks first_rank .. first_rank + P - 1 of comm, each running
+ * engine_serve_stage with the same options. */
+int engine_open_mpi(struct engine *e, const struct engine_options *o, MPI_Comm comm, int first_rank,
+                    struct mm_err *err);
+/* Stops the stages (MPI: tells the stage ranks to finish) and frees. */
 void engine_close(struct engine *e);
+
+/* A stage rank's life: loads stage `index` of the options' layout and
+ * serves batches from the previous rank until the coordinator closes the
+ * engine. Returns 0, or -1 with err set. */
+int engine_serve_stage(const struct engine_options *o, int index, MPI_Comm comm, int coordinator,
+                       int first_rank, struct mm_err *err);
 
 /* Index of the adapter called `name`, -1 with err set if none. */
 int engine_adapter(const struct engine *e, const char *name, struct mm_err *err);
 
+/* Runs the batch through every stage; logits of the rows that want them
+ * (b->logits, NULL: all), in batch order. */
 int engine_forward(struct engine *e, const struct stage_batch *b, float *logits,
                    struct mm_err *err);
 

@@ -23,7 +23,8 @@ static int append_text(struct gen_sequence *s, const char *p, size_t n, struct m
 {
     if (s->text_len + n + 1 > s->text_cap) {
         size_t cap = s->text_cap ? 2 * s->text_cap : 256;
-        while (cap < s->text_len + n + 1) cap *= 2;
+        while (cap < s->text_len + n + 1)
+            cap *= 2;
         char *t = realloc(s->text, cap);
         if (!t) {
             mm_err_set(err, "generate: out of memory");
@@ -155,7 +156,7 @@ struct batch_buf {
 int scheduler_run(struct engine *e, const struct gen_request *reqs, int n_reqs,
                   int max_batch_tokens, const struct scheduler_hooks *h, struct mm_err *err)
 {
-    const int n_slots = e->stage.kv.n_slots;
+    const int n_slots = e->n_slots;
     if (max_batch_tokens < n_slots) max_batch_tokens = n_slots;
     struct gen_sequence *seqs = calloc((size_t)n_slots, sizeof(*seqs));
     int *active = calloc((size_t)n_slots, sizeof(*active));
@@ -179,8 +180,8 @@ int scheduler_run(struct engine *e, const struct gen_request *reqs, int n_reqs,
     for (;;) {
         for (int sl = 0; sl < n_slots && next < n_reqs; sl++) {
             if (active[sl]) continue;
+            /* The slot's old cache goes: the first batch starts at 0. */
             if (sequence_start(e, &seqs[sl], &reqs[next], next, sl, err)) goto out;
-            e->stage.kv.len[sl] = 0;
             active[sl] = 1;
             running++;
             next++;
@@ -205,14 +206,23 @@ int scheduler_run(struct engine *e, const struct gen_request *reqs, int n_reqs,
                 }
                 s->n_past += take;
             }
-        struct stage_batch batch = {.n = n, .tokens = b.tokens, .pos = b.pos, .slot = b.slot,
-                                    .adapter = b.adapter, .logits = b.want};
+        struct stage_batch batch = {.n = n,
+                                    .tokens = b.tokens,
+                                    .pos = b.pos,
+                                    .slot = b.slot,
+                                    .adapter = b.adapter,
+                                    .logits = b.want};
         if (engine_forward(e, &batch, b.logits, err)) goto out;
 
         for (int r = 0; r < n_rows; r++) {
             struct gen_sequence *s = b.owner[r];
             float lp;
             const float *row = b.logits + (size_t)r * e->vocab;
+            if (h && h->before_sample) {
+                int act = h->before_sample(h->ctx, s, row, err);
+                if (act < 0) goto out;
+                if (act > 0) continue;
+            }
             int32_t tok = sampler_sample(&s->sampler, row, s->banned, s->n_banned, &lp);
             if (after_sample(e, s, tok, lp, b.piece, piece_cap, h, err)) goto out;
             /* The new token is fed next step; it has no KV row yet. */

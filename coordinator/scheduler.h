@@ -24,7 +24,7 @@ struct gen_request {
     int n_prompt;
     int max_tokens;
     struct sampler_params sampling;
-    int adapter; /* engine adapter index, -1: base model */
+    int adapter;             /* engine adapter index, -1: base model */
     const char *const *stop; /* stop strings */
     int n_stop;
     const int32_t *stop_tokens; /* ending tokens besides EOS (not part of the text) */
@@ -51,6 +51,12 @@ struct gen_sequence {
 };
 
 struct scheduler_hooks {
+    /* When a sequence's next-token logits are ready, before sampling. May
+     * ban tokens for this sample (s->banned) or edit the sequence. Returns 0
+     * to sample, 1 to skip sampling this step (the sequence edited itself and
+     * feeds its new tokens next step), -1 to abort. */
+    int (*before_sample)(void *ctx, struct gen_sequence *s, const float *logits,
+                         struct mm_err *err);
     /* After each sampled token is appended (and its text decoded). `piece` is
      * the text it added. May edit the sequence; returns -1 to abort. */
     int (*on_token)(void *ctx, struct gen_sequence *s, int32_t token, const char *piece,

@@ -8,3 +8,7 @@ memllm_test(test_sampling SOURCES test_sampling.c LIBS mm_coordinator)
 memllm_test(test_smollm2_llamacpp SOURCES test_smollm2_llamacpp.c LIBS mm_worker)
 memllm_test(test_generate_cli SOURCES test_generate_cli.c LIBS mm_coordinator)
 add_dependencies(test_generate_cli memllm)
+# Pipeline stages in one process and on MPI ranks (mpirun --oversubscribe).
+memllm_test(test_pipeline_cli SOURCES test_pipeline_cli.c LIBS mm_common
+  ARGS ${MPIEXEC_EXECUTABLE})
+add_dependencies(test_pipeline_cli memllm)

@@ -18,7 +18,7 @@ struct cmd_result {
     char *out, *err;
 };
 
-static char *slurp_fd_file(FILE *f)
+static inline char *slurp_fd_file(FILE *f)
 {
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
@@ -31,7 +31,7 @@ static char *slurp_fd_file(FILE *f)
 
 /* Output goes through temporary files, not pipes: no deadlock however much
  * the program writes. */
-static struct cmd_result run_cmd(char *const argv[], const char *input)
+static inline struct cmd_result run_cmd(char *const argv[], const char *input)
 {
     FILE *in = tmpfile(), *out = tmpfile(), *err = tmpfile();
     if (input) fputs(input, in);
@@ -58,7 +58,7 @@ static struct cmd_result run_cmd(char *const argv[], const char *input)
     return r;
 }
 
-static void cmd_result_free(struct cmd_result *r)
+static inline void cmd_result_free(struct cmd_result *r)
 {
     free(r->out);
     free(r->err);

@@ -117,6 +117,20 @@ static int is_directory(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+int model_read_config(const char *path, struct model_config *c, struct mm_err *err)
+{
+    if (is_directory(path)) {
+        char cfg[4096];
+        snprintf(cfg, sizeof(cfg), "%s/config.json", path);
+        return model_config_from_json(c, cfg, err);
+    }
+    struct gguf_file *g = gguf_open(path, err);
+    if (!g) return -1;
+    int rc = model_config_from_gguf(c, g, err);
+    gguf_close(g);
+    return rc;
+}
+
 static int open_source(struct model *m, struct mm_err *err)
 {
     if (is_directory(m->path)) {

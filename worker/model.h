@@ -44,6 +44,10 @@ struct model {
 struct model *model_load(const char *path, int layer_begin, int layer_end, struct mm_err *err);
 void model_free(struct model *m);
 
+/* Reads only the hyper-parameters of the model at `path` (the coordinator
+ * of a pipeline needs them; the stages load the weights). */
+int model_read_config(const char *path, struct model_config *c, struct mm_err *err);
+
 static inline int model_is_first_stage(const struct model *m)
 {
     return m->layer_begin == 0;

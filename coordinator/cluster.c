@@ -1,0 +1,59 @@
+#include "cluster.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int launched_by_mpirun(void)
+{
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
+}
+
+int cluster_init(struct cluster *c, int n_stages, int n_shards, struct mm_err *err)
+{
+    memset(c, 0, sizeof(*c));
+    c->comm = MPI_COMM_NULL;
+    c->world = 1;
+    c->n_stages = n_stages > 0 ? n_stages : 1;
+    c->n_shards = n_shards;
+    c->role = ROLE_COORDINATOR;
+    if (!launched_by_mpirun()) return 0;
+    int initialized;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+        MPI_Init(NULL, NULL);
+        c->started = 1;
+    }
+    c->mpi = 1;
+    MPI_Comm_dup(MPI_COMM_WORLD, &c->comm);
+    MPI_Comm_rank(c->comm, &c->rank);
+    MPI_Comm_size(c->comm, &c->world);
+    if (c->world != 1 + c->n_stages + c->n_shards) {
+        mm_err_set(err,
+                   "--stages %d and --memshards %d need mpirun -np %d (1 coordinator + %d "
+                   "stages + %d shards), not %d",
+                   c->n_stages, c->n_shards, 1 + c->n_stages + c->n_shards, c->n_stages,
+                   c->n_shards, c->world);
+        return -1;
+    }
+    if (c->rank == 0) return 0;
+    if (c->rank <= c->n_stages) {
+        c->role = ROLE_STAGE;
+        c->index = c->rank - 1;
+    } else {
+        c->role = ROLE_SHARD;
+        c->index = c->rank - 1 - c->n_stages;
+    }
+    return 0;
+}
+
+void cluster_finish(struct cluster *c)
+{
+    if (c->mpi) MPI_Comm_free(&c->comm);
+    if (c->started) MPI_Finalize();
+    c->mpi = c->started = 0;
+}
+
+void cluster_abort(const struct cluster *c, int status)
+{
+    if (c->mpi) MPI_Abort(MPI_COMM_WORLD, status);
+}

@@ -1,0 +1,320 @@
+#include "pipeline_mpi.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "progress.h"
+
+enum { TAG_BATCH = 201, TAG_HIDDEN = 202, TAG_RESULT = 203, TAG_LOGITS = 204, TAG_ERROR = 205 };
+enum { KIND_BATCH = 1, KIND_STOP = 2, KIND_ERROR = 3 };
+enum { H_KIND, H_N, H_N_LOGITS, H_HAS_ADAPTER, H_HAS_WANT, H_LEN };
+
+struct pipeline_mpi {
+    MPI_Comm comm;
+    int first_rank, n_stages, dim, vocab, micro_batches;
+    int32_t *meta; /* packed micro-batch messages of one step, back to back */
+    size_t meta_cap;
+    MPI_Request *reqs;
+    int reqs_cap;
+    int broken; /* a stage failed: the ranks are out of step */
+    struct pipeline_mpi_stats stats;
+};
+
+static size_t meta_len(int n)
+{
+    return H_LEN + 5 * (size_t)n;
+}
+
+static void pack(int32_t *m, const struct stage_batch *b, int from, int n)
+{
+    int n_logits = 0;
+    for (int i = from; i < from + n; i++)
+        n_logits += !b->logits || b->logits[i];
+    m[H_KIND] = KIND_BATCH;
+    m[H_N] = n;
+    m[H_N_LOGITS] = n_logits;
+    m[H_HAS_ADAPTER] = b->adapter != NULL;
+    m[H_HAS_WANT] = b->logits != NULL;
+    int32_t *p = m + H_LEN;
+    memcpy(p, b->tokens + from, (size_t)n * sizeof(int32_t));
+    memcpy(p + n, b->pos + from, (size_t)n * sizeof(int32_t));
+    memcpy(p + 2 * n, b->slot + from, (size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++) {
+        p[3 * n + i] = b->adapter ? b->adapter[from + i] : -1;
+        p[4 * n + i] = !b->logits || b->logits[from + i];
+    }
+}
+
+/* The batch a packed message describes (pointers into it). */
+static void unpack(int32_t *m, struct stage_batch *b, uint8_t *want)
+{
+    int n = m[H_N];
+    int32_t *p = m + H_LEN;
+    for (int i = 0; i < n; i++)
+        want[i] = (uint8_t)p[4 * n + i];
+    *b = (struct stage_batch){.n = n,
+                              .tokens = p,
+                              .pos = p + n,
+                              .slot = p + 2 * n,
+                              .adapter = m[H_HAS_ADAPTER] ? p + 3 * n : NULL,
+                              .logits = m[H_HAS_WANT] ? want : NULL};
+}
+
+struct pipeline_mpi *pipeline_mpi_open(MPI_Comm comm, int first_rank, int n_stages, int dim,
+                                       int vocab, int micro_batches, struct mm_err *err)
+{
+    int size;
+    MPI_Comm_size(comm, &size);
+    if (first_rank + n_stages > size) {
+        mm_err_set(err, "%d stages from rank %d need %d ranks, mpirun started %d", n_stages,
+                   first_rank, first_rank + n_stages, size);
+        return NULL;
+    }
+    struct pipeline_mpi *p = calloc(1, sizeof(*p));
+    if (!p) {
+        mm_err_set(err, "out of memory");
+        return NULL;
+    }
+    *p = (struct pipeline_mpi){.comm = comm,
+                               .first_rank = first_rank,
+                               .n_stages = n_stages,
+                               .dim = dim,
+                               .vocab = vocab,
+                               .micro_batches = micro_batches > 0 ? micro_batches : 1};
+    return p;
+}
+
+void pipeline_mpi_close(struct pipeline_mpi *p)
+{
+    /* After a failed step the stages are out of step with the coordinator
+     * and may wait for each other: stop the whole job instead. */
+    if (p->broken) MPI_Abort(p->comm, 1);
+    int32_t stop[H_LEN] = {[H_KIND] = KIND_STOP};
+    MPI_Send(stop, H_LEN, MPI_INT32_T, p->first_rank, TAG_BATCH, p->comm);
+    free(p->meta);
+    free(p->reqs);
+    free(p);
+}
+
+/* Cuts the batch into at most `m` pieces of about equal token counts, only
+ * between sequences (a sequence's tokens must stay together). */
+static int cut_micro_batches(const struct stage_batch *b, int m, int *starts)
+{
+    int runs = 0;
+    for (int i = 0; i < b->n; i++)
+        runs += i == 0 || b->slot[i] != b->slot[i - 1];
+    if (m > runs) m = runs;
+    int k = 0;
+    starts[k++] = 0;
+    for (int i = 1; i < b->n && k < m; i++)
+        if (b->slot[i] != b->slot[i - 1] && (long)i * m >= (long)b->n * k) starts[k++] = i;
+    starts[k] = b->n;
+    return k;
+}
+
+static int grow(struct pipeline_mpi *p, size_t meta, int reqs, struct mm_err *err)
+{
+    if (meta > p->meta_cap) {
+        int32_t *m = realloc(p->meta, meta * sizeof(int32_t));
+        if (!m) goto oom;
+        p->meta = m;
+        p->meta_cap = meta;
+    }
+    if (reqs > p->reqs_cap) {
+        MPI_Request *r = realloc(p->reqs, (size_t)reqs * sizeof(MPI_Request));
+        if (!r) goto oom;
+        p->reqs = r;
+        p->reqs_cap = reqs;
+    }
+    return 0;
+oom:
+    mm_err_set(err, "pipeline: out of memory");
+    return -1;
+}
+
+/* An error text sent by a stage rank. */
+static void receive_error(struct pipeline_mpi *p, int source, int len, struct mm_err *err)
+{
+    char text[MM_ERR_LEN];
+    if (len >= (int)sizeof(text)) len = (int)sizeof(text) - 1;
+    MPI_Recv(text, len, MPI_CHAR, source, TAG_ERROR, p->comm, MPI_STATUS_IGNORE);
+    text[len] = 0;
+    mm_err_set(err, "stage rank %d: %s", source, text);
+}
+
+int pipeline_mpi_forward(struct pipeline_mpi *p, const struct stage_batch *b, float *logits,
+                         struct mm_err *err)
+{
+    double t0 = progress_now();
+    int starts[p->micro_batches + 1];
+    int k = cut_micro_batches(b, p->micro_batches, starts);
+    if (grow(p, meta_len(b->n) + (size_t)k * H_LEN, k, err)) return -1;
+    size_t off = 0;
+    for (int j = 0; j < k; j++) {
+        int n = starts[j + 1] - starts[j];
+        pack(p->meta + off, b, starts[j], n);
+        MPI_Isend(p->meta + off, (int)meta_len(n), MPI_INT32_T, p->first_rank, TAG_BATCH, p->comm,
+                  &p->reqs[j]);
+        off += meta_len(n);
+    }
+    /* Results come back in order: a stage takes micro-batches first in,
+     * first out, and MPI keeps the order of messages between two ranks. */
+    const int last = p->first_rank + p->n_stages - 1;
+    size_t row = 0;
+    int rc = 0;
+    for (int j = 0; j < k && rc == 0; j++) {
+        int32_t h[H_LEN];
+        MPI_Status st;
+        MPI_Recv(h, H_LEN, MPI_INT32_T, MPI_ANY_SOURCE, TAG_RESULT, p->comm, &st);
+        if (h[H_KIND] == KIND_ERROR) {
+            receive_error(p, st.MPI_SOURCE, h[H_N], err);
+            rc = -1;
+            break;
+        }
+        if (st.MPI_SOURCE != last || h[H_N_LOGITS] < 0) {
+            mm_err_set(err, "pipeline: unexpected result from rank %d", st.MPI_SOURCE);
+            rc = -1;
+            break;
+        }
+        MPI_Recv(logits + row * (size_t)p->vocab, h[H_N_LOGITS] * p->vocab, MPI_FLOAT, last,
+                 TAG_LOGITS, p->comm, MPI_STATUS_IGNORE);
+        row += (size_t)h[H_N_LOGITS];
+    }
+    if (rc) {
+        p->broken = 1;
+        return rc;
+    }
+    MPI_Waitall(k, p->reqs, MPI_STATUSES_IGNORE);
+    p->stats.steps++;
+    p->stats.micro_batches += k;
+    p->stats.seconds += progress_now() - t0;
+    return rc;
+}
+
+void pipeline_mpi_get_stats(const struct pipeline_mpi *p, struct pipeline_mpi_stats *st)
+{
+    *st = p->stats;
+}
+
+/* --- the stage rank --------------------------------------------------------------------- */
+
+/* One outgoing micro-batch of a stage: its message and activations stay
+ * untouched until the non-blocking sends of them complete. */
+struct out_slot {
+    int32_t *meta;
+    float *hidden;
+    size_t meta_cap, hidden_cap;
+    MPI_Request req[2];
+};
+
+static int out_reserve(struct out_slot *o, size_t meta, size_t hidden)
+{
+    MPI_Waitall(2, o->req, MPI_STATUSES_IGNORE);
+    if (meta > o->meta_cap) {
+        int32_t *m = realloc(o->meta, meta * sizeof(int32_t));
+        if (!m) return -1;
+        o->meta = m;
+        o->meta_cap = meta;
+    }
+    if (hidden > o->hidden_cap) {
+        float *h = realloc(o->hidden, hidden * sizeof(float));
+        if (!h) return -1;
+        o->hidden = h;
+        o->hidden_cap = hidden;
+    }
+    return 0;
+}
+
+static void send_error(MPI_Comm comm, int coordinator, const char *msg)
+{
+    int32_t h[H_LEN] = {[H_KIND] = KIND_ERROR, [H_N] = (int32_t)strlen(msg)};
+    MPI_Send(h, H_LEN, MPI_INT32_T, coordinator, TAG_RESULT, comm);
+    MPI_Send(msg, (int)strlen(msg), MPI_CHAR, coordinator, TAG_ERROR, comm);
+}
+
+int pipeline_mpi_serve(struct stage *s, MPI_Comm comm, int coordinator, int first_rank, int index,
+                       int n_stages, struct mm_err *err)
+{
+    const int prev = index == 0 ? coordinator : first_rank + index - 1;
+    const int next = index == n_stages - 1 ? -1 : first_rank + index + 1;
+    const int dim = s->model->cfg.dim, vocab = s->model->cfg.vocab_size;
+    struct out_slot out[2] = {{.req = {MPI_REQUEST_NULL, MPI_REQUEST_NULL}},
+                              {.req = {MPI_REQUEST_NULL, MPI_REQUEST_NULL}}};
+    int32_t *in = NULL;
+    float *in_hidden = NULL, *logits = NULL;
+    uint8_t *want = NULL;
+    size_t in_cap = 0, hidden_cap = 0, logits_cap = 0;
+    int rc = -1, turn = 0;
+    for (;;) {
+        MPI_Status st;
+        int count;
+        MPI_Probe(prev, TAG_BATCH, comm, &st);
+        MPI_Get_count(&st, MPI_INT32_T, &count);
+        if ((size_t)count > in_cap) {
+            free(in);
+            free(want);
+            in_cap = (size_t)count;
+            in = malloc(in_cap * sizeof(int32_t));
+            want = malloc(in_cap);
+            if (!in || !want) goto oom;
+        }
+        MPI_Recv(in, count, MPI_INT32_T, prev, TAG_BATCH, comm, MPI_STATUS_IGNORE);
+        if (in[H_KIND] == KIND_STOP) {
+            if (next >= 0) MPI_Send(in, H_LEN, MPI_INT32_T, next, TAG_BATCH, comm);
+            rc = 0;
+            break;
+        }
+        struct stage_batch b;
+        unpack(in, &b, want);
+        size_t h = (size_t)b.n * (size_t)dim;
+        if (h > hidden_cap) {
+            free(in_hidden);
+            hidden_cap = h;
+            if (!(in_hidden = malloc(hidden_cap * sizeof(float)))) goto oom;
+        }
+        if (index > 0)
+            MPI_Recv(in_hidden, (int)h, MPI_FLOAT, prev, TAG_HIDDEN, comm, MPI_STATUS_IGNORE);
+        if (next < 0) {
+            size_t need = (size_t)in[H_N_LOGITS] * (size_t)vocab;
+            if (need > logits_cap) {
+                free(logits);
+                logits_cap = need;
+                if (!(logits = malloc(logits_cap * sizeof(float)))) goto oom;
+            }
+        }
+        struct mm_err ferr = {{0}};
+        if (stage_forward(s, &b, in_hidden, logits, &ferr)) {
+            /* The coordinator gives up on the step and stops the job. */
+            send_error(comm, coordinator, ferr.msg);
+            continue;
+        }
+        if (next < 0) {
+            int32_t res[H_LEN] = {
+                [H_KIND] = KIND_BATCH, [H_N] = b.n, [H_N_LOGITS] = in[H_N_LOGITS]};
+            MPI_Send(res, H_LEN, MPI_INT32_T, coordinator, TAG_RESULT, comm);
+            MPI_Send(logits, in[H_N_LOGITS] * vocab, MPI_FLOAT, coordinator, TAG_LOGITS, comm);
+            continue;
+        }
+        struct out_slot *o = &out[turn];
+        turn ^= 1;
+        if (out_reserve(o, (size_t)count, h)) goto oom;
+        memcpy(o->meta, in, (size_t)count * sizeof(int32_t));
+        memcpy(o->hidden, in_hidden, h * sizeof(float));
+        MPI_Isend(o->meta, count, MPI_INT32_T, next, TAG_BATCH, comm, &o->req[0]);
+        MPI_Isend(o->hidden, (int)h, MPI_FLOAT, next, TAG_HIDDEN, comm, &o->req[1]);
+    }
+    goto out;
+oom:
+    mm_err_set(err, "stage %d: out of memory", index);
+out:
+    for (int i = 0; i < 2; i++) {
+        MPI_Waitall(2, out[i].req, MPI_STATUSES_IGNORE);
+        free(out[i].meta);
+        free(out[i].hidden);
+    }
+    free(in);
+    free(want);
+    free(in_hidden);
+    free(logits);
+    return rc;
+}

@@ -1,0 +1,45 @@
+/* Pipeline stages on MPI ranks (DESIGN.md §4).
+ *
+ * The coordinator cuts each step's batch into micro-batches along sequence
+ * boundaries and sends them all to the first stage without waiting; every
+ * stage rank receives a micro-batch, runs its layers, passes the
+ * activations on with a non-blocking send and takes the next, so that with
+ * M micro-batches all P stages work at once except during the (P-1)-step
+ * fill and drain. The last stage sends each micro-batch's logits back.
+ *
+ * Messages (tags below), all raw buffers:
+ *   batch:  int32 header + tokens, positions, slots, adapters, logit flags
+ *   hidden: n x dim floats (not to the first stage)
+ *   result: int32 header to the coordinator, then n_logits x vocab floats
+ *           or, on failure, the error text
+ * A stop message travels the pipeline when the coordinator closes it. */
+#ifndef MEMLLM_COORDINATOR_PIPELINE_MPI_H
+#define MEMLLM_COORDINATOR_PIPELINE_MPI_H
+
+#include <mpi.h>
+
+#include "err.h"
+#include "forward.h"
+
+struct pipeline_mpi;
+
+struct pipeline_mpi *pipeline_mpi_open(MPI_Comm comm, int first_rank, int n_stages, int dim,
+                                       int vocab, int micro_batches, struct mm_err *err);
+/* Sends the stop message down the pipeline and frees. */
+void pipeline_mpi_close(struct pipeline_mpi *p);
+
+int pipeline_mpi_forward(struct pipeline_mpi *p, const struct stage_batch *b, float *logits,
+                         struct mm_err *err);
+
+/* A stage rank's loop: serves until the stop message. */
+int pipeline_mpi_serve(struct stage *s, MPI_Comm comm, int coordinator, int first_rank, int index,
+                       int n_stages, struct mm_err *err);
+
+/* Figures of the last pipeline_mpi_forward calls, for the benchmark. */
+struct pipeline_mpi_stats {
+    long steps, micro_batches;
+    double seconds; /* in pipeline_mpi_forward */
+};
+void pipeline_mpi_get_stats(const struct pipeline_mpi *p, struct pipeline_mpi_stats *st);
+
+#endif

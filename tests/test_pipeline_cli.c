@@ -1,0 +1,164 @@
+/* Layers split into pipeline stages give the same tokens as one stage:
+ * stages in one process (--stages P) and stages on MPI ranks (mpirun -np
+ * 1+P), single prompts and JSONL batches cut into micro-batches, on the
+ * tiny Mistral fixture (compared with HF's greedy continuation, with its
+ * adapter) and on SmolLM2-135M (30 layers, up to 3 stages). Bad layouts fail
+ * with a message naming the problem. */
+#include <string.h>
+
+#include "check.h"
+#include "run_cmd.h"
+
+static char bin[1024], mpirun[1024];
+
+/* argv = [mpirun -np N] memllm generate <args...> */
+static struct cmd_result generate(int ranks, const char *const *args)
+{
+    char *argv[64];
+    int n = 0;
+    char np[16];
+    if (ranks > 0) {
+        snprintf(np, sizeof(np), "%d", ranks);
+        argv[n++] = mpirun;
+        argv[n++] = "--oversubscribe";
+        argv[n++] = "--allow-run-as-root";
+        argv[n++] = "-np";
+        argv[n++] = np;
+    }
+    argv[n++] = bin;
+    argv[n++] = "generate";
+    for (int i = 0; args[i]; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    return run_cmd(argv, NULL);
+}
+
+/* Runs `args` with --stages P locally (ranks 0) or under mpirun (1 + P
+ * ranks) and checks stdout equals `want`. */
+static void expect_same(const char *what, const char *const *args, int stages, int mpi,
+                        const char *want)
+{
+    const char *full[64];
+    int n = 0;
+    for (; args[n]; n++)
+        full[n] = args[n];
+    char p[16];
+    snprintf(p, sizeof(p), "%d", stages);
+    full[n++] = "--stages";
+    full[n++] = p;
+    full[n] = NULL;
+    struct cmd_result r = generate(mpi ? 1 + stages : 0, full);
+    CHECKF(r.status == 0, "%s, %d stages%s: exit %d: %s", what, stages, mpi ? " (MPI)" : "",
+           r.status, r.err);
+    CHECKF(!strcmp(r.out, want), "%s, %d stages%s: output differs:\n%s\nvs one stage:\n%s", what,
+           stages, mpi ? " (MPI)" : "", r.out, want);
+    cmd_result_free(&r);
+}
+
+static char *reference_output(const char *what, const char *const *args)
+{
+    struct cmd_result r = generate(0, args);
+    REQUIRE(r.status == 0, "%s: exit %d: %s", what, r.status, r.err);
+    REQUIRE(strlen(r.out) > 8, "%s: printed too little: '%s'", what, r.out);
+    free(r.err);
+    return r.out;
+}
+
+static void tiny_fixture(const char *fixtures)
+{
+    char model[1200], adapter[1300];
+    snprintf(model, sizeof(model), "%s/models/tiny-mistral", fixtures);
+    snprintf(adapter, sizeof(adapter), "%s/adapter", model);
+    const char *args[] = {"--model",  model,          "--adapter",
+                          adapter,    "--prompt",     "Wilfried \" Willi \" Schneider ( born",
+                          "--greedy", "--max-tokens", "24",
+                          NULL};
+    char *want = reference_output("tiny-mistral", args);
+    expect_same("tiny-mistral", args, 2, 0, want);
+    expect_same("tiny-mistral", args, 1, 1, want);
+    expect_same("tiny-mistral", args, 2, 1, want);
+    free(want);
+}
+
+static void smollm2(const char *models)
+{
+    char model[1200];
+    snprintf(model, sizeof(model), "%s/SmolLM2-135M-Instruct.Q4_1.gguf", models);
+    if (access(model, R_OK) != 0) {
+        printf("SKIP: SmolLM2 part: %s is absent (run deploy/fetch-models.sh)\n", model);
+        return;
+    }
+    const char *one[] = {"--model",  model,
+                         "--prompt", "The capital of France is",
+                         "--greedy", "--max-tokens",
+                         "16",       "--threads",
+                         "1",        NULL};
+    char *want = reference_output("SmolLM2 prompt", one);
+    expect_same("SmolLM2 prompt", one, 3, 0, want);
+    expect_same("SmolLM2 prompt", one, 2, 1, want);
+    expect_same("SmolLM2 prompt", one, 3, 1, want);
+    free(want);
+
+    /* Three requests decoded together, cut into micro-batches on the ranks;
+     * --layers puts the split points where the even split would not. */
+    char in[] = "/tmp/memllm-pipe-XXXXXX";
+    int fd = mkstemp(in);
+    const char *lines = "{\"prompt\": \"Paris is the capital of\", \"max_tokens\": 12}\n"
+                        "{\"prompt\": \"Dancing on Coral is a novel by\", \"max_tokens\": 9}\n"
+                        "{\"prompt\": \"The Rhine flows through\", \"max_tokens\": 14}\n";
+    REQUIRE(fd >= 0 && write(fd, lines, strlen(lines)) == (ssize_t)strlen(lines), "temp file");
+    close(fd);
+    const char *batch[] = {"--model", model, "--input",   in,  "--greedy",
+                           "--batch", "3",   "--threads", "1", NULL};
+    want = reference_output("SmolLM2 batch", batch);
+    const char *batch_split[] = {"--model", model,      "--input",   in,  "--greedy",
+                                 "--batch", "3",        "--threads", "1", "--micro-batches",
+                                 "3",       "--layers", "7,20",      NULL};
+    expect_same("SmolLM2 batch", batch_split, 3, 1, want);
+    expect_same("SmolLM2 batch", batch_split, 3, 0, want);
+    free(want);
+    unlink(in);
+}
+
+static void bad_layouts(const char *fixtures)
+{
+    char model[1200];
+    snprintf(model, sizeof(model), "%s/models/tiny-mistral", fixtures);
+    struct {
+        int ranks;
+        const char *args[12];
+        const char *says;
+    } cases[] = {
+        {0,
+         {"--model", model, "--prompt", "x", "--stages", "3", NULL},
+         "3 stages for a model of 2 layers"},
+        {0,
+         {"--model", model, "--prompt", "x", "--stages", "2", "--layers", "1,1", NULL},
+         "split points"},
+        {0,
+         {"--model", model, "--prompt", "x", "--stages", "2", "--layers", "2", NULL},
+         "no layers"},
+        {2, {"--model", model, "--prompt", "x", "--stages", "2", NULL}, "need mpirun -np 3"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cmd_result r = generate(cases[i].ranks, cases[i].args);
+        CHECKF(r.status != 0, "case %zu: exit 0", i);
+        CHECKF(strstr(r.err, cases[i].says) != NULL, "case %zu: stderr '%s' lacks '%s'", i, r.err,
+               cases[i].says);
+        cmd_result_free(&r);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    REQUIRE(argc == 2, "usage: test_pipeline_cli MPIRUN");
+    snprintf(mpirun, sizeof(mpirun), "%s", argv[1]);
+    snprintf(bin, sizeof(bin), "%s", getenv("MEMLLM_BIN"));
+    char fixtures[1024], models[1024];
+    test_path("MEMLLM_FIXTURES", ".", fixtures, sizeof(fixtures));
+    test_path("MEMLLM_MODELS_DIR", ".", models, sizeof(models));
+    tiny_fixture(fixtures);
+    smollm2(models);
+    bad_layouts(fixtures);
+    return check_report("test_pipeline_cli");
+}
