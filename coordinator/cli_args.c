@@ -1,5 +1,8 @@
 #include "cli_args.h"
 
+#include "cli_memory_internal.h"
+#include "memory_service.h"
+
 #include <cblas.h>
 #include <errno.h>
 #include <omp.h>
@@ -127,19 +130,93 @@ int cli_model_ready(const char *cmd, struct cli_model_opts *o)
     return 0;
 }
 
-int cli_run_with_engine(const char *cmd, struct cli_model_opts *o, cli_job_fn job, void *arg)
+void cli_memory_opts_default(struct cli_memory_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    mm_query_options_default(&o->q);
+}
+
+int cli_memory_opt(int argc, char **argv, int *i, struct cli_memory_opts *o)
+{
+    const char *v = NULL;
+    int r, qthr;
+    if ((r = cli_opt(argc, argv, i, "--memory", &v))) {
+        o->dir = v;
+        return r;
+    }
+    if ((r = cli_opt(argc, argv, i, "--embedder", &v))) {
+        o->embedder = v;
+        return r;
+    }
+    if ((r = cli_opt(argc, argv, i, "--memshards", &v)))
+        return r < 0 ? r : cli_int("--memshards", v, 1, 4096, &o->shards) ? -1 : 1;
+    if ((r = cli_opt(argc, argv, i, "--tau-e", &v)))
+        return r < 0 ? r : cli_float("--tau-e", v, -1.0, 1.0, &o->q.tau_e) ? -1 : 1;
+    if ((r = cli_opt(argc, argv, i, "--tau-r", &v)))
+        return r < 0 ? r : cli_float("--tau-r", v, -1.0, 1.0, &o->q.tau_r) ? -1 : 1;
+    if ((r = cli_opt(argc, argv, i, "--tau-t", &v)))
+        return r < 0 ? r : cli_float("--tau-t", v, -1.0, 1.0, &o->q.tau_t) ? -1 : 1;
+    if ((r = cli_opt(argc, argv, i, "--qthr", &v))) {
+        if (r < 0 || cli_int("--qthr", v, 1, 100000, &qthr)) return -1;
+        o->q.qthr = (uint32_t)qthr;
+        return 1;
+    }
+    return 0;
+}
+
+/* Rank 0 picks the embedder (it may read the memory's record) before any
+ * shard opens, and tells every rank whether that worked, so that no rank
+ * waits for a job that will not start. */
+static int agree_on_embedder(const struct cluster *c, const struct cli_memory_opts *mem,
+                             struct mm_embedder **emb, struct mm_err *err)
+{
+    *emb = NULL;
+    if (c->rank == 0) {
+        uint32_t on_disk = mm_memory_shards_on_disk(mem->dir);
+        *emb = cli_memory_embedder(mem->embedder, mem->dir, on_disk > 0, err);
+    }
+    int ok = c->rank != 0 || *emb != NULL;
+    if (c->mpi) MPI_Bcast(&ok, 1, MPI_INT, 0, c->comm);
+    if (!ok && c->rank != 0) mm_err_set(err, "the coordinator could not load the embedder");
+    return ok ? 0 : -1;
+}
+
+static struct mm_memory *open_memory(const struct cluster *c, const struct cli_memory_opts *mem,
+                                     struct mm_embedder *emb, struct mm_err *err)
+{
+    if (c->mpi && c->n_shards > 0)
+        return mm_memory_open_mpi(c->comm, cluster_first_shard(c), (uint32_t)c->n_shards, emb, err);
+    uint32_t on_disk = mm_memory_shards_on_disk(mem->dir);
+    uint32_t shards = mem->shards ? (uint32_t)mem->shards : on_disk ? on_disk : 1;
+    return mm_memory_open_local(mem->dir, shards, emb, 0, err);
+}
+
+int cli_run_with_engine(const char *cmd, struct cli_model_opts *o,
+                        const struct cli_memory_opts *mem, cli_job_fn job, void *arg)
 {
     struct mm_err err = {{0}};
     struct cluster c;
-    if (cluster_init(&c, o->engine.n_stages, 0, &err)) {
+    int shard_ranks = mem && mem->dir && mem->shards ? mem->shards : 0;
+    if (cluster_init(&c, o->engine.n_stages, shard_ranks, &err)) {
         if (c.rank == 0) fprintf(stderr, "memllm %s: %s\n", cmd, err.msg);
         cluster_finish(&c);
         return 2;
     }
+    struct mm_embedder *emb = NULL;
+    if (mem && mem->dir && agree_on_embedder(&c, mem, &emb, &err)) {
+        if (c.rank == 0) fprintf(stderr, "memllm %s: %s\n", cmd, err.msg);
+        cluster_finish(&c);
+        return 1;
+    }
     int rc = 0;
-    if (c.role == ROLE_STAGE) {
-        if (engine_serve_stage(&o->engine, c.index, c.comm, 0, cluster_first_stage(&c), &err)) {
-            fprintf(stderr, "memllm %s: stage %d (rank %d): %s\n", cmd, c.index, c.rank, err.msg);
+    if (c.role != ROLE_COORDINATOR) {
+        int failed =
+            c.role == ROLE_STAGE
+                ? engine_serve_stage(&o->engine, c.index, c.comm, 0, cluster_first_stage(&c), &err)
+                : mm_memory_serve_shard(mem->dir, (uint32_t)c.index, 0, c.comm, 0, &err);
+        if (failed) {
+            fprintf(stderr, "memllm %s: %s %d (rank %d): %s\n", cmd,
+                    c.role == ROLE_STAGE ? "stage" : "shard", c.index, c.rank, err.msg);
             cluster_abort(&c, 1);
             rc = 1;
         }
@@ -147,17 +224,29 @@ int cli_run_with_engine(const char *cmd, struct cli_model_opts *o, cli_job_fn jo
         return rc;
     }
     struct engine e;
+    struct mm_memory *m = NULL;
     int opened = c.mpi ? engine_open_mpi(&e, &o->engine, c.comm, cluster_first_stage(&c), &err)
                        : engine_open(&e, &o->engine, &err);
+    if (opened == 0 && emb && !(m = open_memory(&c, mem, emb, &err))) {
+        engine_close(&e);
+        opened = -1;
+    }
     if (opened) {
         fprintf(stderr, "memllm %s: %s\n", cmd, err.msg);
-        /* The stage ranks wait for batches that will not come. */
+        /* The other ranks wait for work that will not come. */
         cluster_abort(&c, 1);
+        mm_embedder_free(emb);
         cluster_finish(&c);
         return 1;
     }
-    rc = job(&e, &c, arg, &err);
+    rc = job(&e, m, &c, arg, &err);
     if (rc) fprintf(stderr, "memllm %s: %s\n", cmd, err.msg);
+    struct mm_err cerr = {{0}};
+    if (m && mm_memory_close(m, &cerr)) {
+        fprintf(stderr, "memllm %s: %s\n", cmd, cerr.msg);
+        rc = 1;
+    }
+    mm_embedder_free(emb);
     engine_close(&e);
     cluster_finish(&c);
     return rc ? 1 : 0;

@@ -6,6 +6,7 @@
 
 #include "cluster.h"
 #include "engine.h"
+#include "memory_client.h"
 
 /* If argv[*i] is option `name`: stores its value, advances *i past it and
  * returns 1; returns -1 when the value is missing; 0 if it is another
@@ -30,11 +31,28 @@ int cli_model_opt(int argc, char **argv, int *i, struct cli_model_opts *o);
 /* Applies --threads and checks --model was given. */
 int cli_model_ready(const char *cmd, struct cli_model_opts *o);
 
+/* The memory a model command uses (the MemLLM read and write loops). */
+struct cli_memory_opts {
+    const char *dir;      /* --memory DIR; NULL: no memory */
+    int shards;           /* --memshards S; 0: as many as on disk, or 1 */
+    const char *embedder; /* --embedder; NULL: the memory's, else the default */
+    struct mm_query_options q;
+};
+
+void cli_memory_opts_default(struct cli_memory_opts *o);
+/* Consumes one memory option at argv[*i] (--memory, --memshards,
+ * --embedder, --tau-e, --tau-r, --tau-t, --qthr); as cli_model_opt. */
+int cli_memory_opt(int argc, char **argv, int *i, struct cli_memory_opts *o);
+
 /* The life of a command that runs the model: under mpirun, stage ranks
- * serve their layers and the coordinator runs `job`; run directly, `job`
- * runs with every stage in this process. Returns the exit status. */
-typedef int (*cli_job_fn)(struct engine *e, const struct cluster *c, void *arg, struct mm_err *err);
-int cli_run_with_engine(const char *cmd, struct cli_model_opts *o, cli_job_fn job, void *arg);
+ * serve their layers, shard ranks their shard, and the coordinator runs
+ * `job`; run directly, `job` runs with every stage and shard in this
+ * process. mem: NULL for a command without memory (then m is NULL).
+ * Returns the exit status. */
+typedef int (*cli_job_fn)(struct engine *e, struct mm_memory *m, const struct cluster *c, void *arg,
+                          struct mm_err *err);
+int cli_run_with_engine(const char *cmd, struct cli_model_opts *o,
+                        const struct cli_memory_opts *mem, cli_job_fn job, void *arg);
 
 #define CLI_MODEL_HELP                                                                             \
     "  --model PATH         GGUF file or HF model directory (required)\n"                          \
@@ -45,5 +63,13 @@ int cli_run_with_engine(const char *cmd, struct cli_model_opts *o, cli_job_fn jo
     "  --stages P           pipeline stages (under mpirun: ranks 1..P; default 1)\n"               \
     "  --layers A,B,...     first layer of stages 2..P (default: an even split)\n"                 \
     "  --micro-batches M    micro-batches per step on MPI stages (default P)\n"
+
+#define CLI_MEMORY_HELP                                                                            \
+    "  --memory DIR         the memory (RocksDB shards in DIR)\n"                                  \
+    "  --memshards S        memory shards (under mpirun: ranks P+1..P+S; default:\n"               \
+    "                       as on disk, else 1)\n"                                                 \
+    "  --embedder E         fallback | MODEL_DIR (default: the memory's own)\n"                    \
+    "  --tau-e X, --tau-r X, --tau-t X, --qthr N\n"                                                \
+    "                       query thresholds and cap (default 0.7, 0.85, 0.7, 30)\n"
 
 #endif

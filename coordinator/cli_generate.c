@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "cli_args.h"
+#include "memllm_read.h"
 #include "progress.h"
 #include "scheduler.h"
 
@@ -15,6 +16,7 @@
 
 struct gen_opts {
     struct cli_model_opts model;
+    struct cli_memory_opts mem;
     const char *prompt, *input, *output, *use_adapter;
     int max_tokens;
     int batch;
@@ -29,36 +31,42 @@ struct gen_opts {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: memllm generate --model PATH (--prompt TEXT | --input FILE.jsonl) [options]\n\n"
-            "Generates text. With --prompt, prints only the generated text on stdout.\n"
-            "With --input, reads one JSON object per line: \"prompt\" and optionally\n"
-            "\"id\", \"max_tokens\", \"temperature\", \"top_k\", \"top_p\", \"seed\",\n"
-            "\"greedy\", \"stop\" (array) and \"adapter\" (a name, or null for the base\n"
-            "model); writes one result per line, in input order, to --output (default\n"
-            "stdout), with a progress bar on stderr.\n\n" CLI_MODEL_HELP
-            "  --prompt TEXT        the prompt\n"
-            "  --input FILE         JSONL requests\n"
-            "  --output FILE        JSONL results (default: stdout)\n"
-            "  --max-tokens N       tokens to generate (default 128)\n"
-            "  --greedy             always take the most likely token\n"
-            "  --temperature T      sampling temperature (default 0.8)\n"
-            "  --top-k K            keep the K most likely tokens (default 40, 0: off)\n"
-            "  --top-p P            nucleus sampling mass (default 0.95, 1: off)\n"
-            "  --seed N             random seed (default 42)\n"
-            "  --stop TEXT          stop when TEXT is generated (repeatable)\n"
-            "  --stop-token ID      stop when token ID is generated (repeatable; EOS always\n"
-            "                       stops)\n"
-            "  --use-adapter NAME   run with this loaded adapter (default: base model,\n"
-            "                       or the only adapter when exactly one is loaded)\n"
-            "  --batch N            sequences decoded together (default 8)\n"
-            "  --logprobs           include each token's log-probability (JSONL)\n"
-            "  --bos / --no-bos     force adding BOS or not (default: the tokenizer's)\n");
+    fprintf(
+        out,
+        "usage: memllm generate --model PATH (--prompt TEXT | --input FILE.jsonl) [options]\n\n"
+        "Generates text. With --prompt, prints only the generated text on stdout.\n"
+        "With --input, reads one JSON object per line: \"prompt\" and optionally\n"
+        "\"id\", \"max_tokens\", \"temperature\", \"top_k\", \"top_p\", \"seed\",\n"
+        "\"greedy\", \"stop\" (array) and \"adapter\" (a name, or null for the base\n"
+        "model); writes one result per line, in input order, to --output (default\n"
+        "stdout), with a progress bar on stderr.\n\n"
+        "With --memory, the MemLLM read loop runs inside decoding: a\n"
+        "({MEM_READ(s>>r>>;...)--> call is answered from the memory (DESIGN.md §2). The\n"
+        "text keeps the API spans; JSONL results add \"text_without_api\" and \"reads\"\n"
+        "(position, queries, answers with score and provenance).\n\n" CLI_MODEL_HELP CLI_MEMORY_HELP
+        "  --prompt TEXT        the prompt\n"
+        "  --input FILE         JSONL requests\n"
+        "  --output FILE        JSONL results (default: stdout)\n"
+        "  --max-tokens N       tokens to generate (default 128)\n"
+        "  --greedy             always take the most likely token\n"
+        "  --temperature T      sampling temperature (default 0.8)\n"
+        "  --top-k K            keep the K most likely tokens (default 40, 0: off)\n"
+        "  --top-p P            nucleus sampling mass (default 0.95, 1: off)\n"
+        "  --seed N             random seed (default 42)\n"
+        "  --stop TEXT          stop when TEXT is generated (repeatable)\n"
+        "  --stop-token ID      stop when token ID is generated (repeatable; EOS always\n"
+        "                       stops)\n"
+        "  --use-adapter NAME   run with this loaded adapter (default: base model,\n"
+        "                       or the only adapter when exactly one is loaded)\n"
+        "  --batch N            sequences decoded together (default 8)\n"
+        "  --logprobs           include each token's log-probability (JSONL)\n"
+        "  --bos / --no-bos     force adding BOS or not (default: the tokenizer's)\n");
 }
 
 static int parse_args(int argc, char **argv, struct gen_opts *o)
 {
     memset(o, 0, sizeof(*o));
+    cli_memory_opts_default(&o->mem);
     o->max_tokens = 128;
     o->batch = 8;
     o->add_bos = -1;
@@ -66,7 +74,8 @@ static int parse_args(int argc, char **argv, struct gen_opts *o)
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r;
-        if ((r = cli_model_opt(argc, argv, &i, &o->model))) {
+        if ((r = cli_model_opt(argc, argv, &i, &o->model)) ||
+            (r = cli_memory_opt(argc, argv, &i, &o->mem))) {
             if (r < 0) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--prompt", &v))) {
             if (r < 0) return -1;
@@ -178,15 +187,32 @@ static size_t held_back(const struct gen_sequence *s)
     return hold;
 }
 
+/* What the hooks of one run share. */
+struct gen_ctx {
+    struct memllm_reader *reader; /* NULL: no memory */
+    size_t printed;               /* single prompt: bytes of text on stdout */
+    struct jsonl_run *run;        /* JSONL */
+};
+
+static int hook_before_sample(void *ctx, struct gen_sequence *s, const float *logits,
+                              struct mm_err *err)
+{
+    struct gen_ctx *g = ctx;
+    return g->reader ? memllm_read_before_sample(g->reader, s, logits, err) : 0;
+}
+
+/* Streams the text as it comes. With memory reads the text can still be
+ * rolled back, so it is printed when the sequence ends. */
 static int stream_text(void *ctx, struct gen_sequence *s, int32_t token, const char *piece,
                        size_t len, struct mm_err *err)
 {
-    (void)token, (void)piece, (void)len, (void)err;
-    size_t *printed = ctx, upto = s->text_len - held_back(s);
-    if (upto > *printed) {
-        fwrite(s->text + *printed, 1, upto - *printed, stdout);
+    struct gen_ctx *g = ctx;
+    if (g->reader) return memllm_read_on_token(g->reader, s, token, piece, len, err);
+    size_t upto = s->text_len - held_back(s);
+    if (upto > g->printed) {
+        fwrite(s->text + g->printed, 1, upto - g->printed, stdout);
         fflush(stdout);
-        *printed = upto;
+        g->printed = upto;
     }
     return 0;
 }
@@ -194,16 +220,18 @@ static int stream_text(void *ctx, struct gen_sequence *s, int32_t token, const c
 static int stream_end(void *ctx, struct gen_sequence *s, struct mm_err *err)
 {
     (void)err;
-    size_t *printed = ctx;
-    if (s->text_len > *printed) fwrite(s->text + *printed, 1, s->text_len - *printed, stdout);
+    struct gen_ctx *g = ctx;
+    if (s->text_len > g->printed) fwrite(s->text + g->printed, 1, s->text_len - g->printed, stdout);
     fputc('\n', stdout);
     fflush(stdout);
     return 0;
 }
 
-static int run_prompt(struct engine *e, const struct gen_opts *o, struct mm_err *err)
+static int run_prompt(struct engine *e, const struct gen_opts *o, struct mm_memory *m,
+                      struct mm_err *err)
 {
     struct job j = {0};
+    struct memllm_reader *reader = NULL;
     if (encode_prompt(e, o, o->prompt, &j, err)) return -1;
     j.req.max_tokens = o->max_tokens;
     j.req.sampling = o->sampling;
@@ -214,10 +242,15 @@ static int run_prompt(struct engine *e, const struct gen_opts *o, struct mm_err 
     j.req.adapter = default_adapter(e, o, err);
     int rc = -1;
     if (o->use_adapter && j.req.adapter < 0) goto out;
-    size_t printed = 0;
-    struct scheduler_hooks h = {.on_token = stream_text, .on_finish = stream_end, .ctx = &printed};
+    if (m && !(reader = memllm_reader_new(e, m, &o->mem.q, 1, err))) goto out;
+    struct gen_ctx g = {.reader = reader};
+    struct scheduler_hooks h = {.before_sample = hook_before_sample,
+                                .on_token = stream_text,
+                                .on_finish = stream_end,
+                                .ctx = &g};
     rc = scheduler_run(e, &j.req, 1, 512, &h, err);
 out:
+    memllm_reader_free(reader);
     free(j.ids);
     return rc;
 }
@@ -349,9 +382,17 @@ static int write_ready(struct jsonl_run *run, struct mm_err *err)
     return 0;
 }
 
+static int read_hook(void *ctx, struct gen_sequence *s, int32_t token, const char *piece,
+                     size_t len, struct mm_err *err)
+{
+    struct gen_ctx *g = ctx;
+    return memllm_read_on_token(g->reader, s, token, piece, len, err);
+}
+
 static int collect(void *ctx, struct gen_sequence *s, struct mm_err *err)
 {
-    struct jsonl_run *run = ctx;
+    struct gen_ctx *g = ctx;
+    struct jsonl_run *run = g->run;
     struct job *j = &run->jobs[s->index];
     json_t *res = json_object();
     json_t *id = json_object_get(j->line, "id");
@@ -361,6 +402,17 @@ static int collect(void *ctx, struct gen_sequence *s, struct mm_err *err)
     json_object_set_new(res, "prompt_tokens", json_integer(s->req->n_prompt));
     json_object_set_new(res, "generated_tokens", json_integer(s->n_generated));
     json_object_set_new(res, "finish_reason", json_string(s->finish));
+    if (g->reader) {
+        char *plain = memllm_strip_api(s->text);
+        if (!plain) {
+            json_decref(res);
+            mm_err_set(err, "out of memory");
+            return -1;
+        }
+        json_object_set_new(res, "text_without_api", json_string(plain));
+        free(plain);
+        json_object_set(res, "reads", memllm_reader_trace(g->reader, s->index));
+    }
     if (run->logprobs) {
         json_t *lp = json_array();
         for (int i = 0; i < s->n_generated; i++)
@@ -418,11 +470,14 @@ static int read_jobs(struct engine *e, const struct gen_opts *o, struct jsonl_ru
     return rc;
 }
 
-static int run_jsonl(struct engine *e, const struct gen_opts *o, struct mm_err *err)
+static int run_jsonl(struct engine *e, const struct gen_opts *o, struct mm_memory *m,
+                     struct mm_err *err)
 {
     struct jsonl_run run = {.logprobs = o->logprobs, .out = stdout};
+    struct memllm_reader *reader = NULL;
     int rc = -1;
     if (read_jobs(e, o, &run, err)) goto out;
+    if (m && !(reader = memllm_reader_new(e, m, &o->mem.q, run.n_jobs, err))) goto out;
     if (o->output && !(run.out = fopen(o->output, "w"))) {
         mm_err_set(err, "%s: cannot open for writing", o->output);
         goto out;
@@ -435,11 +490,16 @@ static int run_jsonl(struct engine *e, const struct gen_opts *o, struct mm_err *
     for (int i = 0; i < run.n_jobs; i++)
         reqs[i] = run.jobs[i].req;
     progress_start(&run.bar, "generate", run.n_jobs);
-    struct scheduler_hooks h = {.on_finish = collect, .ctx = &run};
+    struct gen_ctx g = {.reader = reader, .run = &run};
+    struct scheduler_hooks h = {.before_sample = hook_before_sample,
+                                .on_token = reader ? read_hook : NULL,
+                                .on_finish = collect,
+                                .ctx = &g};
     rc = scheduler_run(e, reqs, run.n_jobs, 512, &h, err);
     free(reqs);
     if (rc == 0) progress_finish(&run.bar, run.done, run.tokens, "tok");
 out:
+    memllm_reader_free(reader);
     if (run.out && run.out != stdout) fclose(run.out);
     for (int i = 0; i < run.n_jobs; i++) {
         free(run.jobs[i].ids);
@@ -451,11 +511,12 @@ out:
     return rc;
 }
 
-static int generate_job(struct engine *e, const struct cluster *c, void *arg, struct mm_err *err)
+static int generate_job(struct engine *e, struct mm_memory *m, const struct cluster *c, void *arg,
+                        struct mm_err *err)
 {
     (void)c;
     const struct gen_opts *o = arg;
-    return o->prompt ? run_prompt(e, o, err) : run_jsonl(e, o, err);
+    return o->prompt ? run_prompt(e, o, m, err) : run_jsonl(e, o, m, err);
 }
 
 int cli_generate(int argc, char **argv)
@@ -468,5 +529,5 @@ int cli_generate(int argc, char **argv)
     struct gen_opts o;
     if (parse_args(argc, argv, &o)) return 2;
     o.model.engine.n_slots = o.prompt ? 1 : o.batch;
-    return cli_run_with_engine("generate", &o.model, generate_job, &o);
+    return cli_run_with_engine("generate", &o.model, o.mem.dir ? &o.mem : NULL, generate_job, &o);
 }

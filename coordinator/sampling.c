@@ -53,7 +53,7 @@ int sampler_init(struct sampler *s, const struct sampler_params *p, int vocab, s
         mm_err_set(err, "sampling: temperature must be > 0 (use greedy for 0)");
         return -1;
     }
-    if (p->top_k < 0 || !(p->top_p > 0.0f && p->top_p <= 1.0f)) {
+    if (!p->greedy && (p->top_k < 0 || !(p->top_p > 0.0f && p->top_p <= 1.0f))) {
         mm_err_set(err, "sampling: top-k must be >= 0 and top-p in (0, 1]");
         return -1;
     }

@@ -8,13 +8,16 @@ int gen_sequence_push(struct gen_sequence *s, int32_t token, struct mm_err *err)
     if (s->n_tokens == s->cap_tokens) {
         int cap = s->cap_tokens ? 2 * s->cap_tokens : 256;
         int32_t *t = realloc(s->tokens, (size_t)cap * sizeof(*t));
-        if (!t) {
+        if (t) s->tokens = t;
+        size_t *at = t ? realloc(s->text_at, (size_t)cap * sizeof(*at)) : NULL;
+        if (!at) {
             mm_err_set(err, "generate: out of memory");
             return -1;
         }
-        s->tokens = t;
+        s->text_at = at;
         s->cap_tokens = cap;
     }
+    s->text_at[s->n_tokens] = s->text_len;
     s->tokens[s->n_tokens++] = token;
     return 0;
 }
@@ -51,9 +54,39 @@ static int record_logprob(struct gen_sequence *s, float lp, struct mm_err *err)
     return 0;
 }
 
+int gen_sequence_insert(struct gen_sequence *s, const int32_t *tokens, int n, const char *text,
+                        size_t len, struct mm_err *err)
+{
+    if (append_text(s, text, len, err)) return -1;
+    for (int i = 0; i < n; i++)
+        if (gen_sequence_push(s, tokens[i], err)) return -1;
+    return 0;
+}
+
+void gen_sequence_truncate(struct gen_sequence *s, int n)
+{
+    if (n <= 0 || n >= s->n_tokens) return;
+    s->n_tokens = n;
+    s->text_len = s->text_at[n - 1];
+    s->text[s->text_len] = 0;
+    if (s->n_past > n - 1) s->n_past = n - 1;
+    /* Bytes held back for an incomplete character belonged to cut tokens. */
+    s->dec.n_pending = 0;
+}
+
+void gen_sequence_cut(struct gen_sequence *s, int from, int to)
+{
+    if (from < 0 || to <= from || to > s->n_tokens) return;
+    memmove(s->tokens + from, s->tokens + to, (size_t)(s->n_tokens - to) * sizeof(*s->tokens));
+    memmove(s->text_at + from, s->text_at + to, (size_t)(s->n_tokens - to) * sizeof(*s->text_at));
+    s->n_tokens -= to - from;
+    if (s->n_past > from) s->n_past = from;
+}
+
 static void sequence_free(struct gen_sequence *s)
 {
     free(s->tokens);
+    free(s->text_at);
     free(s->logprobs);
     free(s->text);
     sampler_free(&s->sampler);
@@ -124,6 +157,7 @@ static int after_sample(struct engine *e, struct gen_sequence *s, int32_t tok, f
     if (n < 0) n = 0;
     size_t before = s->text_len;
     if (append_text(s, piece, (size_t)n, err)) return -1;
+    s->text_at[s->n_tokens - 1] = s->text_len;
     check_stop_strings(s, (size_t)n);
     if (h && h->on_token) {
         size_t shown = s->text_len > before ? s->text_len - before : 0;

@@ -37,6 +37,9 @@ struct gen_sequence {
     int index; /* in the request array */
     int slot;
     int32_t *tokens;
+    /* text_len after each token of the context (0 for the prompt's), so
+     * that cutting the context back also cuts the text it produced. */
+    size_t *text_at;
     int n_tokens, cap_tokens;
     int n_past;
     int n_generated;
@@ -68,6 +71,20 @@ struct scheduler_hooks {
 
 /* Appends a token to a sequence's context (growing it). */
 int gen_sequence_push(struct gen_sequence *s, int32_t token, struct mm_err *err);
+
+/* Appends tokens that were not sampled (the MemLLM read loop's answers)
+ * and the text they stand for. */
+int gen_sequence_insert(struct gen_sequence *s, const int32_t *tokens, int n, const char *text,
+                        size_t len, struct mm_err *err);
+
+/* Rolls the sequence back to its first n tokens (n > 0): later tokens and
+ * the text they added go, and the caches follow on the next step, which
+ * re-feeds the last kept token to get its logits again. */
+void gen_sequence_truncate(struct gen_sequence *s, int n);
+
+/* Removes context tokens [from, to) (the text stays: it is history, the
+ * context is what the model sees). Everything after `from` is fed again. */
+void gen_sequence_cut(struct gen_sequence *s, int from, int to);
 
 /* Runs every request to completion. max_batch_tokens bounds one step's
  * batch (and so the scratch memory). */

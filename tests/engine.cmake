@@ -12,3 +12,4 @@ add_dependencies(test_generate_cli memllm)
 memllm_test(test_pipeline_cli SOURCES test_pipeline_cli.c LIBS mm_common
   ARGS ${MPIEXEC_EXECUTABLE})
 add_dependencies(test_pipeline_cli memllm)
+memllm_test(test_memllm_read SOURCES test_memllm_read.c LIBS mm_coordinator)

@@ -1,0 +1,45 @@
+/* The MemLLM memory-read loop inside decoding (DESIGN.md §2).
+ *
+ * When a sequence's context ends with "-->" closing a "({MEM_READ(q1;q2)"
+ * call (generated, or at the end of the prompt), the queries are parsed
+ * (at most 3; malformed ones skipped), run against the memory, and the
+ * distinct answers (at most Qthr) are inserted, joined by ";", followed by
+ * "})"; decoding continues after them. No answer, or the same queries as
+ * the previous read: the call is dropped, the sequence rolls back to just
+ * before its "({", and the token that began the call is banned for the
+ * next sample. Only the latest answered read stays in the context: the
+ * previous one's span is cut out before a new one is answered.
+ *
+ * Calls are found in the decoded text, so a model whose tokenizer has the
+ * "({", "})" and "-->" tokens and one that spells them with ordinary tokens
+ * both work. Every read is traced (position, queries, answers with score
+ * and provenance). */
+#ifndef MEMLLM_COORDINATOR_MEMLLM_READ_H
+#define MEMLLM_COORDINATOR_MEMLLM_READ_H
+
+#include <jansson.h>
+
+#include "engine.h"
+#include "memory_client.h"
+#include "scheduler.h"
+
+struct memllm_reader;
+
+struct memllm_reader *memllm_reader_new(struct engine *e, struct mm_memory *m,
+                                        const struct mm_query_options *q, int n_requests,
+                                        struct mm_err *err);
+void memllm_reader_free(struct memllm_reader *r);
+
+/* Scheduler hooks (ctx: the reader). */
+int memllm_read_before_sample(void *ctx, struct gen_sequence *s, const float *logits,
+                              struct mm_err *err);
+int memllm_read_on_token(void *ctx, struct gen_sequence *s, int32_t token, const char *piece,
+                         size_t len, struct mm_err *err);
+
+/* The reads of request i so far: a JSON array (borrowed). */
+json_t *memllm_reader_trace(const struct memllm_reader *r, int request);
+
+/* text without its "({" ... "})" API spans (malloc'd). */
+char *memllm_strip_api(const char *text);
+
+#endif
