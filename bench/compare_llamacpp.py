@@ -44,7 +44,10 @@ print(json.dumps({"prefill_tokens_per_s": n_prompt / prefill, "decode_tokens_per
 
 
 def memllm_side(binary, model, threads, n_prompt, n_decode):
+    # libgomp's spinning barriers stall when another process holds a core;
+    # a short spin keeps full speed on a quiet machine too (README, Threads).
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+    env.setdefault("GOMP_SPINCOUNT", "10000")
     out = subprocess.run([binary, model, str(n_prompt), str(n_decode)], env=env, check=True,
                          capture_output=True, text=True).stdout
     figures = {}
