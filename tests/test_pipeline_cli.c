@@ -1,4 +1,5 @@
-/* Layers split into pipeline stages give the same tokens as one stage:
+/* Layers split into pipeline stages, and memory shards on ranks, give the
+ * same output as one process:
  * stages in one process (--stages P) and stages on MPI ranks (mpirun -np
  * 1+P), single prompts and JSONL batches cut into micro-batches, on the
  * tiny Mistral fixture (compared with HF's greedy continuation, with its
@@ -55,6 +56,11 @@ static void expect_same(const char *what, const char *const *args, int stages, i
     cmd_result_free(&r);
 }
 
+static int write_all(int fd, const char *text)
+{
+    return write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+}
+
 static char *reference_output(const char *what, const char *const *args)
 {
     struct cmd_result r = generate(0, args);
@@ -106,7 +112,7 @@ static void smollm2(const char *models)
     const char *lines = "{\"prompt\": \"Paris is the capital of\", \"max_tokens\": 12}\n"
                         "{\"prompt\": \"Dancing on Coral is a novel by\", \"max_tokens\": 9}\n"
                         "{\"prompt\": \"The Rhine flows through\", \"max_tokens\": 14}\n";
-    REQUIRE(fd >= 0 && write(fd, lines, strlen(lines)) == (ssize_t)strlen(lines), "temp file");
+    REQUIRE(fd >= 0 && write_all(fd, lines), "temp file");
     close(fd);
     const char *batch[] = {"--model", model, "--input",   in,  "--greedy",
                            "--batch", "3",   "--threads", "1", NULL};
@@ -118,6 +124,63 @@ static void smollm2(const char *models)
     expect_same("SmolLM2 batch", batch_split, 3, 0, want);
     free(want);
     unlink(in);
+}
+
+/* The read loop with the memory's shards on ranks P+1..P+S answers as the
+ * same shards in one process do. */
+static void with_memory(const char *fixtures)
+{
+    char model[1200];
+    snprintf(model, sizeof(model), "%s/models/tiny-mistral", fixtures);
+    char dir[] = "/tmp/memllm-pipe-mem-XXXXXX";
+    REQUIRE(mkdtemp(dir), "mkdtemp");
+    char *write[] = {bin,
+                     "memory",
+                     "write",
+                     "--memory",
+                     dir,
+                     "--memshards",
+                     "2",
+                     "--embedder",
+                     "fallback",
+                     "Dancing on Coral>>author>>Glenda Adams",
+                     "Glenda Adams>>country of citizenship>>Australia",
+                     NULL};
+    struct cmd_result r = run_cmd(write, NULL);
+    REQUIRE(r.status == 0, "memory write: %s", r.err);
+    cmd_result_free(&r);
+    char in[] = "/tmp/memllm-pipe-reads-XXXXXX";
+    int fd = mkstemp(in);
+    const char *lines =
+        "{\"prompt\": \"Dancing on Coral is a novel by ({MEM_READ(Dancing on "
+        "Coral>>author>>)-->\"}\n"
+        "{\"prompt\": \"The Moon is orbited by ({MEM_READ(The Moon>>satellite>>)-->\"}\n"
+        "{\"prompt\": \"She was ({MEM_READ(>>country of citizenship>>Australia;x)-->\"}\n";
+    REQUIRE(fd >= 0 && write_all(fd, lines), "temp file");
+    close(fd);
+    const char *args[] = {"--model",      model, "--memory", dir, "--input",     in,  "--greedy",
+                          "--max-tokens", "12",  "--batch",  "3", "--memshards", "2", NULL};
+    char *want = reference_output("read loop", args);
+    CHECKF(strstr(want, "\"outcome\":\"answered\"") && strstr(want, "\"outcome\":\"no_answer\""),
+           "read loop outputs: %s", want);
+    expect_same("read loop", args, 2, 0, want);
+    /* mpirun: 1 coordinator + 2 stages + 2 shards. */
+    const char *full[64];
+    int n = 0;
+    for (; args[n]; n++)
+        full[n] = args[n];
+    full[n++] = "--stages";
+    full[n++] = "2";
+    full[n] = NULL;
+    struct cmd_result m = generate(5, full);
+    CHECKF(m.status == 0, "read loop under mpirun: exit %d: %s", m.status, m.err);
+    CHECKF(!strcmp(m.out, want), "read loop under mpirun differs:\n%s\nvs\n%s", m.out, want);
+    cmd_result_free(&m);
+    free(want);
+    unlink(in);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    REQUIRE(system(cmd) == 0, "cleanup");
 }
 
 static void bad_layouts(const char *fixtures)
@@ -159,6 +222,7 @@ int main(int argc, char **argv)
     test_path("MEMLLM_MODELS_DIR", ".", models, sizeof(models));
     tiny_fixture(fixtures);
     smollm2(models);
+    with_memory(fixtures);
     bad_layouts(fixtures);
     return check_report("test_pipeline_cli");
 }
