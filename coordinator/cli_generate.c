@@ -498,6 +498,13 @@ static int run_jsonl(struct engine *e, const struct gen_opts *o, struct mm_memor
     rc = scheduler_run(e, reqs, run.n_jobs, 512, &h, err);
     free(reqs);
     if (rc == 0) progress_finish(&run.bar, run.done, run.tokens, "tok");
+    if (rc == 0 && reader) {
+        long reads;
+        double mem_s, total = progress_now() - run.bar.start;
+        memllm_reader_stats(reader, &reads, &mem_s);
+        fprintf(stderr, "reads: %ld, %.2f ms each in the memory, %.1f%% of the run\n", reads,
+                reads ? 1e3 * mem_s / (double)reads : 0.0, total > 0 ? 100.0 * mem_s / total : 0.0);
+    }
 out:
     memllm_reader_free(reader);
     if (run.out && run.out != stdout) fclose(run.out);

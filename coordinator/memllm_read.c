@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "progress.h"
 #include "triple_text.h"
 
 #define CALL_NAME "MEM_READ("
@@ -25,6 +26,8 @@ struct memllm_reader {
     struct mm_query_options q;
     int n;
     struct read_state *st;
+    long reads;
+    double query_s;
 };
 
 struct memllm_reader *memllm_reader_new(struct engine *e, struct mm_memory *m,
@@ -56,6 +59,12 @@ void memllm_reader_free(struct memllm_reader *r)
     }
     free(r->st);
     free(r);
+}
+
+void memllm_reader_stats(const struct memllm_reader *r, long *reads, double *seconds)
+{
+    *reads = r->reads;
+    *seconds = r->query_s;
 }
 
 json_t *memllm_reader_trace(const struct memllm_reader *r, int request)
@@ -167,7 +176,10 @@ static int run_queries(struct memllm_reader *r, const char *queries, json_t *ent
         nq++;
     }
     struct mm_answers out[MAX_QUERIES];
-    if (nq > 0 && mm_memory_query(r->m, q, (size_t)nq, &r->q, out, err)) goto done;
+    double t0 = progress_now();
+    int failed = nq > 0 && mm_memory_query(r->m, q, (size_t)nq, &r->q, out, err);
+    r->query_s += progress_now() - t0;
+    if (failed) goto done;
     size_t cap = 1, used = 0, kept = 0;
     char *buf = malloc(cap);
     if (!buf) goto oom;
@@ -226,6 +238,7 @@ static int process(struct memllm_reader *r, struct gen_sequence *s, struct mm_er
     int found = find_call(r, s, &start, &queries, err);
     if (found <= 0) return found;
     struct read_state *st = &r->st[s->index];
+    r->reads++;
     json_t *entry = json_pack("{s:i, s:s}", "position", start, "call", queries);
     json_array_append_new(st->trace, entry);
     char *answers = NULL;

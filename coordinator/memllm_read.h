@@ -39,6 +39,9 @@ int memllm_read_on_token(void *ctx, struct gen_sequence *s, int32_t token, const
 /* The reads of request i so far: a JSON array (borrowed). */
 json_t *memllm_reader_trace(const struct memllm_reader *r, int request);
 
+/* Reads answered or dropped so far, and the seconds spent in the memory. */
+void memllm_reader_stats(const struct memllm_reader *r, long *reads, double *seconds);
+
 /* text without its "({" ... "})" API spans (malloc'd). */
 char *memllm_strip_api(const char *text);
 

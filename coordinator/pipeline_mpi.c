@@ -5,8 +5,15 @@
 
 #include "progress.h"
 
-enum { TAG_BATCH = 201, TAG_HIDDEN = 202, TAG_RESULT = 203, TAG_LOGITS = 204, TAG_ERROR = 205 };
-enum { KIND_BATCH = 1, KIND_STOP = 2, KIND_ERROR = 3 };
+enum {
+    TAG_BATCH = 201,
+    TAG_HIDDEN = 202,
+    TAG_RESULT = 203,
+    TAG_LOGITS = 204,
+    TAG_ERROR = 205,
+    TAG_STATS = 206
+};
+enum { KIND_BATCH = 1, KIND_STOP = 2, KIND_ERROR = 3, KIND_STATS = 4 };
 enum { H_KIND, H_N, H_N_LOGITS, H_HAS_ADAPTER, H_HAS_WANT, H_LEN };
 
 struct pipeline_mpi {
@@ -196,6 +203,24 @@ void pipeline_mpi_get_stats(const struct pipeline_mpi *p, struct pipeline_mpi_st
     *st = p->stats;
 }
 
+int pipeline_mpi_stage_stats(struct pipeline_mpi *p, struct pipeline_stage_stats *out,
+                             struct mm_err *err)
+{
+    int32_t ask[H_LEN] = {[H_KIND] = KIND_STATS};
+    MPI_Send(ask, H_LEN, MPI_INT32_T, p->first_rank, TAG_BATCH, p->comm);
+    for (int i = 0; i < p->n_stages; i++) {
+        double v[4];
+        if (MPI_Recv(v, 4, MPI_DOUBLE, p->first_rank + i, TAG_STATS, p->comm, MPI_STATUS_IGNORE) !=
+            MPI_SUCCESS) {
+            mm_err_set(err, "pipeline: no figures from stage %d", i);
+            return -1;
+        }
+        out[i] = (struct pipeline_stage_stats){
+            .micro_batches = (long)v[0], .compute_s = v[1], .wait_s = v[2], .sent_bytes = v[3]};
+    }
+    return 0;
+}
+
 /* --- the stage rank --------------------------------------------------------------------- */
 
 /* One outgoing micro-batch of a stage: its message and activations stay
@@ -245,10 +270,13 @@ int pipeline_mpi_serve(struct stage *s, MPI_Comm comm, int coordinator, int firs
     uint8_t *want = NULL;
     size_t in_cap = 0, hidden_cap = 0, logits_cap = 0;
     int rc = -1, turn = 0;
+    struct pipeline_stage_stats stats = {0};
     for (;;) {
         MPI_Status st;
         int count;
+        double t_wait = progress_now();
         MPI_Probe(prev, TAG_BATCH, comm, &st);
+        stats.wait_s += progress_now() - t_wait;
         MPI_Get_count(&st, MPI_INT32_T, &count);
         if ((size_t)count > in_cap) {
             free(in);
@@ -263,6 +291,13 @@ int pipeline_mpi_serve(struct stage *s, MPI_Comm comm, int coordinator, int firs
             if (next >= 0) MPI_Send(in, H_LEN, MPI_INT32_T, next, TAG_BATCH, comm);
             rc = 0;
             break;
+        }
+        if (in[H_KIND] == KIND_STATS) {
+            double v[4] = {(double)stats.micro_batches, stats.compute_s, stats.wait_s,
+                           stats.sent_bytes};
+            MPI_Send(v, 4, MPI_DOUBLE, coordinator, TAG_STATS, comm);
+            if (next >= 0) MPI_Send(in, H_LEN, MPI_INT32_T, next, TAG_BATCH, comm);
+            continue;
         }
         struct stage_batch b;
         unpack(in, &b, want);
@@ -283,7 +318,11 @@ int pipeline_mpi_serve(struct stage *s, MPI_Comm comm, int coordinator, int firs
             }
         }
         struct mm_err ferr = {{0}};
-        if (stage_forward(s, &b, in_hidden, logits, &ferr)) {
+        double t_compute = progress_now();
+        int failed = stage_forward(s, &b, in_hidden, logits, &ferr);
+        stats.compute_s += progress_now() - t_compute;
+        stats.micro_batches++;
+        if (failed) {
             /* The coordinator gives up on the step and stops the job. */
             send_error(comm, coordinator, ferr.msg);
             continue;
@@ -293,6 +332,7 @@ int pipeline_mpi_serve(struct stage *s, MPI_Comm comm, int coordinator, int firs
                 [H_KIND] = KIND_BATCH, [H_N] = b.n, [H_N_LOGITS] = in[H_N_LOGITS]};
             MPI_Send(res, H_LEN, MPI_INT32_T, coordinator, TAG_RESULT, comm);
             MPI_Send(logits, in[H_N_LOGITS] * vocab, MPI_FLOAT, coordinator, TAG_LOGITS, comm);
+            stats.sent_bytes += (double)in[H_N_LOGITS] * vocab * sizeof(float);
             continue;
         }
         struct out_slot *o = &out[turn];
@@ -302,6 +342,7 @@ int pipeline_mpi_serve(struct stage *s, MPI_Comm comm, int coordinator, int firs
         memcpy(o->hidden, in_hidden, h * sizeof(float));
         MPI_Isend(o->meta, count, MPI_INT32_T, next, TAG_BATCH, comm, &o->req[0]);
         MPI_Isend(o->hidden, (int)h, MPI_FLOAT, next, TAG_HIDDEN, comm, &o->req[1]);
+        stats.sent_bytes += (double)h * sizeof(float);
     }
     goto out;
 oom:

@@ -35,11 +35,22 @@ int pipeline_mpi_forward(struct pipeline_mpi *p, const struct stage_batch *b, fl
 int pipeline_mpi_serve(struct stage *s, MPI_Comm comm, int coordinator, int first_rank, int index,
                        int n_stages, struct mm_err *err);
 
-/* Figures of the last pipeline_mpi_forward calls, for the benchmark. */
+/* Figures for the benchmark: the coordinator's time in forward calls, and
+ * each stage's time computing and waiting, since the pipeline opened. */
 struct pipeline_mpi_stats {
     long steps, micro_batches;
     double seconds; /* in pipeline_mpi_forward */
 };
+struct pipeline_stage_stats {
+    long micro_batches;
+    double compute_s;  /* in stage_forward */
+    double wait_s;     /* waiting for the previous rank */
+    double sent_bytes; /* activations to the next rank, or logits back */
+};
 void pipeline_mpi_get_stats(const struct pipeline_mpi *p, struct pipeline_mpi_stats *st);
+/* Asks every stage for its figures (a message that travels the pipeline
+ * like a batch); out has n_stages entries. */
+int pipeline_mpi_stage_stats(struct pipeline_mpi *p, struct pipeline_stage_stats *out,
+                             struct mm_err *err);
 
 #endif
