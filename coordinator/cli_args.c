@@ -197,7 +197,7 @@ int cli_run_with_engine(const char *cmd, struct cli_model_opts *o,
     struct mm_err err = {{0}};
     struct cluster c;
     int shard_ranks = mem && mem->dir && mem->shards ? mem->shards : 0;
-    if (cluster_init(&c, o->engine.n_stages, shard_ranks, &err)) {
+    if (cluster_init(&c, o->engine.n_stages > 0 ? o->engine.n_stages : 1, shard_ranks, &err)) {
         if (c.rank == 0) fprintf(stderr, "memllm %s: %s\n", cmd, err.msg);
         cluster_finish(&c);
         return 2;

@@ -9,14 +9,12 @@
 #include "cli.h"
 #include "cli_args.h"
 #include "cli_memory_internal.h"
-#include "shard_server.h"
+#include "cluster.h"
+#include "memory_service.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 struct subcommand {
     const char *name;
@@ -63,23 +61,6 @@ int cli_memory_fail(const char *cmd, const char *msg)
 {
     fprintf(stderr, "memllm memory %s: %s\n", cmd, msg);
     return 1;
-}
-
-static int launched_by_mpirun(void)
-{
-    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
-}
-
-/* The number of shard-NNN directories the memory has (0 if none). */
-static uint32_t shards_on_disk(const char *dir)
-{
-    uint32_t n = 0;
-    char path[4096];
-    for (;; n++) {
-        snprintf(path, sizeof(path), "%s/shard-%03u", dir, n);
-        struct stat sb;
-        if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return n;
-    }
 }
 
 struct parsed {
@@ -151,81 +132,60 @@ static int parse(int argc, char **argv, struct parsed *p)
     return 0;
 }
 
-/* A shard rank: serve shard `index` of the memory until rank 0 is done. */
-static int serve(const struct parsed *p, MPI_Comm comm, uint32_t index)
+static int run(struct parsed *p)
 {
-    if (mkdir(p->c.dir, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "memllm memory: shard %u: %s: %s\n", index, p->c.dir, strerror(errno));
-        return 1;
+    struct mm_err err = {{0}};
+    struct cluster c;
+    if (cluster_init(&c, 0, p->memshards ? p->memshards : -1, &err)) {
+        if (c.rank == 0) fprintf(stderr, "memllm memory %s: %s\n", p->sub->name, err.msg);
+        cluster_finish(&c);
+        return 2;
     }
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/shard-%03u", p->c.dir, index);
-    struct mm_err err;
-    struct mm_shard_options opt = {.sync = p->sync};
-    struct mm_shard *sh = mm_shard_open(path, &opt, &err);
-    if (!sh) {
-        /* Rank 0 would wait for this shard forever: stop the job. */
-        fprintf(stderr, "memllm memory: shard %u: %s\n", index, err.msg);
-        MPI_Abort(MPI_COMM_WORLD, 1);
-        return 1;
-    }
-    int rc = mm_shard_serve_mpi(sh, comm, 0, &err);
-    if (rc != 0) fprintf(stderr, "memllm memory: shard %u: %s\n", index, err.msg);
-    mm_shard_close(sh);
-    return rc ? 1 : 0;
-}
-
-static int run(struct parsed *p, int mpi, MPI_Comm comm, int rank, int world)
-{
-    uint32_t on_disk = shards_on_disk(p->c.dir);
-    uint32_t S;
-    if (mpi && world > 1) {
-        S = (uint32_t)(world - 1);
-        if (p->memshards && (uint32_t)p->memshards != S) {
-            if (rank == 0)
-                fprintf(stderr,
-                        "memllm memory: --memshards %d, but mpirun started %d shard ranks "
-                        "(use -np %d)\n",
-                        p->memshards, world - 1, p->memshards + 1);
-            return 2;
-        }
-    } else {
-        S = p->memshards ? (uint32_t)p->memshards : on_disk ? on_disk : 1;
-    }
+    int on_ranks = c.mpi && c.world > 1, rc = 1;
+    uint32_t on_disk = mm_memory_shards_on_disk(p->c.dir);
+    uint32_t S = on_ranks       ? (uint32_t)c.n_shards
+                 : p->memshards ? (uint32_t)p->memshards
+                 : on_disk      ? on_disk
+                                : 1;
     /* Shard ranks may be on other machines: only a single process knows
      * that the memory does not exist. */
-    if (!(mpi && world > 1) && !p->sub->writes && on_disk == 0) {
-        if (rank == 0)
-            fprintf(stderr, "memllm memory %s: no memory at %s\n", p->sub->name, p->c.dir);
-        return 1;
+    if (!on_ranks && !p->sub->writes && on_disk == 0) {
+        fprintf(stderr, "memllm memory %s: no memory at %s\n", p->sub->name, p->c.dir);
+        goto out;
     }
     /* Rank 0 chooses the embedder before any shard rank opens its
      * database (it may read shard-000's record), and a failure stops every
      * rank instead of leaving the shards waiting. */
-    struct mm_err err;
     struct mm_embedder *emb = NULL;
-    if (rank == 0) {
+    if (c.rank == 0) {
         emb = cli_memory_embedder(p->embedder, p->c.dir, on_disk > 0, &err);
         if (!emb) cli_memory_fail(p->sub->name, err.msg);
     }
-    if (mpi && world > 1) {
-        int ok = emb != NULL;
-        MPI_Bcast(&ok, 1, MPI_INT, 0, comm);
-        if (!ok) return 1;
-    } else if (!emb) {
-        return 1;
+    int ok = c.rank != 0 || emb != NULL;
+    if (on_ranks) MPI_Bcast(&ok, 1, MPI_INT, 0, c.comm);
+    if (!ok) goto out;
+    if (c.role == ROLE_SHARD) {
+        rc = 0;
+        if (mm_memory_serve_shard(p->c.dir, (uint32_t)c.index, p->sync, c.comm, 0, &err)) {
+            fprintf(stderr, "memllm memory: shard %d (rank %d): %s\n", c.index, c.rank, err.msg);
+            /* Rank 0 would wait for this shard forever: stop the job. */
+            cluster_abort(&c, 1);
+            rc = 1;
+        }
+        goto out;
     }
-    if (rank > 0) return serve(p, comm, (uint32_t)rank - 1);
-
-    p->c.m = mpi && world > 1 ? mm_memory_open_mpi(comm, 1, S, emb, &err)
-                              : mm_memory_open_local(p->c.dir, S, emb, p->sync, &err);
+    p->c.m = on_ranks ? mm_memory_open_mpi(c.comm, cluster_first_shard(&c), S, emb, &err)
+                      : mm_memory_open_local(p->c.dir, S, emb, p->sync, &err);
     if (!p->c.m) {
         mm_embedder_free(emb);
-        return cli_memory_fail(p->sub->name, err.msg);
+        rc = cli_memory_fail(p->sub->name, err.msg);
+        goto out;
     }
-    int rc = p->sub->run(&p->c);
+    rc = p->sub->run(&p->c);
     if (mm_memory_close(p->c.m, &err) != 0) rc = cli_memory_fail(p->sub->name, err.msg);
     mm_embedder_free(emb);
+out:
+    cluster_finish(&c);
     return rc;
 }
 
@@ -240,22 +200,7 @@ int cli_memory(int argc, char **argv)
         free(p.c.args);
         return 2;
     }
-    int mpi = 0, started = 0, rank = 0, world = 1;
-    MPI_Comm comm = MPI_COMM_NULL;
-    if (launched_by_mpirun()) {
-        MPI_Initialized(&mpi);
-        if (!mpi) {
-            MPI_Init(NULL, NULL);
-            started = 1;
-        }
-        mpi = 1;
-        MPI_Comm_dup(MPI_COMM_WORLD, &comm);
-        MPI_Comm_rank(comm, &rank);
-        MPI_Comm_size(comm, &world);
-    }
-    int rc = run(&p, mpi, comm, rank, world);
-    if (mpi) MPI_Comm_free(&comm);
-    if (started) MPI_Finalize();
+    int rc = run(&p);
     free(p.c.args);
     return rc;
 }

@@ -13,8 +13,8 @@ int cluster_init(struct cluster *c, int n_stages, int n_shards, struct mm_err *e
     memset(c, 0, sizeof(*c));
     c->comm = MPI_COMM_NULL;
     c->world = 1;
-    c->n_stages = n_stages > 0 ? n_stages : 1;
-    c->n_shards = n_shards;
+    c->n_stages = n_stages > 0 ? n_stages : 0;
+    c->n_shards = n_shards > 0 ? n_shards : 0;
     c->role = ROLE_COORDINATOR;
     if (!launched_by_mpirun()) return 0;
     int initialized;
@@ -27,6 +27,7 @@ int cluster_init(struct cluster *c, int n_stages, int n_shards, struct mm_err *e
     MPI_Comm_dup(MPI_COMM_WORLD, &c->comm);
     MPI_Comm_rank(c->comm, &c->rank);
     MPI_Comm_size(c->comm, &c->world);
+    if (n_shards < 0 && c->world > c->n_stages) c->n_shards = c->world - 1 - c->n_stages;
     if (c->world != 1 + c->n_stages + c->n_shards) {
         mm_err_set(err,
                    "--stages %d and --memshards %d need mpirun -np %d (1 coordinator + %d "

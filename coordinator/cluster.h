@@ -24,7 +24,8 @@ struct cluster {
 };
 
 /* Starts MPI when launched by mpirun and works out this rank's role for P
- * stages and S shards. */
+ * stages (0 for a command without a model) and S shards (-1: every rank
+ * after the stages). */
 int cluster_init(struct cluster *c, int n_stages, int n_shards, struct mm_err *err);
 void cluster_finish(struct cluster *c);
 
