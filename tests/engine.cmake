@@ -13,3 +13,5 @@ memllm_test(test_pipeline_cli SOURCES test_pipeline_cli.c LIBS mm_common
   ARGS ${MPIEXEC_EXECUTABLE})
 add_dependencies(test_pipeline_cli memllm)
 memllm_test(test_memllm_read SOURCES test_memllm_read.c LIBS mm_coordinator)
+add_test(NAME test_pipeline_kill_stage COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/pipeline/kill_stage.sh
+  ${MPIEXEC_EXECUTABLE} $<TARGET_FILE:memllm> ${MEMLLM_FIXTURES}/models/tiny-mistral)
