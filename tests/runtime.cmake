@@ -1,0 +1,4 @@
+# The MemLLM runtime: late stopping, sentence splitting, the write loop,
+# corpus annotation and knowledge editing (issue 4).
+memllm_test(test_late_stop SOURCES test_late_stop.c LIBS mm_coordinator)
+memllm_test(test_sentences SOURCES test_sentences.c LIBS mm_coordinator)
