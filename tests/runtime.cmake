@@ -2,3 +2,4 @@
 # corpus annotation and knowledge editing (issue 4).
 memllm_test(test_late_stop SOURCES test_late_stop.c LIBS mm_coordinator)
 memllm_test(test_sentences SOURCES test_sentences.c LIBS mm_coordinator)
+memllm_test(test_memllm_write SOURCES test_memllm_write.c LIBS mm_coordinator)
