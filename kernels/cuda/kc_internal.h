@@ -1,0 +1,56 @@
+/* Internals of the CUDA backend, shared by its C and CUDA files and with the
+ * tests that run each matmul path whichever the dispatcher would pick.
+ * The engine includes kernels_cuda.h, never this. */
+#ifndef MEMLLM_KERNELS_CUDA_INTERNAL_H
+#define MEMLLM_KERNELS_CUDA_INTERNAL_H
+
+#include <cublas_v2.h>
+
+#include "kernels_cuda.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct kc_ctx {
+    int device;
+    int sm_count;
+    size_t smem_optin; /* the most dynamic shared memory a block may ask for */
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    void *work; /* workspace of the ops; stream order keeps its users apart */
+    size_t work_bytes;
+};
+
+/* 0 when e is cudaSuccess; otherwise -1 with "what: CUDA error text". */
+int kc_cuda_ok(cudaError_t e, const char *what, struct mm_err *err);
+int kc_blas_ok(cublasStatus_t s, const char *what, struct mm_err *err);
+/* After a kernel launch: whether it was accepted. */
+int kc_launched(const char *what, struct mm_err *err);
+
+/* The context's workspace with at least `bytes`, 256-byte aligned; NULL
+ * with err set when it cannot grow. The previous contents are lost when it
+ * grows (growing frees the old buffer, which waits for its users). */
+void *kc_workspace(struct kc_ctx *c, size_t bytes, struct mm_err *err);
+
+/* The two matmul paths: out = alpha x W^T (accumulate = 0) or
+ * out += alpha x W^T (accumulate = 1).
+ * kc_matmul_dots: dot-product kernels over the stored weights, any n (in
+ * launches of KC_DOTS_MAX_TOKENS tokens).
+ * kc_matmul_gemm: cuBLAS (tiles dequantized to bf16 for quantized weights). */
+int kc_matmul_dots(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w, int n,
+                   float alpha, int accumulate, struct mm_err *err);
+int kc_matmul_gemm(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w, int n,
+                   float alpha, int accumulate, struct mm_err *err);
+
+/* Attention with the key splits chosen by the caller (1: no split), so the
+ * tests run the merge on short caches too. */
+int kc_attention_split(struct kc_ctx *c, float *out, const float *q, const float *k, const float *v,
+                       int n, int pos0, int n_heads, int n_kv_heads, int head_dim, int window,
+                       int causal, int splits, struct mm_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,155 @@
+/* The CUDA backend: the ops of kernels.h on device memory, with cuBLAS for
+ * the large products.
+ *
+ * Conventions (those of kernels.h, plus)
+ *   - Every pointer an op takes is device memory (cudaMalloc / kc_alloc),
+ *     except the context and the error. Activations are f32, row-major, one
+ *     row per token; weights are struct kc_matrix in any mm_dtype, quantized
+ *     ones in GGML's block layout (dtype.h), used in place.
+ *   - An op enqueues its kernels on the context's stream and returns: 0 when
+ *     they were launched, -1 with err set when a launch or a cuBLAS call was
+ *     refused. A fault while a kernel runs (a bad pointer, say) surfaces at
+ *     the next call that waits: kc_sync or kc_download, which return -1 with
+ *     the CUDA error. Library code never exits.
+ *   - Ops on one context run in call order; buffers may be reused as soon as
+ *     the call that consumes them has been made (no host waits needed).
+ *   - Results match the CPU ops up to f32 rounding order, except where noted
+ *     (matmuls of many tokens with half-precision or quantized weights round
+ *     the activations to the weights' half type for the tensor cores).
+ *   - A context belongs to one host thread at a time; it makes its device
+ *     current when created, and the ops launch on the current device.
+ *
+ * Backward passes (the trainer) slot in beside each forward, in the same
+ * .cu file, as kc_<op>_backward(ctx, d_input..., d_output..., saved
+ * forward inputs..., err), following the CPU ops' signatures; the matmul's
+ * backward is two more cuBLAS calls on the same workspace (see matmul.cu). */
+#ifndef MEMLLM_KERNELS_CUDA_H
+#define MEMLLM_KERNELS_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "dtype.h"
+#include "err.h"
+#include "kernels.h"
+
+/* Usable CUDA devices; 0 when there are none or no driver can be loaded. */
+int kc_device_count(void);
+
+/* A device, a stream on it, a cuBLAS handle bound to that stream, and a
+ * workspace the ops share (grown on demand). */
+struct kc_ctx;
+
+struct kc_ctx *kc_ctx_create(int device, struct mm_err *err);
+void kc_ctx_free(struct kc_ctx *c);
+cudaStream_t kc_ctx_stream(const struct kc_ctx *c);
+int kc_ctx_device(const struct kc_ctx *c);
+
+/* Waits for everything enqueued on the context; reports a kernel's fault. */
+int kc_sync(struct kc_ctx *c, struct mm_err *err);
+
+/* Device memory. kc_free(NULL) does nothing. */
+void *kc_alloc(size_t bytes, struct mm_err *err);
+void kc_free(void *dev);
+/* Page-locked host memory: transfers from and to it run at full speed and
+ * kc_upload from it does not wait for the host. */
+void *kc_host_alloc(size_t bytes, struct mm_err *err);
+void kc_host_free(void *host);
+
+/* Host -> device, in stream order. From pageable memory the source may be
+ * reused when the call returns; from kc_host_alloc memory only after the
+ * next kc_sync. */
+int kc_upload(struct kc_ctx *c, void *dev, const void *host, size_t bytes, struct mm_err *err);
+/* Device -> host after everything enqueued before; returns when the data is
+ * on the host. */
+int kc_download(struct kc_ctx *c, void *host, const void *dev, size_t bytes, struct mm_err *err);
+/* Device -> device, in stream order. */
+int kc_copy(struct kc_ctx *c, void *dst, const void *src, size_t bytes, struct mm_err *err);
+
+/* A weight matrix in device memory: struct k_matrix's layout, data on the
+ * device, 16-byte aligned (as kc_matrix_upload and kc_alloc place it). */
+struct kc_matrix {
+    enum mm_dtype dtype;
+    int64_t rows;
+    int64_t cols;
+    size_t row_bytes;
+    const void *data;
+};
+
+/* Copies a host matrix into a new device allocation (same dtype and bytes). */
+int kc_matrix_upload(struct kc_ctx *c, struct kc_matrix *dst, const struct k_matrix *src,
+                     struct mm_err *err);
+/* Frees what kc_matrix_upload allocated. */
+void kc_matrix_free(struct kc_matrix *m);
+
+#define KC_DOTS_MAX_TOKENS 8
+
+/* out[t, r] = sum_c x[t, c] * w[r, c]; x: [n, w->cols], out: [n, w->rows].
+ * Up to KC_DOTS_MAX_TOKENS tokens: dot-product kernels that read the
+ * weights once at their stored width, f32 activations (quantized weights:
+ * activations quantized to 8-bit blocks as the CPU does). More tokens:
+ * cuBLAS with f32 accumulation; f32 weights in full f32, f16/bf16 weights
+ * with the activations rounded to f16/bf16, quantized weights dequantized to
+ * bf16 tiles (bf16, not f16: activations of large models overflow f16). */
+int kc_matmul_forward(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w,
+                      int n, struct mm_err *err);
+/* out += scale * x W^T (LoRA updates). */
+int kc_matmul_accumulate(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w,
+                         int n, float scale, struct mm_err *err);
+
+/* out[t, :] = row ids[t] of table, dequantized bit for bit as the CPU does.
+ * ids (device) must be in [0, table->rows): the stage checks them. */
+int kc_embedding_forward(struct kc_ctx *c, float *out, const int32_t *ids, int n,
+                         const struct kc_matrix *table, struct mm_err *err);
+
+/* As k_rmsnorm_forward / k_layernorm_forward; out may be x. */
+int kc_rmsnorm_forward(struct kc_ctx *c, float *out, const float *x, const float *weight, int n,
+                       int dim, float eps, struct mm_err *err);
+int kc_layernorm_forward(struct kc_ctx *c, float *out, const float *x, const float *weight,
+                         const float *bias, int n, int dim, float eps, struct mm_err *err);
+
+/* As k_rope_forward; pos (device) holds n positions. head_dim even, at most
+ * K_MAX_HEAD_DIM. */
+int kc_rope_forward(struct kc_ctx *c, float *x, const int32_t *pos, int n, int n_heads,
+                    int head_dim, float theta, enum k_rope_style style, struct mm_err *err);
+
+/* Elementwise, as the CPU ops; out may alias an input. */
+int kc_swiglu_forward(struct kc_ctx *c, float *out, const float *gate, const float *up, int64_t len,
+                      struct mm_err *err);
+int kc_gelu_forward(struct kc_ctx *c, float *out, const float *x, int64_t len, struct mm_err *err);
+int kc_add_inplace(struct kc_ctx *c, float *x, const float *y, int64_t len, struct mm_err *err);
+
+/* Row-wise in place, as the CPU ops (the normaliser summed in double). */
+int kc_softmax_forward(struct kc_ctx *c, float *x, int n, int dim, struct mm_err *err);
+int kc_log_softmax_forward(struct kc_ctx *c, float *x, int n, int dim, struct mm_err *err);
+
+/* As k_attention_forward (one sequence: q [n, n_heads * head_dim], its KV
+ * cache k, v [pos0 + n, n_kv_heads * head_dim]). Prefill runs a fused
+ * flash-style kernel (key tiles in shared memory, online softmax, the query
+ * heads of a KV head sharing each tile); decode (few query rows, long
+ * caches) also splits the keys over blocks and merges the partial results. */
+int kc_attention_forward(struct kc_ctx *c, float *out, const float *q, const float *k,
+                         const float *v, int n, int pos0, int n_heads, int n_kv_heads, int head_dim,
+                         int window, int causal, struct mm_err *err);
+
+/* Sampling helpers over n rows of dim values (logits).
+ * kc_argmax: ids[t] = index of the largest value of row t, first on ties
+ * (as k_argmax; NaNs are skipped, where k_argmax keeps a leading NaN).
+ * kc_topk: the k largest of each row, largest first (ties: lower index
+ * first) into ids [n, k] and vals [n, k]; NaNs are never chosen, and a row
+ * with fewer than k other values pads with id -1. 1 <= k <= dim. */
+int kc_argmax(struct kc_ctx *c, int32_t *ids, const float *x, int n, int dim, struct mm_err *err);
+int kc_topk(struct kc_ctx *c, int32_t *ids, float *vals, const float *x, int n, int dim, int k,
+            struct mm_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

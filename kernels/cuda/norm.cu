@@ -1,0 +1,57 @@
+/* RMSNorm and LayerNorm: one block per token row, the row's sums reduced
+ * over the block. The formulas and their order are the CPU ops'. */
+#include "kc_device.cuh"
+
+#define THREADS 256
+
+static __global__ void rmsnorm_kernel(float *out, const float *x, const float *weight, int dim,
+                                      float eps)
+{
+    __shared__ float red[KC_WARP];
+    const float *xt = x + (int64_t)blockIdx.x * dim;
+    float *ot = out + (int64_t)blockIdx.x * dim;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        ss += xt[i] * xt[i];
+    ss = kc_block_reduce(ss, red, kc_add_op());
+    float r = 1.0f / sqrtf(ss / (float)dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        ot[i] = xt[i] * r * weight[i];
+}
+
+static __global__ void layernorm_kernel(float *out, const float *x, const float *weight,
+                                        const float *bias, int dim, float eps)
+{
+    __shared__ float red[KC_WARP];
+    const float *xt = x + (int64_t)blockIdx.x * dim;
+    float *ot = out + (int64_t)blockIdx.x * dim;
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        sum += xt[i];
+    float mean = kc_block_reduce(sum, red, kc_add_op()) / (float)dim;
+    /* two passes: the variance of the centred values does not cancel */
+    float var = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        var += (xt[i] - mean) * (xt[i] - mean);
+    var = kc_block_reduce(var, red, kc_add_op());
+    float r = 1.0f / sqrtf(var / (float)dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        ot[i] = (xt[i] - mean) * r * weight[i] + bias[i];
+}
+
+extern "C" int kc_rmsnorm_forward(struct kc_ctx *c, float *out, const float *x, const float *weight,
+                                  int n, int dim, float eps, struct mm_err *err)
+{
+    if (n <= 0 || dim <= 0) return 0;
+    rmsnorm_kernel<<<n, THREADS, 0, c->stream>>>(out, x, weight, dim, eps);
+    return kc_launched("rmsnorm", err);
+}
+
+extern "C" int kc_layernorm_forward(struct kc_ctx *c, float *out, const float *x,
+                                    const float *weight, const float *bias, int n, int dim,
+                                    float eps, struct mm_err *err)
+{
+    if (n <= 0 || dim <= 0) return 0;
+    layernorm_kernel<<<n, THREADS, 0, c->stream>>>(out, x, weight, bias, dim, eps);
+    return kc_launched("layernorm", err);
+}

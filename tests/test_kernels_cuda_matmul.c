@@ -1,0 +1,248 @@
+/* The CUDA matmul against the CPU one (itself held to PyTorch by
+ * test_kernels_matmul) on random weights of every dtype: each path (the
+ * dispatcher's choice, the dot-product kernels, cuBLAS), forward and
+ * accumulate, on shapes with one row, one block, rows that fill no warp
+ * evenly, float rows too short or odd for vector loads, and token counts
+ * around the dispatch threshold.
+ *
+ * Tolerances, against a float64 product of the weights as stored:
+ *   f32 weights, and f16/bf16 weights on the dot kernels (f32 activations):
+ *     1e-5 of sum |x w| (the CPU test's f32 bound);
+ *   f16/bf16 weights through cuBLAS: plus the activations' rounding to the
+ *     weights' type, 2^-11 (f16) or 2^-8 (bf16) of sum |x w|;
+ *   quantized weights on the dot kernels: the CPU test's bound for the
+ *     activations' 8-bit quantization; and against the CPU's own integer
+ *     dot products, which quantize the activations identically, 1e-5;
+ *   quantized weights through cuBLAS: both operands rounded to bf16,
+ *     2^-7 of sum |x w|. */
+#include <math.h>
+#include <string.h>
+
+#include "cpu/internal.h"
+#include "kc_internal.h"
+#include "test_kernels_cuda.h"
+
+#define F32_TOL 1e-5
+
+enum path { PATH_DISPATCH, PATH_DOTS, PATH_GEMM };
+static const char *const path_names[] = {"dispatch", "dots", "gemm"};
+
+static int is_quant(enum mm_dtype t)
+{
+    return t == MM_Q8_0 || t == MM_Q4_0 || t == MM_Q4_1;
+}
+
+/* Host weights, their device copy, and the reference bounds for x. */
+struct mm_case {
+    struct k_matrix w;
+    struct kc_matrix dw;
+    float *wf; /* dequantized [rows, cols] */
+    int n;
+    float *x;
+    double *ref, *mag, *qerr; /* [n, rows] */
+};
+
+static void make_case(struct kc_ctx *c, struct mm_case *mc, enum mm_dtype t, int64_t rows,
+                      int64_t cols, int n, uint32_t *seed)
+{
+    memset(mc, 0, sizeof(*mc));
+    mc->n = n;
+    mc->w = (struct k_matrix){.dtype = t, .rows = rows, .cols = cols};
+    mc->w.row_bytes = mm_dtype_row_bytes(t, cols);
+    float *raw = malloc((size_t)(rows * cols) * sizeof(float));
+    /* an offset so that q4_1's minimum is not always about -max */
+    cuda_test_fill(raw, (size_t)(rows * cols), 1.0f, seed);
+    for (int64_t i = 0; i < rows * cols; i++)
+        raw[i] += 0.1f;
+    char *data = malloc(mc->w.row_bytes * (size_t)rows);
+    mc->wf = malloc((size_t)(rows * cols) * sizeof(float));
+    for (int64_t r = 0; r < rows; r++) {
+        mm_quantize_row(t, raw + r * cols, data + r * mc->w.row_bytes, cols);
+        mm_dequantize_row(t, data + r * mc->w.row_bytes, mc->wf + r * cols, cols);
+    }
+    free(raw);
+    mc->w.data = data;
+    KC_OK(kc_matrix_upload(c, &mc->dw, &mc->w, &cuda_err));
+
+    mc->x = malloc((size_t)(n * cols) * sizeof(float));
+    cuda_test_fill(mc->x, (size_t)(n * cols), 2.0f, seed);
+    size_t outs = (size_t)n * (size_t)rows;
+    mc->ref = malloc(outs * sizeof(double));
+    mc->mag = malloc(outs * sizeof(double));
+    mc->qerr = malloc(outs * sizeof(double));
+    for (int t0 = 0; t0 < n; t0++) {
+        const float *xt = mc->x + t0 * cols;
+        for (int64_t r = 0; r < rows; r++) {
+            const float *wr = mc->wf + r * cols;
+            double ref = 0, mag = 0, qerr = 0;
+            for (int64_t b = 0; b < cols; b += MM_QBLOCK) {
+                double amax = 0, wabs = 0;
+                for (int64_t i = b; i < b + MM_QBLOCK && i < cols; i++) {
+                    ref += (double)xt[i] * wr[i];
+                    mag += fabs((double)xt[i] * wr[i]);
+                    amax = fmax(amax, fabs(xt[i]));
+                    wabs += fabs(wr[i]);
+                }
+                qerr += amax / 127.0 / 2.0 * wabs;
+            }
+            mc->ref[t0 * rows + r] = ref;
+            mc->mag[t0 * rows + r] = mag;
+            mc->qerr[t0 * rows + r] = qerr;
+        }
+    }
+}
+
+static void free_case(struct mm_case *mc)
+{
+    kc_matrix_free(&mc->dw);
+    free((void *)mc->w.data);
+    free(mc->wf);
+    free(mc->x);
+    free(mc->ref);
+    free(mc->mag);
+    free(mc->qerr);
+}
+
+/* The tolerance of output i of a path (see the top of the file). */
+static double tolerance(const struct mm_case *mc, int64_t i, int gemm, double want)
+{
+    enum mm_dtype t = mc->w.dtype;
+    double tol = F32_TOL * (mc->mag[i] + fabs(want)) + 1e-6;
+    if (gemm && t == MM_F16) tol += 0x1p-11 * mc->mag[i];
+    if (gemm && t == MM_BF16) tol += 0x1p-8 * mc->mag[i];
+    if (gemm && is_quant(t)) tol += 0x1p-7 * mc->mag[i];
+    if (!gemm && is_quant(t)) tol += 1.01 * mc->qerr[i];
+    return tol;
+}
+
+static int run_path(struct kc_ctx *c, enum path p, float *out, const float *x,
+                    const struct kc_matrix *w, int n, float alpha, int accumulate)
+{
+    switch (p) {
+    case PATH_DOTS:
+        return kc_matmul_dots(c, out, x, w, n, alpha, accumulate, &cuda_err);
+    case PATH_GEMM:
+        return kc_matmul_gemm(c, out, x, w, n, alpha, accumulate, &cuda_err);
+    default:
+        return accumulate ? kc_matmul_accumulate(c, out, x, w, n, alpha, &cuda_err)
+                          : kc_matmul_forward(c, out, x, w, n, &cuda_err);
+    }
+}
+
+static void test_shape(struct kc_ctx *c, enum mm_dtype t, int64_t rows, int64_t cols, int n,
+                       uint32_t *seed)
+{
+    struct mm_case mc;
+    make_case(c, &mc, t, rows, cols, n, seed);
+    size_t outs = (size_t)n * (size_t)rows;
+    float *out = malloc(outs * sizeof(float)), *out0 = malloc(outs * sizeof(float));
+    for (size_t i = 0; i < outs; i++)
+        out0[i] = (float)((int)(i % 7) - 3) * 0.25f;
+    float *dx = dev_from(c, mc.x, (size_t)(n * cols) * sizeof(float));
+    float *dout = dev_from(c, out0, outs * sizeof(float));
+
+    for (int p = PATH_DISPATCH; p <= PATH_GEMM; p++) {
+        int gemm = p == PATH_GEMM || (p == PATH_DISPATCH && n > KC_DOTS_MAX_TOKENS);
+        for (int accumulate = 0; accumulate <= 1; accumulate++) {
+            float alpha = accumulate ? -0.5f : 1.0f;
+            KC_OK(kc_upload(c, dout, out0, outs * sizeof(float), &cuda_err));
+            KC_OK(run_path(c, (enum path)p, dout, dx, &mc.dw, n, alpha, accumulate));
+            dev_to(c, out, dout, outs * sizeof(float));
+            int bad = 0;
+            double worst = 0;
+            for (size_t i = 0; i < outs; i++) {
+                double want = (accumulate ? out0[i] : 0.0) + alpha * mc.ref[i];
+                double tol = fabs(alpha) * tolerance(&mc, (int64_t)i, gemm, mc.ref[i]) +
+                             (accumulate ? 1e-6 : 0.0);
+                double e = fabs(out[i] - want);
+                bad += !(e <= tol);
+                worst = e / tol > worst ? e / tol : worst;
+            }
+            CHECKF(bad == 0, "%s %lld x %lld, %d tokens, %s%s: %d of %zu off (worst %.2f x tol)",
+                   mm_dtype_name(t), (long long)rows, (long long)cols, n, path_names[p],
+                   accumulate ? " accumulate" : "", bad, outs, worst);
+        }
+    }
+
+    /* the quantized dot kernels quantize the activations as the CPU does:
+     * then only f32 summation order separates them from its integer dots */
+    if (is_quant(t)) {
+        float *cpu = malloc(outs * sizeof(float));
+        REQUIRE(k_matmul_qdots(cpu, mc.x, &mc.w, n, 1.0f, 0, &k_qdot_scalar) == 0, "qdots");
+        KC_OK(kc_matmul_dots(c, dout, dx, &mc.dw, n, 1.0f, 0, &cuda_err));
+        dev_to(c, out, dout, outs * sizeof(float));
+        int bad = 0;
+        for (size_t i = 0; i < outs; i++)
+            bad += !(fabs(out[i] - cpu[i]) <= F32_TOL * (mc.mag[i] + fabs(cpu[i])) + 1e-6);
+        CHECKF(bad == 0, "%s %lld x %lld, %d tokens: %d outputs differ from the CPU's integer dots",
+               mm_dtype_name(t), (long long)rows, (long long)cols, n, bad);
+        free(cpu);
+    }
+
+    /* and the dispatcher against the CPU op itself */
+    float *cpu = malloc(outs * sizeof(float));
+    k_matmul_forward(cpu, mc.x, &mc.w, n);
+    KC_OK(kc_matmul_forward(c, dout, dx, &mc.dw, n, &cuda_err));
+    dev_to(c, out, dout, outs * sizeof(float));
+    int bad = 0;
+    for (size_t i = 0; i < outs; i++) {
+        /* both within their bound of the float64 product */
+        double tol = tolerance(&mc, (int64_t)i, n > KC_DOTS_MAX_TOKENS, mc.ref[i]) +
+                     tolerance(&mc, (int64_t)i, 0, mc.ref[i]);
+        bad += !(fabs(out[i] - cpu[i]) <= tol);
+    }
+    CHECKF(bad == 0, "%s %lld x %lld, %d tokens: %d outputs differ from k_matmul_forward",
+           mm_dtype_name(t), (long long)rows, (long long)cols, n, bad);
+    free(cpu);
+
+    kc_free(dx);
+    kc_free(dout);
+    free(out);
+    free(out0);
+    free_case(&mc);
+}
+
+/* A misaligned activation pointer takes the element-wise loads. */
+static void test_unaligned_x(struct kc_ctx *c, uint32_t *seed)
+{
+    struct mm_case mc;
+    make_case(c, &mc, MM_BF16, 40, 64, 2, seed);
+    float *dx = kc_alloc((size_t)(2 * 64 + 1) * sizeof(float), &cuda_err);
+    float *dout = kc_alloc(2 * 40 * sizeof(float), &cuda_err);
+    REQUIRE(dx && dout, "%s", cuda_err.msg);
+    KC_OK(kc_upload(c, dx + 1, mc.x, 2 * 64 * sizeof(float), &cuda_err));
+    KC_OK(kc_matmul_dots(c, dout, dx + 1, &mc.dw, 2, 1.0f, 0, &cuda_err));
+    float out[80];
+    dev_to(c, out, dout, sizeof(out));
+    int bad = 0;
+    for (int i = 0; i < 80; i++)
+        bad += !(fabs(out[i] - mc.ref[i]) <= tolerance(&mc, i, 0, mc.ref[i]));
+    CHECKF(bad == 0, "bf16 dots with x off 16-byte alignment: %d outputs off", bad);
+    kc_free(dx);
+    kc_free(dout);
+    free_case(&mc);
+}
+
+int main(void)
+{
+    struct kc_ctx *c = cuda_test_ctx("test_kernels_cuda_matmul");
+    uint32_t seed = 2024;
+    static const struct {
+        int64_t rows, cols;
+        int quant_ok; /* cols a whole number of blocks */
+    } shapes[] = {
+        {1, 32, 1},     {33, 64, 1}, {1001, 576, 1}, {64, 160, 1},
+        {257, 4096, 1}, {17, 36, 0}, {40, 100, 0},   {5, 3, 0},
+    };
+    static const int tokens[] = {1, 2, 8, 9, 33};
+    for (int t = 0; t < MM_DTYPE_COUNT; t++) {
+        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+            if (is_quant((enum mm_dtype)t) && !shapes[s].quant_ok) continue;
+            for (size_t k = 0; k < sizeof(tokens) / sizeof(tokens[0]); k++)
+                test_shape(c, (enum mm_dtype)t, shapes[s].rows, shapes[s].cols, tokens[k], &seed);
+        }
+    }
+    test_unaligned_x(c, &seed);
+    kc_ctx_free(c);
+    return check_report("test_kernels_cuda_matmul");
+}
