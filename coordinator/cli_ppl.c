@@ -70,9 +70,10 @@ struct ppl_opts {
     int window;
 };
 
-static int ppl_job(struct engine *e, const struct cluster *c, void *arg, struct mm_err *err)
+static int ppl_job(struct engine *e, struct mm_memory *m, const struct cluster *c, void *arg,
+                   struct mm_err *err)
 {
-    (void)c;
+    (void)c, (void)m;
     const struct ppl_opts *o = arg;
     int rc = -1, window = o->window;
     size_t len, n_ids = 0;
@@ -135,5 +136,5 @@ int cli_ppl(int argc, char **argv)
         return 2;
     }
     o.model.engine.n_slots = 1;
-    return cli_run_with_engine("ppl", &o.model, ppl_job, &o);
+    return cli_run_with_engine("ppl", &o.model, NULL, ppl_job, &o);
 }
