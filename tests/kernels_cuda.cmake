@@ -8,4 +8,12 @@ if(MEMLLM_HAVE_CUDA)
     set_tests_properties(test_kernels_cuda_${t} PROPERTIES
       SKIP_REGULAR_EXPRESSION "SKIP: no CUDA device")
   endforeach()
+  # The GPU stage end to end on the engine's model fixtures (and SmolLM2 when
+  # fetched).
+  memllm_test(test_kernels_cuda_stage SOURCES test_kernels_cuda_stage.c
+    LIBS mm_worker_cuda PkgConfig::JANSSON m
+    ARGS tiny-mistral tiny-mistral-sharded tiny-llama tiny-llama-bf16 tiny-llama-f16
+         tiny-llama-gguf-f32)
+  set_tests_properties(test_kernels_cuda_stage PROPERTIES
+    SKIP_REGULAR_EXPRESSION "SKIP: no CUDA device")
 endif()

@@ -1,0 +1,465 @@
+/* The stage forward pass of forward.c on a GPU, op for op with the CUDA
+ * kernels (kernels/cuda): the same batch rules, the same order of ops, the
+ * same per-sequence attention against a per-slot KV cache. */
+#include "forward_cuda.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels_cuda.h"
+
+struct cuda_layer {
+    float *attn_norm, *ffn_norm; /* [dim] */
+    struct kc_matrix lin[LIN_COUNT];
+};
+
+struct cuda_lora_module {
+    struct kc_matrix a, b; /* a.data == NULL: module not adapted */
+    float scale;
+};
+
+struct cuda_adapter {
+    int max_rank;
+    struct cuda_lora_module *modules; /* [n_layers * LIN_COUNT] */
+};
+
+struct stage_cuda {
+    struct model *model;
+    struct kc_ctx *ctx;
+    int n_layers;
+    struct cuda_layer *layers; /* indexed by layer - layer_begin */
+    struct kc_matrix tok_embd; /* first stage */
+    struct kc_matrix lm_head;  /* last stage; may share tok_embd's data */
+    float *out_norm;
+
+    /* KV cache: slot s of local layer l at (l * n_slots + s) * capacity * kv_dim */
+    int n_slots, capacity, kv_dim;
+    float *k_cache, *v_cache;
+    int *len; /* host: filled positions per slot */
+
+    struct cuda_adapter *adapters;
+    int n_adapters;
+
+    /* per-batch device buffers, grown as batches grow */
+    int cap_tokens, cap_rank;
+    float *x, *xn, *q, *k, *v, *att, *gate, *up, *lora_tmp, *logits;
+    int32_t *tokens, *pos, *ids;
+    /* page-locked staging of everything that crosses to and from the host */
+    char *pinned;
+    size_t pinned_bytes;
+};
+
+int stage_cuda_local_device(struct mm_err *err)
+{
+    int count = kc_device_count();
+    if (count == 0) {
+        mm_err_set(err, "cuda: no CUDA device is available");
+        return -1;
+    }
+    static const char *const vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
+                                       "SLURM_LOCALID"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return atoi(v) % count;
+    }
+    return 0;
+}
+
+static float *upload_floats(struct stage_cuda *s, const float *src, int n, struct mm_err *err)
+{
+    float *d = kc_alloc((size_t)n * sizeof(float), err);
+    if (d && kc_upload(s->ctx, d, src, (size_t)n * sizeof(float), err)) {
+        kc_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+static void scratch_free(struct stage_cuda *s)
+{
+    float *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->gate, s->up, s->lora_tmp, s->logits};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+        kc_free(bufs[i]);
+    kc_free(s->tokens);
+    kc_free(s->pos);
+    kc_free(s->ids);
+    kc_host_free(s->pinned);
+    s->x = s->xn = s->q = s->k = s->v = s->att = s->gate = s->up = s->lora_tmp = s->logits = NULL;
+    s->tokens = s->pos = s->ids = NULL;
+    s->pinned = NULL;
+    s->pinned_bytes = 0;
+    s->cap_tokens = s->cap_rank = 0;
+}
+
+void stage_cuda_free(struct stage_cuda *s)
+{
+    if (!s) return;
+    if (s->ctx) kc_sync(s->ctx, NULL);
+    for (int l = 0; s->layers && l < s->n_layers; l++) {
+        kc_free(s->layers[l].attn_norm);
+        kc_free(s->layers[l].ffn_norm);
+        for (int i = 0; i < LIN_COUNT; i++)
+            kc_matrix_free(&s->layers[l].lin[i]);
+    }
+    free(s->layers);
+    if (s->lm_head.data != s->tok_embd.data) kc_matrix_free(&s->lm_head);
+    kc_matrix_free(&s->tok_embd);
+    kc_free(s->out_norm);
+    for (int a = 0; a < s->n_adapters; a++) {
+        for (int i = 0; i < s->n_layers * LIN_COUNT; i++) {
+            kc_matrix_free(&s->adapters[a].modules[i].a);
+            kc_matrix_free(&s->adapters[a].modules[i].b);
+        }
+        free(s->adapters[a].modules);
+    }
+    free(s->adapters);
+    kc_free(s->k_cache);
+    kc_free(s->v_cache);
+    free(s->len);
+    scratch_free(s);
+    kc_ctx_free(s->ctx);
+    free(s);
+}
+
+static int upload_weights(struct stage_cuda *s, struct mm_err *err)
+{
+    const struct model *m = s->model;
+    int dim = m->cfg.dim;
+    for (int l = 0; l < s->n_layers; l++) {
+        const struct model_layer *hl = &m->layers[l];
+        struct cuda_layer *dl = &s->layers[l];
+        if (!(dl->attn_norm = upload_floats(s, hl->attn_norm, dim, err)) ||
+            !(dl->ffn_norm = upload_floats(s, hl->ffn_norm, dim, err)))
+            return -1;
+        for (int i = 0; i < LIN_COUNT; i++)
+            if (kc_matrix_upload(s->ctx, &dl->lin[i], &hl->lin[i], err)) return -1;
+    }
+    if (model_is_first_stage(m) && kc_matrix_upload(s->ctx, &s->tok_embd, &m->tok_embd, err))
+        return -1;
+    if (model_is_last_stage(m)) {
+        if (!(s->out_norm = upload_floats(s, m->out_norm, dim, err))) return -1;
+        if (s->tok_embd.data && m->lm_head.data == m->tok_embd.data)
+            s->lm_head = s->tok_embd; /* tied: one device copy */
+        else if (kc_matrix_upload(s->ctx, &s->lm_head, &m->lm_head, err))
+            return -1;
+    }
+    return 0;
+}
+
+struct stage_cuda *stage_cuda_open(struct model *m, int n_slots, int capacity, int device,
+                                   struct mm_err *err)
+{
+    if (n_slots <= 0 || capacity <= 0) {
+        mm_err_set(err, "cuda stage: slots and capacity must be positive");
+        return NULL;
+    }
+    struct stage_cuda *s = calloc(1, sizeof(*s));
+    if (!s) {
+        mm_err_set(err, "cuda stage: out of memory");
+        return NULL;
+    }
+    s->model = m;
+    s->n_layers = m->layer_end - m->layer_begin;
+    s->n_slots = n_slots;
+    s->capacity = capacity < m->cfg.max_positions ? capacity : m->cfg.max_positions;
+    s->kv_dim = model_config_kv_dim(&m->cfg);
+    s->layers = calloc((size_t)s->n_layers, sizeof(*s->layers));
+    s->len = calloc((size_t)n_slots, sizeof(int));
+    if (!s->layers || !s->len) {
+        mm_err_set(err, "cuda stage: out of memory");
+        stage_cuda_free(s);
+        return NULL;
+    }
+    size_t cache = (size_t)s->n_layers * (size_t)n_slots * (size_t)s->capacity * (size_t)s->kv_dim *
+                   sizeof(float);
+    if (!(s->ctx = kc_ctx_create(device, err)) || upload_weights(s, err) ||
+        !(s->k_cache = kc_alloc(cache, err)) || !(s->v_cache = kc_alloc(cache, err)) ||
+        kc_sync(s->ctx, err)) {
+        mm_err_prefix(err, "cuda stage (layers %d-%d, KV cache %zu MiB)", m->layer_begin,
+                      m->layer_end, 2 * cache >> 20);
+        stage_cuda_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+int stage_cuda_add_adapter(struct stage_cuda *s, const struct lora_adapter *a, struct mm_err *err)
+{
+    struct cuda_adapter *grown = realloc(s->adapters, (size_t)(s->n_adapters + 1) * sizeof(*grown));
+    if (!grown) {
+        mm_err_set(err, "cuda stage: out of memory for adapter %s", a->name);
+        return -1;
+    }
+    s->adapters = grown;
+    struct cuda_adapter *d = &s->adapters[s->n_adapters];
+    d->max_rank = a->max_rank;
+    d->modules = calloc((size_t)s->n_layers * LIN_COUNT, sizeof(*d->modules));
+    if (!d->modules) {
+        mm_err_set(err, "cuda stage: out of memory for adapter %s", a->name);
+        return -1;
+    }
+    s->n_adapters++; /* from here on stage_cuda_free releases what was uploaded */
+    for (int l = 0; l < s->n_layers; l++) {
+        for (int i = 0; i < LIN_COUNT; i++) {
+            const struct lora_module *hm =
+                lora_module_at(a, s->model->layer_begin + l, (enum model_linear)i);
+            struct cuda_lora_module *dm = &d->modules[l * LIN_COUNT + i];
+            if (!hm->a.data) continue;
+            dm->scale = hm->scale;
+            if (kc_matrix_upload(s->ctx, &dm->a, &hm->a, err) ||
+                kc_matrix_upload(s->ctx, &dm->b, &hm->b, err)) {
+                mm_err_prefix(err, "adapter %s", a->name);
+                return -1;
+            }
+        }
+    }
+    return kc_sync(s->ctx, err);
+}
+
+/* Device buffers and the pinned staging area for batches of n tokens. */
+static int reserve(struct stage_cuda *s, int n, struct mm_err *err)
+{
+    int rank = 0;
+    for (int i = 0; i < s->n_adapters; i++)
+        if (s->adapters[i].max_rank > rank) rank = s->adapters[i].max_rank;
+    if (n <= s->cap_tokens && rank <= s->cap_rank) return 0;
+    scratch_free(s);
+    const struct model_config *c = &s->model->cfg;
+    size_t t = (size_t)n, f = sizeof(float);
+    size_t wide = (size_t)(c->dim > model_config_q_dim(c) ? c->dim : model_config_q_dim(c));
+    int last = model_is_last_stage(s->model);
+    size_t logits = last ? t * (size_t)c->vocab_size * f : 0;
+    /* in: tokens, positions, hidden; out: hidden, logits or ids */
+    size_t in = 2 * t * sizeof(int32_t) + t * (size_t)c->dim * f;
+    size_t out = t * (size_t)c->dim * f > logits ? t * (size_t)c->dim * f : logits;
+    if ((s->x = kc_alloc(t * (size_t)c->dim * f, err)) && (s->xn = kc_alloc(t * wide * f, err)) &&
+        (s->q = kc_alloc(t * (size_t)model_config_q_dim(c) * f, err)) &&
+        (s->k = kc_alloc(t * (size_t)s->kv_dim * f, err)) &&
+        (s->v = kc_alloc(t * (size_t)s->kv_dim * f, err)) &&
+        (s->att = kc_alloc(t * wide * f, err)) &&
+        (s->gate = kc_alloc(t * (size_t)c->ffn_dim * f, err)) &&
+        (s->up = kc_alloc(t * (size_t)c->ffn_dim * f, err)) &&
+        (s->lora_tmp = kc_alloc(t * (size_t)(rank > 0 ? rank : 1) * f, err)) &&
+        (!last || (s->logits = kc_alloc(logits, err))) &&
+        (s->tokens = kc_alloc(t * sizeof(int32_t), err)) &&
+        (s->pos = kc_alloc(t * sizeof(int32_t), err)) &&
+        (s->ids = kc_alloc(t * sizeof(int32_t), err)) &&
+        (s->pinned = kc_host_alloc(in > out ? in : out, err))) {
+        s->pinned_bytes = in > out ? in : out;
+        s->cap_tokens = n;
+        s->cap_rank = rank;
+        return 0;
+    }
+    scratch_free(s);
+    mm_err_prefix(err, "cuda stage: buffers for a batch of %d tokens", n);
+    return -1;
+}
+
+/* forward.c's check_batch on this stage's cache: everything that can be
+ * wrong with a batch is found before any state changes. */
+static int check_batch(const struct stage_cuda *s, const struct stage_batch *b, struct mm_err *err)
+{
+    const struct model_config *c = &s->model->cfg;
+    if (b->n <= 0) {
+        mm_err_set(err, "forward: empty batch");
+        return -1;
+    }
+    for (int i = 0; i < b->n; i++) {
+        if (b->slot[i] < 0 || b->slot[i] >= s->n_slots) {
+            mm_err_set(err, "forward: token %d: slot %d out of range [0, %d)", i, b->slot[i],
+                       s->n_slots);
+            return -1;
+        }
+        if (b->pos[i] < 0 || b->pos[i] >= s->capacity) {
+            mm_err_set(err, "forward: token %d: position %d exceeds the context of %d tokens", i,
+                       b->pos[i], s->capacity);
+            return -1;
+        }
+        if (model_is_first_stage(s->model) && (b->tokens[i] < 0 || b->tokens[i] >= c->vocab_size)) {
+            mm_err_set(err, "forward: token id %d out of range [0, %d)", b->tokens[i],
+                       c->vocab_size);
+            return -1;
+        }
+        if (b->adapter && (b->adapter[i] < -1 || b->adapter[i] >= s->n_adapters)) {
+            mm_err_set(err, "forward: token %d: adapter %d is not loaded", i, b->adapter[i]);
+            return -1;
+        }
+        int starts_run = i == 0 || b->slot[i] != b->slot[i - 1];
+        if (starts_run) {
+            for (int j = 0; j < i; j++)
+                if (b->slot[j] == b->slot[i]) {
+                    mm_err_set(err, "forward: tokens of slot %d are not contiguous", b->slot[i]);
+                    return -1;
+                }
+            if (b->pos[i] > s->len[b->slot[i]]) {
+                mm_err_set(err, "forward: slot %d holds %d positions, token %d is at position %d",
+                           b->slot[i], s->len[b->slot[i]], i, b->pos[i]);
+                return -1;
+            }
+        } else if (b->pos[i] != b->pos[i - 1] + 1) {
+            mm_err_set(err, "forward: positions of slot %d are not consecutive", b->slot[i]);
+            return -1;
+        } else if (b->adapter && b->adapter[i] != b->adapter[i - 1]) {
+            mm_err_set(err, "forward: slot %d switches adapter inside a batch", b->slot[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* out = x W^T, plus each token's adapter update scale * (x A^T) B^T. */
+static int linear(struct stage_cuda *s, float *out, const float *x, int local, enum model_linear l,
+                  const struct stage_batch *b, struct mm_err *err)
+{
+    const struct kc_matrix *w = &s->layers[local].lin[l];
+    if (kc_matmul_forward(s->ctx, out, x, w, b->n, err)) return -1;
+    if (!b->adapter) return 0;
+    for (int start = 0; start < b->n;) {
+        int end = start + 1;
+        while (end < b->n && b->adapter[end] == b->adapter[start])
+            end++;
+        if (b->adapter[start] >= 0) {
+            const struct cuda_lora_module *mod =
+                &s->adapters[b->adapter[start]].modules[local * LIN_COUNT + l];
+            if (mod->a.data &&
+                (kc_matmul_forward(s->ctx, s->lora_tmp, x + (size_t)start * w->cols, &mod->a,
+                                   end - start, err) ||
+                 kc_matmul_accumulate(s->ctx, out + (size_t)start * w->rows, s->lora_tmp, &mod->b,
+                                      end - start, mod->scale, err)))
+                return -1;
+        }
+        start = end;
+    }
+    return 0;
+}
+
+/* Writes the batch's new K/V rows into each slot's cache, then attends. */
+static int attention(struct stage_cuda *s, int local, const struct stage_batch *b,
+                     struct mm_err *err)
+{
+    const struct model_config *c = &s->model->cfg;
+    int kv_dim = s->kv_dim, q_dim = model_config_q_dim(c);
+    size_t row = (size_t)kv_dim * sizeof(float);
+    for (int start = 0; start < b->n;) {
+        int end = start + 1;
+        while (end < b->n && b->slot[end] == b->slot[start])
+            end++;
+        int slot = b->slot[start], pos0 = b->pos[start], n = end - start;
+        size_t base = ((size_t)local * (size_t)s->n_slots + (size_t)slot) * (size_t)s->capacity *
+                      (size_t)kv_dim;
+        float *kc = s->k_cache + base, *vc = s->v_cache + base;
+        if (kc_copy(s->ctx, kc + (size_t)pos0 * kv_dim, s->k + (size_t)start * kv_dim,
+                    (size_t)n * row, err) ||
+            kc_copy(s->ctx, vc + (size_t)pos0 * kv_dim, s->v + (size_t)start * kv_dim,
+                    (size_t)n * row, err) ||
+            kc_attention_forward(s->ctx, s->att + (size_t)start * q_dim,
+                                 s->q + (size_t)start * q_dim, kc, vc, n, pos0, c->n_heads,
+                                 c->n_kv_heads, c->head_dim, c->sliding_window, 1, err))
+            return -1;
+        start = end;
+    }
+    return 0;
+}
+
+static int layer_forward(struct stage_cuda *s, int local, const struct stage_batch *b,
+                         struct mm_err *err)
+{
+    const struct model_config *c = &s->model->cfg;
+    const struct cuda_layer *w = &s->layers[local];
+    struct kc_ctx *k = s->ctx;
+    int n = b->n;
+    return kc_rmsnorm_forward(k, s->xn, s->x, w->attn_norm, n, c->dim, c->norm_eps, err) ||
+           linear(s, s->q, s->xn, local, LIN_Q, b, err) ||
+           linear(s, s->k, s->xn, local, LIN_K, b, err) ||
+           linear(s, s->v, s->xn, local, LIN_V, b, err) ||
+           kc_rope_forward(k, s->q, s->pos, n, c->n_heads, c->head_dim, c->rope_theta,
+                           c->rope_style, err) ||
+           kc_rope_forward(k, s->k, s->pos, n, c->n_kv_heads, c->head_dim, c->rope_theta,
+                           c->rope_style, err) ||
+           attention(s, local, b, err) || linear(s, s->xn, s->att, local, LIN_O, b, err) ||
+           kc_add_inplace(k, s->x, s->xn, (int64_t)n * c->dim, err) ||
+           kc_rmsnorm_forward(k, s->xn, s->x, w->ffn_norm, n, c->dim, c->norm_eps, err) ||
+           linear(s, s->gate, s->xn, local, LIN_GATE, b, err) ||
+           linear(s, s->up, s->xn, local, LIN_UP, b, err) ||
+           kc_swiglu_forward(k, s->gate, s->gate, s->up, (int64_t)n * c->ffn_dim, err) ||
+           linear(s, s->xn, s->gate, local, LIN_DOWN, b, err) ||
+           kc_add_inplace(k, s->x, s->xn, (int64_t)n * c->dim, err);
+}
+
+/* Final norm and LM head over the rows that need logits; what the caller
+ * asked for comes back through the pinned buffer. */
+static int head_forward(struct stage_cuda *s, const struct stage_batch *b, float *logits,
+                        int32_t *ids, struct mm_err *err)
+{
+    const struct model_config *c = &s->model->cfg;
+    size_t dim_bytes = (size_t)c->dim * sizeof(float);
+    int rows = 0;
+    for (int i = 0; i < b->n; i++) {
+        if (b->logits && !b->logits[i]) continue;
+        if (rows != i && kc_copy(s->ctx, s->x + (size_t)rows * c->dim, s->x + (size_t)i * c->dim,
+                                 dim_bytes, err))
+            return -1;
+        rows++;
+    }
+    if (rows == 0) return kc_sync(s->ctx, err);
+    size_t logit_bytes = (size_t)rows * (size_t)c->vocab_size * sizeof(float);
+    if (kc_rmsnorm_forward(s->ctx, s->xn, s->x, s->out_norm, rows, c->dim, c->norm_eps, err) ||
+        kc_matmul_forward(s->ctx, s->logits, s->xn, &s->lm_head, rows, err))
+        return -1;
+    if (ids) {
+        if (kc_argmax(s->ctx, s->ids, s->logits, rows, c->vocab_size, err) ||
+            kc_download(s->ctx, s->pinned, s->ids, (size_t)rows * sizeof(int32_t), err))
+            return -1;
+        memcpy(ids, s->pinned, (size_t)rows * sizeof(int32_t));
+    }
+    if (logits) {
+        if (kc_download(s->ctx, s->pinned, s->logits, logit_bytes, err)) return -1;
+        memcpy(logits, s->pinned, logit_bytes);
+    }
+    return kc_sync(s->ctx, err);
+}
+
+static int run(struct stage_cuda *s, const struct stage_batch *b, float *hidden, float *logits,
+               int32_t *ids, struct mm_err *err)
+{
+    const struct model *m = s->model;
+    const int n = b->n, dim = m->cfg.dim;
+    /* The previous call ended with a wait, so no copy still reads the pinned
+     * buffer: tokens, positions and hidden states go in side by side. */
+    int32_t *pin_tokens = (int32_t *)s->pinned, *pin_pos = pin_tokens + n;
+    float *pin_hidden = (float *)(pin_pos + n);
+    size_t ids_bytes = (size_t)n * sizeof(int32_t), hidden_bytes = (size_t)n * dim * sizeof(float);
+    memcpy(pin_pos, b->pos, ids_bytes);
+    if (kc_upload(s->ctx, s->pos, pin_pos, ids_bytes, err)) return -1;
+    if (model_is_first_stage(m)) {
+        memcpy(pin_tokens, b->tokens, ids_bytes);
+        if (kc_upload(s->ctx, s->tokens, pin_tokens, ids_bytes, err) ||
+            kc_embedding_forward(s->ctx, s->x, s->tokens, n, &s->tok_embd, err))
+            return -1;
+    } else {
+        memcpy(pin_hidden, hidden, hidden_bytes);
+        if (kc_upload(s->ctx, s->x, pin_hidden, hidden_bytes, err)) return -1;
+    }
+
+    for (int i = 0; i < n; i++)
+        if (i == 0 || b->slot[i] != b->slot[i - 1]) s->len[b->slot[i]] = b->pos[i];
+    for (int l = 0; l < s->n_layers; l++)
+        if (layer_forward(s, l, b, err)) return -1;
+    for (int i = 0; i < n; i++)
+        if (b->pos[i] + 1 > s->len[b->slot[i]]) s->len[b->slot[i]] = b->pos[i] + 1;
+
+    if (model_is_last_stage(m)) return head_forward(s, b, logits, ids, err);
+    if (kc_download(s->ctx, s->pinned, s->x, hidden_bytes, err)) return -1;
+    memcpy(hidden, s->pinned, hidden_bytes);
+    return 0;
+}
+
+int stage_cuda_forward(struct stage_cuda *s, const struct stage_batch *b, float *hidden,
+                       float *logits, int32_t *ids, struct mm_err *err)
+{
+    if (check_batch(s, b, err) || reserve(s, b->n, err)) return -1;
+    if (run(s, b, hidden, logits, ids, err) == 0) return 0;
+    /* keep the promise that no copy reads the pinned buffer after a call */
+    kc_sync(s->ctx, NULL);
+    return -1;
+}
