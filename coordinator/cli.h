@@ -7,5 +7,7 @@ int cli_generate(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_ppl(int argc, char **argv);
 int cli_memory(int argc, char **argv);
+int cli_annotate(int argc, char **argv);
+int cli_edit(int argc, char **argv);
 
 #endif

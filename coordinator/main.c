@@ -15,6 +15,8 @@ static const struct command commands[] = {
     {"tokenize", cli_tokenize, "print the token ids of the text on stdin"},
     {"ppl", cli_ppl, "perplexity of a text file"},
     {"memory", cli_memory, "fill, query, edit, back up and check a triple memory"},
+    {"annotate", cli_annotate, "write the facts of a corpus into the memory (MemLLM write loop)"},
+    {"edit", cli_edit, "add, replace and delete facts as an undoable batch"},
 };
 
 static void usage(FILE *out)

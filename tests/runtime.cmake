@@ -3,3 +3,6 @@
 memllm_test(test_late_stop SOURCES test_late_stop.c LIBS mm_coordinator)
 memllm_test(test_sentences SOURCES test_sentences.c LIBS mm_coordinator)
 memllm_test(test_memllm_write SOURCES test_memllm_write.c LIBS mm_coordinator)
+# Knowledge editing through the binary, in one process and under mpirun.
+memllm_test(test_edit_cli SOURCES test_edit_cli.c LIBS mm_common ARGS ${MPIEXEC_EXECUTABLE})
+add_dependencies(test_edit_cli memllm)

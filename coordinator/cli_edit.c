@@ -1,0 +1,346 @@
+/* memllm edit FILE.jsonl: knowledge editing as a batch of fact edits, each
+ * recorded as provenance ("edit:<batch>", line number), with an undo record
+ * (edit_log.h); memllm edit --undo BATCH restores the memory as it was.
+ *
+ * One process opens the shards itself; under mpirun
+ * (mpirun -np 1+S memllm edit ... --memshards S) rank 0 edits and ranks
+ * 1..S serve the shards. Edits are acknowledged only once the write-ahead
+ * log is on disk. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cli_args.h"
+#include "cli_memory_internal.h"
+#include "cluster.h"
+#include "edit_log.h"
+#include "memory_service.h"
+#include "triple_text.h"
+
+enum edit_op { EDIT_ADD, EDIT_REPLACE, EDIT_DELETE };
+
+struct edit {
+    enum edit_op op;
+    struct mm_triple_text t;
+    int line;
+};
+
+struct edit_opts {
+    const char *file, *undo, *dir, *embedder;
+    int memshards;
+    struct edit *edits;
+    int n_edits;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: memllm edit FILE.jsonl --memory DIR [options]\n"
+            "       memllm edit --undo BATCH --memory DIR [options]\n\n"
+            "Applies the edits of FILE, one JSON object per line:\n"
+            "  {\"op\": \"add\", \"fact\": \"s>>r>>o\"}      store the fact\n"
+            "  {\"op\": \"replace\", \"fact\": \"s>>r>>o\"}  remove every (s, r, *), then add\n"
+            "  {\"op\": \"delete\", \"fact\": \"s>>r>>o\"}   remove the fact\n"
+            "A bad line fails the batch before anything changes. The facts added carry\n"
+            "the provenance \"edit:BATCH\" and their line number. The batch id is printed;\n"
+            "--undo BATCH restores the facts the batch touched as they were before it\n"
+            "(undo the latest batch first when batches touch the same facts).\n\n"
+            "Under mpirun: mpirun -np 1+S memllm edit ... --memshards S\n\n"
+            "  --memory DIR     the memory (its undo records go to DIR/edits)\n"
+            "  --memshards S    shards (default: as on disk, else 1; under mpirun: the\n"
+            "                   ranks after rank 0)\n"
+            "  --embedder E     fallback | MODEL_DIR (default: the memory's own)\n"
+            "  --undo BATCH     undo an edit batch\n");
+}
+
+static int parse_args(int argc, char **argv, struct edit_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int r;
+        if ((r = cli_opt(argc, argv, &i, "--memory", &v))) {
+            o->dir = v;
+        } else if ((r = cli_opt(argc, argv, &i, "--embedder", &v))) {
+            o->embedder = v;
+        } else if ((r = cli_opt(argc, argv, &i, "--undo", &v))) {
+            o->undo = v;
+        } else if ((r = cli_opt(argc, argv, &i, "--memshards", &v))) {
+            if (r > 0 && cli_int("--memshards", v, 1, 4096, &o->memshards)) return -1;
+        } else if (argv[i][0] == '-' && argv[i][1] == '-') {
+            fprintf(stderr, "memllm edit: unknown option '%s' (see --help)\n", argv[i]);
+            return -1;
+        } else if (!o->file) {
+            o->file = argv[i];
+        } else {
+            fprintf(stderr, "memllm edit: one edit file at a time\n");
+            return -1;
+        }
+        if (r < 0) return -1;
+    }
+    if (!o->dir) {
+        fprintf(stderr, "memllm edit: --memory DIR is required\n");
+        return -1;
+    }
+    if (!o->file == !o->undo) {
+        fprintf(stderr, "memllm edit: give an edit file or --undo BATCH\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void free_edits(struct edit_opts *o)
+{
+    for (int i = 0; i < o->n_edits; i++)
+        mm_triple_text_free(&o->edits[i].t);
+    free(o->edits);
+    o->edits = NULL;
+    o->n_edits = 0;
+}
+
+/* Reads every line first: one bad line fails the batch before anything is
+ * changed. */
+static int read_edits(struct edit_opts *o, struct mm_err *err)
+{
+    FILE *f = fopen(o->file, "r");
+    if (!f) {
+        mm_err_set(err, "%s: cannot open", o->file);
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int lineno = 0, rc = 0, cap_edits = 0;
+    while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        if (strspn(line, " \t\r\n") == (size_t)len) continue;
+        json_error_t jerr;
+        json_t *j = json_loadb(line, (size_t)len, 0, &jerr);
+        const char *op = json_string_value(json_object_get(j, "op"));
+        const char *fact = json_string_value(json_object_get(j, "fact"));
+        struct edit e = {.line = lineno};
+        if (!json_is_object(j)) {
+            mm_err_set(err, "%s:%d: %s", o->file, lineno, j ? "not a JSON object" : jerr.text);
+            rc = -1;
+        } else if (!op || !fact) {
+            mm_err_set(err, "%s:%d: needs \"op\" and \"fact\" strings", o->file, lineno);
+            rc = -1;
+        } else if (strcmp(op, "add") && strcmp(op, "replace") && strcmp(op, "delete")) {
+            mm_err_set(err, "%s:%d: op '%s': expected add, replace or delete", o->file, lineno, op);
+            rc = -1;
+        } else if (mm_triple_parse(fact, &e.t, err)) {
+            mm_err_prefix(err, "%s:%d", o->file, lineno);
+            rc = -1;
+        } else {
+            e.op = !strcmp(op, "add")       ? EDIT_ADD
+                   : !strcmp(op, "replace") ? EDIT_REPLACE
+                                            : EDIT_DELETE;
+            if (o->n_edits == cap_edits) {
+                cap_edits = cap_edits ? 2 * cap_edits : 64;
+                struct edit *g = realloc(o->edits, (size_t)cap_edits * sizeof(*g));
+                if (!g) {
+                    mm_triple_text_free(&e.t);
+                    mm_err_set(err, "out of memory");
+                    rc = -1;
+                } else {
+                    o->edits = g;
+                }
+            }
+            if (rc == 0) o->edits[o->n_edits++] = e;
+        }
+        json_decref(j);
+    }
+    free(line);
+    fclose(f);
+    if (rc == 0 && o->n_edits == 0) {
+        mm_err_set(err, "%s: no edits", o->file);
+        rc = -1;
+    }
+    return rc;
+}
+
+struct edit_counts {
+    uint64_t added, existing, replaced, removed, deleted, not_found;
+};
+
+/* Applies edits [i, j) of one kind in one call where the client allows. */
+static int apply_run(struct mm_memory *m, const struct edit_opts *o, int i, int j,
+                     const char *source, struct edit_counts *c, struct mm_err *err)
+{
+    struct mm_fact *f = calloc((size_t)(j - i), sizeof(*f));
+    if (!f) {
+        mm_err_set(err, "out of memory");
+        return -1;
+    }
+    for (int k = i; k < j; k++) {
+        const struct edit *e = &o->edits[k];
+        f[k - i] = (struct mm_fact){e->t.s, e->t.r, e->t.o, {source, e->line}};
+    }
+    int rc = 0;
+    enum edit_op op = o->edits[i].op;
+    if (op == EDIT_ADD) {
+        struct mm_write_report rep = {0};
+        rc = mm_memory_write(m, f, (size_t)(j - i), NULL, 0, &rep, err);
+        c->added += rep.facts_added;
+        c->existing += rep.facts_existing;
+    } else if (op == EDIT_DELETE) {
+        uint64_t deleted = 0;
+        rc = mm_memory_delete(m, f, (size_t)(j - i), &deleted, err);
+        c->deleted += deleted;
+        c->not_found += (uint64_t)(j - i) - deleted;
+    } else {
+        for (int k = 0; rc == 0 && k < j - i; k++) {
+            uint64_t removed = 0;
+            rc = mm_memory_replace(m, &f[k], &removed, err);
+            c->replaced++;
+            c->removed += removed;
+        }
+    }
+    if (rc) mm_err_prefix(err, "%s:%d", o->file, o->edits[i].line);
+    free(f);
+    return rc;
+}
+
+static int apply_batch(struct mm_memory *m, const struct edit_opts *o, struct mm_err *err)
+{
+    struct edit_batch b = {.file = strdup(o->file), .state = strdup("applying")};
+    int rc = b.file && b.state ? 0 : -1;
+    if (rc) mm_err_set(err, "out of memory");
+    /* The state of everything the batch can touch, before it starts. */
+    for (int i = 0; rc == 0 && i < o->n_edits; i++) {
+        const struct edit *e = &o->edits[i];
+        if (e->op == EDIT_REPLACE) rc = edit_snapshot(m, &b, e->t.s, e->t.r, NULL, err);
+        if (rc == 0) rc = edit_snapshot(m, &b, e->t.s, e->t.r, e->t.o, err);
+    }
+    if (rc == 0) rc = edit_log_create(o->dir, &b, err);
+    char source[EDIT_BATCH_ID_MAX + 8];
+    snprintf(source, sizeof(source), "edit:%s", b.id);
+    struct edit_counts c = {0};
+    for (int i = 0, j; rc == 0 && i < o->n_edits; i = j) {
+        for (j = i + 1; j < o->n_edits && o->edits[j].op == o->edits[i].op; j++)
+            ;
+        rc = apply_run(m, o, i, j, source, &c, err);
+    }
+    if (rc == 0) {
+        free(b.state);
+        b.state = strdup("applied");
+        rc = b.state ? edit_log_save(o->dir, &b, err) : -1;
+    }
+    if (rc == 0)
+        printf("batch: %s\nadded: %llu\nexisting: %llu\nreplaced: %llu\nremoved: %llu\n"
+               "deleted: %llu\nnot_found: %llu\n",
+               b.id, (unsigned long long)c.added, (unsigned long long)c.existing,
+               (unsigned long long)c.replaced, (unsigned long long)c.removed,
+               (unsigned long long)c.deleted, (unsigned long long)c.not_found);
+    else if (b.id[0])
+        fprintf(stderr,
+                "memllm edit: batch %s stopped part way; memllm edit --undo %s restores "
+                "the memory\n",
+                b.id, b.id);
+    edit_batch_free(&b);
+    return rc;
+}
+
+static int undo_batch(struct mm_memory *m, const struct edit_opts *o, struct mm_err *err)
+{
+    struct edit_batch b;
+    if (edit_log_load(o->dir, o->undo, &b, err)) return -1;
+    int rc = 0;
+    if (!strcmp(b.state, "undone")) {
+        mm_err_set(err, "batch %s is undone already", b.id);
+        rc = -1;
+    }
+    if (rc == 0) rc = edit_undo(m, &b, err);
+    if (rc == 0) {
+        free(b.state);
+        b.state = strdup("undone");
+        rc = b.state ? edit_log_save(o->dir, &b, err) : -1;
+    }
+    size_t restored = 0;
+    for (size_t i = 0; i < b.n; i++)
+        restored += b.facts[i].existed;
+    if (rc == 0)
+        printf("undone: %s\nrestored: %zu\nremoved: %zu\n", b.id, restored, b.n - restored);
+    edit_batch_free(&b);
+    return rc;
+}
+
+static int run_edit(struct mm_memory *m, const struct edit_opts *o)
+{
+    struct mm_err err = {{0}};
+    int rc = o->undo ? undo_batch(m, o, &err) : apply_batch(m, o, &err);
+    if (rc) fprintf(stderr, "memllm edit: %s\n", err.msg);
+    return rc ? 1 : 0;
+}
+
+/* The memory's life for this command: shards in this process, or served by
+ * ranks 1..S under mpirun while rank 0 edits. */
+static int with_memory(struct edit_opts *o)
+{
+    struct cluster c;
+    struct mm_err err = {{0}};
+    if (cluster_init(&c, 0, o->memshards ? o->memshards : -1, &err)) {
+        if (c.rank == 0) fprintf(stderr, "memllm edit: %s\n", err.msg);
+        cluster_finish(&c);
+        return 2;
+    }
+    int on_ranks = c.mpi && c.world > 1, rc = 1;
+    uint32_t on_disk = mm_memory_shards_on_disk(o->dir);
+    uint32_t shards = on_ranks       ? (uint32_t)c.n_shards
+                      : o->memshards ? (uint32_t)o->memshards
+                      : on_disk      ? on_disk
+                                     : 1;
+    /* Rank 0 reads the edits and picks the embedder before any shard opens;
+     * every rank learns whether that worked. */
+    struct mm_embedder *emb = NULL;
+    if (c.rank == 0) {
+        if (!o->file || read_edits(o, &err) == 0)
+            emb = cli_memory_embedder(o->embedder, o->dir, on_disk > 0, &err);
+        if (!emb) fprintf(stderr, "memllm edit: %s\n", err.msg);
+    }
+    int ok = c.rank != 0 || emb != NULL;
+    if (on_ranks) MPI_Bcast(&ok, 1, MPI_INT, 0, c.comm);
+    if (!ok) goto out;
+    if (c.role == ROLE_SHARD) {
+        rc = 0;
+        if (mm_memory_serve_shard(o->dir, (uint32_t)c.index, 1, c.comm, 0, &err)) {
+            fprintf(stderr, "memllm edit: shard %d (rank %d): %s\n", c.index, c.rank, err.msg);
+            cluster_abort(&c, 1);
+            rc = 1;
+        }
+        goto out;
+    }
+    struct mm_memory *m =
+        on_ranks ? mm_memory_open_mpi(c.comm, cluster_first_shard(&c), shards, emb, &err)
+                 : mm_memory_open_local(o->dir, shards, emb, 1, &err);
+    if (!m) {
+        fprintf(stderr, "memllm edit: %s\n", err.msg);
+        cluster_abort(&c, 1);
+        goto out;
+    }
+    rc = run_edit(m, o);
+    if (mm_memory_close(m, &err)) {
+        fprintf(stderr, "memllm edit: %s\n", err.msg);
+        rc = 1;
+    }
+out:
+    mm_embedder_free(emb);
+    cluster_finish(&c);
+    return rc;
+}
+
+int cli_edit(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        }
+    struct edit_opts o;
+    if (parse_args(argc, argv, &o)) return 2;
+    int rc = with_memory(&o);
+    free_edits(&o);
+    return rc;
+}
