@@ -572,14 +572,44 @@ static int sentence_done(void *ctx, const struct mw_sentence_result *r, struct m
     return 0;
 }
 
-/* Runs the queued documents, then frees them. */
-static int flush(struct annotate_run *run, struct doc *docs, int *n_docs, struct mm_err *err)
+/* The documents of one scheduling round: the writer points into them until
+ * the round has run. */
+struct round {
+    struct doc **docs;
+    int n, cap, sentences;
+};
+
+static int round_add(struct round *r, struct doc *d, struct mm_err *err)
+{
+    if (r->n == r->cap) {
+        int cap = r->cap ? 2 * r->cap : 64;
+        struct doc **grown = realloc(r->docs, (size_t)cap * sizeof(*grown));
+        if (!grown) {
+            mm_err_set(err, "out of memory");
+            return -1;
+        }
+        r->docs = grown;
+        r->cap = cap;
+    }
+    r->docs[r->n++] = d;
+    r->sentences += d->d.n_sentences;
+    return 0;
+}
+
+static void round_clear(struct round *r)
+{
+    for (int i = 0; i < r->n; i++) {
+        doc_free(r->docs[i]);
+        free(r->docs[i]);
+    }
+    r->n = r->sentences = 0;
+}
+
+static int round_run(struct annotate_run *run, struct round *r, struct mm_err *err)
 {
     int rc = memllm_writer_run(run->w, 512, err);
     memllm_writer_clear(run->w);
-    for (int i = 0; i < *n_docs; i++)
-        doc_free(&docs[i]);
-    *n_docs = 0;
+    round_clear(r);
     return rc;
 }
 
@@ -602,69 +632,48 @@ static int annotate(struct annotate_run *run, struct engine *e, struct mm_memory
     if (run->done.n)
         fprintf(stderr, "memllm annotate: %zu documents already done (%s/" DONE_FILE ")\n",
                 run->done.n, o->mem.dir);
-    /* Documents of one round; they stay alive until it ends. */
-    int cap = 64, n_docs = 0, queued = 0, rc = 0;
-    struct doc *docs = malloc((size_t)cap * sizeof(*docs));
-    struct id_set seen = {0};
-    struct corpus c = {.paths = o->corpus, .n_paths = o->n_corpus};
-    if (!docs) {
-        mm_err_set(err, "out of memory");
-        return -1;
-    }
     int64_t total;
-    if (count_documents(o->corpus, o->n_corpus, &total, err)) {
-        free(docs);
-        return -1;
-    }
+    if (count_documents(o->corpus, o->n_corpus, &total, err)) return -1;
     run->start = progress_now();
     progress_start(&run->bar, run->label, total);
+    struct round r = {0};
+    struct id_set seen = {0};
+    struct corpus c = {.paths = o->corpus, .n_paths = o->n_corpus};
+    int rc = 0;
     for (;;) {
-        if (n_docs == cap) {
-            struct doc *grown = realloc(docs, (size_t)(cap *= 2) * sizeof(*docs));
-            if (!grown) {
-                mm_err_set(err, "out of memory");
-                rc = -1;
-                break;
-            }
-            docs = grown;
-        }
-        struct doc *d = &docs[n_docs];
-        int got = corpus_next(&c, d, err);
-        if (got <= 0) {
-            if (got < 0) doc_free(d);
-            rc = got;
-            break;
-        }
-        int fresh = id_set_add(&seen, d->id);
-        if (fresh <= 0) {
-            if (fresh == 0)
-                mm_err_set(err, "document id '%s' appears twice in the corpus", d->id);
-            else
-                mm_err_set(err, "out of memory");
-            doc_free(d);
+        struct doc *d = calloc(1, sizeof(*d));
+        if (!d) {
+            mm_err_set(err, "out of memory");
             rc = -1;
             break;
         }
-        if (id_set_has(&run->done, d->id)) {
+        int got = corpus_next(&c, d, err);
+        int fresh = got > 0 ? id_set_add(&seen, d->id) : 0;
+        if (fresh > 0 && id_set_has(&run->done, d->id)) {
             run->docs_skipped++;
             doc_free(d);
+            free(d);
             continue;
         }
-        n_docs++;
-        queued += d->d.n_sentences;
-        if (memllm_writer_add(run->w, &d->d, err)) {
+        if (got > 0 && fresh == 0)
+            mm_err_set(err, "document id '%s' appears twice in the corpus", d->id);
+        else if (got > 0 && fresh < 0)
+            mm_err_set(err, "out of memory");
+        if (got <= 0 || fresh <= 0 || round_add(&r, d, err)) {
+            doc_free(d);
+            free(d);
+            rc = got == 0 ? 0 : -1;
+            break;
+        }
+        if (memllm_writer_add(run->w, &d->d, err) ||
+            (r.sentences >= o->chunk && round_run(run, &r, err))) {
             rc = -1;
             break;
         }
-        if (queued >= o->chunk) {
-            if ((rc = flush(run, docs, &n_docs, err))) break;
-            queued = 0;
-        }
     }
-    if (rc == 0) rc = flush(run, docs, &n_docs, err);
-    for (int i = 0; i < n_docs; i++)
-        doc_free(&docs[i]);
-    free(docs);
+    if (rc == 0) rc = round_run(run, &r, err);
+    round_clear(&r);
+    free(r.docs);
     id_set_free(&seen);
     corpus_close(&c);
     if (rc == 0) update_bar(run, 1);

@@ -6,3 +6,8 @@ memllm_test(test_memllm_write SOURCES test_memllm_write.c LIBS mm_coordinator)
 # Knowledge editing through the binary, in one process and under mpirun.
 memllm_test(test_edit_cli SOURCES test_edit_cli.c LIBS mm_common ARGS ${MPIEXEC_EXECUTABLE})
 add_dependencies(test_edit_cli memllm)
+# Corpus annotation through the binary: refusals, one process vs mpirun,
+# and jobs killed part way (SIGKILL, a stage rank, a shard rank) resumed.
+memllm_test(test_annotate_cli SOURCES test_annotate_cli.c LIBS mm_coordinator
+  ARGS ${MPIEXEC_EXECUTABLE})
+add_dependencies(test_annotate_cli memllm)
