@@ -14,11 +14,12 @@ for i in $(seq 1 2000); do echo "{\"prompt\": \"Once upon a time $i\", \"max_tok
 OMP_NUM_THREADS=1 "$mpirun" --oversubscribe --allow-run-as-root -np 3 "$bin" generate \
   --model "$model" --input "$work/requests.jsonl" --stages 2 >"$work/out" 2>"$work/err" &
 job=$!
-# Find stage 1 (MPI rank 2) among the job's processes and kill it mid-run.
+# Find stage 1 (MPI rank 2) among this mpirun's children (other jobs may
+# run beside this test) and kill it mid-run.
 victim=
 for _ in $(seq 1 100); do
-  for p in $(pgrep -f "$bin generate" || true); do
-    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=2'; then
+  for p in $(pgrep -P "$job" || true); do
+    if tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qx 'OMPI_COMM_WORLD_RANK=2'; then
       victim=$p
     fi
   done
