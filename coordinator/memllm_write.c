@@ -292,7 +292,12 @@ static int parse_items(struct memllm_writer *w, struct doc_state *d, int sentenc
     *n_facts = *malformed = 0;
     char *save = NULL;
     for (char *item = strtok_r(answer, ";", &save); item; item = strtok_r(NULL, ";", &save)) {
-        if (strspn(item, " \t\r\n") == strlen(item)) continue;
+        /* Line breaks around an item are layout, not part of its texts. */
+        item += strspn(item, " \t\r\n");
+        size_t len = strlen(item);
+        while (len > 0 && strchr(" \t\r\n", item[len - 1]))
+            item[--len] = 0;
+        if (len == 0) continue;
         if (d->n_facts == d->cap_facts) {
             size_t cap = d->cap_facts ? 2 * d->cap_facts : 16;
             struct mm_triple_text *t = realloc(d->texts, cap * sizeof(*t));

@@ -146,7 +146,7 @@ static void forced_output(const char *tiny)
         /* sentence 2: a fact again (more provenance), a repeat within the
          * sentence, too many and too few separators, an empty item */
         "Willi Schneider>>country of citizenship>>Germany;Willi Schneider>>country of "
-        "citizenship>>Germany;a>>b>>c>>d;;x>>y})",
+        "citizenship>>Germany\n;a>>b>>c>>d;;x>>y})",
         /* doc B: one fact */
         "Berlin>>country>>Germany})",
     };
