@@ -95,6 +95,11 @@ cudaStream_t kc_ctx_stream(const struct kc_ctx *c)
     return c->stream;
 }
 
+void kc_ctx_set_fast_gemm(struct kc_ctx *c, int fast)
+{
+    c->fast_gemm = fast;
+}
+
 int kc_ctx_device(const struct kc_ctx *c)
 {
     return c->device;

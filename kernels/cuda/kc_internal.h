@@ -20,6 +20,7 @@ struct kc_ctx {
     cublasHandle_t blas;
     void *work; /* workspace of the ops; stream order keeps its users apart */
     size_t work_bytes;
+    int fast_gemm; /* kc_ctx_set_fast_gemm */
 };
 
 /* 0 when e is cudaSuccess; otherwise -1 with "what: CUDA error text". */

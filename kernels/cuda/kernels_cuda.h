@@ -51,6 +51,12 @@ void kc_ctx_free(struct kc_ctx *c);
 cudaStream_t kc_ctx_stream(const struct kc_ctx *c);
 int kc_ctx_device(const struct kc_ctx *c);
 
+/* fast = 1: matmuls of many tokens with bf16 weights round the activations
+ * to one bf16 (as a bf16 model runs in PyTorch); fast = 0 (the default):
+ * they split them in two bf16 parts, twice the tensor-core work for
+ * results within f32 rounding of the CPU path. */
+void kc_ctx_set_fast_gemm(struct kc_ctx *c, int fast);
+
 /* Waits for everything enqueued on the context; reports a kernel's fault. */
 int kc_sync(struct kc_ctx *c, struct mm_err *err);
 
@@ -94,9 +100,11 @@ void kc_matrix_free(struct kc_matrix *m);
  * Up to KC_DOTS_MAX_TOKENS tokens: dot-product kernels that read the
  * weights once at their stored width, f32 activations (quantized weights:
  * activations quantized to 8-bit blocks as the CPU does). More tokens:
- * cuBLAS with f32 accumulation; f32 weights in full f32, f16/bf16 weights
- * with the activations rounded to f16/bf16, quantized weights dequantized to
- * bf16 tiles (bf16, not f16: activations of large models overflow f16). */
+ * cuBLAS with f32 accumulation; f32 weights in full f32, f16 weights with
+ * the activations rounded to f16, bf16 weights with the activations split
+ * in two bf16 parts (see kc_ctx_set_fast_gemm), quantized weights
+ * dequantized to bf16 tiles with bf16 activations (bf16, not f16:
+ * activations of large models overflow f16). */
 int kc_matmul_forward(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w,
                       int n, struct mm_err *err);
 /* out += scale * x W^T (LoRA updates). */

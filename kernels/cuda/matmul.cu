@@ -5,8 +5,10 @@
  * cols x rows matrix, so out^T (rows x n) = op_T(W) x^T with every leading
  * dimension the row length. Accumulation is f32 (CUBLAS_COMPUTE_32F, never
  * TF32: f32 weights keep full f32 products). Half-precision weights need
- * activations of their own type; quantized weights are dequantized to bf16
- * a tile of rows at a time, into the context's workspace.
+ * activations of their own type: f16 ones are rounded to f16, bf16 ones are
+ * split into two bf16 parts (bf16_split_gemm) unless the context asks for
+ * speed; quantized weights are dequantized to bf16 a tile of rows at a
+ * time, into the context's workspace.
  *
  * Backward (trainer): dx = dout W is the same call with CUBLAS_OP_N on W,
  * dW (LoRA's A and B only, base weights stay frozen) = dout^T x. */
@@ -71,6 +73,54 @@ static H *half_activations(struct kc_ctx *c, const float *x, int64_t len, size_t
     return xh;
 }
 
+/* hi = bf16(x), lo = bf16(x - hi): x to about 16 significant bits as two
+ * bf16 rows (hi rows first, then lo rows). */
+static __global__ void split_kernel(__nv_bfloat16 *hl, const float *x, int64_t len)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < len;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        __nv_bfloat16 hi = __float2bfloat16_rn(x[i]);
+        hl[i] = hi;
+        hl[len + i] = __float2bfloat16_rn(x[i] - __bfloat162float(hi));
+    }
+}
+
+/* out = alpha (hi part + lo part) (+ out when accumulating). */
+static __global__ void join_kernel(float *out, const float *parts, int64_t len, float alpha,
+                                   int accumulate)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < len;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float v = alpha * (parts[i] + parts[len + i]);
+        out[i] = accumulate ? out[i] + v : v;
+    }
+}
+
+/* bf16 weights with the activations split in two bf16 parts: one GEMM over
+ * 2n columns reads the weights once (decode batches stay bound by that
+ * read), prefill does twice the tensor-core work. Rounding x to one bf16
+ * (8 significant bits) moves the logits of a model by a few tenths; the
+ * split keeps them within f32's reach of the CPU path. */
+static int bf16_split_gemm(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w,
+                           int n, float alpha, int accumulate, struct mm_err *err)
+{
+    int64_t rows = w->rows, cols = w->cols, len = n * cols;
+    size_t hl_bytes = ((size_t)(2 * len) * sizeof(__nv_bfloat16) + 255) & ~(size_t)255;
+    size_t parts_bytes = (size_t)(2 * n * rows) * sizeof(float);
+    char *ws = (char *)kc_workspace(c, hl_bytes + parts_bytes, err);
+    if (!ws) return -1;
+    __nv_bfloat16 *hl = (__nv_bfloat16 *)ws;
+    float *parts = (float *)(ws + hl_bytes);
+    split_kernel<<<kc_grid(len, THREADS), THREADS, 0, c->stream>>>(hl, x, len);
+    if (kc_launched("matmul: split activations", err) ||
+        gemm(c, "matmul: bf16", rows, 2 * n, cols, 1.0f, w->data, CUDA_R_16BF, hl, CUDA_R_16BF,
+             0.0f, parts, rows, err))
+        return -1;
+    join_kernel<<<kc_grid(n * rows, THREADS), THREADS, 0, c->stream>>>(out, parts, n * rows, alpha,
+                                                                       accumulate);
+    return kc_launched("matmul: join the parts", err);
+}
+
 template <enum mm_dtype T>
 static int quantized_gemm(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w,
                           int n, float alpha, float beta, struct mm_err *err)
@@ -123,6 +173,7 @@ extern "C" int kc_matmul_gemm(struct kc_ctx *c, float *out, const float *x,
                   : -1;
     }
     case MM_BF16: {
+        if (!c->fast_gemm) return bf16_split_gemm(c, out, x, w, n, alpha, accumulate, err);
         __nv_bfloat16 *xh = half_activations<__nv_bfloat16>(c, x, n * cols, 0, err);
         return xh ? gemm(c, "matmul: bf16", rows, n, cols, alpha, w->data, CUDA_R_16BF, xh,
                          CUDA_R_16BF, beta, out, rows, err)

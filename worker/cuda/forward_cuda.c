@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels_cuda.h"
-
 struct cuda_layer {
     float *attn_norm, *ffn_norm; /* [dim] */
     struct kc_matrix lin[LIN_COUNT];
@@ -181,6 +179,11 @@ struct stage_cuda *stage_cuda_open(struct model *m, int n_slots, int capacity, i
         return NULL;
     }
     return s;
+}
+
+struct kc_ctx *stage_cuda_context(struct stage_cuda *s)
+{
+    return s->ctx;
 }
 
 int stage_cuda_add_adapter(struct stage_cuda *s, const struct lora_adapter *a, struct mm_err *err)

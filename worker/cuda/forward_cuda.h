@@ -18,6 +18,7 @@
 
 #include "err.h"
 #include "forward.h"
+#include "kernels_cuda.h"
 #include "lora.h"
 #include "model.h"
 
@@ -35,6 +36,9 @@ int stage_cuda_local_device(struct mm_err *err);
 struct stage_cuda *stage_cuda_open(struct model *m, int n_slots, int capacity, int device,
                                    struct mm_err *err);
 void stage_cuda_free(struct stage_cuda *s);
+
+/* The stage's CUDA context (for kc_ctx_set_fast_gemm, or its stream). */
+struct kc_ctx *stage_cuda_context(struct stage_cuda *s);
 
 /* Uploads an adapter for the stage's layers; adapters are numbered in the
  * order they are added, as stage_batch.adapter counts them. The host
