@@ -204,7 +204,7 @@ int shard_search(struct mm_shard *sh, const Memllm__SearchRequest *q, Memllm__Se
     }
     for (size_t i = 0; i < m; i++)
         memcpy(queries + i * (size_t)sh->dim, q->queries[i]->vec, sizeof(float) * (size_t)sh->dim);
-    if (m && mm_vindex_search(&sh->names, queries, m, q->tau, hits, nhits, &st->err) != 0) {
+    if (m && mm_vindex_search_k(&sh->names, queries, m, q->tau, q->k, hits, nhits, &st->err) != 0) {
         rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s", st->err.msg);
         goto out;
     }
@@ -407,7 +407,8 @@ int shard_query(struct mm_shard *sh, const Memllm__QueryRequest *q, Memllm__Quer
     for (size_t i = 0; i < m; i++)
         memcpy(rvecs + i * (size_t)sh->dim, q->items[i]->relation_vec,
                sizeof(float) * (size_t)sh->dim);
-    if (m && mm_vindex_search(&sh->relations, rvecs, m, q->tau_r, hits, nhits, &st->err) != 0) {
+    if (m && mm_vindex_search_k(&sh->relations, rvecs, m, q->tau_r, q->k_relations, hits, nhits,
+                                &st->err) != 0) {
         rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s", st->err.msg);
         goto out;
     }

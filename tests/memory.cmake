@@ -36,3 +36,7 @@ target_include_directories(test_memory_mpi_crash PRIVATE ${CMAKE_CURRENT_SOURCE_
 target_link_libraries(test_memory_mpi_crash PRIVATE ${MEMORY_TEST_LIBS})
 add_test(NAME test_memory_mpi_crash
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/memory/mpi_crash.sh $<TARGET_FILE:test_memory_mpi_crash>)
+
+# The approximate entity index: recall, threshold searches, its graph file,
+# and identical answers on Re-DocRED dev with and without it.
+memllm_test(test_memory_ann SOURCES test_memory_ann.c LIBS ${MEMORY_TEST_LIBS})
