@@ -18,22 +18,53 @@ struct text_slot {
 struct text_set {
     struct text_slot *s;
     size_t n, cap;
+    uint32_t *index; /* hash of id -> 1 + slot; 0: free */
+    size_t mask;
 };
+
+static size_t text_set_home(const struct text_set *set, uint64_t id)
+{
+    return (size_t)(id ^ id >> 31) & set->mask;
+}
 
 /* Index of the text's id in the set, adding it when new; -1 when OOM. */
 static long text_set_add(struct text_set *set, const char *text, uint64_t id)
 {
-    for (size_t i = 0; i < set->n; i++)
-        if (set->s[i].id == id) return (long)i;
+    size_t i = 0;
+    if (set->index) {
+        for (i = text_set_home(set, id); set->index[i]; i = (i + 1) & set->mask)
+            if (set->s[set->index[i] - 1].id == id) return (long)set->index[i] - 1;
+    }
     if (set->n == set->cap) {
         size_t cap = set->cap ? set->cap * 2 : 64;
         struct text_slot *s = realloc(set->s, cap * sizeof(*s));
         if (!s) return -1;
         set->s = s;
         set->cap = cap;
+        /* the index stays at most half full */
+        uint32_t *index = calloc(2 * cap, sizeof(*index));
+        if (!index) return -1;
+        free(set->index);
+        set->index = index;
+        set->mask = 2 * cap - 1;
+        for (size_t k = 0; k < set->n; k++) {
+            size_t j = text_set_home(set, set->s[k].id);
+            while (set->index[j])
+                j = (j + 1) & set->mask;
+            set->index[j] = (uint32_t)(k + 1);
+        }
+        for (i = text_set_home(set, id); set->index[i]; i = (i + 1) & set->mask)
+            ;
     }
     set->s[set->n] = (struct text_slot){.text = text, .id = id};
+    set->index[i] = (uint32_t)(set->n + 1);
     return (long)set->n++;
+}
+
+static void text_set_free(struct text_set *set)
+{
+    free(set->s);
+    free(set->index);
 }
 
 /* Embeds every text of the set into arena messages. */
@@ -107,8 +138,8 @@ static void plan_free(struct write_plan *p)
     for (uint32_t j = 0; p->part && j < p->m->shards; j++)
         free(p->part[j].has_entity);
     free(p->part);
-    free(p->entities.s);
-    free(p->relations.s);
+    text_set_free(&p->entities);
+    text_set_free(&p->relations);
     free(p->entity_vecs);
     free(p->relation_vecs);
     mm_arena_free(&p->ar);
@@ -327,7 +358,7 @@ int mm_memory_write(struct mm_memory *m, const struct mm_fact *facts, size_t n,
         client_free_responses(m, resp);
     }
     free(alias_vecs);
-    free(alias_texts.s);
+    text_set_free(&alias_texts);
     free(resp);
     free(slots);
     plan_free(&p);

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* The approximate entity index's graph, next to the database it indexes. */
+#define ANN_GRAPH_FILE "memllm-names.hnsw"
+
 static const char *const cf_names[CF_COUNT] = {
     "default", "entities", "names", "relations", "triples", "provenance",
 };
@@ -47,6 +50,9 @@ static int open_db(struct mm_shard *sh, struct shard_status *st)
 void shard_close_db(struct mm_shard *sh)
 {
     if (!sh->db) return;
+    /* Its graph file belongs to this database: saved before a restore swaps
+     * the directory. */
+    mm_vindex_disable_ann(&sh->names);
     for (int i = 0; i < CF_COUNT; i++) {
         rocksdb_column_family_handle_destroy(sh->cf[i]);
         sh->cf[i] = NULL;
@@ -62,6 +68,8 @@ static void forget_meta(struct mm_shard *sh)
     sh->configured = 0;
     mm_vindex_free(&sh->names);
     mm_vindex_free(&sh->relations);
+    id_map_free(&sh->entity_ids);
+    id_map_free(&sh->relation_ids);
 }
 
 /* Reads the meta record, if any, and loads the indexes it makes usable. */
@@ -93,6 +101,15 @@ static int load_meta(struct mm_shard *sh, struct shard_status *st)
         forget_meta(sh);
         return -1;
     }
+    size_t len = strlen(sh->dir) + sizeof(ANN_GRAPH_FILE) + 1;
+    char *path = malloc(len);
+    if (!path) {
+        forget_meta(sh);
+        return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
+    }
+    snprintf(path, len, "%s/%s", sh->dir, ANN_GRAPH_FILE);
+    mm_vindex_enable_ann(&sh->names, &sh->opt.ann, path);
+    free(path);
     return 1;
 }
 
@@ -119,6 +136,15 @@ struct mm_shard *mm_shard_open(const char *dir, const struct mm_shard_options *o
     /* Keep RocksDB's info log small: a shard directory is user data. */
     rocksdb_options_set_max_log_file_size(sh->options, 1 << 20);
     rocksdb_options_set_keep_log_file_num(sh->options, 2);
+    /* Writes look up copies and names that are mostly absent: bloom filters,
+     * in the SST files and in the memtables, answer those without a search. */
+    rocksdb_block_based_table_options_t *table = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_filter_policy(table,
+                                                  rocksdb_filterpolicy_create_bloom_full(10));
+    rocksdb_options_set_block_based_table_factory(sh->options, table);
+    rocksdb_block_based_options_destroy(table);
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(sh->options, 0.02);
+    rocksdb_options_set_memtable_whole_key_filtering(sh->options, 1);
     sh->wopt = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(sh->wopt, (unsigned char)(sh->opt.sync ? 1 : 0));
     rocksdb_writeoptions_disable_WAL(sh->wopt, 0);
@@ -143,6 +169,16 @@ void mm_shard_close(struct mm_shard *sh)
     rocksdb_options_destroy(sh->options);
     free(sh->dir);
     free(sh);
+}
+
+int mm_shard_ann_wait(struct mm_shard *sh, struct mm_ann_status *st, struct mm_err *err)
+{
+    if (!sh->configured) {
+        memset(st, 0, sizeof(*st));
+        mm_err_set(err, "%s: not configured", sh->dir);
+        return -1;
+    }
+    return mm_vindex_ann_wait(&sh->names, st, err);
 }
 
 int shard_hello(struct mm_shard *sh, const Memllm__Hello *h, Memllm__HelloResult *res,
@@ -237,8 +273,62 @@ size_t shard_name_key(unsigned char *buf, const char *normalised, uint64_t id)
     return len + 9;
 }
 
-/* Adds every row of one family (names or relations) to its index. */
-static int load_family(struct mm_shard *sh, int cf, struct mm_vector_index *ix,
+const void *id_map_find(const struct id_map *m, uint64_t id)
+{
+    if (!m->val) return NULL;
+    for (size_t i = (size_t)(id ^ id >> 29) & m->mask; m->val[i]; i = (i + 1) & m->mask)
+        if (m->id[i] == id) return m->val[i];
+    return NULL;
+}
+
+/* At most half full, so that probes stay short. */
+static int id_map_fits(const struct id_map *m, size_t n)
+{
+    return m->val && 2 * n <= m->mask + 1;
+}
+
+int id_map_reserve(struct id_map *m, size_t extra)
+{
+    if (id_map_fits(m, m->n + extra)) return 0;
+    size_t cap = m->val ? 2 * (m->mask + 1) : 1024;
+    while (2 * (m->n + extra) > cap)
+        cap *= 2;
+    struct id_map g = {.id = malloc(cap * sizeof(*g.id)), .val = calloc(cap, sizeof(*g.val))};
+    if (!g.id || !g.val) {
+        id_map_free(&g);
+        return -1;
+    }
+    g.mask = cap - 1;
+    for (size_t i = 0; m->val && i <= m->mask; i++)
+        if (m->val[i]) id_map_put(&g, m->id[i], m->val[i]);
+    id_map_free(m);
+    *m = g;
+    return 0;
+}
+
+int id_map_put(struct id_map *m, uint64_t id, const void *val)
+{
+    if (!id_map_fits(m, m->n + 1) && id_map_reserve(m, 1) != 0) return -1;
+    size_t i = (size_t)(id ^ id >> 29) & m->mask;
+    while (m->val[i] && m->id[i] != id)
+        i = (i + 1) & m->mask;
+    if (!m->val[i]) m->n++;
+    m->id[i] = id;
+    m->val[i] = val;
+    return 0;
+}
+
+void id_map_free(struct id_map *m)
+{
+    free(m->id);
+    free(m->val);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Adds every row of one family (names or relations) to its index, and the
+ * entities (their canonical rows: text id = entity id) or relation types to
+ * their id map. */
+static int load_family(struct mm_shard *sh, int cf, struct mm_vector_index *ix, struct id_map *ids,
                        struct shard_status *st)
 {
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(sh->db, sh->ropt, sh->cf[cf]);
@@ -273,7 +363,8 @@ static int load_family(struct mm_shard *sh, int cf, struct mm_vector_index *ix,
                             "%s: damaged row in column family %s", sh->dir, cf_names[cf]);
         } else {
             char *norm = mm_text_normalise(text);
-            if (!norm || mm_vindex_add(ix, owner, norm, vec, &st->err) != 0) {
+            if (!norm || mm_vindex_add(ix, owner, norm, vec, &st->err) != 0 ||
+                (mm_text_id(norm) == owner && id_map_put(ids, owner, ix->text[ix->n - 1]) != 0)) {
                 rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: out of memory loading %s",
                                 sh->dir, cf_names[cf]);
             }
@@ -292,6 +383,6 @@ static int load_family(struct mm_shard *sh, int cf, struct mm_vector_index *ix,
 
 int shard_load_indexes(struct mm_shard *sh, struct shard_status *st)
 {
-    if (load_family(sh, CF_NAMES, &sh->names, st) != 0) return -1;
-    return load_family(sh, CF_RELATIONS, &sh->relations, st);
+    if (load_family(sh, CF_NAMES, &sh->names, &sh->entity_ids, st) != 0) return -1;
+    return load_family(sh, CF_RELATIONS, &sh->relations, &sh->relation_ids, st);
 }

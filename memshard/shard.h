@@ -12,6 +12,7 @@
 #ifndef MEMLLM_MEMSHARD_SHARD_H
 #define MEMLLM_MEMSHARD_SHARD_H
 
+#include "ann.h"
 #include "err.h"
 
 #include <stddef.h>
@@ -23,6 +24,10 @@ struct mm_shard_options {
     /* fsync the write-ahead log before acknowledging a write: survives a
      * machine crash, not only a process crash (slower). */
     int sync;
+    /* Approximate entity search (ann.h): zero fields take the defaults;
+     * ann.min_rows = UINT32_MAX keeps every search exact. Its graph is saved
+     * in the shard's directory as memllm-names.hnsw. */
+    struct mm_ann_options ann;
 };
 
 /* Opens (creating if needed) the shard database in dir. The shard takes its
@@ -36,5 +41,11 @@ void mm_shard_close(struct mm_shard *sh);
  * -1 when out of memory (no response). */
 int mm_shard_handle(struct mm_shard *sh, const uint8_t *req, size_t req_len, uint8_t **resp,
                     size_t *resp_len);
+
+/* The approximate entity index indexes new names in the background. Waits
+ * until it covers every name row and returns its status: 0, or -1 when the
+ * shard has no approximate index running (too few names, disabled, not
+ * configured, or it failed to start: err says why when it failed). */
+int mm_shard_ann_wait(struct mm_shard *sh, struct mm_ann_status *st, struct mm_err *err);
 
 #endif

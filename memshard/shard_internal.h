@@ -36,6 +36,24 @@ enum {
 #define PROVENANCE_KEY_LEN (TRIPLE_KEY_LEN + 8)
 #define SHARD_FORMAT 1
 
+/* A hash map from ids to non-NULL pointers. The shard keeps two: entity
+ * and relation ids to the normalised text they stand for (an entity's
+ * canonical name, a relation type), owned by the vector index row of that
+ * name; writes use more for the ids of one request. */
+struct id_map {
+    uint64_t *id;
+    const void **val; /* NULL: free slot */
+    size_t n, mask;
+};
+
+/* The value of id, or NULL when absent. */
+const void *id_map_find(const struct id_map *m, uint64_t id);
+/* Adds (or replaces) id; -1 when out of memory. */
+int id_map_put(struct id_map *m, uint64_t id, const void *val);
+/* Room for `extra` more ids, so that putting them cannot fail. */
+int id_map_reserve(struct id_map *m, size_t extra);
+void id_map_free(struct id_map *m);
+
 struct mm_shard {
     char *dir;
     struct mm_shard_options opt;
@@ -51,6 +69,9 @@ struct mm_shard {
     int dim;
     struct mm_vector_index names;     /* entity names homed here */
     struct mm_vector_index relations; /* every relation type */
+    /* The committed entities and relation types, so that a write needs no
+     * read to know whether they exist (and whether an id collides). */
+    struct id_map entity_ids, relation_ids;
 };
 
 /* A handler's outcome: status and, when not OK, the message in err. */
