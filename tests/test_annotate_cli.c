@@ -198,18 +198,26 @@ static void tiny(const char *fixtures)
     write_file(many, "{\"id\": \"a\", \"text\": \"One. Two. Three.\"}\n"
                      "{\"id\": \"b\", \"sents\": [[\"Four\", \".\"]]}\n"
                      "{\"title\": \"c\", \"sents\": [[\"Five\", \".\"], [\"Six\", \".\"]]}\n");
+    char array[1200], object[1200];
+    path_in(array, sizeof(array), "docred.json");
+    path_in(object, sizeof(object), "object.json");
+    write_file(array, "[{\"title\": \"d\", \"sents\": [[\"Seven\", \".\"]]}, "
+                      "{\"id\": \"e\", \"text\": \"Eight.\"}]\n");
+    write_file(object, "{\"title\": \"d\", \"sents\": []}\n");
+    const char *not_array[] = {"annotate", object, "--model", model, "--memory", mem, NULL};
+    expect_failure("a .json object", not_array, "not a JSON array");
     const char *rounds[] = {
-        "annotate",     text, many,        "--model", model,     "--memory", mem,
-        "--max-tokens", "2",  "--threads", "1",       "--chunk", "2",        NULL};
+        "annotate",     text, many,        array, "--model", model, "--memory", mem,
+        "--max-tokens", "2",  "--threads", "1",   "--chunk", "2",   NULL};
     r = memllm(0, rounds);
     CHECKF(r.status == 0, "rounds: exit %d: %s", r.status, r.err);
-    CHECKF(strstr(r.out, "documents: 3\n") && strstr(r.out, "already_done: 1\n") &&
-               strstr(r.out, "sentences: 6\n"),
+    CHECKF(strstr(r.out, "documents: 5\n") && strstr(r.out, "already_done: 1\n") &&
+               strstr(r.out, "sentences: 8\n"),
            "rounds: %s", r.out);
     cmd_result_free(&r);
     ids = read_text(done);
     char *sorted = sorted_lines(ids);
-    CHECKF(!strcmp(sorted, "a\nb\nc\nnotes.txt\n"), "annotate.done: '%s'", ids);
+    CHECKF(!strcmp(sorted, "a\nb\nc\nd\ne\nnotes.txt\n"), "annotate.done: '%s'", ids);
     free(sorted);
     free(ids);
 }
