@@ -240,7 +240,7 @@ static void test_sampling(struct kc_ctx *c)
             CHECKF(ids[t] == k_argmax(x + (size_t)t * dim, dim), "argmax dim %d row %d: %d vs %d",
                    dim, t, ids[t], k_argmax(x + (size_t)t * dim, dim));
 
-        int ks[] = {1, 5, 40, dim};
+        int ks[] = {1, 5, 40, dim <= 1000 ? dim : 100}; /* all of a short row */
         for (int ki = 0; ki < 4; ki++) {
             int k = ks[ki] < dim ? ks[ki] : dim;
             KC_OK(kc_topk(c, dids, dvals, dx, n, dim, k, &cuda_err));
