@@ -415,12 +415,12 @@ static int annotate_job(struct engine *e, struct mm_memory *m, const struct clus
         const struct mw_stats *st = memllm_writer_stats(run.w);
         double t = progress_now() - run.start;
         printf("documents: %lld\nalready_done: %lld\nsentences: %lld\nskipped_sentences: %lld\n"
-               "tokens: %lld\ntriples: %lld\nmalformed: %lld\nseconds: %.2f\n"
-               "sentences_per_s: %.2f\ntriples_per_s: %.2f\n",
+               "prompt_tokens: %lld\ntokens: %lld\ntriples: %lld\nmalformed: %lld\n"
+               "seconds: %.2f\nsentences_per_s: %.2f\ntriples_per_s: %.2f\n",
                (long long)run.docs_done, (long long)run.docs_skipped, (long long)st->sentences,
-               (long long)st->skipped, (long long)st->tokens, (long long)st->facts,
-               (long long)st->malformed, t, t > 0 ? (double)st->sentences / t : 0.0,
-               t > 0 ? (double)st->facts / t : 0.0);
+               (long long)st->skipped, (long long)st->prompt_tokens, (long long)st->tokens,
+               (long long)st->facts, (long long)st->malformed, t,
+               t > 0 ? (double)st->sentences / t : 0.0, t > 0 ? (double)st->facts / t : 0.0);
     }
     if (run.trace && fclose(run.trace) != 0 && rc == 0) {
         mm_err_set(err, "%s: cannot write", o->trace);

@@ -231,6 +231,7 @@ int memllm_writer_add(struct memllm_writer *w, const struct mw_document *doc, st
         };
         w->n_reqs++;
         w->docs[di].pending++;
+        w->stats.prompt_tokens += (int64_t)n;
     }
     if (w->docs[di].pending == 0) {
         w->stats.documents++;

@@ -71,9 +71,10 @@ struct mw_callbacks {
 };
 
 struct mw_stats {
-    int64_t documents, sentences, tokens;
-    int64_t skipped; /* sentences whose prompt alone exceeds half the context */
-    int64_t facts;   /* well-formed items written (with repeats within a sentence dropped) */
+    int64_t documents, sentences;
+    int64_t prompt_tokens, tokens; /* read (the prompts) and generated */
+    int64_t skipped;               /* sentences whose prompt alone exceeds half the context */
+    int64_t facts; /* well-formed items written (with repeats within a sentence dropped) */
     int64_t malformed;
 };
 

@@ -1,8 +1,9 @@
 /* memllm annotate end to end.
  *
  * Tiny Mistral fixture: refusals (missing memory, a bad JSONL line named
- * FILE:LINE, a document id twice, a missing file, an unknown adapter) and a
- * plain text document split into its sentences.
+ * FILE:LINE, a document id twice, a missing file, an unknown adapter), a
+ * plain text document split into its sentences, every corpus format in
+ * rounds of a few sentences, and the write adapter in use.
  *
  * SmolLM2-135M (SKIP when absent), which has no MemLLM training: documents
  * whose earlier sentences show the write format make it write facts.
@@ -220,6 +221,42 @@ static void tiny(const char *fixtures)
     CHECKF(!strcmp(sorted, "a\nb\nc\nd\ne\nnotes.txt\n"), "annotate.done: '%s'", ids);
     free(sorted);
     free(ids);
+}
+
+/* The write adapter: --adapter mw=DIR --use-adapter mw, and the only
+ * adapter by default, changes what the model writes. */
+static void adapter(const char *fixtures)
+{
+    char model[1200], dir[1300], text[1200], trace[3][1200], mem[3][1200];
+    snprintf(model, sizeof(model), "%s/models/tiny-mistral", fixtures);
+    snprintf(dir, sizeof(dir), "mw=%s/adapter", model);
+    path_in(text, sizeof(text), "notes.txt");
+    char *written[3];
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "adapter-trace-%d", i);
+        path_in(trace[i], sizeof(trace[i]), name);
+        snprintf(name, sizeof(name), "adapter-memory-%d", i);
+        path_in(mem[i], sizeof(mem[i]), name);
+        const char *args[] = {"annotate",      text,     "--model",    model,
+                              "--memory",      mem[i],   "--embedder", "fallback",
+                              "--max-tokens",  "6",      "--threads",  "1",
+                              "--trace",       trace[i], "--adapter",  dir,
+                              "--use-adapter", "mw",     NULL};
+        /* 0: base model; 1: the adapter named; 2: the only adapter. */
+        if (i == 0) args[14] = NULL;
+        if (i == 2) args[16] = NULL;
+        struct cmd_result r = memllm(0, args);
+        CHECKF(r.status == 0, "adapter run %d: exit %d: %s", i, r.status, r.err);
+        cmd_result_free(&r);
+        char *t = read_text(trace[i]);
+        written[i] = sorted_lines(t);
+        free(t);
+    }
+    CHECKF(strcmp(written[0], written[1]) != 0, "the adapter did not change the output");
+    CHECKF(!strcmp(written[1], written[2]), "the only adapter is not the default");
+    for (int i = 0; i < 3; i++)
+        free(written[i]);
 }
 
 /* --- SmolLM2 --------------------------------------------------------------------------------- */
@@ -593,6 +630,7 @@ int main(int argc, char **argv)
     char fixtures[1024], smol[1024];
     test_path("MEMLLM_FIXTURES", ".", fixtures, sizeof(fixtures));
     tiny(fixtures);
+    adapter(fixtures);
     test_path("MEMLLM_MODELS_DIR", "SmolLM2-135M-Instruct.Q4_1.gguf", smol, sizeof(smol));
     if (access(smol, R_OK) == 0) {
         smol_model = smol;
