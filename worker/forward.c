@@ -63,32 +63,29 @@ static int scratch_reserve(struct stage *s, int n, struct mm_err *err)
     return 0;
 }
 
-/* Everything that can be wrong with a batch is checked here, before any
- * state changes, so a rejected batch leaves the caches as they were. */
-static int check_batch(const struct stage *s, const struct stage_batch *b, struct mm_err *err)
+int stage_batch_check(const struct stage_batch *b, const struct stage_limits *lim,
+                      struct mm_err *err)
 {
-    const struct model_config *c = &s->model->cfg;
     if (b->n <= 0) {
         mm_err_set(err, "forward: empty batch");
         return -1;
     }
     for (int i = 0; i < b->n; i++) {
-        if (b->slot[i] < 0 || b->slot[i] >= s->kv.n_slots) {
+        if (b->slot[i] < 0 || b->slot[i] >= lim->n_slots) {
             mm_err_set(err, "forward: token %d: slot %d out of range [0, %d)", i, b->slot[i],
-                       s->kv.n_slots);
+                       lim->n_slots);
             return -1;
         }
-        if (b->pos[i] < 0 || b->pos[i] >= s->kv.capacity) {
+        if (b->pos[i] < 0 || b->pos[i] >= lim->capacity) {
             mm_err_set(err, "forward: token %d: position %d exceeds the context of %d tokens", i,
-                       b->pos[i], s->kv.capacity);
+                       b->pos[i], lim->capacity);
             return -1;
         }
-        if (model_is_first_stage(s->model) && (b->tokens[i] < 0 || b->tokens[i] >= c->vocab_size)) {
-            mm_err_set(err, "forward: token id %d out of range [0, %d)", b->tokens[i],
-                       c->vocab_size);
+        if (lim->vocab > 0 && (b->tokens[i] < 0 || b->tokens[i] >= lim->vocab)) {
+            mm_err_set(err, "forward: token id %d out of range [0, %d)", b->tokens[i], lim->vocab);
             return -1;
         }
-        if (b->adapter && (b->adapter[i] < -1 || b->adapter[i] >= s->n_adapters)) {
+        if (b->adapter && (b->adapter[i] < -1 || b->adapter[i] >= lim->n_adapters)) {
             mm_err_set(err, "forward: token %d: adapter %d is not loaded", i, b->adapter[i]);
             return -1;
         }
@@ -99,9 +96,9 @@ static int check_batch(const struct stage *s, const struct stage_batch *b, struc
                     mm_err_set(err, "forward: tokens of slot %d are not contiguous", b->slot[i]);
                     return -1;
                 }
-            if (b->pos[i] > s->kv.len[b->slot[i]]) {
+            if (b->pos[i] > lim->len[b->slot[i]]) {
                 mm_err_set(err, "forward: slot %d holds %d positions, token %d is at position %d",
-                           b->slot[i], s->kv.len[b->slot[i]], i, b->pos[i]);
+                           b->slot[i], lim->len[b->slot[i]], i, b->pos[i]);
                 return -1;
             }
         } else if (b->pos[i] != b->pos[i - 1] + 1) {
@@ -113,6 +110,18 @@ static int check_batch(const struct stage *s, const struct stage_batch *b, struc
         }
     }
     return 0;
+}
+
+static int check_batch(const struct stage *s, const struct stage_batch *b, struct mm_err *err)
+{
+    struct stage_limits lim = {
+        .n_slots = s->kv.n_slots,
+        .capacity = s->kv.capacity,
+        .len = s->kv.len,
+        .n_adapters = s->n_adapters,
+        .vocab = model_is_first_stage(s->model) ? s->model->cfg.vocab_size : 0,
+    };
+    return stage_batch_check(b, &lim, err);
 }
 
 /* out = x W^T, plus each token's adapter update scale * (x A^T) B^T. */

@@ -40,6 +40,20 @@ struct stage {
     struct stage_scratch scratch;
 };
 
+/* What a batch is checked against: the cache's geometry and state. */
+struct stage_limits {
+    int n_slots, capacity;
+    const int *len; /* filled positions per slot */
+    int n_adapters;
+    int vocab; /* first stage: token ids must be below it; 0: not checked */
+};
+
+/* Everything that can be wrong with a batch, found before any state
+ * changes, so a rejected batch leaves the caches as they were. Shared by
+ * the CPU and GPU stages. */
+int stage_batch_check(const struct stage_batch *b, const struct stage_limits *lim,
+                      struct mm_err *err);
+
 int stage_init(struct stage *s, struct model *m, int n_slots, int capacity, struct mm_err *err);
 void stage_free(struct stage *s);
 

@@ -258,56 +258,16 @@ static int reserve(struct stage_cuda *s, int n, struct mm_err *err)
     return -1;
 }
 
-/* forward.c's check_batch on this stage's cache: everything that can be
- * wrong with a batch is found before any state changes. */
 static int check_batch(const struct stage_cuda *s, const struct stage_batch *b, struct mm_err *err)
 {
-    const struct model_config *c = &s->model->cfg;
-    if (b->n <= 0) {
-        mm_err_set(err, "forward: empty batch");
-        return -1;
-    }
-    for (int i = 0; i < b->n; i++) {
-        if (b->slot[i] < 0 || b->slot[i] >= s->n_slots) {
-            mm_err_set(err, "forward: token %d: slot %d out of range [0, %d)", i, b->slot[i],
-                       s->n_slots);
-            return -1;
-        }
-        if (b->pos[i] < 0 || b->pos[i] >= s->capacity) {
-            mm_err_set(err, "forward: token %d: position %d exceeds the context of %d tokens", i,
-                       b->pos[i], s->capacity);
-            return -1;
-        }
-        if (model_is_first_stage(s->model) && (b->tokens[i] < 0 || b->tokens[i] >= c->vocab_size)) {
-            mm_err_set(err, "forward: token id %d out of range [0, %d)", b->tokens[i],
-                       c->vocab_size);
-            return -1;
-        }
-        if (b->adapter && (b->adapter[i] < -1 || b->adapter[i] >= s->n_adapters)) {
-            mm_err_set(err, "forward: token %d: adapter %d is not loaded", i, b->adapter[i]);
-            return -1;
-        }
-        int starts_run = i == 0 || b->slot[i] != b->slot[i - 1];
-        if (starts_run) {
-            for (int j = 0; j < i; j++)
-                if (b->slot[j] == b->slot[i]) {
-                    mm_err_set(err, "forward: tokens of slot %d are not contiguous", b->slot[i]);
-                    return -1;
-                }
-            if (b->pos[i] > s->len[b->slot[i]]) {
-                mm_err_set(err, "forward: slot %d holds %d positions, token %d is at position %d",
-                           b->slot[i], s->len[b->slot[i]], i, b->pos[i]);
-                return -1;
-            }
-        } else if (b->pos[i] != b->pos[i - 1] + 1) {
-            mm_err_set(err, "forward: positions of slot %d are not consecutive", b->slot[i]);
-            return -1;
-        } else if (b->adapter && b->adapter[i] != b->adapter[i - 1]) {
-            mm_err_set(err, "forward: slot %d switches adapter inside a batch", b->slot[i]);
-            return -1;
-        }
-    }
-    return 0;
+    struct stage_limits lim = {
+        .n_slots = s->n_slots,
+        .capacity = s->capacity,
+        .len = s->len,
+        .n_adapters = s->n_adapters,
+        .vocab = model_is_first_stage(s->model) ? s->model->cfg.vocab_size : 0,
+    };
+    return stage_batch_check(b, &lim, err);
 }
 
 /* out = x W^T, plus each token's adapter update scale * (x A^T) B^T. */
