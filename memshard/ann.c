@@ -7,6 +7,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 /* The int8 codes' similarities err by ~1e-3 (one quantisation step per
  * element, summed over the dimensions); candidates are kept down to this far
@@ -74,9 +76,16 @@ static void maybe_save(struct mm_ann *a, int force)
     }
 }
 
+/* How much nicer than the shard's requests the indexer runs: it catches up
+ * when the shard is idle rather than slowing writes and searches down. */
+#define INDEXER_NICE 10
+
 static void *indexer(void *arg)
 {
     struct mm_ann *a = arg;
+    /* A Linux thread has its own nice value. Failing to lower it only leaves
+     * the indexer at the shard's priority, so the result is not checked. */
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), INDEXER_NICE);
     float *vec = malloc((size_t)a->ix->dim * sizeof(float));
     pthread_mutex_lock(&a->mu);
     if (!vec) {
@@ -315,8 +324,9 @@ int mm_ann_search(struct mm_ann *a, const float *q, double min_sim, size_t k, ui
     *sims = NULL;
     struct ann_cand *c = NULL;
     uint64_t *owners = NULL;
-    size_t found = 0;
+    size_t found = 0, cap = 0;
     float bound = (float)(min_sim - CODE_MARGIN);
+    int ranged = 0; /* the list reaches below bound: all above it are wanted */
     for (size_t ef = a->opt.ef_search;; ef *= 2) {
         if (ef > g->n / 16) {
             *n = SIZE_MAX;
@@ -329,13 +339,19 @@ int mm_ann_search(struct mm_ann *a, const float *q, double min_sim, size_t k, ui
         if (cg) c = cg;
         if (og) owners = og;
         if (!cg || !og) goto oom;
+        cap = ef;
         found = ann_graph_search(g, &a->query, q, ef, c);
         if (found == SIZE_MAX) goto oom;
         /* Covered: the list reaches below the threshold, or the graph has
          * nothing more, or the k best owners are in. */
-        if (found < ef || c[found - 1].sim < bound) break;
+        if (found < ef || c[found - 1].sim < bound) {
+            ranged = 1;
+            break;
+        }
         if (distinct_owners(a->ix, c, found, owners) >= k) break;
     }
+    if (ranged) found = ann_graph_expand(g, &a->query, bound, &c, found, &cap);
+    if (found == SIZE_MAX) goto oom;
     size_t keep = 0;
     while (keep < found && c[keep].sim >= bound)
         keep++;

@@ -75,6 +75,7 @@ void ann_scratch_free(struct ann_scratch *s)
     free(s->mark);
     free(s->cand);
     free(s->res);
+    free(s->qcode);
     memset(s, 0, sizeof(*s));
 }
 
@@ -266,15 +267,43 @@ size_t ann_graph_search(const struct ann_graph *g, struct ann_scratch *s, const 
                         struct ann_cand *out)
 {
     if (g->n == 0) return 0;
-    int8_t code[g->dim];
-    struct query qc = {code, 0.0f};
-    ann_encode(q, g->dim, code, &qc.scale);
+    if (!s->qcode && !(s->qcode = malloc((size_t)g->dim))) return SIZE_MAX;
+    ann_encode(q, g->dim, s->qcode, &s->qscale);
+    struct query qc = {s->qcode, s->qscale};
     uint32_t ep = g->entry;
     float ep_sim = sim_to(g, qc, ep);
     for (int level = g->max_level; level > 0; level--)
         ep = greedy(g, qc, ep, &ep_sim, level);
     size_t n = search_level(g, s, qc, ep, ep_sim, ef, 0);
     if (n != SIZE_MAX) memcpy(out, s->res, n * sizeof(*out));
+    return n;
+}
+
+size_t ann_graph_expand(const struct ann_graph *g, struct ann_scratch *s, float bound,
+                        struct ann_cand **out, size_t n, size_t *cap)
+{
+    struct query qc = {s->qcode, s->qscale};
+    /* the list is its own queue: entries past n are found here */
+    for (size_t i = 0; i < n; i++) {
+        if ((*out)[i].sim < bound) continue;
+        const uint32_t *l = links_of(g, (*out)[i].node, 0);
+        for (uint32_t j = 1; j <= l[0]; j++) {
+            uint32_t e = l[j];
+            if (s->mark[e] == s->epoch) continue;
+            s->mark[e] = s->epoch;
+            float sim = sim_to(g, qc, e);
+            if (sim < bound) continue;
+            if (n == *cap) {
+                size_t grown = *cap ? 2 * *cap : 64;
+                struct ann_cand *c = realloc(*out, grown * sizeof(*c));
+                if (!c) return SIZE_MAX;
+                *out = c;
+                *cap = grown;
+            }
+            (*out)[n++] = (struct ann_cand){sim, e};
+        }
+    }
+    qsort(*out, n, sizeof(**out), by_sim_desc);
     return n;
 }
 

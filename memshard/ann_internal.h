@@ -49,6 +49,8 @@ struct ann_scratch {
     uint32_t epoch;
     struct ann_cand *cand, *res;
     size_t cap;
+    int8_t *qcode; /* the last searched vector, encoded */
+    float qscale;
 };
 
 /* The identity of a row: its owner and the id of its normalised text. */
@@ -80,6 +82,16 @@ int ann_graph_encode_rows(struct ann_graph *g, const float *vecs);
  * for ef); returns their count, or SIZE_MAX when out of memory. */
 size_t ann_graph_search(const struct ann_graph *g, struct ann_scratch *s, const float *q, size_t ef,
                         struct ann_cand *out);
+
+/* After a search whose list reached below `bound`: the nodes at or above
+ * bound that are linked (at level 0, through nodes at or above bound) to
+ * those of the list, and that the search did not visit, are appended to
+ * *out (n entries, room for *cap, grown with realloc); the whole list is
+ * then sorted best first. A range search that stopped at the list's end
+ * would miss such nodes. Returns the new count, or SIZE_MAX when out of
+ * memory. */
+size_t ann_graph_expand(const struct ann_graph *g, struct ann_scratch *s, float bound,
+                        struct ann_cand **out, size_t n, size_t *cap);
 
 /* The graph file: save writes path.tmp and renames it over path. load fills
  * an empty graph from the file; it returns 0 when loaded, 1 when there is no

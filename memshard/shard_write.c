@@ -14,6 +14,8 @@
 #include "shard_internal.h"
 #include "text.h"
 
+#include <stdalign.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -26,12 +28,21 @@ struct write_op {
     size_t klen, vlen;
 };
 
+/* Storage of the ops' keys and values: not zeroed (an arena's memory is),
+ * since each byte is written once, by a copy or a pack. */
+struct byte_chunk {
+    struct byte_chunk *next;
+    size_t used, size;
+    alignas(max_align_t) unsigned char data[];
+};
+
 /* The request's writes, and the latest one of each key. */
 struct request_writes {
     struct write_op *ops;
     size_t n, cap;
     uint32_t *slot; /* hash of (cf, key) -> 1 + index of its latest op; 0: free */
     size_t mask;
+    struct byte_chunk *bytes;
 };
 
 /* A row the vector indexes (and id maps) get after the commit. */
@@ -115,8 +126,28 @@ static void rw_index(struct request_writes *rw, size_t op_index)
     rw->slot[i] = (uint32_t)(op_index + 1);
 }
 
+static unsigned char *rw_bytes(struct request_writes *rw, size_t n)
+{
+    n = (n + 7) & ~(size_t)7;
+    struct byte_chunk *c = rw->bytes;
+    if (!c || c->size - c->used < n) {
+        size_t size = n > (256u << 10) ? n : 256u << 10;
+        c = malloc(sizeof(*c) + size);
+        if (!c) return NULL;
+        c->next = rw->bytes;
+        c->used = 0;
+        c->size = size;
+        rw->bytes = c;
+    }
+    unsigned char *p = c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+/* Records an op; its key is copied, its value (len vlen) must already be in
+ * the request's storage (rw_bytes). */
 static int rw_add(struct write_ctx *c, int cf, int del, const void *key, size_t klen,
-                  const void *val, size_t vlen)
+                  const unsigned char *val, size_t vlen)
 {
     struct request_writes *rw = &c->rw;
     if (rw->n == rw->cap) {
@@ -136,10 +167,10 @@ static int rw_add(struct write_ctx *c, int cf, int del, const void *key, size_t 
         for (size_t i = 0; i < rw->n; i++)
             rw_index(rw, i);
     }
-    unsigned char *k = mm_arena_memdup(c->ar, key, klen);
-    unsigned char *v = vlen ? mm_arena_memdup(c->ar, val, vlen) : NULL;
-    if (!k || (vlen && !v)) return oom(c);
-    rw->ops[rw->n] = (struct write_op){cf, del, (uint32_t)rw->n, k, v, klen, vlen};
+    unsigned char *k = rw_bytes(rw, klen);
+    if (!k) return oom(c);
+    memcpy(k, key, klen);
+    rw->ops[rw->n] = (struct write_op){cf, del, (uint32_t)rw->n, k, val, klen, vlen};
     rw_index(rw, rw->n);
     rw->n++;
     return 0;
@@ -149,10 +180,21 @@ static int rw_put_message(struct write_ctx *c, int cf, const void *key, size_t k
                           const ProtobufCMessage *msg)
 {
     size_t n = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = mm_arena_alloc(c->ar, n);
+    uint8_t *buf = rw_bytes(&c->rw, n ? n : 1);
     if (!buf) return oom(c);
     protobuf_c_message_pack(msg, buf);
     return rw_add(c, cf, 0, key, klen, buf, n);
+}
+
+static void rw_free(struct request_writes *rw)
+{
+    free(rw->ops);
+    free(rw->slot);
+    while (rw->bytes) {
+        struct byte_chunk *next = rw->bytes->next;
+        free(rw->bytes);
+        rw->bytes = next;
+    }
 }
 
 /* Whether (cf, key) exists once the request's earlier ops are applied:
@@ -719,8 +761,7 @@ int shard_write(struct mm_shard *sh, const Memllm__WriteRequest *w, Memllm__Writ
     for (size_t i = 0; i < c.nrows; i++)
         free(c.rows[i].norm);
     free(c.rows);
-    free(c.rw.ops);
-    free(c.rw.slot);
+    rw_free(&c.rw);
     id_map_free(&c.request_entities);
     id_map_free(&c.updates);
     res->cleared = cleared;
