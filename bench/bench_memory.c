@@ -603,7 +603,7 @@ static void bench_recall(size_t n)
     free(sims);
     free(best);
 
-    const uint32_t efs[] = {64, 96, 128, 256};
+    const uint32_t efs[] = {64, 128, 192, 256};
     double *t = xmalloc((size_t)nq * sizeof(*t));
     for (size_t e = 0; e < sizeof(efs) / sizeof(efs[0]); e++) {
         mm_vindex_set_ef_search(&ix, efs[e]);

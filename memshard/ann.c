@@ -87,11 +87,12 @@ static void *indexer(void *arg)
      * the indexer at the shard's priority, so the result is not checked. */
     (void)setpriority(PRIO_PROCESS, (id_t)gettid(), INDEXER_NICE);
     float *vec = malloc((size_t)a->ix->dim * sizeof(float));
-    pthread_mutex_lock(&a->mu);
     if (!vec) {
-        a->failed = 1;
-        mm_err_set(&a->error, "approximate index: out of memory");
+        struct mm_err err;
+        mm_err_set(&err, "approximate index: out of memory");
+        fail(a, &err);
     }
+    pthread_mutex_lock(&a->mu);
     while (!a->stop) {
         if (a->failed || a->indexed == a->published) {
             pthread_cond_wait(&a->wake, &a->mu);

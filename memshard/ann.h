@@ -50,7 +50,7 @@ struct mm_ann_options {
 #define MM_ANN_DEFAULT_MIN_ROWS 20000
 #define MM_ANN_DEFAULT_M 32
 #define MM_ANN_DEFAULT_EF_CONSTRUCTION 200
-#define MM_ANN_DEFAULT_EF_SEARCH 96
+#define MM_ANN_DEFAULT_EF_SEARCH 128
 #define MM_ANN_DEFAULT_SEED 0x6d656d6c6c6d21ULL
 
 /* Fills the zero fields of o with the defaults. */
