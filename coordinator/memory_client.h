@@ -76,8 +76,9 @@ int mm_memory_write(struct mm_memory *m, const struct mm_fact *facts, size_t n,
 int mm_memory_delete(struct mm_memory *m, const struct mm_fact *facts, size_t n, uint64_t *deleted,
                      struct mm_err *err);
 
-/* Replaces every (s, r, *) with (s, r, o). *removed: how many facts
- * (s, r, x) with x != o were removed. */
+/* Replaces every (s, r, *) with (s, r, o). When (s, r, o) is stored
+ * already it stays, both copies keeping their provenance and gaining the
+ * edit's. *removed: how many facts (s, r, x) with x != o were removed. */
 int mm_memory_replace(struct mm_memory *m, const struct mm_fact *fact, uint64_t *removed,
                       struct mm_err *err);
 

@@ -466,10 +466,10 @@ int mm_memory_replace(struct mm_memory *m, const struct mm_fact *fact, uint64_t 
     if (rc == 0) rc = plan_embed(&p, err);
     if (rc != 0) goto done;
 
-    /* Round 1, at home(s) in one batch: clear (s, r, *) and store the new
-     * forward copy. The reverse copy follows in round 2 with the removal of
-     * the old reverse copies; a crash in between leaves what verify
-     * --repair completes from the forward copies. */
+    /* Round 1, at home(s) in one batch: clear (s, r, *) but (s, r, o) and
+     * store the forward copy of (s, r, o). The reverse copy follows in round
+     * 2 with the removal of the old reverse copies; a crash in between leaves
+     * what verify --repair completes from the forward copies. */
     uint32_t hs = mm_home_shard(p.entities.s[s].id, m->shards);
     uint32_t ho = mm_home_shard(p.entities.s[o].id, m->shards);
     Memllm__Clear *cl = mm_arena_alloc(&p.ar, sizeof(*cl));
@@ -488,13 +488,13 @@ int mm_memory_replace(struct mm_memory *m, const struct mm_fact *fact, uint64_t 
     }
     if (rc == 0) {
         const Memllm__WriteResult *w = resp[hs]->write;
+        /* The shard spared (s, r, o): every cleared copy is another fact. */
         for (size_t i = 0; rc == 0 && i < w->n_cleared; i++) {
             const char *old = mm_arena_strdup(&p.ar, w->cleared[i]->other);
-            uint64_t oid;
-            if (!old || mm_text_id_of(old, &oid, err) != 0) {
+            if (!old) {
                 mm_err_set(err, "out of memory");
                 rc = -1;
-            } else if (oid != p.entities.s[o].id) {
+            } else {
                 gone++;
                 rc = delete_copy_of(&p, per_shard, old, fact->r, fact->s, 1, err);
             }

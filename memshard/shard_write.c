@@ -446,6 +446,27 @@ static int delete_copy(struct write_ctx *c, const unsigned char *tkey)
     return rw_add(c, CF_TRIPLES, 1, tkey, TRIPLE_KEY_LEN, NULL, 0);
 }
 
+/* Whether the request's copies include the one under tkey: 1, 0, or -1
+ * when out of memory. */
+static int request_has_copy(struct write_ctx *c, const unsigned char *tkey)
+{
+    for (size_t i = 0; i < c->w->n_copies; i++) {
+        const Memllm__TripleCopy *t = c->w->copies[i];
+        uint64_t kid, rid, oid;
+        if (mm_text_id_of(t->key, &kid, &c->st->err) != 0 ||
+            mm_text_id_of(t->relation, &rid, &c->st->err) != 0 ||
+            mm_text_id_of(t->other, &oid, &c->st->err) != 0)
+            return oom(c);
+        unsigned char k[TRIPLE_KEY_LEN];
+        triple_key(k, kid, rid, t->reverse, oid);
+        if (memcmp(k, tkey, TRIPLE_KEY_LEN) == 0) return 1;
+    }
+    return 0;
+}
+
+/* A clear spares the copies its request writes: replacing (s, r, *) by a
+ * stored (s, r, o) keeps that fact's provenance, as its other copy (which
+ * no clear touches) does, and the write then adds the edit's. */
 static int apply_clear(struct write_ctx *c, const Memllm__Clear *cl, Memllm__TripleCopy ***cleared,
                        size_t *ncleared, size_t *capcleared)
 {
@@ -459,6 +480,9 @@ static int apply_clear(struct write_ctx *c, const Memllm__Clear *cl, Memllm__Tri
     if (collect_prefix(c, CF_TRIPLES, prefix, TRIPLE_PREFIX_LEN, &l) != 0) return -1;
     for (size_t i = 0; i < l.n; i++) {
         if (l.lens[i] != TRIPLE_KEY_LEN) continue;
+        int kept = request_has_copy(c, l.keys[i]);
+        if (kept < 0) return -1;
+        if (kept) continue;
         Memllm__Store__Triple *t =
             memllm__store__triple__unpack(NULL, l.vlens[i], (const uint8_t *)l.values[i]);
         if (!t)

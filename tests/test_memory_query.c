@@ -1,6 +1,6 @@
 /* Query semantics (DESIGN.md §3) on the hand-built memory: exact, fuzzy,
  * below threshold, too many answers, both directions, aliases, dedup of a
- * repeated fact. Every query is also checked against a brute-force reference
+ * repeated fact, a replace by a fact that is stored already. Every query is also checked against a brute-force reference
  * written here from the rules alone: every entity and relation compared with
  * the query by the embedder, pairs scored, exact-first, sorted, capped. */
 #include "memory/memory_test_util.h"
@@ -175,6 +175,50 @@ static struct mm_answers ask(struct mm_memory *m, const char *item,
     return a;
 }
 
+/* The one answer of item, which must carry n provenance records, one of
+ * them from source. */
+static void expect_one_answer(struct mm_memory *m, const char *item, const char *text,
+                              uint32_t n, const char *source)
+{
+    struct mm_query_options o;
+    mm_query_options_default(&o);
+    struct mm_answers a = ask(m, item, &o);
+    REQUIRE(a.n == 1, "%s: %zu answers", item, a.n);
+    CHECKF(strcmp(a.a[0].text, text) == 0, "%s: answer %s", item, a.a[0].text);
+    CHECKF(a.a[0].prov_count == n && a.a[0].nprov == n, "%s: %u provenance records, %zu returned",
+           item, a.a[0].prov_count, a.a[0].nprov);
+    int seen = 0;
+    for (size_t i = 0; i < a.a[0].nprov; i++)
+        seen |= strcmp(a.a[0].prov[i].source, source) == 0;
+    CHECKF(seen, "%s: no provenance from %s", item, source);
+    mm_answers_free(&a, 1);
+}
+
+/* Replacing (s, r, *) by a stored (s, r, o) removes the other objects and
+ * keeps that fact with its earlier provenance plus the edit's, on both
+ * copies: either query direction gives the same history. */
+static void test_replace_existing(struct mm_memory *m)
+{
+    struct mm_err err;
+    struct mm_fact f[2] = {{"Anna Replace", "employer", "Old Firm", {"letters", 1}},
+                           {"Anna Replace", "employer", "Other Firm", {"letters", 2}}};
+    REQUIRE(mm_memory_write(m, f, 2, NULL, 0, NULL, &err) == 0, "%s", err.msg);
+    struct mm_fact edit = {"Anna Replace", "employer", "Old Firm", {"edit 7", -1}};
+    uint64_t removed = 0;
+    REQUIRE(mm_memory_replace(m, &edit, &removed, &err) == 0, "%s", err.msg);
+    CHECK(removed == 1);
+    expect_one_answer(m, "Anna Replace>>employer>>", "Old Firm", 2, "letters");
+    expect_one_answer(m, "Anna Replace>>employer>>", "Old Firm", 2, "edit 7");
+    expect_one_answer(m, ">>employer>>Old Firm", "Anna Replace", 2, "letters");
+    expect_one_answer(m, ">>employer>>Old Firm", "Anna Replace", 2, "edit 7");
+    /* The removed fact's reverse copy is gone too. */
+    struct mm_entity_record *rec;
+    size_t n;
+    REQUIRE(mm_memory_get_entity(m, "Other Firm", &rec, &n, &err) == 0, "%s", err.msg);
+    CHECK(n == 1 && rec[0].reverse_copies == 0);
+    mm_entity_records_free(rec, n);
+}
+
 int main(void)
 {
     struct mm_err err;
@@ -291,6 +335,7 @@ int main(void)
     CHECK(st.relations == 5);
     CHECK(st.entities == 50 && st.names == 51);
     CHECK(st.provenance == 2 * (n_all + 1));
+    test_replace_existing(m);
 
     REQUIRE(mm_memory_close(m, &err) == 0, "%s", err.msg);
     mm_embedder_free(e);
