@@ -230,6 +230,41 @@ static double copy_gbs(struct kc_ctx *c)
     return best;
 }
 
+/* The matmul of one layer matrix alone: GB/s of weights read at n tokens,
+ * back-to-back launches after a warm-up. Decode's share of the roofline is
+ * mostly this figure (the FFN's matrices are the largest, K and V's the
+ * smallest). */
+static double matmul_gbs(struct kc_ctx *c, const struct k_matrix *w, int n)
+{
+    struct mm_err err = {{0}};
+    struct kc_matrix dw;
+    if (kc_matrix_upload(c, &dw, w, &err)) die("matmul weights", &err);
+    float *x = kc_alloc((size_t)n * w->cols * sizeof(float), &err);
+    float *out = x ? kc_alloc((size_t)n * w->rows * sizeof(float), &err) : NULL;
+    if (!out) die("matmul buffers", &err);
+    float *hx = calloc((size_t)n * w->cols, sizeof(float));
+    if (!hx) die("out of host memory", NULL);
+    for (int64_t i = 0; i < (int64_t)n * w->cols; i++)
+        hx[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    if (kc_upload(c, x, hx, (size_t)n * w->cols * sizeof(float), &err)) die("upload", &err);
+    enum { REPS = 50 };
+    double t0 = 0;
+    for (int r = -5; r < REPS; r++) {
+        if (r == 0) {
+            if (kc_sync(c, &err)) die("matmul", &err);
+            t0 = progress_now();
+        }
+        if (kc_matmul_forward(c, out, x, &dw, n, &err)) die("matmul", &err);
+    }
+    if (kc_sync(c, &err)) die("matmul", &err);
+    double dt = (progress_now() - t0) / REPS;
+    free(hx);
+    kc_free(x);
+    kc_free(out);
+    kc_matrix_free(&dw);
+    return (double)w->rows * w->row_bytes / dt / 1e9;
+}
+
 /* Dense bf16 tensor-core peak by device name (no API reports it). */
 static double bf16_peak_tflops(const char *name)
 {
@@ -304,6 +339,12 @@ int main(int argc, char **argv)
     printf("upload_s: %.2f\n", upload_s);
     printf("hbm_peak_gbs: %.0f\n", hbm_gbs);
     printf("copy_gbs: %.0f\n", copy_gbs(ctx));
+
+    static const int matmul_tokens[] = {1, 4, 8};
+    for (size_t i = 0; i < sizeof(matmul_tokens) / sizeof(matmul_tokens[0]); i++)
+        printf("matmul_up_n%d_weight_gbs: %.0f\n", matmul_tokens[i],
+               matmul_gbs(ctx, &m->layers[0].lin[LIN_UP], matmul_tokens[i]));
+    printf("matmul_k_n1_weight_gbs: %.0f\n", matmul_gbs(ctx, &m->layers[0].lin[LIN_K], 1));
 
     /* batch 1: every token reads all weights and its KV cache */
     double b1 = decode_rate(s, 1, o.prompt, o.decode, c->vocab_size);

@@ -5,7 +5,9 @@
  * block's 16 rows), head sizes 1 to 512 (odd ones too), sliding windows
  * shorter and longer than the cache, BERT's unmasked case; every case with
  * the dispatcher's key splits and with splits forced (1, 2, 3, 7: some
- * splits get no keys for some rows, or none at all). */
+ * splits get no keys for some rows, or none at all). Decode attention and
+ * the KV store over several slots in one launch: runs of 1 to 8 tokens,
+ * windows, groups up to 8, every sub-warp width, forced key splits. */
 #include <math.h>
 #include <string.h>
 
@@ -83,6 +85,110 @@ static void run_case(struct kc_ctx *c, const struct att_case *ac)
     free(got);
 }
 
+/* A decode batch: runs of tokens, each run a slot and its first position. */
+struct decode_run {
+    int slot, pos0, n;
+};
+
+struct decode_case {
+    const char *name;
+    int n_heads, n_kv_heads, head_dim, window, n_runs;
+    struct decode_run runs[6];
+};
+
+static const struct decode_case decode_cases[] = {
+    {"mistral-like, 4 slots", 32, 8, 128, 0, 4, {{2, 700, 1}, {0, 0, 1}, {3, 130, 1}, {1, 5, 1}}},
+    {"smollm2-like, runs of 3 and 8", 9, 3, 64, 0, 3, {{1, 40, 3}, {0, 300, 8}, {2, 1, 1}}},
+    {"window", 8, 2, 64, 100, 3, {{0, 600, 2}, {1, 50, 1}, {2, 99, 1}}},
+    {"group 8, head_dim 256", 16, 2, 256, 0, 2, {{1, 260, 1}, {0, 17, 2}}},
+    {"mha head_dim 32", 4, 4, 32, 0, 2, {{0, 90, 1}, {1, 3, 4}}},
+    {"head_dim 20 (W 8)", 6, 2, 20, 0, 2, {{0, 45, 1}, {1, 0, 2}}},
+};
+
+/* The batch's new K/V rows stored by kc_kv_store, then kc_attention_decode
+ * (dispatcher's splits and forced ones) against the CPU op run sequence by
+ * sequence on the same caches. */
+static void run_decode_case(struct kc_ctx *c, const struct decode_case *dc)
+{
+    enum { SLOTS = 4, CAPACITY = 1024 };
+    int kv_dim = dc->n_kv_heads * dc->head_dim, q_dim = dc->n_heads * dc->head_dim, n = 0;
+    size_t cache_len = (size_t)SLOTS * CAPACITY * kv_dim;
+    for (int r = 0; r < dc->n_runs; r++)
+        n += dc->runs[r].n;
+    float *kc = malloc(cache_len * sizeof(float)), *vc = malloc(cache_len * sizeof(float));
+    float *k = malloc((size_t)n * kv_dim * sizeof(float));
+    float *v = malloc((size_t)n * kv_dim * sizeof(float));
+    float *q = malloc((size_t)n * q_dim * sizeof(float));
+    float *want = malloc((size_t)n * q_dim * sizeof(float));
+    float *got = malloc((size_t)n * q_dim * sizeof(float));
+    float *cache_got = malloc(cache_len * sizeof(float));
+    int32_t slot[64], pos[64];
+    REQUIRE(kc && vc && k && v && q && want && got && cache_got && n <= 64, "out of memory");
+    cuda_test_fill(kc, cache_len, 1.0f, &seed);
+    cuda_test_fill(vc, cache_len, 1.0f, &seed);
+    cuda_test_fill(k, (size_t)n * kv_dim, 1.0f, &seed);
+    cuda_test_fill(v, (size_t)n * kv_dim, 1.0f, &seed);
+    cuda_test_fill(q, (size_t)n * q_dim, 3.0f, &seed);
+    float *dkc = dev_from(c, kc, cache_len * sizeof(float));
+    float *dvc = dev_from(c, vc, cache_len * sizeof(float));
+    int max_keys = 0;
+    for (int r = 0, t = 0; r < dc->n_runs; r++) {
+        const struct decode_run *run = &dc->runs[r];
+        float *ks = kc + (size_t)run->slot * CAPACITY * kv_dim;
+        float *vs = vc + (size_t)run->slot * CAPACITY * kv_dim;
+        for (int i = 0; i < run->n; i++, t++) {
+            slot[t] = run->slot;
+            pos[t] = run->pos0 + i;
+            memcpy(ks + (size_t)pos[t] * kv_dim, k + (size_t)t * kv_dim, kv_dim * sizeof(float));
+            memcpy(vs + (size_t)pos[t] * kv_dim, v + (size_t)t * kv_dim, kv_dim * sizeof(float));
+            int keys = dc->window > 0 && pos[t] + 1 > dc->window ? dc->window : pos[t] + 1;
+            max_keys = keys > max_keys ? keys : max_keys;
+        }
+        k_attention_forward(want + (size_t)(t - run->n) * q_dim, q + (size_t)(t - run->n) * q_dim,
+                            ks, vs, run->n, run->pos0, dc->n_heads, dc->n_kv_heads, dc->head_dim,
+                            dc->window, 1);
+    }
+    float *dk = dev_from(c, k, (size_t)n * kv_dim * sizeof(float));
+    float *dv = dev_from(c, v, (size_t)n * kv_dim * sizeof(float));
+    float *dq = dev_from(c, q, (size_t)n * q_dim * sizeof(float));
+    float *dout = dev_from(c, q, (size_t)n * q_dim * sizeof(float));
+    int32_t *dslot = dev_from(c, slot, (size_t)n * sizeof(int32_t));
+    int32_t *dpos = dev_from(c, pos, (size_t)n * sizeof(int32_t));
+    int64_t stride = (int64_t)CAPACITY * kv_dim;
+    char what[160];
+
+    KC_OK(kc_kv_store(c, dkc, dvc, dk, dv, dslot, dpos, n, kv_dim, stride, &cuda_err));
+    dev_to(c, cache_got, dkc, cache_len * sizeof(float));
+    snprintf(what, sizeof(what), "kv store %s: keys", dc->name);
+    CHECKF(memcmp(cache_got, kc, cache_len * sizeof(float)) == 0, "%s differ from the CPU's", what);
+    dev_to(c, cache_got, dvc, cache_len * sizeof(float));
+    CHECKF(memcmp(cache_got, vc, cache_len * sizeof(float)) == 0, "kv store %s: values differ",
+           dc->name);
+
+    static const int split_keys[] = {0, 1, 7, 32, KC_DECODE_SPLIT_KEYS}; /* 0: dispatcher */
+    for (size_t i = 0; i < sizeof(split_keys) / sizeof(split_keys[0]); i++) {
+        KC_OK(kc_upload(c, dout, want, sizeof(float), &cuda_err)); /* not a leftover answer */
+        if (split_keys[i] == 0)
+            KC_OK(kc_attention_decode(c, dout, dq, dkc, dvc, dslot, dpos, n, max_keys, stride,
+                                      dc->n_heads, dc->n_kv_heads, dc->head_dim, dc->window,
+                                      &cuda_err));
+        else
+            KC_OK(kc_attention_decode_split(c, dout, dq, dkc, dvc, dslot, dpos, n, max_keys,
+                                            stride, dc->n_heads, dc->n_kv_heads, dc->head_dim,
+                                            dc->window, split_keys[i], &cuda_err));
+        dev_to(c, got, dout, (size_t)n * q_dim * sizeof(float));
+        snprintf(what, sizeof(what), "decode attention %s, splits of %d keys", dc->name,
+                 split_keys[i]);
+        cuda_check_close(what, got, want, (size_t)n * q_dim, 1e-5);
+    }
+    void *dev[] = {dkc, dvc, dk, dv, dq, dout, dslot, dpos};
+    for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
+        kc_free(dev[i]);
+    void *host[] = {kc, vc, k, v, q, want, got, cache_got};
+    for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++)
+        free(host[i]);
+}
+
 /* Shapes the kernels cannot take are refused through mm_err. */
 static void test_refusals(struct kc_ctx *c)
 {
@@ -92,6 +198,12 @@ static void test_refusals(struct kc_ctx *c)
     CHECK(kc_attention_forward(c, NULL, NULL, NULL, NULL, 1, 0, 4, 4, K_MAX_HEAD_DIM + 1, 0, 1,
                                &err) == -1 &&
           strstr(err.msg, "head_dim"));
+    CHECK(!kc_attention_decode_supported(9, 1, 64)); /* a group wider than 8 */
+    CHECK(!kc_attention_decode_supported(4, 4, 66)); /* rows of whole float4s */
+    CHECK(kc_attention_decode_supported(64, 8, 128));
+    CHECK(kc_attention_decode(c, NULL, NULL, NULL, NULL, NULL, NULL, 1, 10, 0, 16, 1, 64, 0,
+                              &err) == -1 &&
+          strstr(err.msg, "16 heads, 1 KV heads"));
 }
 
 int main(void)
@@ -99,6 +211,8 @@ int main(void)
     struct kc_ctx *c = cuda_test_ctx("test_kernels_cuda_attention");
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         run_case(c, &cases[i]);
+    for (size_t i = 0; i < sizeof(decode_cases) / sizeof(decode_cases[0]); i++)
+        run_decode_case(c, &decode_cases[i]);
     test_refusals(c);
     kc_ctx_free(c);
     return check_report("test_kernels_cuda_attention");

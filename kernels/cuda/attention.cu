@@ -226,6 +226,15 @@ static __global__ void merge_kernel(float *out, const float *part_acc, const flo
     }
 }
 
+extern "C" int kc_attention_merge(struct kc_ctx *c, float *out, const float *part_acc,
+                                  const float *part_ml, int64_t rows, int head_dim, int splits,
+                                  struct mm_err *err)
+{
+    merge_kernel<<<(unsigned)rows, 128, 0, c->stream>>>(out, part_acc, part_ml, rows, head_dim,
+                                                        splits);
+    return kc_launched("attention: merge", err);
+}
+
 template <int NC>
 static int launch(struct kc_ctx *c, const struct att_args *a, dim3 grid, size_t smem,
                   struct mm_err *err)
@@ -302,9 +311,7 @@ extern "C" int kc_attention_split(struct kc_ctx *c, float *out, const float *q, 
     else
         rc = launch<16>(c, &a, grid, smem, err);
     if (rc || splits == 1) return rc;
-    merge_kernel<<<(unsigned)rows, 128, 0, c->stream>>>(out, a.part_acc, a.part_ml, rows, head_dim,
-                                                        splits);
-    return kc_launched("attention: merge", err);
+    return kc_attention_merge(c, out, a.part_acc, a.part_ml, rows, head_dim, splits, err);
 }
 
 /* Keys per split worth a block of its own. */

@@ -50,6 +50,23 @@ int kc_attention_split(struct kc_ctx *c, float *out, const float *q, const float
                        int n, int pos0, int n_heads, int n_kv_heads, int head_dim, int window,
                        int causal, int splits, struct mm_err *err);
 
+/* out = the merge of key splits' partials (attention.cu's layout: part_acc
+ * [splits, rows, head_dim], part_ml [splits, rows, 2] max and sum), shared
+ * by the prefill and decode kernels. */
+int kc_attention_merge(struct kc_ctx *c, float *out, const float *part_acc, const float *part_ml,
+                       int64_t rows, int head_dim, int splits, struct mm_err *err);
+
+/* Most keys per block of decode attention: their scores sit in shared
+ * memory. */
+#define KC_DECODE_SPLIT_KEYS 256
+
+/* Decode attention with the keys per split chosen by the caller, so the
+ * tests run splits and their merge on short caches too. */
+int kc_attention_decode_split(struct kc_ctx *c, float *out, const float *q, const float *k_cache,
+                              const float *v_cache, const int32_t *slot, const int32_t *pos, int n,
+                              int max_keys, int64_t slot_stride, int n_heads, int n_kv_heads,
+                              int head_dim, int window, int split_keys, struct mm_err *err);
+
 #ifdef __cplusplus
 }
 #endif

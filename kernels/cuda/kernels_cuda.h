@@ -146,6 +146,28 @@ int kc_attention_forward(struct kc_ctx *c, float *out, const float *q, const flo
                          const float *v, int n, int pos0, int n_heads, int n_kv_heads, int head_dim,
                          int window, int causal, struct mm_err *err);
 
+/* Per-slot KV caches: slot s's row for position p of k_cache (v_cache
+ * alike) is at k_cache + s * slot_stride + p * kv_dim (floats).
+ * kc_kv_store: the n new rows k, v [n, kv_dim] of tokens t into their slot
+ * slot[t] at position pos[t] (slot and pos: device arrays).
+ * kc_attention_decode: attention of n tokens, any mix of slots, each
+ * against its own slot's cache: token t's query heads q [n, n_heads *
+ * head_dim] over keys max(0, pos[t] - window + 1) .. pos[t] (window 0: all),
+ * causal by position, so every token's own and earlier rows must be stored
+ * first. One launch for the whole batch; made for decode (few tokens per
+ * slot: each token reads its keys itself, where the prefill kernel shares
+ * key tiles between tokens). max_keys >= the most keys any token sees, it
+ * sizes the key splits. Shapes: kc_attention_decode_supported. */
+int kc_kv_store(struct kc_ctx *c, float *k_cache, float *v_cache, const float *k, const float *v,
+                const int32_t *slot, const int32_t *pos, int n, int kv_dim, int64_t slot_stride,
+                struct mm_err *err);
+#define KC_DECODE_MAX_GROUP 8 /* query heads per KV head */
+int kc_attention_decode_supported(int n_heads, int n_kv_heads, int head_dim);
+int kc_attention_decode(struct kc_ctx *c, float *out, const float *q, const float *k_cache,
+                        const float *v_cache, const int32_t *slot, const int32_t *pos, int n,
+                        int max_keys, int64_t slot_stride, int n_heads, int n_kv_heads,
+                        int head_dim, int window, struct mm_err *err);
+
 /* Sampling helpers over n rows of dim values (logits).
  * kc_argmax: ids[t] = index of the largest value of row t, first on ties
  * (as k_argmax; NaNs are skipped, where k_argmax keeps a leading NaN).

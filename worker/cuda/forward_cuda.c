@@ -38,10 +38,14 @@ struct stage_cuda {
     struct cuda_adapter *adapters;
     int n_adapters;
 
+    /* this batch: the most keys a token attends to when it takes decode
+     * attention, 0 when it takes the prefill kernel (run() sets it) */
+    int decode_keys;
+
     /* per-batch device buffers, grown as batches grow */
     int cap_tokens, cap_rank;
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *lora_tmp, *logits;
-    int32_t *tokens, *pos, *ids;
+    int32_t *tokens, *pos, *slot, *ids;
     /* page-locked staging of everything that crosses to and from the host */
     char *pinned;
     size_t pinned_bytes;
@@ -80,10 +84,11 @@ static void scratch_free(struct stage_cuda *s)
         kc_free(bufs[i]);
     kc_free(s->tokens);
     kc_free(s->pos);
+    kc_free(s->slot);
     kc_free(s->ids);
     kc_host_free(s->pinned);
     s->x = s->xn = s->q = s->k = s->v = s->att = s->gate = s->up = s->lora_tmp = s->logits = NULL;
-    s->tokens = s->pos = s->ids = NULL;
+    s->tokens = s->pos = s->slot = s->ids = NULL;
     s->pinned = NULL;
     s->pinned_bytes = 0;
     s->cap_tokens = s->cap_rank = 0;
@@ -232,8 +237,8 @@ static int reserve(struct stage_cuda *s, int n, struct mm_err *err)
     size_t wide = (size_t)(c->dim > model_config_q_dim(c) ? c->dim : model_config_q_dim(c));
     int last = model_is_last_stage(s->model);
     size_t logits = last ? t * (size_t)c->vocab_size * f : 0;
-    /* in: tokens, positions, hidden; out: hidden, logits or ids */
-    size_t in = 2 * t * sizeof(int32_t) + t * (size_t)c->dim * f;
+    /* in: tokens, positions, slots, hidden; out: hidden, logits or ids */
+    size_t in = 3 * t * sizeof(int32_t) + t * (size_t)c->dim * f;
     size_t out = t * (size_t)c->dim * f > logits ? t * (size_t)c->dim * f : logits;
     if ((s->x = kc_alloc(t * (size_t)c->dim * f, err)) && (s->xn = kc_alloc(t * wide * f, err)) &&
         (s->q = kc_alloc(t * (size_t)model_config_q_dim(c) * f, err)) &&
@@ -246,6 +251,7 @@ static int reserve(struct stage_cuda *s, int n, struct mm_err *err)
         (!last || (s->logits = kc_alloc(logits, err))) &&
         (s->tokens = kc_alloc(t * sizeof(int32_t), err)) &&
         (s->pos = kc_alloc(t * sizeof(int32_t), err)) &&
+        (s->slot = kc_alloc(t * sizeof(int32_t), err)) &&
         (s->ids = kc_alloc(t * sizeof(int32_t), err)) &&
         (s->pinned = kc_host_alloc(in > out ? in : out, err))) {
         s->pinned_bytes = in > out ? in : out;
@@ -296,32 +302,61 @@ static int linear(struct stage_cuda *s, float *out, const float *x, int local, e
     return 0;
 }
 
-/* Writes the batch's new K/V rows into each slot's cache, then attends. */
+/* Writes the batch's new K/V rows into each slot's cache, then attends:
+ * every sequence in one decode-attention launch, or sequence by sequence
+ * with the prefill kernel. */
 static int attention(struct stage_cuda *s, int local, const struct stage_batch *b,
                      struct mm_err *err)
 {
     const struct model_config *c = &s->model->cfg;
     int kv_dim = s->kv_dim, q_dim = model_config_q_dim(c);
-    size_t row = (size_t)kv_dim * sizeof(float);
+    int64_t slot_stride = (int64_t)s->capacity * kv_dim;
+    size_t layer = (size_t)local * (size_t)s->n_slots * (size_t)slot_stride;
+    float *kc = s->k_cache + layer, *vc = s->v_cache + layer;
+    if (kc_kv_store(s->ctx, kc, vc, s->k, s->v, s->slot, s->pos, b->n, kv_dim, slot_stride, err))
+        return -1;
+    if (s->decode_keys > 0)
+        return kc_attention_decode(s->ctx, s->att, s->q, kc, vc, s->slot, s->pos, b->n,
+                                   s->decode_keys, slot_stride, c->n_heads, c->n_kv_heads,
+                                   c->head_dim, c->sliding_window, err);
     for (int start = 0; start < b->n;) {
         int end = start + 1;
         while (end < b->n && b->slot[end] == b->slot[start])
             end++;
-        int slot = b->slot[start], pos0 = b->pos[start], n = end - start;
-        size_t base = ((size_t)local * (size_t)s->n_slots + (size_t)slot) * (size_t)s->capacity *
-                      (size_t)kv_dim;
-        float *kc = s->k_cache + base, *vc = s->v_cache + base;
-        if (kc_copy(s->ctx, kc + (size_t)pos0 * kv_dim, s->k + (size_t)start * kv_dim,
-                    (size_t)n * row, err) ||
-            kc_copy(s->ctx, vc + (size_t)pos0 * kv_dim, s->v + (size_t)start * kv_dim,
-                    (size_t)n * row, err) ||
-            kc_attention_forward(s->ctx, s->att + (size_t)start * q_dim,
-                                 s->q + (size_t)start * q_dim, kc, vc, n, pos0, c->n_heads,
-                                 c->n_kv_heads, c->head_dim, c->sliding_window, 1, err))
+        size_t cache = (size_t)b->slot[start] * (size_t)slot_stride;
+        if (kc_attention_forward(s->ctx, s->att + (size_t)start * q_dim,
+                                 s->q + (size_t)start * q_dim, kc + cache, vc + cache, end - start,
+                                 b->pos[start], c->n_heads, c->n_kv_heads, c->head_dim,
+                                 c->sliding_window, 1, err))
             return -1;
         start = end;
     }
     return 0;
+}
+
+/* Sequences with up to this many tokens in a batch take decode attention
+ * (each token reads its keys itself); longer runs share key tiles in the
+ * prefill kernel. */
+#define DECODE_MAX_RUN 8
+
+/* The most keys a token of b attends to if b takes decode attention, else
+ * 0 (a long run of one sequence, or a shape the decode kernel lacks). */
+static int decode_keys(const struct stage_cuda *s, const struct stage_batch *b)
+{
+    const struct model_config *c = &s->model->cfg;
+    if (!kc_attention_decode_supported(c->n_heads, c->n_kv_heads, c->head_dim)) return 0;
+    int keys = 0;
+    for (int start = 0; start < b->n;) {
+        int end = start + 1;
+        while (end < b->n && b->slot[end] == b->slot[start])
+            end++;
+        if (end - start > DECODE_MAX_RUN) return 0;
+        int last = b->pos[end - 1] + 1;
+        if (c->sliding_window > 0 && last > c->sliding_window) last = c->sliding_window;
+        if (last > keys) keys = last;
+        start = end;
+    }
+    return keys;
 }
 
 static int layer_forward(struct stage_cuda *s, int local, const struct stage_batch *b,
@@ -389,11 +424,14 @@ static int run(struct stage_cuda *s, const struct stage_batch *b, float *hidden,
     const int n = b->n, dim = m->cfg.dim;
     /* The previous call ended with a wait, so no copy still reads the pinned
      * buffer: tokens, positions and hidden states go in side by side. */
-    int32_t *pin_tokens = (int32_t *)s->pinned, *pin_pos = pin_tokens + n;
-    float *pin_hidden = (float *)(pin_pos + n);
+    int32_t *pin_tokens = (int32_t *)s->pinned, *pin_pos = pin_tokens + n, *pin_slot = pin_pos + n;
+    float *pin_hidden = (float *)(pin_slot + n);
     size_t ids_bytes = (size_t)n * sizeof(int32_t), hidden_bytes = (size_t)n * dim * sizeof(float);
     memcpy(pin_pos, b->pos, ids_bytes);
-    if (kc_upload(s->ctx, s->pos, pin_pos, ids_bytes, err)) return -1;
+    memcpy(pin_slot, b->slot, ids_bytes);
+    if (kc_upload(s->ctx, s->pos, pin_pos, ids_bytes, err) ||
+        kc_upload(s->ctx, s->slot, pin_slot, ids_bytes, err))
+        return -1;
     if (model_is_first_stage(m)) {
         memcpy(pin_tokens, b->tokens, ids_bytes);
         if (kc_upload(s->ctx, s->tokens, pin_tokens, ids_bytes, err) ||
@@ -406,6 +444,7 @@ static int run(struct stage_cuda *s, const struct stage_batch *b, float *hidden,
 
     for (int i = 0; i < n; i++)
         if (i == 0 || b->slot[i] != b->slot[i - 1]) s->len[b->slot[i]] = b->pos[i];
+    s->decode_keys = decode_keys(s, b);
     for (int l = 0; l < s->n_layers; l++)
         if (layer_forward(s, l, b, err)) return -1;
     for (int i = 0; i < n; i++)

@@ -1,0 +1,284 @@
+/* Attention for batches of few tokens per sequence (decode), every
+ * sequence of the batch in one launch: token t attends to the cache of its
+ * slot, keys max(0, pos - window + 1) .. pos (kernels_cuda.h).
+ *
+ * A block takes one (token, KV head) pair and a split of its keys, and
+ * serves all the query heads of that KV head's group, so each key and value
+ * row is read once per token. Reading the cache is the cost, so a key row
+ * goes to a sub-warp of W lanes as 16-byte loads (W = 8, 16 or 32, the
+ * row's float4 count rounded up), and the block's sub-warps take keys in
+ * turn: scores into shared memory, a plain softmax over them per head (the
+ * split's keys all fit), then the value rows the same way with each
+ * sub-warp's partial output summed through shared memory. Splits write
+ * (max, sum, output) partials that attention.cu's merge combines, as the
+ * prefill kernel's do. All arithmetic is f32. */
+#include <math.h>
+
+#include "kc_device.cuh"
+
+#define WARPS 4
+#define THREADS (WARPS * KC_WARP)
+#define MIN_SPLIT_KEYS 32 /* fewer keys per block do not pay for a block */
+
+struct decode_args {
+    float *out;      /* [n, n_heads * head_dim]; NULL when writing partials */
+    float *part_acc; /* [splits, n * n_heads, head_dim] */
+    float *part_ml;  /* [splits, n * n_heads, 2]: max, sum */
+    const float *q, *k, *v;
+    const int32_t *slot, *pos;
+    int n, n_heads, group, head_dim, window, split_keys;
+    int64_t kv_stride, slot_stride;
+    float scale;
+};
+
+static __device__ __forceinline__ float4 load4(const float *p, bool valid)
+{
+    return valid ? *reinterpret_cast<const float4 *>(p) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+}
+
+static __device__ __forceinline__ float dot4(float4 a, float4 b)
+{
+    return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+}
+
+/* Floats of the scores in shared memory, rounded up to whole float4s so
+ * that the partial outputs after them take 16-byte stores. */
+static __host__ __device__ __forceinline__ int scores_floats(int group, int split_keys)
+{
+    return (group * split_keys + 3) & ~3;
+}
+
+/* W lanes per key row, CH float4 chunks per lane: head_dim <= 4 * W * CH. */
+template <int W, int CH>
+static __global__ void __launch_bounds__(THREADS) decode_kernel(const struct decode_args a)
+{
+    extern __shared__ __align__(16) float smem[];
+    constexpr int SUBS = THREADS / W; /* keys in flight per block */
+    const int t = blockIdx.z, g = blockIdx.y, z = blockIdx.x;
+    const int hd = a.head_dim, hd4 = hd / 4, G = a.group, S = a.split_keys;
+    const int sub = threadIdx.x / W, sl = threadIdx.x % W;
+    const int lane = threadIdx.x % KC_WARP, warp = threadIdx.x / KC_WARP;
+    float *sc = smem;                      /* [G][S]: scores, then probabilities */
+    float *red = sc + scores_floats(G, S); /* [SUBS][G][hd]: partial outputs */
+    float *ml = red + SUBS * G * hd;       /* [G][2]: max, sum */
+
+    const int pos = a.pos[t];
+    const int lo = a.window > 0 ? max(0, pos - a.window + 1) : 0;
+    const int k0 = lo + z * S;
+    const int nk = max(0, min(pos + 1, k0 + S) - k0);
+    const int64_t base = (int64_t)a.slot[t] * a.slot_stride + (int64_t)g * hd;
+    const float *kb = a.k + base + (int64_t)k0 * a.kv_stride;
+    const float *vb = a.v + base + (int64_t)k0 * a.kv_stride;
+    const int64_t row0 = (int64_t)t * a.n_heads + (int64_t)g * G; /* the group's first head */
+
+    /* scores: every lane of a warp runs the same trips (the shuffles need
+     * them all), lanes past the split's keys load zeros and write nothing */
+    for (int j0 = 0; j0 < nk; j0 += SUBS) {
+        const int j = j0 + sub;
+        float4 kv[CH];
+#pragma unroll
+        for (int c = 0; c < CH; c++) {
+            const int c4 = sl + c * W;
+            kv[c] = load4(kb + (int64_t)j * a.kv_stride + 4 * c4, j < nk && c4 < hd4);
+        }
+        for (int h = 0; h < G; h++) {
+            const float *qh = a.q + (row0 + h) * hd;
+            float s = 0.0f;
+#pragma unroll
+            for (int c = 0; c < CH; c++) {
+                const int c4 = sl + c * W;
+                s += dot4(load4(qh + 4 * c4, c4 < hd4), kv[c]);
+            }
+#pragma unroll
+            for (int o = W / 2; o > 0; o /= 2)
+                s += __shfl_xor_sync(KC_FULL_MASK, s, o);
+            if (sl == 0 && j < nk) sc[h * S + j] = s * a.scale;
+        }
+    }
+    __syncthreads();
+
+    /* softmax of each head's scores: a warp per head */
+    for (int h = warp; h < G; h += WARPS) {
+        float m = -INFINITY;
+        for (int j = lane; j < nk; j += KC_WARP)
+            m = fmaxf(m, sc[h * S + j]);
+        m = kc_warp_max(m);
+        float l = 0.0f;
+        for (int j = lane; j < nk; j += KC_WARP) {
+            const float p = expf(sc[h * S + j] - m);
+            sc[h * S + j] = p;
+            l += p;
+        }
+        l = kc_warp_sum(l);
+        if (lane == 0) {
+            ml[2 * h] = m;
+            ml[2 * h + 1] = l;
+        }
+    }
+    __syncthreads();
+
+    /* values: each sub-warp sums its keys' rows for every head (a row is
+     * read once), then the sub-warps' sums are added through shared memory */
+    float4 acc[KC_DECODE_MAX_GROUP][CH];
+#pragma unroll
+    for (int h = 0; h < KC_DECODE_MAX_GROUP; h++)
+#pragma unroll
+        for (int c = 0; c < CH; c++)
+            acc[h][c] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int j = sub; j < nk; j += SUBS) {
+        float4 vv[CH];
+#pragma unroll
+        for (int c = 0; c < CH; c++) {
+            const int c4 = sl + c * W;
+            vv[c] = load4(vb + (int64_t)j * a.kv_stride + 4 * c4, c4 < hd4);
+        }
+#pragma unroll
+        for (int h = 0; h < KC_DECODE_MAX_GROUP; h++) {
+            if (h >= G) break;
+            const float p = sc[h * S + j];
+#pragma unroll
+            for (int c = 0; c < CH; c++) {
+                acc[h][c].x += p * vv[c].x;
+                acc[h][c].y += p * vv[c].y;
+                acc[h][c].z += p * vv[c].z;
+                acc[h][c].w += p * vv[c].w;
+            }
+        }
+    }
+#pragma unroll
+    for (int h = 0; h < KC_DECODE_MAX_GROUP; h++) {
+        if (h >= G) break;
+#pragma unroll
+        for (int c = 0; c < CH; c++) {
+            const int c4 = sl + c * W;
+            if (c4 < hd4)
+                *reinterpret_cast<float4 *>(red + (sub * G + h) * hd + 4 * c4) = acc[h][c];
+        }
+    }
+    __syncthreads();
+
+    const int64_t rows = (int64_t)a.n * a.n_heads;
+    for (int i = threadIdx.x; i < G * hd; i += THREADS) {
+        const int h = i / hd, d = i % hd;
+        float o = 0.0f;
+        for (int s = 0; s < SUBS; s++)
+            o += red[(s * G + h) * hd + d];
+        const int64_t row = row0 + h;
+        if (a.out) {
+            a.out[row * hd + d] = o / ml[2 * h + 1]; /* one split: it has every key */
+        } else {
+            const int64_t prow = (int64_t)z * rows + row;
+            a.part_acc[prow * hd + d] = o;
+            if (d == 0) {
+                a.part_ml[prow * 2] = ml[2 * h];
+                a.part_ml[prow * 2 + 1] = ml[2 * h + 1];
+            }
+        }
+    }
+}
+
+template <int W, int CH>
+static int launch(struct kc_ctx *c, const struct decode_args *a, int splits, struct mm_err *err)
+{
+    constexpr int SUBS = THREADS / W;
+    size_t smem = (size_t)(scores_floats(a->group, a->split_keys) + SUBS * a->group * a->head_dim +
+                           2 * a->group) *
+                  sizeof(float);
+    if (smem > c->smem_optin) {
+        mm_err_set(err, "decode attention: %d heads per KV head need %zu bytes of shared memory",
+                   a->group, smem);
+        return -1;
+    }
+    if (smem > 48 * 1024 &&
+        kc_cuda_ok(cudaFuncSetAttribute(decode_kernel<W, CH>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+                   "decode attention: raise the shared memory limit", err))
+        return -1;
+    dim3 grid((unsigned)splits, (unsigned)(a->n_heads / a->group), (unsigned)a->n);
+    decode_kernel<W, CH><<<grid, THREADS, smem, c->stream>>>(*a);
+    return kc_launched("decode attention", err);
+}
+
+extern "C" int kc_attention_decode_supported(int n_heads, int n_kv_heads, int head_dim)
+{
+    return n_kv_heads > 0 && n_kv_heads <= 65535 && n_heads % n_kv_heads == 0 &&
+           n_heads / n_kv_heads <= KC_DECODE_MAX_GROUP && head_dim > 0 && head_dim % 4 == 0 &&
+           head_dim <= 256;
+}
+
+extern "C" int kc_attention_decode_split(struct kc_ctx *c, float *out, const float *q,
+                                         const float *k_cache, const float *v_cache,
+                                         const int32_t *slot, const int32_t *pos, int n,
+                                         int max_keys, int64_t slot_stride, int n_heads,
+                                         int n_kv_heads, int head_dim, int window, int split_keys,
+                                         struct mm_err *err)
+{
+    if (!kc_attention_decode_supported(n_heads, n_kv_heads, head_dim) || n > 65535 ||
+        split_keys < 1 || max_keys < 1) {
+        mm_err_set(err,
+                   "decode attention: unsupported shape (%d tokens, %d heads, %d KV heads, "
+                   "head_dim %d, %d keys in splits of %d)",
+                   n, n_heads, n_kv_heads, head_dim, max_keys, split_keys);
+        return -1;
+    }
+    if (n <= 0) return 0;
+    struct decode_args a = {};
+    a.q = q;
+    a.k = k_cache;
+    a.v = v_cache;
+    a.slot = slot;
+    a.pos = pos;
+    a.n = n;
+    a.n_heads = n_heads;
+    a.group = n_heads / n_kv_heads;
+    a.head_dim = head_dim;
+    a.window = window;
+    a.split_keys = split_keys < max_keys ? split_keys : max_keys;
+    a.kv_stride = (int64_t)n_kv_heads * head_dim;
+    a.slot_stride = slot_stride;
+    a.scale = 1.0f / sqrtf((float)head_dim);
+    int splits = (max_keys + a.split_keys - 1) / a.split_keys;
+    int64_t rows = (int64_t)n * n_heads;
+    if (splits > 1) {
+        size_t acc_bytes =
+            ((size_t)(splits * rows * head_dim) * sizeof(float) + 255) & ~(size_t)255;
+        char *ws =
+            (char *)kc_workspace(c, acc_bytes + (size_t)(splits * rows * 2) * sizeof(float), err);
+        if (!ws) return -1;
+        a.part_acc = (float *)ws;
+        a.part_ml = (float *)(ws + acc_bytes);
+    } else {
+        a.out = out;
+    }
+    int hd4 = head_dim / 4, rc;
+    if (hd4 <= 8)
+        rc = launch<8, 1>(c, &a, splits, err);
+    else if (hd4 <= 16)
+        rc = launch<16, 1>(c, &a, splits, err);
+    else if (hd4 <= 32)
+        rc = launch<32, 1>(c, &a, splits, err);
+    else
+        rc = launch<32, 2>(c, &a, splits, err);
+    if (rc || splits == 1) return rc;
+    return kc_attention_merge(c, out, a.part_acc, a.part_ml, rows, head_dim, splits, err);
+}
+
+extern "C" int kc_attention_decode(struct kc_ctx *c, float *out, const float *q,
+                                   const float *k_cache, const float *v_cache, const int32_t *slot,
+                                   const int32_t *pos, int n, int max_keys, int64_t slot_stride,
+                                   int n_heads, int n_kv_heads, int head_dim, int window,
+                                   struct mm_err *err)
+{
+    /* enough splits that the blocks fill the GPU twice over, each split
+     * still worth a block, and no more keys per split than the default
+     * shared memory holds the scores of */
+    int64_t blocks = (int64_t)(n > 0 ? n : 1) * (n_kv_heads > 0 ? n_kv_heads : 1);
+    int64_t want = (2 * c->sm_count + blocks - 1) / blocks;
+    int64_t keys = max_keys > 0 ? max_keys : 1;
+    int64_t split_keys = (keys + want - 1) / want;
+    if (split_keys < MIN_SPLIT_KEYS) split_keys = MIN_SPLIT_KEYS;
+    if (split_keys > KC_DECODE_SPLIT_KEYS) split_keys = KC_DECODE_SPLIT_KEYS;
+    return kc_attention_decode_split(c, out, q, k_cache, v_cache, slot, pos, n, max_keys,
+                                     slot_stride, n_heads, n_kv_heads, head_dim, window,
+                                     (int)split_keys, err);
+}

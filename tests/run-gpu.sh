@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The checks that need an NVIDIA GPU, in one go (CI has none; its CUDA tests
+# print SKIP there):
+#   1. the CUDA tests: every op against the CPU op, and the GPU stage's
+#      logits and greedy tokens against the CPU stage on the model fixtures;
+#   2. compute-sanitizer memcheck over the same tests;
+#   3. the GPU benchmark next to HF transformers (SmolLM2-135M and
+#      Mistral-7B shapes, random bf16 weights).
+#
+#   tests/run-gpu.sh [BUILD_DIR] [LOG_DIR]
+#
+# BUILD_DIR (default build) is a build with the CUDA backend: its tests/ and
+# bench/ folders hold the programs; a lib/ folder beside them, if there,
+# joins the library path (for programs built on another machine). Logs go to
+# LOG_DIR (default $OUT, else gpu-logs); the last lines printed are the
+# summary. Exits non-zero if any check failed.
+set -u
+cd "$(dirname "$0")/.."
+build=${1:-build}
+logs=${2:-${OUT:-gpu-logs}}
+mkdir -p "$logs"
+[ -d "$build/lib" ] && export LD_LIBRARY_PATH="$(cd "$build/lib" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export MEMLLM_FIXTURES=${MEMLLM_FIXTURES:-$PWD/tests/fixtures}
+export MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR:-$PWD/models}
+export OMP_WAIT_POLICY=passive PYTHONUNBUFFERED=1
+fixtures="tiny-mistral tiny-mistral-sharded tiny-llama tiny-llama-bf16 tiny-llama-f16 tiny-llama-gguf-f32"
+summary="$logs/summary.txt"
+: >"$summary"
+failed=0
+
+# check NAME LOG SECONDS CMD...: runs CMD with a time limit, appends its
+# output to LOG and one line to the summary.
+check() {
+  local name=$1 log=$2 secs=$3
+  shift 3
+  echo "== $name: $*" >>"$log"
+  local t0=$SECONDS
+  timeout "$secs" "$@" >>"$log" 2>&1
+  local rc=$?
+  printf '%-28s rc=%-3s %4ss\n' "$name" "$rc" "$((SECONDS - t0))" | tee -a "$summary"
+  [ "$rc" = 0 ] || failed=1
+}
+
+if ! nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv |
+  tee "$logs/device.txt"; then
+  echo "run-gpu: no NVIDIA GPU here (nvidia-smi failed)"
+  exit 1
+fi
+
+for t in matmul ops attention; do
+  check "cuda_$t" "$logs/tests.log" 120 "$build/tests/test_kernels_cuda_$t"
+done
+check cuda_stage "$logs/tests.log" 180 "$build/tests/test_kernels_cuda_stage" $fixtures
+grep -v -E "^==" "$logs/tests.log" | tail -n 40
+
+for shape in smollm2 mistral7b; do
+  check "bench_$shape" "$logs/bench.log" 240 \
+    python3 bench/compare_hf_cuda.py --bench "$build/bench/bench_cuda" --shape "$shape"
+done
+grep -v -E "^==" "$logs/bench.log" | tail -n 60
+
+if command -v compute-sanitizer >/dev/null; then
+  for t in matmul ops attention; do
+    check "memcheck_$t" "$logs/memcheck.log" 240 compute-sanitizer --tool memcheck \
+      --error-exitcode 9 "$build/tests/test_kernels_cuda_$t"
+  done
+  check memcheck_stage "$logs/memcheck.log" 240 compute-sanitizer --tool memcheck \
+    --error-exitcode 9 "$build/tests/test_kernels_cuda_stage" tiny-mistral tiny-llama-bf16
+  grep -h -E "ERROR SUMMARY|Invalid|========= [A-Z]" "$logs/memcheck.log" | sort | uniq -c | head -n 20
+else
+  echo "compute-sanitizer not found: memcheck not run" | tee -a "$summary"
+  failed=1
+fi
+
+# On a GPU machine a test that skips is a failure: the device was not usable.
+if grep -h "SKIP" "$logs"/*.log; then
+  echo "a CUDA program skipped on a GPU machine" | tee -a "$summary"
+  failed=1
+fi
+echo "== summary"
+cat "$summary"
+exit "$failed"
