@@ -110,6 +110,15 @@ int cli_model_opt(int argc, char **argv, int *i, struct cli_model_opts *o)
                    ? -1
                    : 1;
     }
+    if ((r = cli_opt(argc, argv, i, "--device", &v))) {
+        if (r < 0) return r;
+        if (!strcmp(v, "cpu") || !strcmp(v, "cuda")) {
+            o->engine.device = !strcmp(v, "cuda") ? ENGINE_DEVICE_CUDA : ENGINE_DEVICE_CPU;
+            return 1;
+        }
+        fprintf(stderr, "memllm: --device: '%s' is not cpu or cuda\n", v);
+        return -1;
+    }
     if (!strcmp(argv[*i], "--merge")) {
         o->engine.merge = 1;
         return 1;

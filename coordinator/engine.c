@@ -6,28 +6,6 @@
 
 #include "pipeline_mpi.h"
 
-static void adapter_name_dir(const char *spec, char *name, size_t name_len, const char **dir)
-{
-    const char *eq = strchr(spec, '=');
-    if (eq) {
-        size_t n = (size_t)(eq - spec) < name_len - 1 ? (size_t)(eq - spec) : name_len - 1;
-        memcpy(name, spec, n);
-        name[n] = 0;
-        *dir = eq + 1;
-        return;
-    }
-    *dir = spec;
-    size_t len = strlen(spec);
-    while (len > 1 && spec[len - 1] == '/')
-        len--;
-    size_t start = len;
-    while (start > 0 && spec[start - 1] != '/')
-        start--;
-    size_t n = len - start < name_len - 1 ? len - start : name_len - 1;
-    memcpy(name, spec + start, n);
-    name[n] = 0;
-}
-
 /* Everything the coordinator knows without loading weights: the tokenizer,
  * the hyper-parameters, the adapter names and the layer split. */
 static int open_common(struct engine *e, const struct engine_options *o, struct mm_err *err)
@@ -65,7 +43,7 @@ static int open_common(struct engine *e, const struct engine_options *o, struct 
         }
     for (int i = 0; i < o->n_adapters; i++) {
         const char *dir;
-        adapter_name_dir(o->adapters[i], e->adapter_names[i], ENGINE_ADAPTER_NAME, &dir);
+        engine_adapter_name_dir(o->adapters[i], e->adapter_names[i], ENGINE_ADAPTER_NAME, &dir);
         for (int j = 0; j < i; j++)
             if (!strcmp(e->adapter_names[i], e->adapter_names[j])) {
                 mm_err_set(err, "two adapters are named '%s' (use NAME=DIR)", e->adapter_names[i]);
@@ -82,39 +60,6 @@ static int open_common(struct engine *e, const struct engine_options *o, struct 
     return e->tok ? 0 : -1;
 }
 
-static void stage_close(struct engine_stage *st)
-{
-    stage_free(&st->stage);
-    for (int i = 0; i < st->n_adapters; i++)
-        lora_free(&st->adapters[i]);
-    model_free(st->model);
-    memset(st, 0, sizeof(*st));
-}
-
-/* Loads layers [begin, end), the adapters' parts for them, and the cache. */
-static int stage_open(struct engine_stage *st, const struct engine_options *o, int begin, int end,
-                      int n_slots, int context, struct mm_err *err)
-{
-    memset(st, 0, sizeof(*st));
-    st->model = model_load(o->model_path, begin, end, err);
-    if (!st->model) return -1;
-    for (int i = 0; i < o->n_adapters; i++) {
-        char name[ENGINE_ADAPTER_NAME];
-        const char *dir;
-        adapter_name_dir(o->adapters[i], name, sizeof(name), &dir);
-        if (lora_load(&st->adapters[i], st->model, dir, name, err)) goto fail;
-        st->n_adapters++;
-    }
-    if (o->merge && lora_merge(st->model, &st->adapters[0], err)) goto fail;
-    if (stage_init(&st->stage, st->model, n_slots, context, err)) goto fail;
-    st->stage.adapters = o->merge ? NULL : st->adapters;
-    st->stage.n_adapters = o->merge ? 0 : st->n_adapters;
-    return 0;
-fail:
-    stage_close(st);
-    return -1;
-}
-
 int engine_open(struct engine *e, const struct engine_options *o, struct mm_err *err)
 {
     if (open_common(e, o, err)) goto fail;
@@ -124,8 +69,8 @@ int engine_open(struct engine *e, const struct engine_options *o, struct mm_err 
         goto fail;
     }
     for (int i = 0; i < e->n_stages; i++)
-        if (stage_open(&e->local[i], o, e->layer_begin[i], e->layer_begin[i + 1], e->n_slots,
-                       e->context, err))
+        if (engine_stage_open(&e->local[i], o, e->layer_begin[i], e->layer_begin[i + 1], e->n_slots,
+                              e->context, err))
             goto fail;
     return 0;
 fail:
@@ -158,11 +103,10 @@ int engine_serve_stage(const struct engine_options *o, int index, MPI_Comm comm,
     int rc = -1;
     if (index < 0 || index >= layout.n_stages) {
         mm_err_set(err, "stage %d of %d", index, layout.n_stages);
-    } else if (stage_open(&st, o, layout.layer_begin[index], layout.layer_begin[index + 1],
-                          layout.n_slots, layout.context, err) == 0) {
-        rc = pipeline_mpi_serve(&st.stage, comm, coordinator, first_rank, index, layout.n_stages,
-                                err);
-        stage_close(&st);
+    } else if (engine_stage_open(&st, o, layout.layer_begin[index], layout.layer_begin[index + 1],
+                                 layout.n_slots, layout.context, err) == 0) {
+        rc = pipeline_mpi_serve(&st, comm, coordinator, first_rank, index, layout.n_stages, err);
+        engine_stage_close(&st);
     }
     engine_close(&layout);
     return rc;
@@ -173,7 +117,7 @@ void engine_close(struct engine *e)
     if (e->mpi) pipeline_mpi_close(e->mpi);
     if (e->local)
         for (int i = 0; i < e->n_stages; i++)
-            stage_close(&e->local[i]);
+            engine_stage_close(&e->local[i]);
     free(e->local);
     free(e->hidden);
     if (e->tok) tok_free(e->tok);
@@ -207,6 +151,6 @@ int engine_forward(struct engine *e, const struct stage_batch *b, float *logits,
         e->hidden_cap = b->n;
     }
     for (int i = 0; i < e->n_stages; i++)
-        if (stage_forward(&e->local[i].stage, b, e->hidden, logits, err)) return -1;
+        if (engine_stage_forward(&e->local[i], b, e->hidden, logits, err)) return -1;
     return 0;
 }

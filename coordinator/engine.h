@@ -20,8 +20,14 @@
 #define ENGINE_MAX_STAGES 64
 #define ENGINE_ADAPTER_NAME 64
 
+enum engine_device {
+    ENGINE_DEVICE_CPU,
+    ENGINE_DEVICE_CUDA, /* each stage on the GPU of its node-local rank */
+};
+
 struct engine_options {
     const char *model_path;
+    enum engine_device device; /* where the stages compute */
     /* "DIR" or "NAME=DIR"; a bare DIR is named after its last path part. */
     const char *adapters[ENGINE_MAX_ADAPTERS];
     int n_adapters;
@@ -35,13 +41,29 @@ struct engine_options {
     int micro_batches; /* per step on MPI stages; 0: P */
 };
 
-/* A stage run by this process: its layers, adapters and KV cache. */
+struct stage_cuda;
+
+/* A stage run by this process: its layers, adapters and KV cache, on the
+ * CPU (stage) or on a GPU (gpu; stage then holds nothing). */
 struct engine_stage {
     struct model *model;
     struct lora_adapter adapters[ENGINE_MAX_ADAPTERS];
     int n_adapters;
     struct stage stage;
+    struct stage_cuda *gpu;
 };
+
+/* Loads layers [begin, end) of the options' model, the adapters' parts for
+ * them, and a KV cache, on the options' device (engine_stage.c). */
+int engine_stage_open(struct engine_stage *st, const struct engine_options *o, int begin, int end,
+                      int n_slots, int context, struct mm_err *err);
+void engine_stage_close(struct engine_stage *st);
+/* stage_forward on whichever device the stage computes. */
+int engine_stage_forward(struct engine_stage *st, const struct stage_batch *b, float *hidden,
+                         float *logits, struct mm_err *err);
+/* An --adapter spec, "DIR" or "NAME=DIR": its name (a bare DIR is named
+ * after its last path part) and directory. */
+void engine_adapter_name_dir(const char *spec, char *name, size_t name_len, const char **dir);
 
 struct pipeline_mpi;
 

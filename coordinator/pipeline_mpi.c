@@ -257,8 +257,8 @@ static void send_error(MPI_Comm comm, int coordinator, const char *msg)
     MPI_Send(msg, (int)strlen(msg), MPI_CHAR, coordinator, TAG_ERROR, comm);
 }
 
-int pipeline_mpi_serve(struct stage *s, MPI_Comm comm, int coordinator, int first_rank, int index,
-                       int n_stages, struct mm_err *err)
+int pipeline_mpi_serve(struct engine_stage *s, MPI_Comm comm, int coordinator, int first_rank,
+                       int index, int n_stages, struct mm_err *err)
 {
     const int prev = index == 0 ? coordinator : first_rank + index - 1;
     const int next = index == n_stages - 1 ? -1 : first_rank + index + 1;
@@ -319,7 +319,7 @@ int pipeline_mpi_serve(struct stage *s, MPI_Comm comm, int coordinator, int firs
         }
         struct mm_err ferr = {{0}};
         double t_compute = progress_now();
-        int failed = stage_forward(s, &b, in_hidden, logits, &ferr);
+        int failed = engine_stage_forward(s, &b, in_hidden, logits, &ferr);
         stats.compute_s += progress_now() - t_compute;
         stats.micro_batches++;
         if (failed) {

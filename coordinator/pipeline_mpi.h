@@ -18,6 +18,7 @@
 
 #include <mpi.h>
 
+#include "engine.h"
 #include "err.h"
 #include "forward.h"
 
@@ -32,8 +33,8 @@ int pipeline_mpi_forward(struct pipeline_mpi *p, const struct stage_batch *b, fl
                          struct mm_err *err);
 
 /* A stage rank's loop: serves until the stop message. */
-int pipeline_mpi_serve(struct stage *s, MPI_Comm comm, int coordinator, int first_rank, int index,
-                       int n_stages, struct mm_err *err);
+int pipeline_mpi_serve(struct engine_stage *s, MPI_Comm comm, int coordinator, int first_rank,
+                       int index, int n_stages, struct mm_err *err);
 
 /* Figures for the benchmark: the coordinator's time in forward calls, and
  * each stage's time computing and waiting, since the pipeline opened. */

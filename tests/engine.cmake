@@ -15,3 +15,8 @@ add_dependencies(test_pipeline_cli memllm)
 memllm_test(test_memllm_read SOURCES test_memllm_read.c LIBS mm_coordinator)
 add_test(NAME test_pipeline_kill_stage COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/pipeline/kill_stage.sh
   ${MPIEXEC_EXECUTABLE} $<TARGET_FILE:memllm> ${MEMLLM_FIXTURES}/models/tiny-mistral)
+# --device cuda against --device cpu through the binary (SKIP without a GPU,
+# after checking the GPU run fails clearly).
+memllm_test(test_device_cli SOURCES test_device_cli.c LIBS mm_common)
+add_dependencies(test_device_cli memllm)
+set_tests_properties(test_device_cli PROPERTIES SKIP_REGULAR_EXPRESSION "SKIP: no CUDA device")

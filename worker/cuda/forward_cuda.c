@@ -55,7 +55,7 @@ int stage_cuda_local_device(struct mm_err *err)
 {
     int count = kc_device_count();
     if (count == 0) {
-        mm_err_set(err, "cuda: no CUDA device is available");
+        mm_err_set(err, "no CUDA device is available");
         return -1;
     }
     static const char *const vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
