@@ -1,8 +1,9 @@
 /* Query semantics (DESIGN.md §3) on the hand-built memory: exact, fuzzy,
  * below threshold, too many answers, both directions, aliases, dedup of a
- * repeated fact, a replace by a fact that is stored already. Every query is also checked against a brute-force reference
- * written here from the rules alone: every entity and relation compared with
- * the query by the embedder, pairs scored, exact-first, sorted, capped. */
+ * repeated fact, a replace by a fact that is stored already. Every query is
+ * also checked against a brute-force reference written here from the rules
+ * alone: every entity and relation compared with the query by the embedder,
+ * pairs scored, exact-first, sorted, capped. */
 #include "memory/memory_test_util.h"
 #include "text.h"
 #include "triple_text.h"
@@ -177,8 +178,8 @@ static struct mm_answers ask(struct mm_memory *m, const char *item,
 
 /* The one answer of item, which must carry n provenance records, one of
  * them from source. */
-static void expect_one_answer(struct mm_memory *m, const char *item, const char *text,
-                              uint32_t n, const char *source)
+static void expect_one_answer(struct mm_memory *m, const char *item, const char *text, uint32_t n,
+                              const char *source)
 {
     struct mm_query_options o;
     mm_query_options_default(&o);
