@@ -51,6 +51,8 @@ for t in matmul ops attention; do
   check "cuda_$t" "$logs/tests.log" 120 "$build/tests/test_kernels_cuda_$t"
 done
 check cuda_stage "$logs/tests.log" 180 "$build/tests/test_kernels_cuda_stage" $fixtures
+check device_cli "$logs/tests.log" 180 env MEMLLM_BIN="$build/coordinator/memllm" \
+  "$build/tests/test_device_cli"
 grep -v -E "^==" "$logs/tests.log" | tail -n 40
 
 for shape in smollm2 mistral7b; do

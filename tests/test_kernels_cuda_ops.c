@@ -1,6 +1,7 @@
 /* The CUDA row and elementwise ops against the CPU ones (themselves held to
  * PyTorch by test_kernels_ops) on random inputs, within 1e-5 relative:
- * RMSNorm and LayerNorm (in place too), RoPE in both layouts and at far
+ * RMSNorm and LayerNorm (in place too), RMSNorm fused with the residual
+ * add, RoPE in both layouts and at far
  * positions, SwiGLU, GELU, add, softmax and log-softmax up to a large
  * vocabulary; the embedding lookup bit for bit for every dtype; argmax with
  * ties; top-k against a sort. Sizes from 1 to past a block's worth. */
@@ -41,6 +42,26 @@ static void test_norms(struct kc_ctx *c)
         dev_to(c, got, dout, len * sizeof(float));
         snprintf(what, sizeof(what), "rmsnorm in place dim %d", dim);
         cuda_check_close(what, got, want, len, TOL);
+
+        /* the residual add and the norm fused, the output over y's rows */
+        float *y = malloc(len * sizeof(float)), *sum = malloc(len * sizeof(float));
+        cuda_test_fill(y, len, 2.0f, &seed);
+        for (size_t i = 0; i < len; i++)
+            sum[i] = x[i] + y[i];
+        k_rmsnorm_forward(want, sum, w, n, dim, 1e-5f);
+        float *dsum = dev_from(c, x, len * sizeof(float)),
+              *dy = dev_from(c, y, len * sizeof(float));
+        KC_OK(kc_add_rmsnorm_forward(c, dsum, dy, dy, dw, n, dim, 1e-5f, &cuda_err));
+        dev_to(c, got, dsum, len * sizeof(float));
+        CHECKF(memcmp(got, sum, len * sizeof(float)) == 0, "add and rmsnorm dim %d: x + y differs",
+               dim);
+        dev_to(c, got, dy, len * sizeof(float));
+        snprintf(what, sizeof(what), "add and rmsnorm dim %d", dim);
+        cuda_check_close(what, got, want, len, TOL);
+        kc_free(dsum);
+        kc_free(dy);
+        free(y);
+        free(sum);
 
         k_layernorm_forward(want, x, w, b, n, dim, 1e-12f);
         KC_OK(kc_layernorm_forward(c, dout, dx, dw, db, n, dim, 1e-12f, &cuda_err));

@@ -35,29 +35,40 @@ static __device__ __forceinline__ void store_out(float *o, float v, float alpha,
 }
 
 /* vec: the rows and x are 16-byte aligned, so the leading whole 16-byte
- * chunks go by vector loads; the rest (or everything) element by element. */
-template <enum mm_dtype T, int MAXT>
+ * chunks go by vector loads; the rest (or everything) element by element.
+ * A warp takes R consecutive rows: each activation load then serves R rows
+ * (with several tokens the activations, not the weights, would otherwise
+ * bound the loop), and R weight loads are in flight per lane. */
+template <enum mm_dtype T, int MAXT, int R>
 static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
     fdot_kernel(float *out, const float *x, const char *w, int64_t rows, int64_t cols,
                 size_t row_bytes, int n, float alpha, int accumulate, int vec)
 {
-    int64_t r = (int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP;
+    int64_t r0 = ((int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP) * R;
     int lane = threadIdx.x % KC_WARP;
-    if (r >= rows) return; /* the whole warp: r is per warp */
-    const char *row = w + r * (int64_t)row_bytes;
-    float acc[MAXT];
+    if (r0 >= rows) return; /* the whole warp: r0 is per warp */
+    int nr = rows - r0 < R ? (int)(rows - r0) : R;
+    float acc[R][MAXT];
 #pragma unroll
-    for (int t = 0; t < MAXT; t++)
-        acc[t] = 0.0f;
+    for (int rr = 0; rr < R; rr++)
+#pragma unroll
+        for (int t = 0; t < MAXT; t++)
+            acc[rr][t] = 0.0f;
     int64_t done = 0;
     if (vec) {
         constexpr int E = T == MM_F32 ? 4 : 8; /* elements per 16 bytes */
         int64_t chunks = cols / E;
-        const uint4 *wv = reinterpret_cast<const uint4 *>(row);
-#pragma unroll 4
+#pragma unroll(R == 1 ? 4 : 1)
         for (int64_t i = lane; i < chunks; i += KC_WARP) {
-            float wf[E];
-            unpack16(T, __ldg(wv + i), wf);
+            float wf[R][E];
+#pragma unroll
+            for (int rr = 0; rr < R; rr++) {
+                uint4 raw = make_uint4(0, 0, 0, 0);
+                if (rr < nr)
+                    raw = __ldg(
+                        reinterpret_cast<const uint4 *>(w + (r0 + rr) * (int64_t)row_bytes) + i);
+                unpack16(T, raw, wf[rr]);
+            }
 #pragma unroll
             for (int t = 0; t < MAXT; t++) {
                 if (t >= n) break;
@@ -65,26 +76,41 @@ static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
 #pragma unroll
                 for (int j = 0; j < E / 4; j++) {
                     float4 a = __ldg(xv + j);
-                    acc[t] += wf[4 * j] * a.x + wf[4 * j + 1] * a.y + wf[4 * j + 2] * a.z +
-                              wf[4 * j + 3] * a.w;
+#pragma unroll
+                    for (int rr = 0; rr < R; rr++)
+                        acc[rr][t] += wf[rr][4 * j] * a.x + wf[rr][4 * j + 1] * a.y +
+                                      wf[rr][4 * j + 2] * a.z + wf[rr][4 * j + 3] * a.w;
                 }
             }
         }
         done = chunks * E;
     }
     for (int64_t c = done + lane; c < cols; c += KC_WARP) {
-        float wc = kc_elem(T, row, c);
+        float wc[R];
 #pragma unroll
-        for (int t = 0; t < MAXT; t++)
-            if (t < n) acc[t] += wc * x[t * cols + c];
+        for (int rr = 0; rr < R; rr++)
+            wc[rr] = rr < nr ? kc_elem(T, w + (r0 + rr) * (int64_t)row_bytes, c) : 0.0f;
+#pragma unroll
+        for (int t = 0; t < MAXT; t++) {
+            if (t >= n) break;
+            float xc = x[t * cols + c];
+#pragma unroll
+            for (int rr = 0; rr < R; rr++)
+                acc[rr][t] += wc[rr] * xc;
+        }
     }
 #pragma unroll
-    for (int t = 0; t < MAXT; t++)
-        acc[t] = kc_warp_sum(acc[t]);
-    if (lane == 0) {
+    for (int rr = 0; rr < R; rr++)
 #pragma unroll
         for (int t = 0; t < MAXT; t++)
-            if (t < n) store_out(out + t * rows + r, acc[t], alpha, accumulate);
+            acc[rr][t] = kc_warp_sum(acc[rr][t]);
+    if (lane == 0) {
+#pragma unroll
+        for (int rr = 0; rr < R; rr++)
+#pragma unroll
+            for (int t = 0; t < MAXT; t++)
+                if (rr < nr && t < n)
+                    store_out(out + t * rows + r0 + rr, acc[rr][t], alpha, accumulate);
     }
 }
 
@@ -198,17 +224,26 @@ static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
     }
 }
 
+/* One token reads each weight once whatever R is: a row per warp keeps the
+ * most warps in flight. Several tokens share each activation load over
+ * FDOT_ROWS rows. */
+#define FDOT_ROWS 4
+
 template <enum mm_dtype T>
-static void launch_fdot(cudaStream_t s, unsigned blocks, float *out, const float *x,
-                        const struct kc_matrix *w, int n, float alpha, int accumulate, int vec)
+static void launch_fdot(cudaStream_t s, float *out, const float *x, const struct kc_matrix *w,
+                        int n, float alpha, int accumulate, int vec)
 {
     const char *data = (const char *)w->data;
-    if (n == 1)
-        fdot_kernel<T, 1><<<blocks, KC_WARP * DOT_WARPS, 0, s>>>(
+    if (n == 1) {
+        unsigned blocks = (unsigned)((w->rows + DOT_WARPS - 1) / DOT_WARPS);
+        fdot_kernel<T, 1, 1><<<blocks, KC_WARP * DOT_WARPS, 0, s>>>(
             out, x, data, w->rows, w->cols, w->row_bytes, n, alpha, accumulate, vec);
-    else
-        fdot_kernel<T, KC_DOTS_MAX_TOKENS><<<blocks, KC_WARP * DOT_WARPS, 0, s>>>(
+    } else {
+        unsigned blocks =
+            (unsigned)((w->rows + DOT_WARPS * FDOT_ROWS - 1) / (DOT_WARPS * FDOT_ROWS));
+        fdot_kernel<T, KC_DOTS_MAX_TOKENS, FDOT_ROWS><<<blocks, KC_WARP * DOT_WARPS, 0, s>>>(
             out, x, data, w->rows, w->cols, w->row_bytes, n, alpha, accumulate, vec);
+    }
 }
 
 template <enum mm_dtype T>
@@ -293,11 +328,11 @@ extern "C" int kc_matmul_dots(struct kc_ctx *c, float *out, const float *x,
         float *o = out + (int64_t)t0 * w->rows;
         const float *xt = x + (int64_t)t0 * w->cols;
         if (w->dtype == MM_F32)
-            launch_fdot<MM_F32>(c->stream, blocks, o, xt, w, m, alpha, accumulate, vec);
+            launch_fdot<MM_F32>(c->stream, o, xt, w, m, alpha, accumulate, vec);
         else if (w->dtype == MM_F16)
-            launch_fdot<MM_F16>(c->stream, blocks, o, xt, w, m, alpha, accumulate, vec);
+            launch_fdot<MM_F16>(c->stream, o, xt, w, m, alpha, accumulate, vec);
         else
-            launch_fdot<MM_BF16>(c->stream, blocks, o, xt, w, m, alpha, accumulate, vec);
+            launch_fdot<MM_BF16>(c->stream, o, xt, w, m, alpha, accumulate, vec);
         if (kc_launched("matmul: dots", err)) return -1;
     }
     return 0;

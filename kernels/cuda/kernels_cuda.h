@@ -132,6 +132,11 @@ int kc_swiglu_forward(struct kc_ctx *c, float *out, const float *gate, const flo
                       struct mm_err *err);
 int kc_gelu_forward(struct kc_ctx *c, float *out, const float *x, int64_t len, struct mm_err *err);
 int kc_add_inplace(struct kc_ctx *c, float *x, const float *y, int64_t len, struct mm_err *err);
+/* x += y, then out = rmsnorm(x) with weight (out may be y): the residual
+ * add and the following norm in one launch, with kc_add_inplace's and
+ * kc_rmsnorm_forward's results. x: [n, dim]. */
+int kc_add_rmsnorm_forward(struct kc_ctx *c, float *x, const float *y, float *out,
+                           const float *weight, int n, int dim, float eps, struct mm_err *err);
 
 /* Row-wise in place, as the CPU ops (the normaliser summed in double). */
 int kc_softmax_forward(struct kc_ctx *c, float *x, int n, int dim, struct mm_err *err);

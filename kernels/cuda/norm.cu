@@ -19,6 +19,29 @@ static __global__ void rmsnorm_kernel(float *out, const float *x, const float *w
         ot[i] = xt[i] * r * weight[i];
 }
 
+/* x += y, then out = rmsnorm(x) (out may be y): the residual add and the
+ * next norm in one pass over the row. The same operations in the same
+ * order as the two kernels, so the same results. */
+static __global__ void add_rmsnorm_kernel(float *x, const float *y, float *out, const float *weight,
+                                          int dim, float eps)
+{
+    __shared__ float red[KC_WARP];
+    float *xt = x + (int64_t)blockIdx.x * dim;
+    const float *yt = y + (int64_t)blockIdx.x * dim;
+    float *ot = out + (int64_t)blockIdx.x * dim;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float v = xt[i] + yt[i];
+        xt[i] = v;
+        ss += v * v;
+    }
+    ss = kc_block_reduce(ss, red,
+                         kc_add_op()); /* its barrier orders y's reads before out's writes */
+    float r = 1.0f / sqrtf(ss / (float)dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        ot[i] = xt[i] * r * weight[i];
+}
+
 static __global__ void layernorm_kernel(float *out, const float *x, const float *weight,
                                         const float *bias, int dim, float eps)
 {
@@ -45,6 +68,15 @@ extern "C" int kc_rmsnorm_forward(struct kc_ctx *c, float *out, const float *x, 
     if (n <= 0 || dim <= 0) return 0;
     rmsnorm_kernel<<<n, THREADS, 0, c->stream>>>(out, x, weight, dim, eps);
     return kc_launched("rmsnorm", err);
+}
+
+extern "C" int kc_add_rmsnorm_forward(struct kc_ctx *c, float *x, const float *y, float *out,
+                                      const float *weight, int n, int dim, float eps,
+                                      struct mm_err *err)
+{
+    if (n <= 0 || dim <= 0) return 0;
+    add_rmsnorm_kernel<<<n, THREADS, 0, c->stream>>>(x, y, out, weight, dim, eps);
+    return kc_launched("add and rmsnorm", err);
 }
 
 extern "C" int kc_layernorm_forward(struct kc_ctx *c, float *out, const float *x,

@@ -359,6 +359,9 @@ static int decode_keys(const struct stage_cuda *s, const struct stage_batch *b)
     return keys;
 }
 
+/* One layer. Its input norm was applied by the previous layer's last add
+ * (fused with it), except on the stage's first layer; its own last add
+ * applies the next layer's input norm, except on the stage's last layer. */
 static int layer_forward(struct stage_cuda *s, int local, const struct stage_batch *b,
                          struct mm_err *err)
 {
@@ -366,22 +369,25 @@ static int layer_forward(struct stage_cuda *s, int local, const struct stage_bat
     const struct cuda_layer *w = &s->layers[local];
     struct kc_ctx *k = s->ctx;
     int n = b->n;
-    return kc_rmsnorm_forward(k, s->xn, s->x, w->attn_norm, n, c->dim, c->norm_eps, err) ||
-           linear(s, s->q, s->xn, local, LIN_Q, b, err) ||
-           linear(s, s->k, s->xn, local, LIN_K, b, err) ||
-           linear(s, s->v, s->xn, local, LIN_V, b, err) ||
-           kc_rope_forward(k, s->q, s->pos, n, c->n_heads, c->head_dim, c->rope_theta,
-                           c->rope_style, err) ||
-           kc_rope_forward(k, s->k, s->pos, n, c->n_kv_heads, c->head_dim, c->rope_theta,
-                           c->rope_style, err) ||
-           attention(s, local, b, err) || linear(s, s->xn, s->att, local, LIN_O, b, err) ||
-           kc_add_inplace(k, s->x, s->xn, (int64_t)n * c->dim, err) ||
-           kc_rmsnorm_forward(k, s->xn, s->x, w->ffn_norm, n, c->dim, c->norm_eps, err) ||
-           linear(s, s->gate, s->xn, local, LIN_GATE, b, err) ||
-           linear(s, s->up, s->xn, local, LIN_UP, b, err) ||
-           kc_swiglu_forward(k, s->gate, s->gate, s->up, (int64_t)n * c->ffn_dim, err) ||
-           linear(s, s->xn, s->gate, local, LIN_DOWN, b, err) ||
-           kc_add_inplace(k, s->x, s->xn, (int64_t)n * c->dim, err);
+    if (local == 0 && kc_rmsnorm_forward(k, s->xn, s->x, w->attn_norm, n, c->dim, c->norm_eps, err))
+        return -1;
+    if (linear(s, s->q, s->xn, local, LIN_Q, b, err) ||
+        linear(s, s->k, s->xn, local, LIN_K, b, err) ||
+        linear(s, s->v, s->xn, local, LIN_V, b, err) ||
+        kc_rope_forward(k, s->q, s->pos, n, c->n_heads, c->head_dim, c->rope_theta, c->rope_style,
+                        err) ||
+        kc_rope_forward(k, s->k, s->pos, n, c->n_kv_heads, c->head_dim, c->rope_theta,
+                        c->rope_style, err) ||
+        attention(s, local, b, err) || linear(s, s->xn, s->att, local, LIN_O, b, err) ||
+        kc_add_rmsnorm_forward(k, s->x, s->xn, s->xn, w->ffn_norm, n, c->dim, c->norm_eps, err) ||
+        linear(s, s->gate, s->xn, local, LIN_GATE, b, err) ||
+        linear(s, s->up, s->xn, local, LIN_UP, b, err) ||
+        kc_swiglu_forward(k, s->gate, s->gate, s->up, (int64_t)n * c->ffn_dim, err) ||
+        linear(s, s->xn, s->gate, local, LIN_DOWN, b, err))
+        return -1;
+    if (local + 1 == s->n_layers) return kc_add_inplace(k, s->x, s->xn, (int64_t)n * c->dim, err);
+    return kc_add_rmsnorm_forward(k, s->x, s->xn, s->xn, s->layers[local + 1].attn_norm, n, c->dim,
+                                  c->norm_eps, err);
 }
 
 /* Final norm and LM head over the rows that need logits; what the caller
