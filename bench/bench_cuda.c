@@ -18,6 +18,7 @@
 #include <cuda_runtime_api.h>
 
 #include "forward_cuda.h"
+#include "kc_internal.h"
 #include "model.h"
 #include "progress.h"
 
@@ -230,11 +231,23 @@ static double copy_gbs(struct kc_ctx *c)
     return best;
 }
 
-/* The matmul of one layer matrix alone: GB/s of weights read at n tokens,
- * back-to-back launches after a warm-up. Decode's share of the roofline is
- * mostly this figure (the FFN's matrices are the largest, K and V's the
- * smallest). */
-static double matmul_gbs(struct kc_ctx *c, const struct k_matrix *w, int n)
+typedef int (*matmul_path)(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w,
+                           int n, float alpha, int accumulate, struct mm_err *err);
+
+static int dispatched(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w,
+                      int n, float alpha, int accumulate, struct mm_err *err)
+{
+    (void)alpha;
+    (void)accumulate;
+    return kc_matmul_forward(c, out, x, w, n, err);
+}
+
+/* The matmul of one layer matrix alone through `path` (the dispatcher, or
+ * the dot kernels or cuBLAS regardless of n): GB/s of weights read at n
+ * tokens, back-to-back launches after a warm-up. Decode's share of the
+ * roofline is mostly this figure (the FFN's matrices are the largest, K and
+ * V's the smallest). */
+static double matmul_gbs(struct kc_ctx *c, const struct k_matrix *w, int n, matmul_path path)
 {
     struct mm_err err = {{0}};
     struct kc_matrix dw;
@@ -254,7 +267,7 @@ static double matmul_gbs(struct kc_ctx *c, const struct k_matrix *w, int n)
             if (kc_sync(c, &err)) die("matmul", &err);
             t0 = progress_now();
         }
-        if (kc_matmul_forward(c, out, x, &dw, n, &err)) die("matmul", &err);
+        if (path(c, out, x, &dw, n, 1.0f, 0, &err)) die("matmul", &err);
     }
     if (kc_sync(c, &err)) die("matmul", &err);
     double dt = (progress_now() - t0) / REPS;
@@ -340,11 +353,16 @@ int main(int argc, char **argv)
     printf("hbm_peak_gbs: %.0f\n", hbm_gbs);
     printf("copy_gbs: %.0f\n", copy_gbs(ctx));
 
-    static const int matmul_tokens[] = {1, 4, 8};
-    for (size_t i = 0; i < sizeof(matmul_tokens) / sizeof(matmul_tokens[0]); i++)
-        printf("matmul_up_n%d_weight_gbs: %.0f\n", matmul_tokens[i],
-               matmul_gbs(ctx, &m->layers[0].lin[LIN_UP], matmul_tokens[i]));
-    printf("matmul_k_n1_weight_gbs: %.0f\n", matmul_gbs(ctx, &m->layers[0].lin[LIN_K], 1));
+    static const int matmul_tokens[] = {1, 2, 4, 8, 16};
+    const struct k_matrix *up = &m->layers[0].lin[LIN_UP];
+    for (size_t i = 0; i < sizeof(matmul_tokens) / sizeof(matmul_tokens[0]); i++) {
+        int n = matmul_tokens[i];
+        printf("matmul_up_n%d_weight_gbs: %.0f\n", n, matmul_gbs(ctx, up, n, dispatched));
+        printf("matmul_up_n%d_dots_weight_gbs: %.0f\n", n, matmul_gbs(ctx, up, n, kc_matmul_dots));
+        printf("matmul_up_n%d_gemm_weight_gbs: %.0f\n", n, matmul_gbs(ctx, up, n, kc_matmul_gemm));
+    }
+    printf("matmul_k_n1_weight_gbs: %.0f\n",
+           matmul_gbs(ctx, &m->layers[0].lin[LIN_K], 1, dispatched));
 
     /* batch 1: every token reads all weights and its KV cache */
     double b1 = decode_rate(s, 1, o.prompt, o.decode, c->vocab_size);

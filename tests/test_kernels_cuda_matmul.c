@@ -146,7 +146,7 @@ static void test_shape(struct kc_ctx *c, enum mm_dtype t, int64_t rows, int64_t 
     float *dout = dev_from(c, out0, outs * sizeof(float));
 
     for (int p = PATH_DISPATCH; p <= PATH_GEMM; p++) {
-        int gemm = p == PATH_GEMM || (p == PATH_DISPATCH && n > KC_DOTS_MAX_TOKENS);
+        int gemm = p == PATH_GEMM || (p == PATH_DISPATCH && !kc_matmul_uses_dots(t, n));
         for (int accumulate = 0; accumulate <= 1; accumulate++) {
             float alpha = accumulate ? -0.5f : 1.0f;
             KC_OK(kc_upload(c, dout, out0, outs * sizeof(float), &cuda_err));
@@ -191,7 +191,7 @@ static void test_shape(struct kc_ctx *c, enum mm_dtype t, int64_t rows, int64_t 
     int bad = 0;
     for (size_t i = 0; i < outs; i++) {
         /* both within their bound of the float64 product */
-        double tol = tolerance(&mc, (int64_t)i, n > KC_DOTS_MAX_TOKENS, mc.ref[i]) +
+        double tol = tolerance(&mc, (int64_t)i, !kc_matmul_uses_dots(t, n), mc.ref[i]) +
                      tolerance(&mc, (int64_t)i, 0, mc.ref[i]);
         bad += !(fabs(out[i] - cpu[i]) <= tol);
     }

@@ -4,7 +4,7 @@
  *
  *   - every position's logits of the prompt fed at once, token by token and
  *     in chunks of 7; within 1e-4 of HF where the GPU computes in f32 (f32
- *     weights; half-precision weights on the few-token dot kernels); for
+ *     weights; half-precision weights on the one-token dot kernels); for
  *     half-precision weights through cuBLAS (activations rounded to bf16 /
  *     f16) top-1 agreement with the CPU stage >= 99%;
  *   - 32 greedy tokens identical to HF's, sampled by the device argmax (only
@@ -23,6 +23,7 @@
 
 #include "forward.h"
 #include "forward_cuda.h"
+#include "kc_internal.h"
 #include "lora.h"
 #include "model.h"
 #include "test_kernels_cuda.h"
@@ -142,7 +143,8 @@ static int argmax_row(const float *row, int vocab)
 
 /* Logits of the prompt in chunks of 256, 1 and 7. f32: whether the GPU
  * computes in f32 at every chunk size (f32 weights); half-precision weights
- * are f32 only on the dot kernels (chunks <= KC_DOTS_MAX_TOKENS). */
+ * (f16 and bf16 dispatch alike) are f32 only where the dispatcher takes the
+ * dot kernels. */
 static void check_logits(struct runner *g, const struct reference *r, int adapter, int f32,
                          const float *want, const float *cpu, const char *what)
 {
@@ -152,7 +154,7 @@ static void check_logits(struct runner *g, const struct reference *r, int adapte
     for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
         feed(g, r->prompt, r->n_prompt, 0, chunks[c], adapter, got, NULL);
         double d = max_abs_diff(got, want, count);
-        if (f32 || chunks[c] <= KC_DOTS_MAX_TOKENS) {
+        if (f32 || kc_matmul_uses_dots(MM_BF16, chunks[c])) {
             CHECKF(d <= LOGIT_TOL, "%s, chunks of %d: max |logit - HF| = %g", what, chunks[c], d);
             continue;
         }
@@ -193,13 +195,14 @@ static void check_greedy(struct runner *g, const struct reference *r, int adapte
 }
 
 /* Feeding the prompt's last 5 positions again rolls the cache back to
- * before them: their logits come out as the first time. */
+ * before them: their logits come out as the first time. Token by token,
+ * so that half-precision weights take the f32 dot kernels throughout. */
 static void check_rollback(struct runner *g, const struct reference *r, const char *what)
 {
     int n = r->n_prompt, back = 5;
-    feed(g, r->prompt, n, 0, 7, -1, NULL, NULL);
+    feed(g, r->prompt, n, 0, 1, -1, NULL, NULL);
     float *got = malloc((size_t)back * r->vocab * sizeof(float));
-    feed(g, r->prompt + n - back, back, n - back, back, -1, got, NULL);
+    feed(g, r->prompt + n - back, back, n - back, 1, -1, got, NULL);
     double d =
         max_abs_diff(got, r->logits + (size_t)(n - back) * r->vocab, (size_t)back * r->vocab);
     CHECKF(d <= LOGIT_TOL, "%s: after a rollback max |logit - HF| = %g", what, d);

@@ -39,6 +39,9 @@ void *kc_workspace(struct kc_ctx *c, size_t bytes, struct mm_err *err);
  * kc_matmul_dots: dot-product kernels over the stored weights, any n (in
  * launches of KC_DOTS_MAX_TOKENS tokens).
  * kc_matmul_gemm: cuBLAS (tiles dequantized to bf16 for quantized weights). */
+/* Whether the dispatcher (kc_matmul_forward) takes the dot kernels for n
+ * tokens of dtype t; else cuBLAS. */
+int kc_matmul_uses_dots(enum mm_dtype t, int n);
 int kc_matmul_dots(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w, int n,
                    float alpha, int accumulate, struct mm_err *err);
 int kc_matmul_gemm(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w, int n,

@@ -97,9 +97,10 @@ void kc_matrix_free(struct kc_matrix *m);
 #define KC_DOTS_MAX_TOKENS 8
 
 /* out[t, r] = sum_c x[t, c] * w[r, c]; x: [n, w->cols], out: [n, w->rows].
- * Up to KC_DOTS_MAX_TOKENS tokens: dot-product kernels that read the
- * weights once at their stored width, f32 activations (quantized weights:
- * activations quantized to 8-bit blocks as the CPU does). More tokens:
+ * One token (float weights) or up to KC_DOTS_MAX_TOKENS (quantized):
+ * dot-product kernels that read the weights once at their stored width, f32
+ * activations (quantized weights: activations quantized to 8-bit blocks as
+ * the CPU does). More tokens:
  * cuBLAS with f32 accumulation; f32 weights in full f32, f16 weights with
  * the activations rounded to f16, bf16 weights with the activations split
  * in two bf16 parts (see kc_ctx_set_fast_gemm), quantized weights
