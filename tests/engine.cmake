@@ -1,11 +1,6 @@
-# The engine: forward pass, LoRA, KV cache, sampling, scheduler, CLI.
-memllm_test(test_model_reference SOURCES test_model_reference.c LIBS mm_worker
-  ARGS tiny-mistral tiny-mistral-sharded tiny-llama tiny-llama-bf16 tiny-llama-f16
-       tiny-llama-gguf-f32)
-memllm_test(test_kv_rollback SOURCES test_kv_rollback.c LIBS mm_worker)
-memllm_test(test_model_errors SOURCES test_model_errors.c LIBS mm_worker)
+# The engine around the stages: sampling, scheduler, the generate CLI,
+# devices, pipeline stages.
 memllm_test(test_sampling SOURCES test_sampling.c LIBS mm_coordinator)
-memllm_test(test_smollm2_llamacpp SOURCES test_smollm2_llamacpp.c LIBS mm_worker)
 memllm_test(test_generate_cli SOURCES test_generate_cli.c LIBS mm_coordinator)
 add_dependencies(test_generate_cli memllm)
 # Pipeline stages in one process and on MPI ranks (mpirun --oversubscribe).

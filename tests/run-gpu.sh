@@ -9,11 +9,13 @@
 #
 #   tests/run-gpu.sh [BUILD_DIR] [LOG_DIR]
 #
-# BUILD_DIR (default build) is a build with the CUDA backend: its tests/ and
-# bench/ folders hold the programs; a lib/ folder beside them, if there,
-# joins the library path (for programs built on another machine). Logs go to
-# LOG_DIR (default $OUT, else gpu-logs); the last lines printed are the
-# summary. Exits non-zero if any check failed.
+# BUILD_DIR (default build) is a build with the CUDA backend: its tests/,
+# bench/ and coordinator/ folders hold the programs (a core-only build,
+# -DMEMLLM_CORE_ONLY=ON, has no memllm binary: its CPU/GPU comparison is
+# left out). A lib/ folder beside them, if there, joins the library path
+# (for programs built on another machine). Logs go to LOG_DIR (default
+# $OUT, else gpu-logs); the last lines printed are the summary. Exits
+# non-zero if any check failed.
 set -u
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -51,8 +53,10 @@ for t in matmul ops attention; do
   check "cuda_$t" "$logs/tests.log" 120 "$build/tests/test_kernels_cuda_$t"
 done
 check cuda_stage "$logs/tests.log" 180 "$build/tests/test_kernels_cuda_stage" $fixtures
-check device_cli "$logs/tests.log" 180 env MEMLLM_BIN="$build/coordinator/memllm" \
-  "$build/tests/test_device_cli"
+if [ -x "$build/coordinator/memllm" ]; then
+  check device_cli "$logs/tests.log" 180 env MEMLLM_BIN="$build/coordinator/memllm" \
+    "$build/tests/test_device_cli"
+fi
 grep -v -E "^==" "$logs/tests.log" | tail -n 40
 
 for shape in smollm2 mistral7b; do

@@ -1,0 +1,8 @@
+# A pipeline stage on the CPU: forward pass against HF's logits, LoRA, KV
+# cache rollback, model errors, SmolLM2 against llama.cpp.
+memllm_test(test_model_reference SOURCES test_model_reference.c LIBS mm_worker
+  ARGS tiny-mistral tiny-mistral-sharded tiny-llama tiny-llama-bf16 tiny-llama-f16
+       tiny-llama-gguf-f32)
+memllm_test(test_kv_rollback SOURCES test_kv_rollback.c LIBS mm_worker)
+memllm_test(test_model_errors SOURCES test_model_errors.c LIBS mm_worker)
+memllm_test(test_smollm2_llamacpp SOURCES test_smollm2_llamacpp.c LIBS mm_worker)
