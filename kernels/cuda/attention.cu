@@ -226,6 +226,18 @@ static __global__ void merge_kernel(float *out, const float *part_acc, const flo
     }
 }
 
+extern "C" int kc_attention_partials(struct kc_ctx *c, int splits, int64_t rows, int head_dim,
+                                     float **part_acc, float **part_ml, struct mm_err *err)
+{
+    size_t acc_bytes = ((size_t)(splits * rows * head_dim) * sizeof(float) + 255) & ~(size_t)255;
+    char *ws =
+        (char *)kc_workspace(c, acc_bytes + (size_t)(splits * rows * 2) * sizeof(float), err);
+    if (!ws) return -1;
+    *part_acc = (float *)ws;
+    *part_ml = (float *)(ws + acc_bytes);
+    return 0;
+}
+
 extern "C" int kc_attention_merge(struct kc_ctx *c, float *out, const float *part_acc,
                                   const float *part_ml, int64_t rows, int head_dim, int splits,
                                   struct mm_err *err)
@@ -286,13 +298,8 @@ extern "C" int kc_attention_split(struct kc_ctx *c, float *out, const float *q, 
     }
     int64_t rows = (int64_t)n * n_heads;
     if (splits > 1) {
-        size_t acc_bytes =
-            ((size_t)(splits * rows * head_dim) * sizeof(float) + 255) & ~(size_t)255;
-        char *ws =
-            (char *)kc_workspace(c, acc_bytes + (size_t)(splits * rows * 2) * sizeof(float), err);
-        if (!ws) return -1;
-        a.part_acc = (float *)ws;
-        a.part_ml = (float *)(ws + acc_bytes);
+        if (kc_attention_partials(c, splits, rows, head_dim, &a.part_acc, &a.part_ml, err))
+            return -1;
     } else {
         a.out = out;
     }

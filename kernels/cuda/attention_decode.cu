@@ -240,13 +240,8 @@ extern "C" int kc_attention_decode_split(struct kc_ctx *c, float *out, const flo
     int splits = (max_keys + a.split_keys - 1) / a.split_keys;
     int64_t rows = (int64_t)n * n_heads;
     if (splits > 1) {
-        size_t acc_bytes =
-            ((size_t)(splits * rows * head_dim) * sizeof(float) + 255) & ~(size_t)255;
-        char *ws =
-            (char *)kc_workspace(c, acc_bytes + (size_t)(splits * rows * 2) * sizeof(float), err);
-        if (!ws) return -1;
-        a.part_acc = (float *)ws;
-        a.part_ml = (float *)(ws + acc_bytes);
+        if (kc_attention_partials(c, splits, rows, head_dim, &a.part_acc, &a.part_ml, err))
+            return -1;
     } else {
         a.out = out;
     }

@@ -53,6 +53,11 @@ int kc_attention_split(struct kc_ctx *c, float *out, const float *q, const float
                        int n, int pos0, int n_heads, int n_kv_heads, int head_dim, int window,
                        int causal, int splits, struct mm_err *err);
 
+/* The partials of `splits` key splits over `rows` (token, head) rows in the
+ * context's workspace: part_acc [splits, rows, head_dim] and part_ml
+ * [splits, rows, 2]. */
+int kc_attention_partials(struct kc_ctx *c, int splits, int64_t rows, int head_dim,
+                          float **part_acc, float **part_ml, struct mm_err *err);
 /* out = the merge of key splits' partials (attention.cu's layout: part_acc
  * [splits, rows, head_dim], part_ml [splits, rows, 2] max and sum), shared
  * by the prefill and decode kernels. */
