@@ -5,7 +5,8 @@
  * block's 16 rows), head sizes 1 to 512 (odd ones too), sliding windows
  * shorter and longer than the cache, BERT's unmasked case; every case with
  * the dispatcher's key splits and with splits forced (1, 2, 3, 7: some
- * splits get no keys for some rows, or none at all). Decode attention and
+ * splits get no keys for some rows, or none at all), and through the cuBLAS
+ * path (which the dispatcher takes for runs of 64 tokens and more). Decode attention and
  * the KV store over several slots in one launch: runs of 1 to 8 tokens,
  * windows, groups up to 8, every sub-warp width, forced key splits. */
 #include <math.h>
@@ -29,6 +30,9 @@ static const struct att_case cases[] = {
     {"decode 3 tokens", 3, 400, 12, 4, 64, 0, 1},
     {"prefill gqa 4", 37, 0, 8, 2, 64, 0, 1},
     {"prefill gqa 3", 100, 0, 6, 2, 32, 0, 1},
+    {"prefill mistral-like", 300, 0, 32, 8, 128, 4096, 1},
+    {"long chunk after a past", 130, 200, 9, 3, 64, 0, 1},
+    {"bert long", 80, 0, 12, 12, 64, 0, 0},
     {"chunk after a past", 37, 50, 8, 2, 64, 0, 1},
     {"chunk with a window", 70, 90, 8, 2, 64, 33, 1},
     {"mha head_dim 80", 45, 3, 4, 4, 80, 0, 1},
@@ -59,9 +63,15 @@ static void run_case(struct kc_ctx *c, const struct att_case *ac)
     float *dq = dev_from(c, q, qn * sizeof(float)), *dk = dev_from(c, k, kvn * sizeof(float));
     float *dv = dev_from(c, v, kvn * sizeof(float)), *dout = dev_from(c, q, qn * sizeof(float));
 
-    static const int splits[] = {0, 1, 2, 3, 7}; /* 0: the dispatcher's choice */
+    /* 0: the dispatcher's choice, -1: cuBLAS, else the flash kernel's splits */
+    static const int splits[] = {0, -1, 1, 2, 3, 7};
     for (size_t s = 0; s < sizeof(splits) / sizeof(splits[0]); s++) {
-        if (splits[s] == 0)
+        KC_OK(kc_upload(c, dout, q, qn * sizeof(float), &cuda_err)); /* no leftover answer */
+        if (splits[s] == -1)
+            KC_OK(kc_attention_gemm(c, dout, dq, dk, dv, ac->n, ac->pos0, ac->n_heads,
+                                    ac->n_kv_heads, ac->head_dim, ac->window, ac->causal,
+                                    &cuda_err));
+        else if (splits[s] == 0)
             KC_OK(kc_attention_forward(c, dout, dq, dk, dv, ac->n, ac->pos0, ac->n_heads,
                                        ac->n_kv_heads, ac->head_dim, ac->window, ac->causal,
                                        &cuda_err));
@@ -71,7 +81,10 @@ static void run_case(struct kc_ctx *c, const struct att_case *ac)
                                      splits[s], &cuda_err));
         dev_to(c, got, dout, qn * sizeof(float));
         char what[128];
-        snprintf(what, sizeof(what), "attention %s, %d splits", ac->name, splits[s]);
+        if (splits[s] == -1)
+            snprintf(what, sizeof(what), "attention %s, cuBLAS", ac->name);
+        else
+            snprintf(what, sizeof(what), "attention %s, %d splits", ac->name, splits[s]);
         cuda_check_close(what, got, want, qn, 1e-5);
     }
     kc_free(dq);
@@ -167,15 +180,16 @@ static void run_decode_case(struct kc_ctx *c, const struct decode_case *dc)
 
     static const int split_keys[] = {0, 1, 7, 32, KC_DECODE_SPLIT_KEYS}; /* 0: dispatcher */
     for (size_t i = 0; i < sizeof(split_keys) / sizeof(split_keys[0]); i++) {
-        KC_OK(kc_upload(c, dout, want, sizeof(float), &cuda_err)); /* not a leftover answer */
+        KC_OK(kc_upload(c, dout, q, (size_t)n * q_dim * sizeof(float),
+                        &cuda_err)); /* no leftover answer */
         if (split_keys[i] == 0)
             KC_OK(kc_attention_decode(c, dout, dq, dkc, dvc, dslot, dpos, n, max_keys, stride,
                                       dc->n_heads, dc->n_kv_heads, dc->head_dim, dc->window,
                                       &cuda_err));
         else
-            KC_OK(kc_attention_decode_split(c, dout, dq, dkc, dvc, dslot, dpos, n, max_keys,
-                                            stride, dc->n_heads, dc->n_kv_heads, dc->head_dim,
-                                            dc->window, split_keys[i], &cuda_err));
+            KC_OK(kc_attention_decode_split(c, dout, dq, dkc, dvc, dslot, dpos, n, max_keys, stride,
+                                            dc->n_heads, dc->n_kv_heads, dc->head_dim, dc->window,
+                                            split_keys[i], &cuda_err));
         dev_to(c, got, dout, (size_t)n * q_dim * sizeof(float));
         snprintf(what, sizeof(what), "decode attention %s, splits of %d keys", dc->name,
                  split_keys[i]);

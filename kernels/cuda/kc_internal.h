@@ -64,6 +64,13 @@ int kc_attention_partials(struct kc_ctx *c, int splits, int64_t rows, int head_d
 int kc_attention_merge(struct kc_ctx *c, float *out, const float *part_acc, const float *part_ml,
                        int64_t rows, int head_dim, int splits, struct mm_err *err);
 
+/* Attention of one sequence's run through cuBLAS (kc_attention_forward's
+ * arguments and result), and the workspace bytes its scores take. */
+size_t kc_attention_gemm_bytes(int n, int pos0, int n_kv_heads);
+int kc_attention_gemm(struct kc_ctx *c, float *out, const float *q, const float *k, const float *v,
+                      int n, int pos0, int n_heads, int n_kv_heads, int head_dim, int window,
+                      int causal, struct mm_err *err);
+
 /* Most keys per block of decode attention: their scores sit in shared
  * memory. */
 #define KC_DECODE_SPLIT_KEYS 256

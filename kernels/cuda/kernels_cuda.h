@@ -144,10 +144,12 @@ int kc_softmax_forward(struct kc_ctx *c, float *x, int n, int dim, struct mm_err
 int kc_log_softmax_forward(struct kc_ctx *c, float *x, int n, int dim, struct mm_err *err);
 
 /* As k_attention_forward (one sequence: q [n, n_heads * head_dim], its KV
- * cache k, v [pos0 + n, n_kv_heads * head_dim]). Prefill runs a fused
- * flash-style kernel (key tiles in shared memory, online softmax, the query
- * heads of a KV head sharing each tile); decode (few query rows, long
- * caches) also splits the keys over blocks and merges the partial results. */
+ * cache k, v [pos0 + n, n_kv_heads * head_dim]). Long runs whose window
+ * covers every key go through cuBLAS (scores, masked softmax, values, all
+ * f32); the rest through a fused flash-style kernel (key tiles in shared
+ * memory, online softmax, the query heads of a KV head sharing each tile),
+ * which for few query rows against long caches also splits the keys over
+ * blocks and merges the partial results. */
 int kc_attention_forward(struct kc_ctx *c, float *out, const float *q, const float *k,
                          const float *v, int n, int pos0, int n_heads, int n_kv_heads, int head_dim,
                          int window, int causal, struct mm_err *err);
