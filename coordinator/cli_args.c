@@ -157,6 +157,10 @@ int cli_memory_opt(int argc, char **argv, int *i, struct cli_memory_opts *o)
         o->embedder = v;
         return r;
     }
+    if (!strcmp(argv[*i], "--sync")) {
+        o->sync = 1;
+        return 1;
+    }
     if ((r = cli_opt(argc, argv, i, "--memshards", &v)))
         return r < 0 ? r : cli_int("--memshards", v, 1, 4096, &o->shards) ? -1 : 1;
     if ((r = cli_opt(argc, argv, i, "--tau-e", &v)))
@@ -197,7 +201,7 @@ static struct mm_memory *open_memory(const struct cluster *c, const struct cli_m
         return mm_memory_open_mpi(c->comm, cluster_first_shard(c), (uint32_t)c->n_shards, emb, err);
     uint32_t on_disk = mm_memory_shards_on_disk(mem->dir);
     uint32_t shards = mem->shards ? (uint32_t)mem->shards : on_disk ? on_disk : 1;
-    return mm_memory_open_local(mem->dir, shards, emb, 0, err);
+    return mm_memory_open_local(mem->dir, shards, emb, mem->sync, err);
 }
 
 int cli_run_with_engine(const char *cmd, struct cli_model_opts *o,
@@ -222,7 +226,7 @@ int cli_run_with_engine(const char *cmd, struct cli_model_opts *o,
         int failed =
             c.role == ROLE_STAGE
                 ? engine_serve_stage(&o->engine, c.index, c.comm, 0, cluster_first_stage(&c), &err)
-                : mm_memory_serve_shard(mem->dir, (uint32_t)c.index, 0, c.comm, 0, &err);
+                : mm_memory_serve_shard(mem->dir, (uint32_t)c.index, mem->sync, c.comm, 0, &err);
         if (failed) {
             fprintf(stderr, "memllm %s: %s %d (rank %d): %s\n", cmd,
                     c.role == ROLE_STAGE ? "stage" : "shard", c.index, c.rank, err.msg);

@@ -36,12 +36,14 @@ struct cli_memory_opts {
     const char *dir;      /* --memory DIR; NULL: no memory */
     int shards;           /* --memshards S; 0: as many as on disk, or 1 */
     const char *embedder; /* --embedder; NULL: the memory's, else the default */
+    int sync;             /* --sync: fsync the WAL before a write is acknowledged */
     struct mm_query_options q;
 };
 
 void cli_memory_opts_default(struct cli_memory_opts *o);
 /* Consumes one memory option at argv[*i] (--memory, --memshards,
- * --embedder, --tau-e, --tau-r, --tau-t, --qthr); as cli_model_opt. */
+ * --embedder, --sync, --tau-e, --tau-r, --tau-t, --qthr); as
+ * cli_model_opt. */
 int cli_memory_opt(int argc, char **argv, int *i, struct cli_memory_opts *o);
 
 /* The life of a command that runs the model: under mpirun, stage ranks
@@ -71,6 +73,8 @@ int cli_run_with_engine(const char *cmd, struct cli_model_opts *o,
     "  --memshards S        memory shards (under mpirun: ranks P+1..P+S; default:\n"               \
     "                       as on disk, else 1)\n"                                                 \
     "  --embedder E         fallback | MODEL_DIR (default: the memory's own)\n"                    \
+    "  --sync               fsync the memory's write-ahead log before a write is\n"                \
+    "                       acknowledged (survives power loss, not only a crash)\n"                \
     "  --tau-e X, --tau-r X, --tau-t X, --qthr N\n"                                                \
     "                       query thresholds and cap (default 0.7, 0.85, 0.7, 30)\n"
 

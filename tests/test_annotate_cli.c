@@ -323,7 +323,8 @@ static void redocred_docs(json_t *out)
     json_decref(all);
 }
 
-/* annotate CORPUS into dir; ranks > 0: mpirun with 2 stages and 2 shards. */
+/* annotate CORPUS into dir; ranks > 0: mpirun with 2 stages and 2 shards,
+ * whose writes are fsync'd (--sync: the same facts either way). */
 static void annotate_args(const char **args, const char *corpus, const char *corpus2,
                           const char *dir, const char *trace, int ranks)
 {
@@ -339,6 +340,7 @@ static void annotate_args(const char **args, const char *corpus, const char *cor
     if (ranks) {
         args[n++] = "--stages";
         args[n++] = "2";
+        args[n++] = "--sync";
     }
     if (trace) {
         args[n++] = "--trace";
