@@ -61,7 +61,9 @@ struct scheduler_hooks {
     int (*before_sample)(void *ctx, struct gen_sequence *s, const float *logits,
                          struct mm_err *err);
     /* After each sampled token is appended (and its text decoded). `piece` is
-     * the text it added. May edit the sequence; returns -1 to abort. */
+     * the text it added. May edit the sequence, or end it by setting
+     * s->finish (it leaves, through on_finish, as soon as the hook returns);
+     * returns -1 to abort. */
     int (*on_token)(void *ctx, struct gen_sequence *s, int32_t token, const char *piece,
                     size_t piece_len, struct mm_err *err);
     /* When a sequence finishes, before its slot is reused. */
