@@ -12,8 +12,9 @@
 # BUILD_DIR (default build) is a build with the CUDA backend: its tests/,
 # bench/ and coordinator/ folders hold the programs (a core-only build,
 # -DMEMLLM_CORE_ONLY=ON, has no memllm binary: its CPU/GPU comparison is
-# left out). A lib/ folder beside them, if there, joins the library path
-# (for programs built on another machine). Logs go to LOG_DIR (default
+# left out). A lib/ folder beside them (or a lib.tar.xz, unpacked into it:
+# tests/pack-gpu.sh makes one), if there, joins the library path (for
+# programs built on another machine). Logs go to LOG_DIR (default
 # $OUT, else gpu-logs); the last lines printed are the summary. Exits
 # non-zero if any check failed.
 set -u
@@ -21,7 +22,13 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 logs=${2:-${OUT:-gpu-logs}}
 mkdir -p "$logs"
-[ -d "$build/lib" ] && export LD_LIBRARY_PATH="$(cd "$build/lib" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if [ -f "$build/lib.tar.xz" ] && [ ! -d "$build/lib" ]; then
+  mkdir -p "$build/lib" && tar -C "$build/lib" -xJf "$build/lib.tar.xz"
+fi
+if [ -d "$build/lib" ]; then
+  # and CUDA's own libraries where the toolkit keeps them on this machine
+  export LD_LIBRARY_PATH="$(cd "$build/lib" && pwd):${CUDA_HOME:-/usr/local/cuda}/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 export MEMLLM_FIXTURES=${MEMLLM_FIXTURES:-$PWD/tests/fixtures}
 export MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR:-$PWD/models}
 export OMP_WAIT_POLICY=passive PYTHONUNBUFFERED=1
@@ -43,11 +50,12 @@ check() {
   [ "$rc" = 0 ] || failed=1
 }
 
-if ! nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv |
-  tee "$logs/device.txt"; then
+if ! nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv \
+  >"$logs/device.txt" 2>&1; then
   echo "run-gpu: no NVIDIA GPU here (nvidia-smi failed)"
   exit 1
 fi
+cat "$logs/device.txt"
 
 for t in matmul ops attention; do
   check "cuda_$t" "$logs/tests.log" 120 "$build/tests/test_kernels_cuda_$t"
