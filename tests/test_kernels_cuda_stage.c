@@ -26,63 +26,11 @@
 #include "kc_internal.h"
 #include "lora.h"
 #include "model.h"
+#include "model_reference.h"
 #include "test_kernels_cuda.h"
 
 #define LOGIT_TOL 1e-4
 #define MAX_IDS 1024
-
-struct reference {
-    int32_t prompt[MAX_IDS], greedy_prompt[64], greedy[64], greedy_lora[64];
-    int n_prompt, n_greedy_prompt, n_greedy;
-    int vocab;
-    int has_adapter;
-    float *logits, *logits_lora;
-};
-
-static int json_ids(json_t *arr, int32_t *out, int cap)
-{
-    size_t i;
-    json_t *v;
-    REQUIRE(json_is_array(arr) && (int)json_array_size(arr) <= cap, "bad id array");
-    json_array_foreach(arr, i, v) out[i] = (int32_t)json_integer_value(v);
-    return (int)json_array_size(arr);
-}
-
-static float *read_f32(const char *dir, const char *name, size_t count)
-{
-    char path[1200];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    REQUIRE(f, "cannot open %s", path);
-    float *buf = malloc(count * sizeof(float));
-    REQUIRE(fread(buf, sizeof(float), count, f) == count, "%s is short", path);
-    fclose(f);
-    return buf;
-}
-
-static void load_reference(const char *dir, struct reference *r)
-{
-    char path[1200];
-    snprintf(path, sizeof(path), "%s/reference.json", dir);
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    REQUIRE(root, "%s: %s", path, jerr.text);
-    r->n_prompt = json_ids(json_object_get(root, "prompt_ids"), r->prompt, MAX_IDS);
-    r->n_greedy_prompt = json_ids(json_object_get(root, "greedy_prompt_ids"), r->greedy_prompt, 64);
-    r->n_greedy = json_ids(json_object_get(root, "greedy_ids"), r->greedy, 64);
-    r->vocab = (int)json_integer_value(json_object_get(root, "vocab_size"));
-    size_t count = (size_t)r->n_prompt * (size_t)r->vocab;
-    r->logits = read_f32(dir, json_string_value(json_object_get(root, "logits")), count);
-    json_t *adapter = json_object_get(root, "adapter");
-    r->has_adapter = adapter != NULL;
-    r->logits_lora = NULL;
-    if (adapter) {
-        json_ids(json_object_get(adapter, "greedy_ids"), r->greedy_lora, 64);
-        r->logits_lora =
-            read_f32(dir, json_string_value(json_object_get(adapter, "logits")), count);
-    }
-    json_decref(root);
-}
 
 /* One or two GPU stages (hidden states through the host between them), or
  * the CPU stage. */
@@ -145,7 +93,7 @@ static int argmax_row(const float *row, int vocab)
  * computes in f32 at every chunk size (f32 weights); half-precision weights
  * (f16 and bf16 dispatch alike) are f32 only where the dispatcher takes the
  * dot kernels. */
-static void check_logits(struct runner *g, const struct reference *r, int adapter, int f32,
+static void check_logits(struct runner *g, const struct model_reference *r, int adapter, int f32,
                          const float *want, const float *cpu, const char *what)
 {
     size_t count = (size_t)r->n_prompt * r->vocab;
@@ -173,7 +121,7 @@ static void check_logits(struct runner *g, const struct reference *r, int adapte
 
 /* The greedy prompt at once, then one token at a time, sampled on the
  * device. */
-static void check_greedy(struct runner *g, const struct reference *r, int adapter,
+static void check_greedy(struct runner *g, const struct model_reference *r, int adapter,
                          const int32_t *want, const char *what)
 {
     int n = r->n_greedy_prompt;
@@ -197,7 +145,7 @@ static void check_greedy(struct runner *g, const struct reference *r, int adapte
 /* Feeding the prompt's last 5 positions again rolls the cache back to
  * before them: their logits come out as the first time. Token by token,
  * so that half-precision weights take the f32 dot kernels throughout. */
-static void check_rollback(struct runner *g, const struct reference *r, const char *what)
+static void check_rollback(struct runner *g, const struct model_reference *r, const char *what)
 {
     int n = r->n_prompt, back = 5;
     feed(g, r->prompt, n, 0, 1, -1, NULL, NULL);
@@ -227,8 +175,8 @@ static void run_fixture(const char *name)
     snprintf(adir, sizeof(adir), "%s/adapter", dir);
     snprintf(mpath, sizeof(mpath), "%s/model.gguf", dir);
     snprintf(path, sizeof(path), "%s", access(mpath, R_OK) == 0 ? mpath : dir);
-    struct reference r;
-    load_reference(dir, &r);
+    struct model_reference r;
+    model_reference_load(dir, &r);
     struct mm_err err = {{0}};
 
     /* the CPU stage's logits: the reference where the GPU rounds to half */
@@ -352,7 +300,8 @@ static void run_smollm2(void)
     CHECKF(fabs(ppl / ref_ppl - 1.0) <= 0.01, "SmolLM2 on the GPU: perplexity %.4f vs %.4f", ppl,
            ref_ppl);
 
-    struct reference r = {.n_greedy_prompt = n_gprompt, .n_greedy = n_gwant, .vocab = g.vocab};
+    struct model_reference r = {
+        .n_greedy_prompt = n_gprompt, .n_greedy = n_gwant, .vocab = g.vocab};
     REQUIRE(n_gprompt <= 64 && n_gwant <= 64, "greedy reference too long");
     memcpy(r.greedy_prompt, gprompt, (size_t)n_gprompt * sizeof(int32_t));
     check_greedy(&g, &r, -1, gwant, "SmolLM2 Q4_1 on the GPU");

@@ -9,64 +9,12 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "model_reference.h"
 #include "forward.h"
 #include "lora.h"
 #include "model.h"
 
 #define LOGIT_TOL 1e-4
-
-struct reference {
-    int32_t prompt[256], greedy_prompt[64], greedy[64], greedy_lora[64];
-    int n_prompt, n_greedy_prompt, n_greedy;
-    int vocab;
-    int has_adapter; /* GGUF fixtures have none: llama.cpp takes no PEFT adapters */
-    float *logits, *logits_lora;
-};
-
-static int json_ids(json_t *arr, int32_t *out, int cap)
-{
-    size_t i;
-    json_t *v;
-    REQUIRE(json_is_array(arr) && (int)json_array_size(arr) <= cap, "bad id array");
-    json_array_foreach(arr, i, v) out[i] = (int32_t)json_integer_value(v);
-    return (int)json_array_size(arr);
-}
-
-static float *read_f32(const char *dir, const char *name, size_t count)
-{
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    REQUIRE(f, "cannot open %s", path);
-    float *buf = malloc(count * sizeof(float));
-    REQUIRE(fread(buf, sizeof(float), count, f) == count, "%s is short", path);
-    fclose(f);
-    return buf;
-}
-
-static void load_reference(const char *dir, struct reference *r)
-{
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/reference.json", dir);
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    REQUIRE(root, "%s: %s", path, jerr.text);
-    r->n_prompt = json_ids(json_object_get(root, "prompt_ids"), r->prompt, 256);
-    r->n_greedy_prompt = json_ids(json_object_get(root, "greedy_prompt_ids"), r->greedy_prompt, 64);
-    r->n_greedy = json_ids(json_object_get(root, "greedy_ids"), r->greedy, 64);
-    r->vocab = (int)json_integer_value(json_object_get(root, "vocab_size"));
-    REQUIRE(r->n_prompt > 0 && r->vocab > 0, "%s: empty reference", path);
-    size_t count = (size_t)r->n_prompt * (size_t)r->vocab;
-    r->logits = read_f32(dir, json_string_value(json_object_get(root, "logits")), count);
-    json_t *adapter = json_object_get(root, "adapter");
-    r->has_adapter = adapter != NULL;
-    r->logits_lora = NULL;
-    if (adapter) {
-        json_ids(json_object_get(adapter, "greedy_ids"), r->greedy_lora, 64);
-        r->logits_lora = read_f32(dir, json_string_value(json_object_get(adapter, "logits")), count);
-    }
-    json_decref(root);
-}
 
 /* Feeds `ids` into slot 0 from position `pos0` in chunks of `chunk`,
  * collecting every position's logits into out (may be NULL). */
@@ -83,8 +31,8 @@ static void feed(struct stage *s, const int32_t *ids, int n, int pos0, int chunk
             ad[i] = adapter;
         }
         float *logits = malloc((size_t)m * vocab * sizeof(float));
-        struct stage_batch b = {.n = m, .tokens = ids + start, .pos = pos, .slot = slot,
-                                .adapter = ad};
+        struct stage_batch b = {
+            .n = m, .tokens = ids + start, .pos = pos, .slot = slot, .adapter = ad};
         struct mm_err err = {{0}};
         REQUIRE(stage_forward(s, &b, NULL, logits, &err) == 0, "forward: %s", err.msg);
         if (out) memcpy(out + (size_t)start * vocab, logits, (size_t)m * vocab * sizeof(float));
@@ -102,8 +50,8 @@ static double max_abs_diff(const float *a, const float *b, size_t n)
     return m;
 }
 
-static void check_logits(struct stage *s, const struct reference *r, int adapter, const float *want,
-                         const char *what)
+static void check_logits(struct stage *s, const struct model_reference *r, int adapter,
+                         const float *want, const char *what)
 {
     size_t count = (size_t)r->n_prompt * r->vocab;
     float *got = malloc(count * sizeof(float));
@@ -116,7 +64,7 @@ static void check_logits(struct stage *s, const struct reference *r, int adapter
     free(got);
 }
 
-static void check_greedy(struct stage *s, const struct reference *r, int adapter,
+static void check_greedy(struct stage *s, const struct model_reference *r, int adapter,
                          const int32_t *want, const char *what)
 {
     int vocab = s->model->cfg.vocab_size, n = r->n_greedy_prompt;
@@ -145,8 +93,8 @@ static void run_fixture(const char *name)
     test_path("MEMLLM_FIXTURES", "models/", dir, sizeof(dir));
     strncat(dir, name, sizeof(dir) - strlen(dir) - 1);
     snprintf(adir, sizeof(adir), "%s/adapter", dir);
-    struct reference r;
-    load_reference(dir, &r);
+    struct model_reference r;
+    model_reference_load(dir, &r);
     /* HF fixtures are directories; llama.cpp ones are a model.gguf inside. */
     snprintf(mpath, sizeof(mpath), "%s/model.gguf", dir);
     struct mm_err err = {{0}};
@@ -195,6 +143,7 @@ static void run_fixture(const char *name)
 int main(int argc, char **argv)
 {
     REQUIRE(argc > 1, "usage: test_model_reference FIXTURE...");
-    for (int i = 1; i < argc; i++) run_fixture(argv[i]);
+    for (int i = 1; i < argc; i++)
+        run_fixture(argv[i]);
     return check_report("test_model_reference");
 }
