@@ -25,6 +25,7 @@
  * Memories use the fallback embedder, or with --embedder the
  * sentence-transformers model in DIR (e.g. models/all-MiniLM-L6-v2; meant
  * for the import and scatter sections: the others would time the model). */
+#include "../tests/memory/shard_rounds.h"
 #include "../tests/memory/synthetic_vectors.h"
 #include "embedder_bert.h"
 #include "memory.pb-c.h"
@@ -215,10 +216,10 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* Raw RocksDB writing what one fact makes a shard write: two triple
- * copies and two provenance records, and when new_entities also two entity
- * records and two name rows carrying a dim-float vector; batch facts per
- * write, in key order as the shard writes them. The floor under the
- * memory's writes. */
+ * copies (the other end's text and a provenance record), and when
+ * new_entities also two name rows carrying a dim-float vector; batch facts
+ * per write, in key order as the shard writes them, with RocksDB's default
+ * options. The floor under the memory's writes. */
 static double raw_fact_kvs_per_s(int n, int batch, int dim, int new_entities)
 {
     char *dir = scratch("rawkv");
@@ -226,11 +227,11 @@ static double raw_fact_kvs_per_s(int n, int batch, int dim, int new_entities)
     rocksdb_t *db = raw_open(dir, &o);
     rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-    const size_t sizes[4][2] = {{25, 16}, {33, 30}, {8, 20}, {24, 16 + 4 * (size_t)dim}};
+    const size_t sizes[2][2] = {{25, 46}, {24, 16 + 4 * (size_t)dim}};
     uint64_t *ids = xmalloc(2 * (size_t)batch * sizeof(*ids));
     unsigned char key[64];
-    char *val = xmalloc(sizes[3][1]), *rerr = NULL;
-    memset(val, 'v', sizes[3][1]);
+    char *val = xmalloc(sizes[1][1]), *rerr = NULL;
+    memset(val, 'v', sizes[1][1]);
     memset(key, 0, sizeof(key));
     double t0 = now();
     for (int i = 0; i < n && !rerr; i += batch) {
@@ -239,7 +240,7 @@ static double raw_fact_kvs_per_s(int n, int batch, int dim, int new_entities)
             ids[j] = ((uint64_t)i * 2 + (uint64_t)j + 1) * 0x9e3779b97f4a7c15ULL;
         qsort(ids, 2 * (size_t)k, sizeof(*ids), cmp_u64);
         /* a first byte per kind keeps the kinds apart, as column families do */
-        for (int kind = 0; kind < (new_entities ? 4 : 2); kind++)
+        for (int kind = 0; kind < (new_entities ? 2 : 1); kind++)
             for (int j = 0; j < 2 * k; j++) {
                 key[0] = (unsigned char)kind;
                 for (int byte = 0; byte < 8; byte++)
@@ -328,89 +329,22 @@ static void bench_writes(struct mm_embedder *emb, int writes)
     }
     double floor = raw_fact_kvs_per_s(writes, 1000, emb->dim, 1);
     double known = raw_fact_kvs_per_s(writes, 1000, emb->dim, 0);
-    printf("raw RocksDB, the 8 key/values of a fact with two new entities, 1000 facts per "
-           "batch: %.0f facts/s = %.0f%% of raw puts/s; the 4 of a fact between stored "
+    printf("raw RocksDB, the 4 key/values of a fact with two new entities, 1000 facts per "
+           "batch: %.0f facts/s = %.0f%% of raw puts/s; the 2 of a fact between stored "
            "entities: %.0f facts/s = %.0f%%\n",
            floor, 100 * floor / raw, known, 100 * known / raw);
-}
-
-/* One query's two shard rounds, as the client runs them on one shard:
- * search for the entity's candidates, then the query on them. */
-struct rounds {
-    uint8_t *search, *query;
-    size_t search_len, query_len;
-};
-
-static uint8_t *handle(struct mm_shard *sh, const Memllm__Request *req, size_t *len)
-{
-    size_t n = memllm__request__get_packed_size(req);
-    uint8_t *buf = xmalloc(n), *resp;
-    memllm__request__pack(req, buf);
-    if (mm_shard_handle(sh, buf, n, &resp, len) < 0) {
-        fprintf(stderr, "bench_memory: shard: out of memory\n");
-        exit(1);
-    }
-    free(buf);
-    return resp;
-}
-
-/* vec: the entity's and the relation's embeddings (2 x dim). */
-static void shard_query(struct mm_shard *sh, const struct mm_query *q, const float *vec, int dim,
-                        struct rounds *out)
-{
-    struct mm_query_options o;
-    mm_query_options_default(&o);
-    Memllm__SearchQuery sq = MEMLLM__SEARCH_QUERY__INIT;
-    sq.text = (char *)q->entity;
-    sq.vec = (float *)vec;
-    sq.n_vec = (size_t)dim;
-    Memllm__SearchQuery *sqs[1] = {&sq};
-    Memllm__SearchRequest sr = MEMLLM__SEARCH_REQUEST__INIT;
-    sr.queries = sqs;
-    sr.n_queries = 1;
-    sr.tau = o.tau_e;
-    sr.k = o.k_entities;
-    Memllm__Request req = MEMLLM__REQUEST__INIT;
-    req.command_case = MEMLLM__REQUEST__COMMAND_SEARCH;
-    req.search = &sr;
-    out->search = handle(sh, &req, &out->search_len);
-    Memllm__Response *r = memllm__response__unpack(NULL, out->search_len, out->search);
-    if (!r || r->status != MEMLLM__STATUS__STATUS_OK || !r->search) {
-        fprintf(stderr, "bench_memory: search failed: %s\n", r ? r->error : "bad response");
-        exit(1);
-    }
-    Memllm__QueryItem item = MEMLLM__QUERY_ITEM__INIT;
-    item.entities = r->search->per_query[0]->hits;
-    item.n_entities = r->search->per_query[0]->n_hits;
-    item.relation = (char *)q->relation;
-    item.relation_vec = (float *)vec + dim;
-    item.n_relation_vec = (size_t)dim;
-    item.want_subject = q->want_subject;
-    Memllm__QueryItem *items[1] = {&item};
-    Memllm__QueryRequest qr = MEMLLM__QUERY_REQUEST__INIT;
-    qr.items = items;
-    qr.n_items = 1;
-    qr.tau_r = o.tau_r;
-    qr.tau_t = o.tau_t;
-    qr.k_relations = o.k_relations;
-    qr.qthr = o.qthr;
-    qr.per_pair = o.per_pair;
-    qr.max_provenance = o.max_provenance;
-    req.command_case = MEMLLM__REQUEST__COMMAND_QUERY;
-    req.query = &qr;
-    out->query = handle(sh, &req, &out->query_len);
-    memllm__response__free_unpacked(r, NULL);
 }
 
 /* Shard-level latency of the n queries (vecs: their embeddings); the
  * responses stay in out for comparison. */
 static void shard_latency(struct mm_shard *sh, const struct mm_query *q, const float *vecs, int n,
-                          int dim, struct rounds *out, double *p50, double *p99)
+                          int dim, struct shard_rounds *out, double *p50, double *p99)
 {
     double *t = xmalloc((size_t)n * sizeof(*t));
     for (int i = 0; i < n; i++) {
         double t0 = now();
-        shard_query(sh, &q[i], vecs + (size_t)i * 2 * (size_t)dim, dim, &out[i]);
+        const float *v = vecs + (size_t)i * 2 * (size_t)dim;
+        shard_rounds_run(sh, &q[i], v, v + dim, dim, &out[i]);
         t[i] = (now() - t0) * 1e3;
     }
     percentiles(t, n, p50, p99);
@@ -482,8 +416,8 @@ static void bench_latency(struct mm_embedder *emb, int entities)
     snprintf(shard_dir, sizeof(shard_dir), "%s/shard-000", dir);
     snprintf(graph, sizeof(graph), "%s/memllm-names.hnsw", shard_dir);
 
-    struct rounds *exact = calloc((size_t)n, sizeof(*exact)),
-                  *approx = calloc((size_t)n, sizeof(*approx));
+    struct shard_rounds *exact = calloc((size_t)n, sizeof(*exact)),
+                        *approx = calloc((size_t)n, sizeof(*approx));
     double open_exact, p50, p99;
     struct mm_shard *sh = open_shard(shard_dir, UINT32_MAX, &open_exact);
     shard_latency(sh, q, vecs, n, dim, exact, &p50, &p99);

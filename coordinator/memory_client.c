@@ -41,6 +41,7 @@ int client_round(struct mm_memory *m, Memllm__Request *const *req, Memllm__Respo
                  struct mm_err *err)
 {
     uint32_t S = m->shards;
+    m->refused = MEMLLM__STATUS__STATUS_OK;
     uint8_t **out = calloc(S, sizeof(*out));
     size_t *out_len = calloc(S, sizeof(*out_len));
     uint8_t **in = calloc(S, sizeof(*in));
@@ -78,6 +79,7 @@ int client_round(struct mm_memory *m, Memllm__Request *const *req, Memllm__Respo
     for (uint32_t j = 0; j < S && rc == 0; j++) {
         if (resp[j] && resp[j]->status != MEMLLM__STATUS__STATUS_OK) {
             mm_err_set(err, "shard %u: %s", j, resp[j]->error);
+            m->refused = resp[j]->status;
             rc = -1;
         }
     }
@@ -188,6 +190,7 @@ int mm_memory_close(struct mm_memory *m, struct mm_err *err)
 {
     if (!m) return 0;
     int rc = m->t->close(m->t, err);
+    id_map_free(&m->stored);
     free(m);
     return rc;
 }
@@ -362,5 +365,6 @@ int mm_memory_restore(struct mm_memory *m, const char *dir, struct mm_err *err)
         mm_err_set(err, "restore: %s is not a directory", dir);
         return -1;
     }
+    id_map_free(&m->stored);
     return per_shard_dir(m, dir, 1, err);
 }

@@ -4,6 +4,7 @@
 #define MEMLLM_COORDINATOR_MEMORY_CLIENT_INTERNAL_H
 
 #include "arena.h"
+#include "id_map.h"
 #include "memory.pb-c.h"
 #include "memory_client.h"
 
@@ -28,12 +29,19 @@ struct mm_memory {
     struct mm_transport *t;
     struct mm_embedder *emb;
     uint32_t shards;
+    /* Entity and relation ids this client wrote with their embeddings, so
+     * that later writes need neither embed nor ship them again. Entities
+     * and relation types are never removed but by a restore, which empties
+     * this; a shard that lacks one anyway (another client restored it)
+     * answers STATUS_NOT_FOUND, and the write is sent again whole. */
+    struct id_map stored;
+    Memllm__Status refused; /* of the last round's first refusing shard */
 };
 
 /* One round trip: sends req[j] to every shard j where it is set and decodes
  * the responses into resp[j] (free with memllm__response__free_unpacked).
- * A shard's error status fails the call with "shard j: <its message>"; all
- * responses are still freed then. */
+ * A shard's error status fails the call with "shard j: <its message>" and
+ * is kept in m->refused; all responses are still freed then. */
 int client_round(struct mm_memory *m, Memllm__Request *const *req, Memllm__Response **resp,
                  struct mm_err *err);
 void client_free_responses(struct mm_memory *m, Memllm__Response **resp);

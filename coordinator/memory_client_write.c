@@ -67,29 +67,44 @@ static void text_set_free(struct text_set *set)
     free(set->index);
 }
 
-/* Embeds every text of the set into arena messages. */
-static float *embed_set(struct mm_memory *m, struct text_set *set, struct mm_arena *ar,
-                        struct mm_err *err)
+/* A value for the ids in mm_memory.stored (the map needs a non-NULL one). */
+static const char stored_marker = 1;
+
+/* Embeds the texts of the set into arena messages, but (with skip_stored)
+ * those the memory holds already: their msg stays NULL. */
+static float *embed_set(struct mm_memory *m, struct text_set *set, int skip_stored,
+                        struct mm_arena *ar, struct mm_err *err)
 {
-    const char **texts = malloc((set->n ? set->n : 1) * sizeof(*texts));
-    if (!texts) {
+    const char **texts = calloc(set->n ? set->n : 1, sizeof(*texts));
+    size_t *which = malloc((set->n ? set->n : 1) * sizeof(*which));
+    if (!texts || !which) {
+        free(texts);
+        free(which);
         mm_err_set(err, "out of memory");
         return NULL;
     }
+    size_t k = 0;
     for (size_t i = 0; i < set->n; i++)
-        texts[i] = set->s[i].text;
-    float *vecs = client_embed(m, texts, set->n, err);
+        if (!skip_stored || !id_map_find(&m->stored, set->s[i].id)) {
+            texts[k] = set->s[i].text;
+            which[k++] = i;
+        }
+    float *vecs = client_embed(m, texts, k, err);
     free(texts);
-    if (!vecs) return NULL;
-    for (size_t i = 0; i < set->n; i++) {
+    if (!vecs) {
+        free(which);
+        return NULL;
+    }
+    for (size_t j = 0; j < k; j++) {
         Memllm__Embedded *e = mm_arena_alloc(ar, sizeof(*e));
         if (!e) break;
         memllm__embedded__init(e);
-        e->text = (char *)set->s[i].text;
+        e->text = (char *)set->s[which[j]].text;
         e->n_vec = (size_t)m->emb->dim;
-        e->vec = vecs + i * (size_t)m->emb->dim;
-        set->s[i].msg = e;
+        e->vec = vecs + j * (size_t)m->emb->dim;
+        set->s[which[j]].msg = e;
     }
+    free(which);
     if (ar->failed) {
         free(vecs);
         mm_err_set(err, "out of memory");
@@ -131,6 +146,7 @@ struct write_plan {
     float *entity_vecs, *relation_vecs;
     struct shard_part *part; /* S */
     int64_t now_ms;
+    int skip_stored; /* neither embed nor ship what m->stored holds */
 };
 
 static void plan_free(struct write_plan *p)
@@ -181,9 +197,9 @@ static int plan_init(struct write_plan *p, struct mm_memory *m)
 /* Embeds the plan's texts and gives each shard room to mark its entities. */
 static int plan_embed(struct write_plan *p, struct mm_err *err)
 {
-    p->entity_vecs = embed_set(p->m, &p->entities, &p->ar, err);
+    p->entity_vecs = embed_set(p->m, &p->entities, p->skip_stored, &p->ar, err);
     if (!p->entity_vecs) return -1;
-    p->relation_vecs = embed_set(p->m, &p->relations, &p->ar, err);
+    p->relation_vecs = embed_set(p->m, &p->relations, p->skip_stored, &p->ar, err);
     if (!p->relation_vecs) return -1;
     for (uint32_t j = 0; j < p->m->shards; j++) {
         p->part[j].has_entity = calloc(p->entities.n ? p->entities.n : 1, 1);
@@ -195,11 +211,12 @@ static int plan_embed(struct write_plan *p, struct mm_err *err)
     return 0;
 }
 
-/* Ships an entity's embedding with the part of its home shard (once). */
+/* Ships an entity's embedding with the part of its home shard (once), when
+ * it has one (see embed_set). */
 static int need_entity(struct write_plan *p, long slot)
 {
     uint32_t j = mm_home_shard(p->entities.s[slot].id, p->m->shards);
-    if (p->part[j].has_entity[slot]) return 0;
+    if (!p->entities.s[slot].msg || p->part[j].has_entity[slot]) return 0;
     p->part[j].has_entity[slot] = 1;
     return ptr_push(&p->part[j].entities, &p->ar, p->entities.s[slot].msg);
 }
@@ -247,8 +264,9 @@ static int plan_send(struct write_plan *p, Memllm__Response **resp, struct mm_er
     uint32_t S = p->m->shards;
     Memllm__Request **reqs = mm_arena_array(&p->ar, S, sizeof(*reqs));
     Memllm__Embedded **rels = mm_arena_array(&p->ar, p->relations.n, sizeof(*rels));
+    size_t nrels = 0;
     for (size_t i = 0; rels && i < p->relations.n; i++)
-        rels[i] = p->relations.s[i].msg;
+        if (p->relations.s[i].msg) rels[nrels++] = p->relations.s[i].msg;
     for (uint32_t j = 0; reqs && j < S; j++) {
         Memllm__Request *r = mm_arena_alloc(&p->ar, sizeof(*r));
         Memllm__WriteRequest *w = mm_arena_alloc(&p->ar, sizeof(*w));
@@ -259,7 +277,7 @@ static int plan_send(struct write_plan *p, Memllm__Response **resp, struct mm_er
         w->entities = (Memllm__Embedded **)part->entities.p;
         w->n_entities = part->entities.n;
         w->relations = rels;
-        w->n_relations = p->relations.n;
+        w->n_relations = nrels;
         w->copies = (Memllm__TripleCopy **)part->copies.p;
         w->n_copies = part->copies.n;
         w->aliases = (Memllm__Alias **)part->aliases.p;
@@ -277,9 +295,18 @@ static int plan_send(struct write_plan *p, Memllm__Response **resp, struct mm_er
     return client_round(p->m, reqs, resp, err);
 }
 
-int mm_memory_write(struct mm_memory *m, const struct mm_fact *facts, size_t n,
-                    const struct mm_alias *aliases, size_t naliases, struct mm_write_report *rep,
-                    struct mm_err *err)
+/* The texts of a write the memory now holds. An id the map has no room
+ * for is only embedded again next time. */
+static void remember_stored(struct mm_memory *m, const struct text_set *set)
+{
+    if (id_map_reserve(&m->stored, set->n) != 0) return;
+    for (size_t i = 0; i < set->n; i++)
+        id_map_put(&m->stored, set->s[i].id, &stored_marker);
+}
+
+static int write_once(struct mm_memory *m, const struct mm_fact *facts, size_t n,
+                      const struct mm_alias *aliases, size_t naliases, int skip_stored,
+                      struct mm_write_report *rep, struct mm_err *err)
 {
     struct write_plan p;
     Memllm__Response **resp = calloc(m->shards, sizeof(*resp));
@@ -291,6 +318,7 @@ int mm_memory_write(struct mm_memory *m, const struct mm_fact *facts, size_t n,
         mm_err_set(err, "out of memory");
         return -1;
     }
+    p.skip_stored = skip_stored;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = add_text(&p.entities, "subject", i, facts[i].s, &slots[3 * i], err);
@@ -313,7 +341,7 @@ int mm_memory_write(struct mm_memory *m, const struct mm_fact *facts, size_t n,
     }
     float *alias_vecs = NULL;
     if (rc == 0) rc = plan_embed(&p, err);
-    if (rc == 0 && !(alias_vecs = embed_set(m, &alias_texts, &p.ar, err))) rc = -1;
+    if (rc == 0 && !(alias_vecs = embed_set(m, &alias_texts, 0, &p.ar, err))) rc = -1;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (plan_fact(&p, slots[3 * i], slots[3 * i + 1], slots[3 * i + 2], &facts[i].src) != 0) {
             mm_err_set(err, "out of memory");
@@ -356,12 +384,30 @@ int mm_memory_write(struct mm_memory *m, const struct mm_fact *facts, size_t n,
         r.provenance_added /= 2;
         if (rep) *rep = r;
         client_free_responses(m, resp);
+        remember_stored(m, &p.entities);
+        remember_stored(m, &p.relations);
     }
     free(alias_vecs);
     text_set_free(&alias_texts);
     free(resp);
     free(slots);
     plan_free(&p);
+    return rc;
+}
+
+int mm_memory_write(struct mm_memory *m, const struct mm_fact *facts, size_t n,
+                    const struct mm_alias *aliases, size_t naliases, struct mm_write_report *rep,
+                    struct mm_err *err)
+{
+    m->refused = MEMLLM__STATUS__STATUS_OK;
+    int rc = write_once(m, facts, n, aliases, naliases, 1, rep, err);
+    if (rc != 0 && m->refused == MEMLLM__STATUS__STATUS_NOT_FOUND) {
+        /* A shard lacks an entity or relation type this client wrote before:
+         * another client restored it. What the other shards committed of
+         * the first try is written again, which adds nothing twice. */
+        id_map_free(&m->stored);
+        rc = write_once(m, facts, n, aliases, naliases, 0, rep, err);
+    }
     return rc;
 }
 

@@ -10,9 +10,7 @@
 /* The approximate entity index's graph, next to the database it indexes. */
 #define ANN_GRAPH_FILE "memllm-names.hnsw"
 
-static const char *const cf_names[CF_COUNT] = {
-    "default", "entities", "names", "relations", "triples", "provenance",
-};
+static const char *const cf_names[CF_COUNT] = {"default", "names", "relations", "triples"};
 
 int shard_fail(struct shard_status *st, Memllm__Status code, const char *fmt, ...)
 {
@@ -34,9 +32,10 @@ static int rocks_failed(char *rerr, struct shard_status *st, const char *what)
 
 static int open_db(struct mm_shard *sh, struct shard_status *st)
 {
+    if (shard_upgrade(sh, st) != 0) return -1;
     const rocksdb_options_t *cf_opts[CF_COUNT];
     for (int i = 0; i < CF_COUNT; i++)
-        cf_opts[i] = sh->options;
+        cf_opts[i] = i == CF_TRIPLES ? sh->triple_options : sh->options;
     char *rerr = NULL;
     sh->db = rocksdb_open_column_families(sh->options, sh->dir, CF_COUNT, cf_names, cf_opts, sh->cf,
                                           &rerr);
@@ -145,10 +144,24 @@ struct mm_shard *mm_shard_open(const char *dir, const struct mm_shard_options *o
     rocksdb_block_based_options_destroy(table);
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(sh->options, 0.02);
     rocksdb_options_set_memtable_whole_key_filtering(sh->options, 1);
+    /* Triple copies are read by entity (key id first), and inserting them
+     * into a sorted memtable was most of a write's time: their ids are
+     * hashes, so each insert searched the whole skiplist with a cache miss a
+     * level. A memtable hashed by entity keeps each entity's copies in a small
+     * skiplist of their own. Scans in key order (dump, verify, stats) ask
+     * for total order, which sorts that memtable once per scan. Such a
+     * memtable takes one writer at a time, which a shard is. */
+    rocksdb_options_set_allow_concurrent_memtable_write(sh->options, 0);
+    sh->triple_options = rocksdb_options_create_copy(sh->options);
+    rocksdb_options_set_prefix_extractor(sh->triple_options,
+                                         rocksdb_slicetransform_create_fixed_prefix(8));
+    rocksdb_options_set_hash_skip_list_rep(sh->triple_options, 1 << 18, 4, 4);
     sh->wopt = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(sh->wopt, (unsigned char)(sh->opt.sync ? 1 : 0));
     rocksdb_writeoptions_disable_WAL(sh->wopt, 0);
     sh->ropt = rocksdb_readoptions_create();
+    sh->ropt_ordered = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_total_order_seek(sh->ropt_ordered, 1);
 
     struct shard_status st = {0};
     if (shard_reload(sh, &st) != 0) {
@@ -166,6 +179,8 @@ void mm_shard_close(struct mm_shard *sh)
     forget_meta(sh);
     rocksdb_writeoptions_destroy(sh->wopt);
     rocksdb_readoptions_destroy(sh->ropt);
+    rocksdb_readoptions_destroy(sh->ropt_ordered);
+    rocksdb_options_destroy(sh->triple_options);
     rocksdb_options_destroy(sh->options);
     free(sh->dir);
     free(sh);
@@ -264,6 +279,36 @@ int shard_put_message(rocksdb_writebatch_wi_t *batch, struct mm_shard *sh, int c
     return 0;
 }
 
+int shard_get_entity_row(struct mm_shard *sh, uint64_t id, Memllm__Store__Name **row,
+                         struct shard_status *st)
+{
+    const char *norm = id_map_find(&sh->entity_ids, id);
+    if (!norm)
+        return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: entity %016llx is not stored",
+                          sh->dir, (unsigned long long)id);
+    unsigned char key[MM_TEXT_MAX + 9];
+    ProtobufCMessage *msg;
+    int found = shard_get_message(sh, NULL, CF_NAMES, key, shard_name_key(key, norm, id),
+                                  &memllm__store__name__descriptor, &msg, st);
+    if (found == 0)
+        shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: entity %016llx has no name row",
+                   sh->dir, (unsigned long long)id);
+    if (found <= 0) return -1;
+    *row = (Memllm__Store__Name *)msg;
+    return 0;
+}
+
+int shard_entity_text(struct mm_shard *sh, uint64_t id, char **text, struct mm_arena *ar,
+                      struct shard_status *st)
+{
+    Memllm__Store__Name *row;
+    if (shard_get_entity_row(sh, id, &row, st) != 0) return -1;
+    *text = mm_arena_strdup(ar, row->text);
+    memllm__store__name__free_unpacked(row, NULL);
+    if (!*text) return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
+    return 0;
+}
+
 size_t shard_name_key(unsigned char *buf, const char *normalised, uint64_t id)
 {
     size_t len = strlen(normalised);
@@ -271,58 +316,6 @@ size_t shard_name_key(unsigned char *buf, const char *normalised, uint64_t id)
     buf[len] = 0;
     put_be64(buf + len + 1, id);
     return len + 9;
-}
-
-const void *id_map_find(const struct id_map *m, uint64_t id)
-{
-    if (!m->val) return NULL;
-    for (size_t i = (size_t)(id ^ id >> 29) & m->mask; m->val[i]; i = (i + 1) & m->mask)
-        if (m->id[i] == id) return m->val[i];
-    return NULL;
-}
-
-/* At most half full, so that probes stay short. */
-static int id_map_fits(const struct id_map *m, size_t n)
-{
-    return m->val && 2 * n <= m->mask + 1;
-}
-
-int id_map_reserve(struct id_map *m, size_t extra)
-{
-    if (id_map_fits(m, m->n + extra)) return 0;
-    size_t cap = m->val ? 2 * (m->mask + 1) : 1024;
-    while (2 * (m->n + extra) > cap)
-        cap *= 2;
-    struct id_map g = {.id = malloc(cap * sizeof(*g.id)), .val = calloc(cap, sizeof(*g.val))};
-    if (!g.id || !g.val) {
-        id_map_free(&g);
-        return -1;
-    }
-    g.mask = cap - 1;
-    for (size_t i = 0; m->val && i <= m->mask; i++)
-        if (m->val[i]) id_map_put(&g, m->id[i], m->val[i]);
-    id_map_free(m);
-    *m = g;
-    return 0;
-}
-
-int id_map_put(struct id_map *m, uint64_t id, const void *val)
-{
-    if (!id_map_fits(m, m->n + 1) && id_map_reserve(m, 1) != 0) return -1;
-    size_t i = (size_t)(id ^ id >> 29) & m->mask;
-    while (m->val[i] && m->id[i] != id)
-        i = (i + 1) & m->mask;
-    if (!m->val[i]) m->n++;
-    m->id[i] = id;
-    m->val[i] = val;
-    return 0;
-}
-
-void id_map_free(struct id_map *m)
-{
-    free(m->id);
-    free(m->val);
-    memset(m, 0, sizeof(*m));
 }
 
 /* Adds every row of one family (names or relations) to its index, and the

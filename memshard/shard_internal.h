@@ -3,16 +3,22 @@
  *
  * Column families and keys (ids are 8-byte big-endian, so keys sort by id):
  *   default     "meta"                         -> store.Meta
- *   entities    id                             -> store.Entity
- *   names       normalised text, 0x00, id      -> store.Name (a vector row)
+ *   names       normalised text, 0x00, id      -> store.Name (a vector row;
+ *               the entity's canonical row also holds its aliases)
  *   relations   id                             -> store.Relation (vector row)
- *   triples     key id, relation id, dir, other id -> store.Triple
+ *   triples     key id, relation id, dir, other id -> store.Triple (the other
+ *               end's text and the provenance records)
  *               dir 0: forward copy (key = subject), 1: reverse (key = object)
- *   provenance  triple key, source hash        -> memllm.Provenance */
+ *
+ * A fact between stored entities is thus two key/values, one per copy, and
+ * a new entity one more: RocksDB's memtable insertions are most of a write's
+ * cost, so the layout keeps them few. Format 1 kept entity records and
+ * provenance records in families of their own (twice the key/values). */
 #ifndef MEMLLM_MEMSHARD_SHARD_INTERNAL_H
 #define MEMLLM_MEMSHARD_SHARD_INTERNAL_H
 
 #include "arena.h"
+#include "id_map.h"
 #include "memory.pb-c.h"
 #include "shard.h"
 #include "store.pb-c.h"
@@ -23,45 +29,27 @@
 
 enum {
     CF_DEFAULT,
-    CF_ENTITIES,
     CF_NAMES,
     CF_RELATIONS,
     CF_TRIPLES,
-    CF_PROVENANCE,
     CF_COUNT,
 };
 
 #define TRIPLE_KEY_LEN 25
 #define TRIPLE_PREFIX_LEN 17 /* key id, relation id, dir */
-#define PROVENANCE_KEY_LEN (TRIPLE_KEY_LEN + 8)
-#define SHARD_FORMAT 1
-
-/* A hash map from ids to non-NULL pointers. The shard keeps two: entity
- * and relation ids to the normalised text they stand for (an entity's
- * canonical name, a relation type), owned by the vector index row of that
- * name; writes use more for the ids of one request. */
-struct id_map {
-    uint64_t *id;
-    const void **val; /* NULL: free slot */
-    size_t n, mask;
-};
-
-/* The value of id, or NULL when absent. */
-const void *id_map_find(const struct id_map *m, uint64_t id);
-/* Adds (or replaces) id; -1 when out of memory. */
-int id_map_put(struct id_map *m, uint64_t id, const void *val);
-/* Room for `extra` more ids, so that putting them cannot fail. */
-int id_map_reserve(struct id_map *m, size_t extra);
-void id_map_free(struct id_map *m);
+#define SHARD_FORMAT 2
 
 struct mm_shard {
     char *dir;
     struct mm_shard_options opt;
-    rocksdb_options_t *options;
+    rocksdb_options_t *options, *triple_options;
     rocksdb_t *db;
     rocksdb_column_family_handle_t *cf[CF_COUNT];
     rocksdb_writeoptions_t *wopt;
     rocksdb_readoptions_t *ropt;
+    /* Iterates the triples family in key order across entities; ropt's
+     * iterators stay within the entity (key id) they were positioned on. */
+    rocksdb_readoptions_t *ropt_ordered;
 
     int configured; /* meta present: index, count, embedder, dim are valid */
     uint32_t index, count;
@@ -69,8 +57,10 @@ struct mm_shard {
     int dim;
     struct mm_vector_index names;     /* entity names homed here */
     struct mm_vector_index relations; /* every relation type */
-    /* The committed entities and relation types, so that a write needs no
-     * read to know whether they exist (and whether an id collides). */
+    /* The committed entities and relation types, to the normalised text
+     * they stand for (owned by the vector index row of that name), so that a
+     * write needs no read to know whether they exist (and whether an id
+     * collides). */
     struct id_map entity_ids, relation_ids;
 };
 
@@ -159,11 +149,28 @@ int shard_stats(struct mm_shard *sh, Memllm__StatsResult *res, struct mm_arena *
 int shard_checkpoint(struct mm_shard *sh, const char *dir, struct shard_status *st);
 int shard_restore(struct mm_shard *sh, const char *dir, struct shard_status *st);
 
-/* Provenance records of one triple copy, oldest first: all of them are
- * counted, the first `max` returned (arena-allocated). */
+/* The provenance records of a triple copy's value, oldest first: all of
+ * them are counted, the first `max` returned (arena-allocated). */
+int shard_triple_provenance(const Memllm__Store__Triple *t, uint32_t max, Memllm__Provenance ***out,
+                            size_t *n_out, uint32_t *count, struct mm_arena *ar,
+                            struct shard_status *st);
+/* The same for the copy under tkey, read from the database. */
 int shard_read_provenance(struct mm_shard *sh, const unsigned char *tkey, uint32_t max,
                           Memllm__Provenance ***out, size_t *n_out, uint32_t *count,
                           struct mm_arena *ar, struct shard_status *st);
+
+/* The canonical name row of a committed entity (to free with
+ * memllm__store__name__free_unpacked); a missing or damaged row is a storage
+ * error. */
+int shard_get_entity_row(struct mm_shard *sh, uint64_t id, Memllm__Store__Name **row,
+                         struct shard_status *st);
+/* An entity's canonical text (arena), from that row. */
+int shard_entity_text(struct mm_shard *sh, uint64_t id, char **text, struct mm_arena *ar,
+                      struct shard_status *st);
+
+/* Converts a database of format 1 in sh->dir to this format, in place
+ * (shard_upgrade.c); nothing to do for any other directory. */
+int shard_upgrade(struct mm_shard *sh, struct shard_status *st);
 
 /* Opens the RocksDB database of sh->dir, reads its meta record and loads
  * the vector indexes (used by restore after swapping the directory). */

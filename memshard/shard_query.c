@@ -159,25 +159,6 @@ static int find_candidates(struct mm_shard *sh, const struct mm_vector_index *ix
     return 0;
 }
 
-static int entity_text(struct mm_shard *sh, uint64_t id, char **text, struct mm_arena *ar,
-                       struct shard_status *st)
-{
-    unsigned char key[8];
-    put_be64(key, id);
-    ProtobufCMessage *msg;
-    int found = shard_get_message(sh, NULL, CF_ENTITIES, key, 8, &memllm__store__entity__descriptor,
-                                  &msg, st);
-    if (found < 0) return -1;
-    if (!found)
-        return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE,
-                          "%s: name row of entity %016llx without its entity record", sh->dir,
-                          (unsigned long long)id);
-    *text = mm_arena_strdup(ar, ((Memllm__Store__Entity *)msg)->text);
-    protobuf_c_message_free_unpacked(msg, NULL);
-    if (!*text) return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
-    return 0;
-}
-
 int shard_search(struct mm_shard *sh, const Memllm__SearchRequest *q, Memllm__SearchResult *res,
                  struct mm_arena *ar, struct shard_status *st)
 {
@@ -226,7 +207,7 @@ int shard_search(struct mm_shard *sh, const Memllm__SearchRequest *q, Memllm__Se
                 h->sim = c[j].sim;
                 h->exact = c[j].exact;
                 h->matched = mm_arena_strdup(ar, c[j].matched);
-                rc = entity_text(sh, c[j].id, &h->text, ar, st);
+                rc = shard_entity_text(sh, c[j].id, &h->text, ar, st);
                 out->hits[j] = h;
             }
             res->per_query[i] = out;

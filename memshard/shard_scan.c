@@ -15,48 +15,23 @@ static int provenance_order(const void *pa, const void *pb)
     return (a->sentence > b->sentence) - (a->sentence < b->sentence);
 }
 
-int shard_read_provenance(struct mm_shard *sh, const unsigned char *tkey, uint32_t max,
-                          Memllm__Provenance ***out, size_t *n_out, uint32_t *count,
-                          struct mm_arena *ar, struct shard_status *st)
+int shard_triple_provenance(const Memllm__Store__Triple *t, uint32_t max, Memllm__Provenance ***out,
+                            size_t *n_out, uint32_t *count, struct mm_arena *ar,
+                            struct shard_status *st)
 {
-    Memllm__Provenance **all = NULL;
-    size_t n = 0, cap = 0;
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(sh->db, sh->ropt, sh->cf[CF_PROVENANCE]);
-    int rc = 0;
-    for (rocksdb_iter_seek(it, (const char *)tkey, TRIPLE_KEY_LEN); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
-        size_t klen, vlen;
-        const char *k = rocksdb_iter_key(it, &klen);
-        if (klen != PROVENANCE_KEY_LEN || memcmp(k, tkey, TRIPLE_KEY_LEN) != 0) break;
-        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
-        Memllm__Provenance *p = memllm__provenance__unpack(NULL, vlen, v);
-        if (!p) {
-            rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: damaged provenance record",
-                            sh->dir);
-            break;
-        }
+    Memllm__Provenance **all = mm_arena_array(ar, t->n_provenance, sizeof(*all));
+    for (size_t i = 0; all && i < t->n_provenance; i++) {
         Memllm__Provenance *copy = mm_arena_alloc(ar, sizeof(*copy));
-        if (copy) {
-            memllm__provenance__init(copy);
-            copy->source = mm_arena_strdup(ar, p->source);
-            copy->sentence = p->sentence;
-            copy->time_ms = p->time_ms;
-        }
-        memllm__provenance__free_unpacked(p, NULL);
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            Memllm__Provenance **grown = mm_arena_array(ar, cap, sizeof(*grown));
-            if (grown && n) memcpy(grown, all, n * sizeof(*grown));
-            all = grown;
-        }
-        if (ar->failed) {
-            rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
-            break;
-        }
-        all[n++] = copy;
+        if (!copy) break;
+        memllm__provenance__init(copy);
+        copy->source = mm_arena_strdup(ar, t->provenance[i]->source);
+        copy->sentence = t->provenance[i]->sentence;
+        copy->time_ms = t->provenance[i]->time_ms;
+        all[i] = copy;
     }
-    rocksdb_iter_destroy(it);
-    if (rc != 0) return -1;
+    if (ar->failed) return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
+    /* Writes keep one record per (source, sentence) in a value. */
+    size_t n = t->n_provenance;
     if (n > 1) qsort(all, n, sizeof(*all), provenance_order);
     *count = (uint32_t)n;
     *out = all;
@@ -64,24 +39,37 @@ int shard_read_provenance(struct mm_shard *sh, const unsigned char *tkey, uint32
     return 0;
 }
 
-static int lookup_text(struct mm_shard *sh, int cf, uint64_t id, char **text, struct mm_arena *ar,
-                       struct shard_status *st)
+int shard_read_provenance(struct mm_shard *sh, const unsigned char *tkey, uint32_t max,
+                          Memllm__Provenance ***out, size_t *n_out, uint32_t *count,
+                          struct mm_arena *ar, struct shard_status *st)
+{
+    ProtobufCMessage *msg;
+    int found = shard_get_message(sh, NULL, CF_TRIPLES, tkey, TRIPLE_KEY_LEN,
+                                  &memllm__store__triple__descriptor, &msg, st);
+    if (found == 0)
+        shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: triple copy vanished while read",
+                   sh->dir);
+    if (found <= 0) return -1;
+    int rc =
+        shard_triple_provenance((const Memllm__Store__Triple *)msg, max, out, n_out, count, ar, st);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return rc;
+}
+
+static int relation_text(struct mm_shard *sh, uint64_t id, char **text, struct mm_arena *ar,
+                         struct shard_status *st)
 {
     unsigned char key[8];
     put_be64(key, id);
-    const ProtobufCMessageDescriptor *desc = cf == CF_ENTITIES
-                                                 ? &memllm__store__entity__descriptor
-                                                 : &memllm__store__relation__descriptor;
     ProtobufCMessage *msg;
-    int found = shard_get_message(sh, NULL, cf, key, 8, desc, &msg, st);
+    int found = shard_get_message(sh, NULL, CF_RELATIONS, key, 8,
+                                  &memllm__store__relation__descriptor, &msg, st);
     if (found < 0) return -1;
     if (!found)
         return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE,
-                          "%s: triple copy refers to a missing %s %016llx", sh->dir,
-                          cf == CF_ENTITIES ? "entity" : "relation", (unsigned long long)id);
-    const char *t = cf == CF_ENTITIES ? ((Memllm__Store__Entity *)msg)->text
-                                      : ((Memllm__Store__Relation *)msg)->text;
-    *text = mm_arena_strdup(ar, t);
+                          "%s: triple copy refers to a missing relation %016llx", sh->dir,
+                          (unsigned long long)id);
+    *text = mm_arena_strdup(ar, ((Memllm__Store__Relation *)msg)->text);
     protobuf_c_message_free_unpacked(msg, NULL);
     if (!*text) return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
     return 0;
@@ -101,7 +89,8 @@ int shard_scan(struct mm_shard *sh, const Memllm__ScanRequest *s, Memllm__ScanRe
                           TRIPLE_KEY_LEN);
     res->copies = mm_arena_array(ar, s->limit, sizeof(*res->copies));
     if (ar->failed) return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(sh->db, sh->ropt, sh->cf[CF_TRIPLES]);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(sh->db, sh->ropt_ordered, sh->cf[CF_TRIPLES]);
     if (s->after.len) {
         rocksdb_iter_seek(it, (const char *)s->after.data, s->after.len);
         if (rocksdb_iter_valid(it)) {
@@ -138,20 +127,20 @@ int shard_scan(struct mm_shard *sh, const Memllm__ScanRequest *s, Memllm__ScanRe
             c->other_id = get_be64(k + 17);
             c->other = mm_arena_strdup(ar, t->other);
         }
-        memllm__store__triple__free_unpacked(t, NULL);
         uint32_t count;
         if (!c || ar->failed) {
             rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
-        } else if (lookup_text(sh, CF_ENTITIES, c->key_id, &c->key, ar, st) != 0 ||
-                   lookup_text(sh, CF_RELATIONS, c->relation_id, &c->relation, ar, st) != 0 ||
-                   shard_read_provenance(sh, k, UINT32_MAX, &c->provenance, &c->n_provenance,
-                                         &count, ar, st) != 0) {
+        } else if (shard_entity_text(sh, c->key_id, &c->key, ar, st) != 0 ||
+                   relation_text(sh, c->relation_id, &c->relation, ar, st) != 0 ||
+                   shard_triple_provenance(t, UINT32_MAX, &c->provenance, &c->n_provenance, &count,
+                                           ar, st) != 0) {
             rc = -1;
         } else {
             res->copies[res->n_copies++] = c;
             res->next.data = mm_arena_memdup(ar, k, TRIPLE_KEY_LEN);
             res->next.len = TRIPLE_KEY_LEN;
         }
+        memllm__store__triple__free_unpacked(t, NULL);
     }
     char *rerr = NULL;
     rocksdb_iter_get_error(it, &rerr);
@@ -200,19 +189,11 @@ int shard_get_entity(struct mm_shard *sh, const Memllm__GetEntityRequest *g,
         const unsigned char *k = (const unsigned char *)rocksdb_iter_key(it, &klen);
         if (klen != plen + 8 || memcmp(k, norm, plen) != 0) break;
         uint64_t id = get_be64(k + plen);
-        unsigned char ekey[8];
-        put_be64(ekey, id);
-        ProtobufCMessage *msg;
-        int found = shard_get_message(sh, NULL, CF_ENTITIES, ekey, 8,
-                                      &memllm__store__entity__descriptor, &msg, st);
-        if (found <= 0) {
-            if (found == 0)
-                shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: name without its entity record",
-                           sh->dir);
+        Memllm__Store__Name *e;
+        if (shard_get_entity_row(sh, id, &e, st) != 0) {
             rc = -1;
             break;
         }
-        const Memllm__Store__Entity *e = (const Memllm__Store__Entity *)msg;
         Memllm__EntityRecord *r = mm_arena_alloc(ar, sizeof(*r));
         if (r) {
             memllm__entity_record__init(r);
@@ -224,7 +205,7 @@ int shard_get_entity(struct mm_shard *sh, const Memllm__GetEntityRequest *g,
                 r->aliases[i] = mm_arena_strdup(ar, e->aliases[i]);
             count_copies(sh, id, &r->forward_copies, &r->reverse_copies);
         }
-        protobuf_c_message_free_unpacked(msg, NULL);
+        memllm__store__name__free_unpacked(e, NULL);
         if (res->n_entities == cap) {
             cap = cap ? cap * 2 : 4;
             Memllm__EntityRecord **grown = mm_arena_array(ar, cap, sizeof(*grown));
@@ -243,23 +224,42 @@ int shard_get_entity(struct mm_shard *sh, const Memllm__GetEntityRequest *g,
     return rc;
 }
 
-static uint64_t count_keys(struct mm_shard *sh, int cf, uint64_t *forward, uint64_t *reverse)
+static uint64_t count_keys(struct mm_shard *sh, int cf)
 {
     uint64_t n = 0;
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(sh->db, sh->ropt, sh->cf[cf]);
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it))
         n++;
-        if (forward) {
-            size_t klen;
-            const char *k = rocksdb_iter_key(it, &klen);
-            if (klen == TRIPLE_KEY_LEN && k[16])
-                (*reverse)++;
-            else
-                (*forward)++;
-        }
-    }
     rocksdb_iter_destroy(it);
     return n;
+}
+
+/* The copies per direction and their provenance records. */
+static int count_copies_all(struct mm_shard *sh, Memllm__StatsResult *res, struct shard_status *st)
+{
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(sh->db, sh->ropt_ordered, sh->cf[CF_TRIPLES]);
+    int rc = 0;
+    for (rocksdb_iter_seek_to_first(it); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+        Memllm__Store__Triple *t =
+            klen == TRIPLE_KEY_LEN ? memllm__store__triple__unpack(NULL, vlen, v) : NULL;
+        if (!t) {
+            rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: damaged triple record",
+                            sh->dir);
+            break;
+        }
+        if (k[16])
+            res->reverse_copies++;
+        else
+            res->forward_copies++;
+        res->provenance += t->n_provenance;
+        memllm__store__triple__free_unpacked(t, NULL);
+    }
+    rocksdb_iter_destroy(it);
+    return rc;
 }
 
 int shard_stats(struct mm_shard *sh, Memllm__StatsResult *res, struct mm_arena *ar,
@@ -269,11 +269,10 @@ int shard_stats(struct mm_shard *sh, Memllm__StatsResult *res, struct mm_arena *
     res->shard_count = sh->count;
     res->embedder = mm_arena_strdup(ar, sh->embedder);
     res->dim = (uint32_t)sh->dim;
-    res->entities = count_keys(sh, CF_ENTITIES, NULL, NULL);
-    res->names = count_keys(sh, CF_NAMES, NULL, NULL);
-    res->relations = count_keys(sh, CF_RELATIONS, NULL, NULL);
-    count_keys(sh, CF_TRIPLES, &res->forward_copies, &res->reverse_copies);
-    res->provenance = count_keys(sh, CF_PROVENANCE, NULL, NULL);
+    res->entities = sh->entity_ids.n;
+    res->names = count_keys(sh, CF_NAMES);
+    res->relations = count_keys(sh, CF_RELATIONS);
+    if (count_copies_all(sh, res, st) != 0) return -1;
     for (int cf = 0; cf < CF_COUNT; cf++) {
         uint64_t v;
         if (rocksdb_property_int_cf(sh->db, sh->cf[cf], "rocksdb.total-sst-files-size", &v) == 0)

@@ -54,11 +54,12 @@ struct pending_row {
     const float *vec;
 };
 
-/* An entity record the request creates or extends with aliases; written
- * once, at the end. */
+/* An entity's canonical name row that the request creates or extends with
+ * aliases; written once, at the end. */
 struct entity_update {
     uint64_t id;
     const char *text, *norm;
+    const float *vec; /* dim floats */
     char **aliases;
     size_t naliases, cap;
 };
@@ -197,17 +198,28 @@ static void rw_free(struct request_writes *rw)
     }
 }
 
-/* Whether (cf, key) exists once the request's earlier ops are applied:
- * 1 yes, 0 no, -1 storage error. */
-static int key_exists(struct write_ctx *c, int cf, const void *key, size_t klen)
+/* The value of (cf, key) once the request's earlier ops are applied: 1 and
+ * *val (in the request's storage), 0 when absent, -1 on a storage error. */
+static int current_value(struct write_ctx *c, int cf, const void *key, size_t klen,
+                         const unsigned char **val, size_t *vlen)
 {
     const struct write_op *op = rw_find(&c->rw, cf, key, klen);
-    if (op) return !op->del;
-    char *val;
-    size_t vlen;
-    int found = shard_get(c->sh, NULL, cf, key, klen, &val, &vlen, c->st);
-    if (found > 0) rocksdb_free(val);
-    return found;
+    if (op) {
+        *val = op->val;
+        *vlen = op->vlen;
+        return !op->del;
+    }
+    char *v;
+    size_t n;
+    int found = shard_get(c->sh, NULL, cf, key, klen, &v, &n, c->st);
+    if (found <= 0) return found;
+    unsigned char *copy = rw_bytes(&c->rw, n ? n : 1);
+    if (copy) memcpy(copy, v, n);
+    rocksdb_free(v);
+    if (!copy) return oom(c);
+    *val = copy;
+    *vlen = n;
+    return 1;
 }
 
 static int op_order(const void *pa, const void *pb)
@@ -289,7 +301,7 @@ static int relation_stored(struct write_ctx *c, const char *relation, uint64_t r
     /* The request's own relation types were stored by ensure_relation. */
     if (id_map_find(&c->sh->relation_ids, rid) || rw_find(&c->rw, CF_RELATIONS, key, 8)) return 0;
     char ex[200];
-    return shard_fail(c->st, MEMLLM__STATUS__STATUS_INVALID_ARGUMENT,
+    return shard_fail(c->st, MEMLLM__STATUS__STATUS_NOT_FOUND,
                       "relation '%s' is not stored on shard %u and the request does not carry it",
                       mm_text_excerpt(relation, ex, sizeof(ex)), c->sh->index);
 }
@@ -328,25 +340,18 @@ static int ensure_entity(struct write_ctx *c, const char *text, const char *norm
     }
     const Memllm__Embedded *e = id_map_find(&c->request_entities, id);
     if (!e)
-        return shard_fail(c->st, MEMLLM__STATUS__STATUS_INVALID_ARGUMENT,
+        return shard_fail(c->st, MEMLLM__STATUS__STATUS_NOT_FOUND,
                           "entity '%s' is new on shard %u and the request carries no embedding "
                           "for it",
                           mm_text_excerpt(text, ex, sizeof(ex)), c->sh->index);
     struct entity_update *nu = mm_arena_alloc(c->ar, sizeof(*nu));
-    unsigned char *nkey = mm_arena_alloc(c->ar, strlen(norm) + 9);
-    if (!nu || !nkey) return oom(c);
+    if (!nu) return oom(c);
     nu->id = id;
     nu->text = e->text;
+    nu->vec = e->vec;
     nu->norm = mm_arena_strdup(c->ar, norm);
     if (!nu->norm) return oom(c);
     if (add_update(c, nu) != 0) return -1;
-    Memllm__Store__Name name = MEMLLM__STORE__NAME__INIT;
-    name.entity_id = id;
-    name.text = e->text;
-    name.n_vec = e->n_vec;
-    name.vec = e->vec;
-    if (rw_put_message(c, CF_NAMES, nkey, shard_name_key(nkey, norm, id), &name.base) != 0)
-        return -1;
     c->res->entities_added++;
     return push_row(c, 0, 1, id, e->text, e->vec);
 }
@@ -436,16 +441,6 @@ static int collect_prefix(struct write_ctx *c, int cf, const unsigned char *pref
     return rc;
 }
 
-/* Deletes one triple copy and all its provenance records. */
-static int delete_copy(struct write_ctx *c, const unsigned char *tkey)
-{
-    struct key_list prov;
-    if (collect_prefix(c, CF_PROVENANCE, tkey, TRIPLE_KEY_LEN, &prov) != 0) return -1;
-    for (size_t i = 0; i < prov.n; i++)
-        if (rw_add(c, CF_PROVENANCE, 1, prov.keys[i], prov.lens[i], NULL, 0) != 0) return -1;
-    return rw_add(c, CF_TRIPLES, 1, tkey, TRIPLE_KEY_LEN, NULL, 0);
-}
-
 /* Whether the request's copies include the one under tkey: 1, 0, or -1
  * when out of memory. */
 static int request_has_copy(struct write_ctx *c, const unsigned char *tkey)
@@ -505,35 +500,43 @@ static int apply_clear(struct write_ctx *c, const Memllm__Clear *cl, Memllm__Tri
         copy->other = other;
         copy->reverse = cl->reverse;
         (*cleared)[(*ncleared)++] = copy;
-        if (delete_copy(c, l.keys[i]) != 0) return -1;
+        if (rw_add(c, CF_TRIPLES, 1, l.keys[i], TRIPLE_KEY_LEN, NULL, 0) != 0) return -1;
     }
     return 0;
 }
 
-static uint64_t provenance_hash(const Memllm__Provenance *p)
+/* Whether the triple value already holds a record of p's source and
+ * sentence: -1 when the value does not decode. */
+static int has_source(const unsigned char *val, size_t vlen, const Memllm__Provenance *p)
 {
-    /* Sources cannot contain a newline (control characters are refused), so
-     * "source\nsentence" is unambiguous. */
-    char buf[MM_TEXT_MAX + 16];
-    size_t n = strlen(p->source);
-    if (n > MM_TEXT_MAX) n = MM_TEXT_MAX;
-    memcpy(buf, p->source, n);
-    buf[n++] = '\n';
-    char digits[16];
-    size_t nd = 0;
-    long v = p->sentence;
-    if (v < 0) {
-        buf[n++] = '-';
-        v = -v;
+    Memllm__Store__Triple *t = memllm__store__triple__unpack(NULL, vlen, val);
+    if (!t) return -1;
+    int found = 0;
+    for (size_t i = 0; i < t->n_provenance && !found; i++)
+        found = t->provenance[i]->sentence == p->sentence &&
+                strcmp(t->provenance[i]->source, p->source) == 0;
+    memllm__store__triple__free_unpacked(t, NULL);
+    return found;
+}
+
+/* A triple value with one more provenance record: the old bytes followed by
+ * the record as field 2, which protobuf reads as appended to the repeated
+ * field. */
+static int put_with_provenance(struct write_ctx *c, const unsigned char *key,
+                               const unsigned char *old, size_t oldlen, const Memllm__Provenance *p)
+{
+    size_t plen = memllm__provenance__get_packed_size(p);
+    unsigned char *buf = rw_bytes(&c->rw, oldlen + 11 + plen);
+    if (!buf) return oom(c);
+    memcpy(buf, old, oldlen);
+    size_t n = oldlen;
+    buf[n++] = 2 << 3 | 2; /* field 2, length-delimited */
+    for (size_t v = plen;; v >>= 7) {
+        buf[n++] = (unsigned char)(v & 0x7f) | (v >= 0x80 ? 0x80 : 0);
+        if (v < 0x80) break;
     }
-    do {
-        digits[nd++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (nd)
-        buf[n++] = digits[--nd];
-    buf[n] = 0;
-    return mm_text_id(buf);
+    n += memllm__provenance__pack(p, buf + n);
+    return rw_add(c, CF_TRIPLES, 0, key, TRIPLE_KEY_LEN, buf, n);
 }
 
 static int apply_copy(struct write_ctx *c, const Memllm__TripleCopy *t)
@@ -543,61 +546,63 @@ static int apply_copy(struct write_ctx *c, const Memllm__TripleCopy *t)
     if (!norm || !norm_id(c, t->relation, &rid) || !norm_id(c, t->other, &oid)) return -1;
     if (ensure_entity(c, t->key, norm, kid) != 0 || relation_stored(c, t->relation, rid) != 0)
         return -1;
-    unsigned char pkey[PROVENANCE_KEY_LEN];
-    triple_key(pkey, kid, rid, t->reverse, oid);
-    int found = key_exists(c, CF_TRIPLES, pkey, TRIPLE_KEY_LEN);
+    unsigned char key[TRIPLE_KEY_LEN];
+    triple_key(key, kid, rid, t->reverse, oid);
+    const unsigned char *old = NULL;
+    size_t oldlen = 0;
+    int found = current_value(c, CF_TRIPLES, key, TRIPLE_KEY_LEN, &old, &oldlen);
     if (found < 0) return -1;
+    Memllm__Provenance p = *t->provenance;
+    if (p.time_ms == 0) p.time_ms = c->now_ms;
     if (found) {
         c->res->copies_existing++;
         if (!t->reverse) c->res->forward_existing++;
+        int dup = has_source(old, oldlen, &p);
+        if (dup < 0)
+            return shard_fail(c->st, MEMLLM__STATUS__STATUS_STORAGE, "%s: damaged triple record",
+                              c->sh->dir);
+        if (dup) return 0;
     } else {
         Memllm__Store__Triple rec = MEMLLM__STORE__TRIPLE__INIT;
         rec.other = t->other;
-        if (rw_put_message(c, CF_TRIPLES, pkey, TRIPLE_KEY_LEN, &rec.base) != 0) return -1;
+        unsigned char *buf = rw_bytes(&c->rw, protobuf_c_message_get_packed_size(&rec.base));
+        if (!buf) return oom(c);
+        oldlen = protobuf_c_message_pack(&rec.base, buf);
+        old = buf;
         c->res->copies_added++;
         if (!t->reverse) c->res->forward_added++;
     }
-    put_be64(pkey + TRIPLE_KEY_LEN, provenance_hash(t->provenance));
-    /* Provenance exists only with its copy (deletes remove both), so a new
-     * copy needs no lookup. */
-    if (found) {
-        found = key_exists(c, CF_PROVENANCE, pkey, PROVENANCE_KEY_LEN);
-        if (found != 0) return found < 0 ? -1 : 0;
-    }
-    Memllm__Provenance p = *t->provenance;
-    if (p.time_ms == 0) p.time_ms = c->now_ms;
-    if (rw_put_message(c, CF_PROVENANCE, pkey, PROVENANCE_KEY_LEN, &p.base) != 0) return -1;
+    if (put_with_provenance(c, key, old, oldlen, &p) != 0) return -1;
     c->res->provenance_added++;
     return 0;
 }
 
-/* The record of an entity that gets aliases: the request's own, or a copy
- * of the stored one. */
+/* The canonical row of an entity that gets aliases: the request's own, or
+ * a copy of the stored one. */
 static struct entity_update *entity_for_alias(struct write_ctx *c, uint64_t id)
 {
     struct entity_update *u = (struct entity_update *)id_map_find(&c->updates, id);
     if (u) return u;
-    unsigned char ekey[8];
-    put_be64(ekey, id);
-    ProtobufCMessage *msg;
-    int found = shard_get_message(c->sh, NULL, CF_ENTITIES, ekey, 8,
-                                  &memllm__store__entity__descriptor, &msg, c->st);
-    if (found == 0)
-        shard_fail(c->st, MEMLLM__STATUS__STATUS_STORAGE, "%s: entity %016llx has no record",
+    Memllm__Store__Name *e;
+    if (shard_get_entity_row(c->sh, id, &e, c->st) != 0) return NULL;
+    if (e->n_vec != (size_t)c->sh->dim) {
+        memllm__store__name__free_unpacked(e, NULL);
+        shard_fail(c->st, MEMLLM__STATUS__STATUS_STORAGE, "%s: damaged name row of entity %016llx",
                    c->sh->dir, (unsigned long long)id);
-    if (found <= 0) return NULL;
-    const Memllm__Store__Entity *e = (const Memllm__Store__Entity *)msg;
+        return NULL;
+    }
     u = mm_arena_alloc(c->ar, sizeof(*u));
     if (u) {
         u->id = id;
         u->text = mm_arena_strdup(c->ar, e->text);
+        u->vec = mm_arena_memdup(c->ar, e->vec, e->n_vec * sizeof(float));
         u->norm = id_map_find(&c->sh->entity_ids, id);
         u->cap = e->n_aliases + 4;
         u->aliases = mm_arena_array(c->ar, u->cap, sizeof(*u->aliases));
         for (size_t i = 0; u->aliases && i < e->n_aliases; i++)
             u->aliases[u->naliases++] = mm_arena_strdup(c->ar, e->aliases[i]);
     }
-    protobuf_c_message_free_unpacked(msg, NULL);
+    memllm__store__name__free_unpacked(e, NULL);
     if (c->ar->failed || !u) {
         oom(c);
         return NULL;
@@ -616,9 +621,15 @@ static int apply_alias(struct write_ctx *c, const Memllm__Alias *a)
         free(norm);
         return oom(c);
     }
+    /* The entity's own name (normalised) is its canonical row, not an alias;
+     * that row of a new entity is written at the end of the request. */
+    int own = strcmp(norm, enorm) == 0;
     size_t nklen = shard_name_key(nkey, norm, id);
     free(norm);
-    int found = key_exists(c, CF_NAMES, nkey, nklen);
+    if (own) return 0;
+    const unsigned char *val;
+    size_t vlen;
+    int found = current_value(c, CF_NAMES, nkey, nklen, &val, &vlen);
     if (found != 0) return found < 0 ? -1 : 0;
     Memllm__Store__Name name = MEMLLM__STORE__NAME__INIT;
     name.entity_id = id;
@@ -642,18 +653,22 @@ static int apply_alias(struct write_ctx *c, const Memllm__Alias *a)
     return push_row(c, 0, 0, id, a->alias, a->vec);
 }
 
-/* The entity records created or extended by the request. */
+/* The canonical name rows created or extended by the request. */
 static int put_entities(struct write_ctx *c)
 {
     for (size_t i = 0; i < c->nupdates; i++) {
         const struct entity_update *u = c->update_list[i];
-        unsigned char key[8];
-        put_be64(key, u->id);
-        Memllm__Store__Entity rec = MEMLLM__STORE__ENTITY__INIT;
+        unsigned char *key = mm_arena_alloc(c->ar, strlen(u->norm) + 9);
+        if (!key) return oom(c);
+        Memllm__Store__Name rec = MEMLLM__STORE__NAME__INIT;
+        rec.entity_id = u->id;
         rec.text = (char *)u->text;
+        rec.n_vec = (size_t)c->sh->dim;
+        rec.vec = (float *)u->vec;
         rec.aliases = u->aliases;
         rec.n_aliases = u->naliases;
-        if (rw_put_message(c, CF_ENTITIES, key, 8, &rec.base) != 0) return -1;
+        if (rw_put_message(c, CF_NAMES, key, shard_name_key(key, u->norm, u->id), &rec.base) != 0)
+            return -1;
     }
     return 0;
 }
@@ -795,48 +810,6 @@ int shard_write(struct mm_shard *sh, const Memllm__WriteRequest *w, Memllm__Writ
 
 /* Deletes go through a WriteBatchWithIndex: a request may name one copy
  * twice, and the second must see the first gone. */
-static int delete_provenance(struct mm_shard *sh, rocksdb_writebatch_wi_t *batch,
-                             const unsigned char *tkey, struct shard_status *st)
-{
-    rocksdb_iterator_t *base = rocksdb_create_iterator_cf(sh->db, sh->ropt, sh->cf[CF_PROVENANCE]);
-    rocksdb_iterator_t *it =
-        rocksdb_writebatch_wi_create_iterator_with_base_cf(batch, base, sh->cf[CF_PROVENANCE]);
-    unsigned char(*keys)[PROVENANCE_KEY_LEN] = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-    for (rocksdb_iter_seek(it, (const char *)tkey, TRIPLE_KEY_LEN); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
-        size_t klen;
-        const char *k = rocksdb_iter_key(it, &klen);
-        if (klen < TRIPLE_KEY_LEN || memcmp(k, tkey, TRIPLE_KEY_LEN) != 0) break;
-        if (klen != PROVENANCE_KEY_LEN) continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            void *grown = realloc(keys, cap * sizeof(*keys));
-            if (!grown) {
-                rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
-                break;
-            }
-            keys = grown;
-        }
-        memcpy(keys[n++], k, PROVENANCE_KEY_LEN);
-    }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    if (rerr) {
-        rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: %s", sh->dir, rerr);
-        rocksdb_free(rerr);
-    }
-    /* The batch iterator owns the base iterator; keys are copied out first
-     * because deleting while iterating the batch would invalidate it. */
-    rocksdb_iter_destroy(it);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        rocksdb_writebatch_wi_delete_cf(batch, sh->cf[CF_PROVENANCE], (const char *)keys[i],
-                                        PROVENANCE_KEY_LEN);
-    free(keys);
-    return rc;
-}
-
 int shard_delete(struct mm_shard *sh, const Memllm__DeleteRequest *d, Memllm__DeleteResult *res,
                  struct shard_status *st)
 {
@@ -871,7 +844,6 @@ int shard_delete(struct mm_shard *sh, const Memllm__DeleteRequest *d, Memllm__De
             rc = -1;
         } else if (found) {
             rocksdb_free(val);
-            rc = delete_provenance(sh, batch, key, st);
             rocksdb_writebatch_wi_delete_cf(batch, sh->cf[CF_TRIPLES], (const char *)key,
                                             TRIPLE_KEY_LEN);
             res->deleted++;

@@ -11,6 +11,7 @@
  *     exact search (the client's two rounds, search then query, driven here
  *     at the shard). */
 #include "memory/memory_test_util.h"
+#include "memory/shard_rounds.h"
 #include "memory/synthetic_vectors.h"
 #include "memory.pb-c.h"
 #include "memory_client_docred.h"
@@ -223,72 +224,14 @@ static void test_graph_file(const float *vecs)
     free(dir);
 }
 
-/* The shard-level rounds of one query, as the client runs them for S = 1. */
-struct rounds {
-    uint8_t *search, *query;
-    size_t search_len, query_len;
-};
-
-static uint8_t *handle(struct mm_shard *sh, const Memllm__Request *req, size_t *len)
-{
-    size_t n = memllm__request__get_packed_size(req);
-    uint8_t *buf = malloc(n ? n : 1), *resp;
-    REQUIRE(buf != NULL, "out of memory");
-    memllm__request__pack(req, buf);
-    REQUIRE(mm_shard_handle(sh, buf, n, &resp, len) >= 0, "shard: out of memory");
-    free(buf);
-    return resp;
-}
-
 static void run_query(struct mm_shard *sh, struct mm_embedder *emb, const struct mm_query *q,
-                      struct rounds *out)
+                      struct shard_rounds *out)
 {
     struct mm_err err;
-    struct mm_query_options o;
-    mm_query_options_default(&o);
     float vec[2][MM_FALLBACK_DIM];
     const char *texts[2] = {q->entity, q->relation};
     REQUIRE(mm_embed(emb, texts, 2, vec[0], &err) == 0, "%s", err.msg);
-
-    Memllm__SearchQuery sq = MEMLLM__SEARCH_QUERY__INIT;
-    sq.text = (char *)q->entity;
-    sq.vec = vec[0];
-    sq.n_vec = MM_FALLBACK_DIM;
-    Memllm__SearchQuery *sqs[1] = {&sq};
-    Memllm__SearchRequest sr = MEMLLM__SEARCH_REQUEST__INIT;
-    sr.queries = sqs;
-    sr.n_queries = 1;
-    sr.tau = o.tau_e;
-    sr.k = o.k_entities;
-    Memllm__Request req = MEMLLM__REQUEST__INIT;
-    req.command_case = MEMLLM__REQUEST__COMMAND_SEARCH;
-    req.search = &sr;
-    out->search = handle(sh, &req, &out->search_len);
-    Memllm__Response *r = memllm__response__unpack(NULL, out->search_len, out->search);
-    REQUIRE(r && r->status == MEMLLM__STATUS__STATUS_OK && r->search, "search failed: %s",
-            r ? r->error : "bad response");
-
-    Memllm__QueryItem item = MEMLLM__QUERY_ITEM__INIT;
-    item.entities = r->search->per_query[0]->hits;
-    item.n_entities = r->search->per_query[0]->n_hits;
-    item.relation = (char *)q->relation;
-    item.relation_vec = vec[1];
-    item.n_relation_vec = MM_FALLBACK_DIM;
-    item.want_subject = q->want_subject;
-    Memllm__QueryItem *items[1] = {&item};
-    Memllm__QueryRequest qr = MEMLLM__QUERY_REQUEST__INIT;
-    qr.items = items;
-    qr.n_items = 1;
-    qr.tau_r = o.tau_r;
-    qr.tau_t = o.tau_t;
-    qr.k_relations = o.k_relations;
-    qr.qthr = o.qthr;
-    qr.per_pair = o.per_pair;
-    qr.max_provenance = o.max_provenance;
-    req.command_case = MEMLLM__REQUEST__COMMAND_QUERY;
-    req.query = &qr;
-    out->query = handle(sh, &req, &out->query_len);
-    memllm__response__free_unpacked(r, NULL);
+    shard_rounds_run(sh, q, vec[0], vec[1], MM_FALLBACK_DIM, out);
 }
 
 struct collect {
@@ -334,7 +277,7 @@ static void test_docred(struct mm_embedder *emb)
 
     char shard_dir[4200];
     snprintf(shard_dir, sizeof(shard_dir), "%s/shard-000", dir);
-    struct rounds *got[2];
+    struct shard_rounds *got[2];
     for (int approx = 0; approx < 2; approx++) {
         struct mm_shard_options so = {.ann = {.min_rows = approx ? 1 : UINT32_MAX}};
         struct mm_shard *sh = mm_shard_open(shard_dir, &so, &err);
@@ -351,7 +294,7 @@ static void test_docred(struct mm_embedder *emb)
     }
     size_t differ = 0;
     for (size_t i = 0; i < c.n; i++) {
-        const struct rounds *e = &got[0][i], *a = &got[1][i];
+        const struct shard_rounds *e = &got[0][i], *a = &got[1][i];
         int same = e->search_len == a->search_len && e->query_len == a->query_len &&
                    memcmp(e->search, a->search, e->search_len) == 0 &&
                    memcmp(e->query, a->query, e->query_len) == 0;

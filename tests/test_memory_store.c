@@ -329,8 +329,15 @@ static void test_shard_refusals(void)
     memllm__response__free_unpacked(r, NULL);
     ent.n_vec = 4;
     ent.vec = vec;
+    /* A new entity or relation type without its embedding: NOT_FOUND, which
+     * tells the client to send the write again with every embedding. */
+    w.n_entities = 0;
     r = call(sh, &wr);
-    CHECK(r->status == MEMLLM__STATUS__STATUS_INVALID_ARGUMENT && strstr(r->error, "relation"));
+    CHECK(r->status == MEMLLM__STATUS__STATUS_NOT_FOUND && strstr(r->error, "no embedding"));
+    memllm__response__free_unpacked(r, NULL);
+    w.n_entities = 1;
+    r = call(sh, &wr);
+    CHECK(r->status == MEMLLM__STATUS__STATUS_NOT_FOUND && strstr(r->error, "relation"));
     memllm__response__free_unpacked(r, NULL);
     rel.text = "r";
     rel.n_vec = 4;
