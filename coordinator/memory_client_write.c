@@ -172,9 +172,14 @@ static int64_t wall_ms(void)
 static int add_text(struct text_set *set, const char *what, size_t i, const char *text, long *slot,
                     struct mm_err *err)
 {
-    char label[96];
-    snprintf(label, sizeof(label), "%s of fact %zu", what, i);
-    if (mm_text_check(label, text, err) != 0) return -1;
+    if (mm_text_check(what, text, err) != 0) {
+        /* Labelled again with its index: a write has thousands of texts,
+         * formatted only when one is refused. */
+        char label[96];
+        snprintf(label, sizeof(label), "%s of fact %zu", what, i);
+        mm_text_check(label, text, err);
+        return -1;
+    }
     uint64_t id;
     if (mm_text_id_of(text, &id, err) != 0) return -1;
     *slot = text_set_add(set, text, id);

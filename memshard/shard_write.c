@@ -703,11 +703,17 @@ static int check_write(struct write_ctx *c)
     char what[96];
     uint64_t id;
     for (size_t i = 0; i < w->n_entities; i++) {
-        snprintf(what, sizeof(what), "write: entity %zu", i);
-        if (shard_check_home(what, w->entities[i]->text, sh, &id, st) != 0 ||
-            shard_check_vec(what, w->entities[i]->n_vec, w->entities[i]->vec, sh, st) != 0)
+        const Memllm__Embedded *e = w->entities[i];
+        if (shard_check_home("write: an entity", e->text, sh, &id, st) != 0 ||
+            shard_check_vec("write: an entity", e->n_vec, e->vec, sh, st) != 0) {
+            /* again, with the entity's index in the message (formatted only
+             * now: a request has thousands of entities) */
+            snprintf(what, sizeof(what), "write: entity %zu", i);
+            if (shard_check_home(what, e->text, sh, &id, st) == 0)
+                shard_check_vec(what, e->n_vec, e->vec, sh, st);
             return -1;
-        if (id_map_put(&c->request_entities, id, w->entities[i]) != 0) return oom(c);
+        }
+        if (id_map_put(&c->request_entities, id, e) != 0) return oom(c);
     }
     for (size_t i = 0; i < w->n_relations; i++) {
         snprintf(what, sizeof(what), "write: relation %zu", i);
