@@ -279,6 +279,18 @@ int shard_put_message(rocksdb_writebatch_wi_t *batch, struct mm_shard *sh, int c
     return 0;
 }
 
+Memllm__Store__Triple *shard_iter_triple(struct mm_shard *sh, rocksdb_iterator_t *it,
+                                         struct shard_status *st)
+{
+    size_t klen, vlen;
+    rocksdb_iter_key(it, &klen);
+    const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+    Memllm__Store__Triple *t =
+        klen == TRIPLE_KEY_LEN ? memllm__store__triple__unpack(NULL, vlen, v) : NULL;
+    if (!t) shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: damaged triple record", sh->dir);
+    return t;
+}
+
 int shard_get_entity_row(struct mm_shard *sh, uint64_t id, Memllm__Store__Name **row,
                          struct shard_status *st)
 {

@@ -159,6 +159,12 @@ int shard_read_provenance(struct mm_shard *sh, const unsigned char *tkey, uint32
                           Memllm__Provenance ***out, size_t *n_out, uint32_t *count,
                           struct mm_arena *ar, struct shard_status *st);
 
+/* The triple copy at a triples-family iterator (to free with
+ * memllm__store__triple__free_unpacked); NULL, a storage error, when the
+ * key or value is damaged. */
+Memllm__Store__Triple *shard_iter_triple(struct mm_shard *sh, rocksdb_iterator_t *it,
+                                         struct shard_status *st);
+
 /* The canonical name row of a committed entity (to free with
  * memllm__store__name__free_unpacked); a missing or damaged row is a storage
  * error. */

@@ -261,14 +261,12 @@ static int fetch_pair(struct mm_shard *sh, const Memllm__EntityHit *e, uint64_t 
     uint32_t taken = 0;
     for (rocksdb_iter_seek(it, (const char *)prefix, TRIPLE_PREFIX_LEN);
          rocksdb_iter_valid(it) && taken < per_pair; rocksdb_iter_next(it), taken++) {
-        size_t klen, vlen;
+        size_t klen;
         const char *k = rocksdb_iter_key(it, &klen);
-        if (klen != TRIPLE_KEY_LEN || memcmp(k, prefix, TRIPLE_PREFIX_LEN) != 0) break;
-        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
-        Memllm__Store__Triple *t = memllm__store__triple__unpack(NULL, vlen, v);
+        if (klen < TRIPLE_PREFIX_LEN || memcmp(k, prefix, TRIPLE_PREFIX_LEN) != 0) break;
+        Memllm__Store__Triple *t = shard_iter_triple(sh, it, st);
         if (!t) {
-            rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: damaged triple record",
-                            sh->dir);
+            rc = -1;
             break;
         }
         if (out->n == out->cap) {

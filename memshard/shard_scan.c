@@ -108,14 +108,11 @@ int shard_scan(struct mm_shard *sh, const Memllm__ScanRequest *s, Memllm__ScanRe
             res->done = 0;
             break;
         }
-        size_t klen, vlen;
+        size_t klen;
         const unsigned char *k = (const unsigned char *)rocksdb_iter_key(it, &klen);
-        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
-        Memllm__Store__Triple *t =
-            klen == TRIPLE_KEY_LEN ? memllm__store__triple__unpack(NULL, vlen, v) : NULL;
+        Memllm__Store__Triple *t = shard_iter_triple(sh, it, st);
         if (!t) {
-            rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: damaged triple record",
-                            sh->dir);
+            rc = -1;
             break;
         }
         Memllm__ScannedCopy *c = mm_arena_alloc(ar, sizeof(*c));
@@ -241,14 +238,11 @@ static int count_copies_all(struct mm_shard *sh, Memllm__StatsResult *res, struc
         rocksdb_create_iterator_cf(sh->db, sh->ropt_ordered, sh->cf[CF_TRIPLES]);
     int rc = 0;
     for (rocksdb_iter_seek_to_first(it); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t klen, vlen;
+        size_t klen;
         const char *k = rocksdb_iter_key(it, &klen);
-        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
-        Memllm__Store__Triple *t =
-            klen == TRIPLE_KEY_LEN ? memllm__store__triple__unpack(NULL, vlen, v) : NULL;
+        Memllm__Store__Triple *t = shard_iter_triple(sh, it, st);
         if (!t) {
-            rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: damaged triple record",
-                            sh->dir);
+            rc = -1;
             break;
         }
         if (k[16])
