@@ -291,7 +291,7 @@ static double write_facts(struct mm_memory *m, char (*subj)[40], char (*obj)[40]
     for (int i = 0; i < n; i += batch) {
         int k = n - i < batch ? n - i : batch;
         for (int j = 0; j < k; j++)
-            f[j] = (struct mm_fact){subj[i + j], relation, obj[i + j], {"bench", -1}};
+            f[j] = (struct mm_fact){subj[i + j], relation, obj[i + j], {"bench", -1, 0}};
         if (mm_memory_write(m, f, (size_t)k, NULL, 0, NULL, &err) != 0) die("write", &err);
     }
     free(f);

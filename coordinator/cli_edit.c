@@ -176,7 +176,7 @@ static int apply_run(struct mm_memory *m, const struct edit_opts *o, int i, int 
     }
     for (int k = i; k < j; k++) {
         const struct edit *e = &o->edits[k];
-        f[k - i] = (struct mm_fact){e->t.s, e->t.r, e->t.o, {source, e->line}};
+        f[k - i] = (struct mm_fact){e->t.s, e->t.r, e->t.o, {source, e->line, 0}};
     }
     int rc = 0;
     enum edit_op op = o->edits[i].op;

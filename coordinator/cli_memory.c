@@ -31,7 +31,8 @@ static const struct subcommand subcommands[] = {
      "\"s>>r>>\" | \">>r>>o\" ... [--tau-e X --tau-r X --tau-t X --qthr N]"},
     {"delete", cli_memory_delete, 0, "\"s>>r>>o\" ...   remove facts (both copies)"},
     {"replace", cli_memory_replace, 1, "\"s>>r>>o\" [--source NAME]   (s, r, *) becomes (s, r, o)"},
-    {"dump", cli_memory_dump, 0, "[--copies]   every fact, one per line"},
+    {"dump", cli_memory_dump, 0,
+     "[--copies] [--times]   every fact, one per line (--times: each source's time, ms)"},
     {"stats", cli_memory_stats, 0, "  one 'name: value' line per figure"},
     {"entity", cli_memory_entity, 0, "TEXT   the entities named TEXT, with aliases"},
     {"backup", cli_memory_backup, 0, "DIR   RocksDB checkpoints of every shard"},
@@ -117,6 +118,8 @@ static int parse(int argc, char **argv, struct parsed *p)
             p->c.repair = 1;
         } else if (!strcmp(argv[i], "--copies")) {
             p->c.all_copies = 1;
+        } else if (!strcmp(argv[i], "--times")) {
+            p->c.times = 1;
         } else if (argv[i][0] == '-' && argv[i][1] == '-') {
             fprintf(stderr, "memllm memory %s: unknown option '%s'\n", p->sub->name, argv[i]);
             return -1;

@@ -20,7 +20,7 @@ static int parse_args(struct cli_memory *c, const char *cmd, struct mm_triple_te
             fprintf(stderr, "memllm memory %s: argument %d: %s\n", cmd, i + 1, err.msg);
             return -1;
         }
-        f[i] = (struct mm_fact){t[i].s, t[i].r, t[i].o, {c->source, -1}};
+        f[i] = (struct mm_fact){t[i].s, t[i].r, t[i].o, {c->source, -1, 0}};
     }
     return 0;
 }
@@ -83,7 +83,7 @@ static int parse_line(const char *line, const char *file, long lineno, const cha
         *source_out = NULL;
         return -1;
     }
-    *f = (struct mm_fact){t->s, t->r, t->o, {*source_out, sentence}};
+    *f = (struct mm_fact){t->s, t->r, t->o, {*source_out, sentence, 0}};
     return 0;
 }
 

@@ -17,6 +17,7 @@ struct cli_memory {
     const char *props;  /* --props: Wikidata property labels for import-docred */
     int repair;         /* --repair for verify */
     int all_copies;     /* --copies: dump reverse copies too */
+    int times;          /* --times: dump and query print each record's time */
     struct mm_query_options q;
 };
 

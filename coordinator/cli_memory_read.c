@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static void print_provenance(const struct mm_provenance *p, size_t n, uint32_t count)
+/* "source #sentence; ..." and, with times, " @ms" after each record. */
+static void print_provenance(const struct mm_provenance *p, size_t n, uint32_t count, int times)
 {
     for (size_t i = 0; i < n; i++) {
         printf("%s%s", i ? "; " : "", p[i].source);
         if (p[i].sentence >= 0) printf(" #%d", p[i].sentence);
+        if (times) printf(" @%lld", (long long)p[i].time_ms);
     }
     if (count > n) printf("%s+%u more", n ? "; " : "", count - (uint32_t)n);
 }
@@ -48,7 +50,7 @@ int cli_memory_query(struct cli_memory *c)
             const struct mm_answer *ans = &a[i].a[x];
             printf("  %s\t%.4f\t%s\t%s>>%s\t", ans->text, ans->score,
                    ans->exact ? "exact" : "fuzzy", ans->entity, ans->relation);
-            print_provenance(ans->prov, ans->nprov, ans->prov_count);
+            print_provenance(ans->prov, ans->nprov, ans->prov_count, c->times);
             printf("\n");
         }
     }
@@ -69,7 +71,7 @@ static int print_copy(void *ctx, const struct mm_copy *c)
         printf("%s>>%s>>%s\treverse@%u\t", c->other, c->relation, c->key, c->shard);
     else
         printf("%s>>%s>>%s\t", c->key, c->relation, c->other);
-    print_provenance(c->prov, c->nprov, (uint32_t)c->nprov);
+    print_provenance(c->prov, c->nprov, (uint32_t)c->nprov, cm->times);
     printf("\n");
     return 0;
 }

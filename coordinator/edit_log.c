@@ -295,23 +295,6 @@ int edit_log_load(const char *dir, const char *id, struct edit_batch *b, struct 
 
 /* --- undo ----------------------------------------------------------------------------------- */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits for the wall clock's next millisecond: a write started after this
- * stamps its provenance later than one that returned before. */
-static void next_millisecond(void)
-{
-    int64_t t = wall_ms();
-    struct timespec pause = {0, 200000};
-    while (wall_ms() <= t)
-        nanosleep(&pause, NULL);
-}
-
 int edit_undo(struct mm_memory *m, const struct edit_batch *b, struct mm_err *err)
 {
     char source[EDIT_BATCH_ID_MAX + 8];
@@ -321,27 +304,30 @@ int edit_undo(struct mm_memory *m, const struct edit_batch *b, struct mm_err *er
         mm_err_set(err, "out of memory");
         return -1;
     }
-    size_t rounds = 0;
+    size_t records = 0;
     for (size_t i = 0; i < b->n; i++) {
         const struct edit_fact *f = &b->facts[i];
-        facts[i] = (struct mm_fact){f->s, f->r, f->o, {source, -1}};
-        if (f->existed && f->nprov > rounds) rounds = f->nprov;
+        facts[i] = (struct mm_fact){f->s, f->r, f->o, {source, -1, 0}};
+        if (f->existed) records += f->nprov;
     }
     uint64_t deleted;
     int rc = b->n ? mm_memory_delete(m, facts, b->n, &deleted, err) : 0;
-    /* Round k writes back the k-th oldest record of every fact, so that
-     * each fact's records keep their order. */
-    for (size_t k = 0; rc == 0 && k < rounds; k++) {
-        size_t n = 0;
-        for (size_t i = 0; i < b->n; i++) {
-            const struct edit_fact *f = &b->facts[i];
-            if (!f->existed || f->nprov <= k) continue;
-            facts[n++] =
-                (struct mm_fact){f->s, f->r, f->o, {f->prov[k].source, f->prov[k].sentence}};
-        }
-        rc = mm_memory_write(m, facts, n, NULL, 0, NULL, err);
-        next_millisecond();
+    /* One write puts back every record of the facts that existed, each
+     * with the time it had. */
+    struct mm_fact *back = calloc(records ? records : 1, sizeof(*back));
+    if (rc == 0 && !back) {
+        mm_err_set(err, "out of memory");
+        rc = -1;
     }
+    size_t n = 0;
+    for (size_t i = 0; rc == 0 && i < b->n; i++) {
+        const struct edit_fact *f = &b->facts[i];
+        for (size_t k = 0; f->existed && k < f->nprov; k++)
+            back[n++] = (struct mm_fact){
+                f->s, f->r, f->o, {f->prov[k].source, f->prov[k].sentence, f->prov[k].time_ms}};
+    }
+    if (rc == 0 && n) rc = mm_memory_write(m, back, n, NULL, 0, NULL, err);
+    free(back);
     free(facts);
     return rc;
 }

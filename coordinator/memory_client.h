@@ -48,6 +48,7 @@ uint32_t mm_memory_shards(const struct mm_memory *m);
 struct mm_source {
     const char *source;
     int sentence;
+    int64_t time_ms; /* when the source first wrote the fact (Unix ms); 0: now */
 };
 
 struct mm_fact {

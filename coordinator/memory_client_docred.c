@@ -163,7 +163,7 @@ static int each_doc(json_t *jdoc, size_t index, size_t total, json_t *props,
             if (s >= 0 && s < 1000000 && (sentence < 0 || s < sentence)) sentence = (int)s;
         }
         doc.facts[doc.nfacts++] =
-            (struct mm_fact){ent[h].name, rel, ent[t].name, {doc.title, sentence}};
+            (struct mm_fact){ent[h].name, rel, ent[t].name, {doc.title, sentence, 0}};
         ent[h].used = ent[t].used = 1;
     }
     size_t nal = 0;

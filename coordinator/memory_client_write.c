@@ -241,7 +241,7 @@ static Memllm__TripleCopy *new_copy(struct write_plan *p, const char *key, const
     if (src) {
         pv->source = (char *)src->source;
         pv->sentence = src->sentence;
-        pv->time_ms = p->now_ms;
+        pv->time_ms = src->time_ms ? src->time_ms : p->now_ms;
         c->provenance = pv;
     }
     return c;
@@ -332,6 +332,11 @@ static int write_once(struct mm_memory *m, const struct mm_fact *facts, size_t n
         if (rc == 0 && mm_text_check("source", facts[i].src.source, err) != 0) rc = -1;
         if (rc == 0 && facts[i].src.sentence < -1) {
             mm_err_set(err, "fact %zu: sentence %d (use -1 for none)", i, facts[i].src.sentence);
+            rc = -1;
+        }
+        if (rc == 0 && facts[i].src.time_ms < 0) {
+            mm_err_set(err, "fact %zu: time %lld ms is before 1970", i,
+                       (long long)facts[i].src.time_ms);
             rc = -1;
         }
     }

@@ -21,9 +21,9 @@
 #include "run_cmd.h"
 
 static const struct mm_fact facts[] = {
-    {"Barack Obama", "spouse", "Michelle Obama", {"test", 0}},
-    {"United States", "capital", "Washington, D.C.", {"test", 1}},
-    {"Dancing on Coral", "author", "Glenda Adams", {"test", 2}},
+    {"Barack Obama", "spouse", "Michelle Obama", {"test", 0, 0}},
+    {"United States", "capital", "Washington, D.C.", {"test", 1, 0}},
+    {"Dancing on Coral", "author", "Glenda Adams", {"test", 2, 0}},
 };
 #define N_FACTS (sizeof(facts) / sizeof(facts[0]))
 

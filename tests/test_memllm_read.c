@@ -242,8 +242,8 @@ static void scenario(const char *model, const char *name)
     struct mm_memory *m = mm_memory_open_local(dir, 1, emb, 0, &err);
     REQUIRE(m, "%s", err.msg);
     struct mm_fact facts[] = {
-        {"Dancing on Coral", "author", "Glenda Adams", {"test", 0}},
-        {"Glenda Adams", "country of citizenship", "Australia", {"test", 1}},
+        {"Dancing on Coral", "author", "Glenda Adams", {"test", 0, 0}},
+        {"Glenda Adams", "country of citizenship", "Australia", {"test", 1, 0}},
     };
     REQUIRE(mm_memory_write(m, facts, 2, NULL, 0, NULL, &err) == 0, "%s", err.msg);
     answered_at_prompt_end(m, name);

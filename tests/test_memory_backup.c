@@ -20,7 +20,7 @@ int main(void)
     CHECK(mm_memory_backup(m, bdir, &err) != 0 && strstr(err.msg, "exists"));
 
     /* Change the memory after the backup. */
-    struct mm_fact extra = {"Person Number 1", "employer", "Backup Corp", {"later", -1}};
+    struct mm_fact extra = {"Person Number 1", "employer", "Backup Corp", {"later", -1, 0}};
     REQUIRE(mm_memory_write(m, &extra, 1, NULL, 0, NULL, &err) == 0, "%s", err.msg);
     uint64_t deleted;
     REQUIRE(mm_memory_delete(m, &hand_facts[0], 1, &deleted, &err) == 0 && deleted == 1, "%s",

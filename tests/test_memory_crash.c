@@ -29,7 +29,7 @@ static void child(const char *dir, int fd)
     for (int i = 0;; i++) {
         char s[64], o[64];
         fact_texts(i, s, o, sizeof(s));
-        struct mm_fact f = {s, "crash relation", o, {"crash test", i}};
+        struct mm_fact f = {s, "crash relation", o, {"crash test", i, 0}};
         if (mm_memory_write(m, &f, 1, NULL, 0, NULL, &err) != 0) {
             fprintf(stderr, "child: %s\n", err.msg);
             _exit(1);

@@ -48,7 +48,7 @@ static void write_forever(struct mm_memory *m, const char *dir)
     for (long i = 0; i < 1000000; i++) {
         char s[64], o[64];
         fact_texts(i, s, o, sizeof(s));
-        struct mm_fact f = {s, "rank crash relation", o, {"mpi crash test", (int)(i % 1000)}};
+        struct mm_fact f = {s, "rank crash relation", o, {"mpi crash test", (int)(i % 1000), 0}};
         REQUIRE(mm_memory_write(m, &f, 1, NULL, 0, NULL, &err) == 0, "%s", err.msg);
         fprintf(acked, "%ld\n", i);
         fflush(acked);

@@ -48,7 +48,7 @@ static void collect_facts(void)
         all_facts[n_all++] = hand_facts[i];
     for (int i = 0; i < BIG_FAMILY_CHILDREN; i++) {
         snprintf(names[i], sizeof(names[i]), "Child %02d", i + 1);
-        all_facts[n_all++] = (struct mm_fact){"Big Family", "child", names[i], {"", 0}};
+        all_facts[n_all++] = (struct mm_fact){"Big Family", "child", names[i], {"", 0, 0}};
     }
 }
 
@@ -201,10 +201,10 @@ static void expect_one_answer(struct mm_memory *m, const char *item, const char 
 static void test_replace_existing(struct mm_memory *m)
 {
     struct mm_err err;
-    struct mm_fact f[2] = {{"Anna Replace", "employer", "Old Firm", {"letters", 1}},
-                           {"Anna Replace", "employer", "Other Firm", {"letters", 2}}};
+    struct mm_fact f[2] = {{"Anna Replace", "employer", "Old Firm", {"letters", 1, 0}},
+                           {"Anna Replace", "employer", "Other Firm", {"letters", 2, 0}}};
     REQUIRE(mm_memory_write(m, f, 2, NULL, 0, NULL, &err) == 0, "%s", err.msg);
-    struct mm_fact edit = {"Anna Replace", "employer", "Old Firm", {"edit 7", -1}};
+    struct mm_fact edit = {"Anna Replace", "employer", "Old Firm", {"edit 7", -1, 0}};
     uint64_t removed = 0;
     REQUIRE(mm_memory_replace(m, &edit, &removed, &err) == 0, "%s", err.msg);
     CHECK(removed == 1);

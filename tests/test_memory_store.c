@@ -181,9 +181,9 @@ static void test_bad_writes(struct mm_embedder *e)
     big[sizeof(big) - 1] = '\0';
     /* The bad fact comes last: the good ones before it are not written. */
     struct mm_fact batch[3] = {
-        {"Good Subject", "good relation", "Good Object", {"test", 0}},
-        {"Other Subject", "good relation", "Other Object", {"test", 1}},
-        {"Third", "relation", "x", {"test", 2}},
+        {"Good Subject", "good relation", "Good Object", {"test", 0, 0}},
+        {"Other Subject", "good relation", "Other Object", {"test", 1, 0}},
+        {"Third", "relation", "x", {"test", 2, 0}},
     };
     const char *bad_texts[] = {"", "  ", big, "in\xC3valid", "tab\there"};
     for (size_t i = 0; i < sizeof(bad_texts) / sizeof(bad_texts[0]); i++) {
@@ -203,7 +203,7 @@ static void test_bad_writes(struct mm_embedder *e)
     CHECK(mm_memory_write(m, &nosource, 1, NULL, 0, NULL, &err) != 0);
     struct mm_alias bad_alias = {"Good Subject", "bad\x01"};
     CHECK(mm_memory_write(m, batch, 1, &bad_alias, 1, NULL, &err) != 0);
-    struct mm_fact bad_replace = {"Good Subject", "r", "in\xC3valid", {"edit", -1}};
+    struct mm_fact bad_replace = {"Good Subject", "r", "in\xC3valid", {"edit", -1, 0}};
     uint64_t removed;
     CHECK(mm_memory_replace(m, &bad_replace, &removed, &err) != 0 && strstr(err.msg, "UTF-8"));
     uint64_t deleted;

@@ -1,7 +1,8 @@
 /* What a write stores, in the layout of format 2 (an entity is its
  * canonical name row, a fact's provenance lives in its copies' values), and
  * the client's memory of what it stored:
- * - provenance: one record per (source, sentence), on both copies;
+ * - provenance: one record per (source, sentence), on both copies, with
+ *   the time its first write gave (or the write's own);
  * - aliases added to a stored entity keep its embedding;
  * - a client skips the embeddings of entities it wrote before, and when a
  *   shard lacks one anyway (the memory was restored behind its back) the
@@ -56,15 +57,15 @@ static struct mm_write_report write1(struct mm_memory *m, struct mm_fact f)
 
 static void provenance_once_per_source(struct mm_memory *m)
 {
-    struct mm_fact f = {"Ada Lovelace", "notable work", "Note G", {"Sketch of the Engine", 7}};
+    struct mm_fact f = {"Ada Lovelace", "notable work", "Note G", {"Sketch of the Engine", 7, 0}};
     struct mm_write_report rep = write1(m, f);
     CHECK(rep.facts_added == 1 && rep.entities_added == 2 && rep.provenance_added == 1);
     rep = write1(m, f);
     CHECK(rep.facts_added == 0 && rep.facts_existing == 1 && rep.provenance_added == 0);
-    f.src = (struct mm_source){"Sketch of the Engine", 8};
+    f.src = (struct mm_source){"Sketch of the Engine", 8, 0};
     rep = write1(m, f);
     CHECK(rep.facts_existing == 1 && rep.provenance_added == 1);
-    f.src = (struct mm_source){"Another source", 8};
+    f.src = (struct mm_source){"Another source", 8, 0};
     rep = write1(m, f);
     CHECK(rep.provenance_added == 1);
     uint32_t count = 0;
@@ -77,6 +78,28 @@ static void provenance_once_per_source(struct mm_memory *m)
     struct mm_err err;
     REQUIRE(mm_memory_stats(m, &st, &err) == 0, "%s", err.msg);
     CHECK(st.triples == 1 && st.reverse_copies == 1 && st.entities == 2 && st.provenance == 6);
+}
+
+/* A source's time is the one given (0: the write's), and the first write
+ * of a source keeps it. */
+static void given_times(struct mm_memory *m)
+{
+    struct mm_fact f = {"Ada Lovelace", "born in", "London", {"Biography", 2, 1234567}};
+    write1(m, f);
+    f.src.time_ms = 7654321;
+    struct mm_write_report rep = write1(m, f);
+    CHECK(rep.provenance_added == 0);
+    f.src = (struct mm_source){"Later biography", 4, 0};
+    write1(m, f);
+    struct mm_answers a = query1(m, "Ada Lovelace", "born in", 0);
+    CHECK(a.n == 1 && a.a[0].nprov == 2);
+    if (a.n == 1 && a.a[0].nprov == 2)
+        CHECK(a.a[0].prov[0].time_ms == 1234567 && a.a[0].prov[1].time_ms > 1700000000000LL &&
+              strcmp(a.a[0].prov[1].source, "Later biography") == 0);
+    mm_answers_free(&a, 1);
+    f.src.time_ms = -1;
+    struct mm_err err;
+    CHECK(mm_memory_write(m, &f, 1, NULL, 0, NULL, &err) != 0 && strstr(err.msg, "before 1970"));
 }
 
 static void alias_keeps_embedding(struct mm_memory *m)
@@ -101,7 +124,7 @@ static void alias_keeps_embedding(struct mm_memory *m)
     size_t n;
     REQUIRE(mm_memory_get_entity(m, "Countess of Lovelace", &r, &n, &err) == 0, "%s", err.msg);
     CHECK(n == 1 && strcmp(r[0].text, "Ada Lovelace") == 0 && r[0].naliases == 1 &&
-          strcmp(r[0].aliases[0], "Countess of Lovelace") == 0 && r[0].forward_copies == 1);
+          strcmp(r[0].aliases[0], "Countess of Lovelace") == 0 && r[0].forward_copies == 2);
     mm_entity_records_free(r, n);
 }
 
@@ -117,7 +140,7 @@ static void stale_client_memory(struct mm_memory *m)
     static const char marker = 1;
     REQUIRE(id_map_put(&m->stored, id, &marker) == 0, "out of memory");
     struct mm_write_report rep =
-        write1(m, (struct mm_fact){"Charles Babbage", "collaborator", "Ada Lovelace", {"x", 1}});
+        write1(m, (struct mm_fact){"Charles Babbage", "collaborator", "Ada Lovelace", {"x", 1, 0}});
     CHECK(rep.facts_added == 1 && rep.entities_added == 1 && rep.relations_added == 1);
     CHECK(strcmp(only_answer(m, "Ada Lovelace", "collaborator", 1, NULL), "Charles Babbage") == 0);
     /* Stored with its real embedding: a misspelling finds it. */
@@ -128,13 +151,13 @@ static void restore_forgets(struct mm_memory *m, const char *backup)
 {
     struct mm_err err;
     REQUIRE(mm_memory_backup(m, backup, &err) == 0, "%s", err.msg);
-    write1(m, (struct mm_fact){"Grace Hopper", "employer", "Harvard", {"y", 0}});
+    write1(m, (struct mm_fact){"Grace Hopper", "employer", "Harvard", {"y", 0, 0}});
     CHECK(stored(m, "Grace Hopper"));
     REQUIRE(mm_memory_restore(m, backup, &err) == 0, "%s", err.msg);
     CHECK(!stored(m, "Grace Hopper") && !stored(m, "Ada Lovelace"));
     CHECK(strcmp(only_answer(m, "Grace Hopper", "employer", 0, NULL), "") == 0);
     struct mm_write_report rep =
-        write1(m, (struct mm_fact){"Grace Hopper", "employer", "Harvard", {"y", 0}});
+        write1(m, (struct mm_fact){"Grace Hopper", "employer", "Harvard", {"y", 0, 0}});
     CHECK(rep.facts_added == 1 && rep.entities_added == 2);
     CHECK(strcmp(only_answer(m, "Grace Hopper", "employer", 0, NULL), "Harvard") == 0);
 }
@@ -153,6 +176,7 @@ int main(void)
         struct mm_memory *m = mm_memory_open_local(mem, shards, emb, 0, &err);
         REQUIRE(m, "%s", err.msg);
         provenance_once_per_source(m);
+        given_times(m);
         alias_keeps_embedding(m);
         stale_client_memory(m);
         restore_forgets(m, backup);

@@ -23,15 +23,16 @@ static inline void write_compare_memory(struct mm_memory *m)
         snprintf(person[i], sizeof(person[i]), "Person Number %d", i);
         snprintf(place[i], sizeof(place[i]), "Town %d", i % 17);
         snprintf(work[i], sizeof(work[i]), "Collected Works %d", i % 40);
-        f[n++] = (struct mm_fact){person[i], "place of birth", place[i], {"synthetic", i}};
-        f[n++] = (struct mm_fact){work[i], "author", person[i], {"synthetic", i}};
-        f[n++] = (struct mm_fact){person[i], "country of citizenship", "Australia", {"census", -1}};
+        f[n++] = (struct mm_fact){person[i], "place of birth", place[i], {"synthetic", i, 0}};
+        f[n++] = (struct mm_fact){work[i], "author", person[i], {"synthetic", i, 0}};
+        f[n++] =
+            (struct mm_fact){person[i], "country of citizenship", "Australia", {"census", -1, 0}};
     }
     REQUIRE(mm_memory_write(m, f, n, NULL, 0, NULL, &err) == 0, "%s", err.msg);
-    struct mm_fact gone = {"Person Number 3", "place of birth", "Town 3", {"x", -1}};
+    struct mm_fact gone = {"Person Number 3", "place of birth", "Town 3", {"x", -1, 0}};
     uint64_t deleted;
     REQUIRE(mm_memory_delete(m, &gone, 1, &deleted, &err) == 0 && deleted == 1, "%s", err.msg);
-    struct mm_fact moved = {"Person Number 5", "place of birth", "Town 16", {"edit", -1}};
+    struct mm_fact moved = {"Person Number 5", "place of birth", "Town 16", {"edit", -1, 0}};
     uint64_t removed;
     REQUIRE(mm_memory_replace(m, &moved, &removed, &err) == 0 && removed == 1, "%s", err.msg);
 }

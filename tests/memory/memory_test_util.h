@@ -39,13 +39,13 @@ static inline void test_rmtree(const char *path)
 #define BIG_FAMILY_CHILDREN 40
 
 static const struct mm_fact hand_facts[] = {
-    {"Dancing on Coral", "author", "Glenda Adams", {"Dancing on Coral (novel)", 0}},
-    {"Dancing in Coral", "author", "Someone Else", {"A look-alike title", 2}},
-    {"The Tax Inspector", "author", "Peter Carey", {"The Tax Inspector", 0}},
-    {"Glenda Adams", "date of birth", "30 December 1939", {"Glenda Adams", 0}},
-    {"Glenda Adams", "date of death", "July 2007", {"Glenda Adams", 3}},
-    {"Peter Carey", "country of citizenship", "Australia", {"Peter Carey", 1}},
-    {"Glenda Adams", "country of citizenship", "Australia", {"Glenda Adams", 1}},
+    {"Dancing on Coral", "author", "Glenda Adams", {"Dancing on Coral (novel)", 0, 0}},
+    {"Dancing in Coral", "author", "Someone Else", {"A look-alike title", 2, 0}},
+    {"The Tax Inspector", "author", "Peter Carey", {"The Tax Inspector", 0, 0}},
+    {"Glenda Adams", "date of birth", "30 December 1939", {"Glenda Adams", 0, 0}},
+    {"Glenda Adams", "date of death", "July 2007", {"Glenda Adams", 3, 0}},
+    {"Peter Carey", "country of citizenship", "Australia", {"Peter Carey", 1, 0}},
+    {"Glenda Adams", "country of citizenship", "Australia", {"Glenda Adams", 1, 0}},
 };
 
 static const struct mm_alias hand_aliases[] = {
@@ -60,13 +60,13 @@ static inline void write_hand_memory(struct mm_memory *m)
     size_t n = sizeof(hand_facts) / sizeof(hand_facts[0]);
     REQUIRE(mm_memory_write(m, hand_facts, n, hand_aliases, 1, NULL, &err) == 0, "%s", err.msg);
     struct mm_fact again = hand_facts[0];
-    again.src = (struct mm_source){"Glenda Adams", 2};
+    again.src = (struct mm_source){"Glenda Adams", 2, 0};
     REQUIRE(mm_memory_write(m, &again, 1, NULL, 0, NULL, &err) == 0, "%s", err.msg);
     static char names[BIG_FAMILY_CHILDREN][32];
     struct mm_fact kids[BIG_FAMILY_CHILDREN];
     for (int i = 0; i < BIG_FAMILY_CHILDREN; i++) {
         snprintf(names[i], sizeof(names[i]), "Child %02d", i + 1);
-        kids[i] = (struct mm_fact){"Big Family", "child", names[i], {"Family register", i}};
+        kids[i] = (struct mm_fact){"Big Family", "child", names[i], {"Family register", i, 0}};
     }
     REQUIRE(mm_memory_write(m, kids, BIG_FAMILY_CHILDREN, NULL, 0, NULL, &err) == 0, "%s", err.msg);
 }
