@@ -1,7 +1,9 @@
 /* The CUDA matmul against the CPU one (itself held to PyTorch by
  * test_kernels_matmul) on random weights of every dtype: each path (the
  * dispatcher's choice, the dot-product kernels, cuBLAS), forward and
- * accumulate, on shapes with one row, one block, rows that fill no warp
+ * accumulate, and the fused projections (several matrices over one input,
+ * gate and up with SwiGLU) against the unfused kernels and the CPU ops, on
+ * shapes with one row, one block, rows that fill no warp
  * evenly, float rows too short or odd for vector loads, and token counts
  * around the dispatch threshold.
  *
@@ -43,8 +45,9 @@ struct mm_case {
     double *ref, *mag, *qerr; /* [n, rows] */
 };
 
-static void make_case(struct kc_ctx *c, struct mm_case *mc, enum mm_dtype t, int64_t rows,
-                      int64_t cols, int n, uint32_t *seed)
+/* x_in: the activations [n, cols], or NULL for random ones. */
+static void make_case_x(struct kc_ctx *c, struct mm_case *mc, enum mm_dtype t, int64_t rows,
+                        int64_t cols, int n, const float *x_in, uint32_t *seed)
 {
     memset(mc, 0, sizeof(*mc));
     mc->n = n;
@@ -66,7 +69,10 @@ static void make_case(struct kc_ctx *c, struct mm_case *mc, enum mm_dtype t, int
     KC_OK(kc_matrix_upload(c, &mc->dw, &mc->w, &cuda_err));
 
     mc->x = malloc((size_t)(n * cols) * sizeof(float));
-    cuda_test_fill(mc->x, (size_t)(n * cols), 2.0f, seed);
+    if (x_in)
+        memcpy(mc->x, x_in, (size_t)(n * cols) * sizeof(float));
+    else
+        cuda_test_fill(mc->x, (size_t)(n * cols), 2.0f, seed);
     size_t outs = (size_t)n * (size_t)rows;
     mc->ref = malloc(outs * sizeof(double));
     mc->mag = malloc(outs * sizeof(double));
@@ -91,6 +97,12 @@ static void make_case(struct kc_ctx *c, struct mm_case *mc, enum mm_dtype t, int
             mc->qerr[t0 * rows + r] = qerr;
         }
     }
+}
+
+static void make_case(struct kc_ctx *c, struct mm_case *mc, enum mm_dtype t, int64_t rows,
+                      int64_t cols, int n, uint32_t *seed)
+{
+    make_case_x(c, mc, t, rows, cols, n, NULL, seed);
 }
 
 static void free_case(struct mm_case *mc)
@@ -227,6 +239,181 @@ static void test_unaligned_x(struct kc_ctx *c, uint32_t *seed)
     free_case(&mc);
 }
 
+/* Outputs that differ in any bit; the fused kernels promise the unfused
+ * ones' results (each row summed in the same order, same epilogue). */
+static int bits_differ(const float *a, const float *b, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return bad;
+}
+
+/* kc_matmul_forward_multi over `count` matrices of rows[] rows sharing x:
+ * against kc_matmul_forward of each bit for bit, and against the CPU op
+ * (k_matmul_forward) within the dispatcher test's bounds (f32 summation
+ * order only where the dot kernels run). Not fusable shapes (float weights
+ * past one token, quantized past KC_DOTS_MAX_TOKENS) take the fallback. */
+static void test_multi(struct kc_ctx *c, enum mm_dtype t, const int64_t *rows, int count,
+                       int64_t cols, int n, uint32_t *seed)
+{
+    struct mm_case mc[KC_MULTI_MAX];
+    const struct kc_matrix *dw[KC_MULTI_MAX];
+    float *dout[KC_MULTI_MAX], *dsep[KC_MULTI_MAX];
+    for (int m = 0; m < count; m++) {
+        make_case_x(c, &mc[m], t, rows[m], cols, n, m ? mc[0].x : NULL, seed);
+        dw[m] = &mc[m].dw;
+        size_t bytes = (size_t)n * (size_t)rows[m] * sizeof(float);
+        dout[m] = kc_alloc(bytes, &cuda_err);
+        dsep[m] = kc_alloc(bytes, &cuda_err);
+        REQUIRE(dout[m] && dsep[m], "%s", cuda_err.msg);
+    }
+    int fused = kc_matmul_fusable(dw, count, n);
+    CHECKF(fused == kc_matmul_uses_dots(t, n), "%s, %d tokens: fusable %d, dots %d",
+           mm_dtype_name(t), n, fused, kc_matmul_uses_dots(t, n));
+    float *dx = dev_from(c, mc[0].x, (size_t)(n * cols) * sizeof(float));
+    KC_OK(kc_matmul_forward_multi(c, dout, dx, dw, count, n, &cuda_err));
+    for (int m = 0; m < count; m++)
+        KC_OK(kc_matmul_forward(c, dsep[m], dx, dw[m], n, &cuda_err));
+    for (int m = 0; m < count; m++) {
+        size_t outs = (size_t)n * (size_t)rows[m];
+        float *got = malloc(outs * sizeof(float)), *sep = malloc(outs * sizeof(float));
+        float *cpu = malloc(outs * sizeof(float));
+        dev_to(c, got, dout[m], outs * sizeof(float));
+        dev_to(c, sep, dsep[m], outs * sizeof(float));
+        k_matmul_forward(cpu, mc[m].x, &mc[m].w, n);
+        int bad = 0;
+        for (size_t i = 0; i < outs; i++) {
+            double tol = fused ? F32_TOL * (mc[m].mag[i] + fabs(cpu[i])) + 1e-6
+                               : tolerance(&mc[m], (int64_t)i, 1, mc[m].ref[i]) +
+                                     tolerance(&mc[m], (int64_t)i, 0, mc[m].ref[i]);
+            bad += !(fabs(got[i] - cpu[i]) <= tol);
+        }
+        CHECKF(bad == 0,
+               "multi %s matrix %d of %d (%lld x %lld), %d tokens: %d of %zu off the CPU's",
+               mm_dtype_name(t), m, count, (long long)rows[m], (long long)cols, n, bad, outs);
+        bad = bits_differ(got, sep, outs);
+        CHECKF(bad == 0,
+               "multi %s matrix %d of %d (%lld x %lld), %d tokens: %d of %zu differ from "
+               "kc_matmul_forward's",
+               mm_dtype_name(t), m, count, (long long)rows[m], (long long)cols, n, bad, outs);
+        free(got);
+        free(sep);
+        free(cpu);
+    }
+    kc_free(dx);
+    for (int m = 0; m < count; m++) {
+        kc_free(dout[m]);
+        kc_free(dsep[m]);
+        free_case(&mc[m]);
+    }
+}
+
+/* kc_matmul_swiglu_forward against kc_matmul_forward of gate and up then
+ * kc_swiglu_forward, bit for bit, and against the CPU ops (k_matmul_forward,
+ * k_swiglu_forward): silu(g) u moves by at most about 1.1 |u| e_g +
+ * |silu(g)| e_u for errors e_g, e_u of the products (silu' is within
+ * [-0.1, 1.1]), plus f32 rounding. Shapes it does not take are refused. */
+static void test_swiglu(struct kc_ctx *c, enum mm_dtype t, int64_t rows, int64_t cols, int n,
+                        uint32_t *seed)
+{
+    struct mm_case g, u;
+    make_case(c, &g, t, rows, cols, n, seed);
+    make_case_x(c, &u, t, rows, cols, n, g.x, seed);
+    size_t outs = (size_t)n * (size_t)rows, bytes = outs * sizeof(float);
+    float *dx = dev_from(c, g.x, (size_t)(n * cols) * sizeof(float));
+    float *dout = kc_alloc(bytes, &cuda_err), *dg = kc_alloc(bytes, &cuda_err);
+    float *du = kc_alloc(bytes, &cuda_err);
+    REQUIRE(dout && dg && du, "%s", cuda_err.msg);
+    if (!kc_matmul_swiglu_supported(&g.dw, &u.dw, n)) {
+        struct mm_err err = {{0}};
+        CHECKF(!kc_matmul_uses_dots(t, n), "%s, %d tokens: dots but no fused SwiGLU",
+               mm_dtype_name(t), n);
+        CHECKF(kc_matmul_swiglu_forward(c, dout, dx, &g.dw, &u.dw, n, &err) == -1 &&
+                   strstr(err.msg, "no fused kernel"),
+               "%s, %d tokens: not refused (\"%s\")", mm_dtype_name(t), n, err.msg);
+    } else {
+        KC_OK(kc_matmul_swiglu_forward(c, dout, dx, &g.dw, &u.dw, n, &cuda_err));
+        KC_OK(kc_matmul_forward(c, dg, dx, &g.dw, n, &cuda_err));
+        KC_OK(kc_matmul_forward(c, du, dx, &u.dw, n, &cuda_err));
+        KC_OK(kc_swiglu_forward(c, dg, dg, du, (int64_t)outs, &cuda_err));
+        float *got = malloc(bytes), *sep = malloc(bytes), *cg = malloc(bytes), *cu = malloc(bytes),
+              *want = malloc(bytes);
+        dev_to(c, got, dout, bytes);
+        dev_to(c, sep, dg, bytes);
+        k_matmul_forward(cg, g.x, &g.w, n);
+        k_matmul_forward(cu, u.x, &u.w, n);
+        k_swiglu_forward(want, cg, cu, (int64_t)outs);
+        int bad = 0;
+        for (size_t i = 0; i < outs; i++) {
+            double eg = F32_TOL * (g.mag[i] + fabs(cg[i])) + 1e-6;
+            double eu = F32_TOL * (u.mag[i] + fabs(cu[i])) + 1e-6;
+            double silu = cg[i] / (1.0 + exp(-(double)cg[i]));
+            double tol =
+                1.1 * fabs(cu[i]) * eg + fabs(silu) * eu + eg * eu + F32_TOL * fabs(want[i]) + 1e-6;
+            bad += !(fabs(got[i] - want[i]) <= tol);
+        }
+        CHECKF(bad == 0, "swiglu %s %lld x %lld, %d tokens: %d of %zu off the CPU's",
+               mm_dtype_name(t), (long long)rows, (long long)cols, n, bad, outs);
+        bad = bits_differ(got, sep, outs);
+        CHECKF(bad == 0,
+               "swiglu %s %lld x %lld, %d tokens: %d of %zu differ from the unfused "
+               "kernels'",
+               mm_dtype_name(t), (long long)rows, (long long)cols, n, bad, outs);
+        free(got);
+        free(sep);
+        free(cg);
+        free(cu);
+        free(want);
+    }
+    kc_free(dx);
+    kc_free(dout);
+    kc_free(dg);
+    kc_free(du);
+    free_case(&g);
+    free_case(&u);
+}
+
+/* The fused projections on every dtype: Q/K/V-like row counts that fill
+ * no block evenly (and one row each), rows too short or odd for vector
+ * loads, token counts around the dispatch thresholds. */
+static void test_fused(struct kc_ctx *c, uint32_t *seed)
+{
+    static const struct {
+        int64_t rows[KC_MULTI_MAX], cols;
+        int quant_ok;
+    } shapes[] = {
+        {{64, 17, 33}, 64, 1},
+        {{1, 1, 1}, 32, 1},
+        {{40, 8, 8}, 576, 1},
+        {{9, 31, 5}, 100, 0},
+    };
+    static const int tokens[] = {1, 2, 8, 9};
+    for (int t = 0; t < MM_DTYPE_COUNT; t++) {
+        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+            if (is_quant((enum mm_dtype)t) && !shapes[s].quant_ok) continue;
+            for (size_t k = 0; k < sizeof(tokens) / sizeof(tokens[0]); k++) {
+                int n = tokens[k];
+                for (int count = 1; count <= KC_MULTI_MAX; count++)
+                    test_multi(c, (enum mm_dtype)t, shapes[s].rows, count, shapes[s].cols, n, seed);
+                test_swiglu(c, (enum mm_dtype)t, shapes[s].rows[0], shapes[s].cols, n, seed);
+            }
+        }
+    }
+    /* matrices that do not share a dtype or row length are not fused */
+    struct mm_case a, b, d;
+    make_case(c, &a, MM_BF16, 8, 64, 1, seed);
+    make_case(c, &b, MM_F16, 8, 64, 1, seed);
+    make_case(c, &d, MM_BF16, 8, 96, 1, seed);
+    const struct kc_matrix *mixed[] = {&a.dw, &b.dw}, *widths[] = {&a.dw, &d.dw};
+    CHECK(!kc_matmul_fusable(mixed, 2, 1) && !kc_matmul_fusable(widths, 2, 1));
+    CHECK(!kc_matmul_swiglu_supported(&a.dw, &b.dw, 1) &&
+          !kc_matmul_swiglu_supported(&a.dw, &d.dw, 1));
+    free_case(&a);
+    free_case(&b);
+    free_case(&d);
+}
+
 int main(void)
 {
     struct kc_ctx *c = cuda_test_ctx("test_kernels_cuda_matmul");
@@ -247,6 +434,7 @@ int main(void)
         }
     }
     test_unaligned_x(c, &seed);
+    test_fused(c, &seed);
     /* bf16 weights, activations rounded to one bf16 */
     fast_gemm = 1;
     kc_ctx_set_fast_gemm(c, 1);

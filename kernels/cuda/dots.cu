@@ -7,7 +7,15 @@
  * Float weights multiply f32 activations directly. Quantized weights take
  * the CPU's route: the activations are quantized to 8-bit blocks once per
  * call (d = amax / 127, round to nearest even), and each weight block is
- * multiplied by integer dot products (dp4a) and scaled in float. */
+ * multiplied by integer dot products (dp4a) and scaled in float.
+ *
+ * At decode a layer's matmuls are short kernels and their launches bound
+ * it, so the projections that share an input take one launch: Q, K and V
+ * (kc_matmul_forward_multi: the grid covers the rows of all of them), and
+ * gate and up with SwiGLU's gate as epilogue (kc_matmul_swiglu_forward:
+ * each warp computes matching rows of both). Every kernel sums a row
+ * through the same device function, so fused and unfused results agree
+ * bit for bit. */
 #include "kc_device.cuh"
 
 #define DOT_WARPS 8 /* rows per block */
@@ -34,21 +42,23 @@ static __device__ __forceinline__ void store_out(float *o, float v, float alpha,
     *o = accumulate ? *o + alpha * v : alpha * v;
 }
 
-/* vec: the rows and x are 16-byte aligned, so the leading whole 16-byte
+/* The dots of R weight rows with up to MAXT tokens of x, summed over the
+ * warp (every lane gets the totals): acc[rr][t] = sum_c rp[rr][c] x[t, c].
+ * A null rp[rr] (rows past a matrix's end) reads nothing and sums to 0.
+ * Each row's sum goes in the same order whatever R and whichever kernel
+ * calls this, so the fused kernels below give the plain one's results.
+ *
+ * vec: the rows and x are 16-byte aligned, so the leading whole 16-byte
  * chunks go by vector loads; the rest (or everything) element by element.
- * A warp takes R consecutive rows: each activation load then serves R rows
- * (with several tokens the activations, not the weights, would otherwise
- * bound the loop), and R weight loads are in flight per lane. */
+ * A warp takes R rows: each activation load then serves R rows (with
+ * several tokens the activations, not the weights, would otherwise bound
+ * the loop), and R weight loads are in flight per lane (one token: the
+ * loop unrolled 4 times puts more in flight). */
 template <enum mm_dtype T, int MAXT, int R>
-static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
-    fdot_kernel(float *out, const float *x, const char *w, int64_t rows, int64_t cols,
-                size_t row_bytes, int n, float alpha, int accumulate, int vec)
+static __device__ __forceinline__ void fdot_rows(float (&acc)[R][MAXT], const float *x,
+                                                 const char *const (&rp)[R], int64_t cols, int n,
+                                                 int vec, int lane)
 {
-    int64_t r0 = ((int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP) * R;
-    int lane = threadIdx.x % KC_WARP;
-    if (r0 >= rows) return; /* the whole warp: r0 is per warp */
-    int nr = rows - r0 < R ? (int)(rows - r0) : R;
-    float acc[R][MAXT];
 #pragma unroll
     for (int rr = 0; rr < R; rr++)
 #pragma unroll
@@ -58,15 +68,13 @@ static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
     if (vec) {
         constexpr int E = T == MM_F32 ? 4 : 8; /* elements per 16 bytes */
         int64_t chunks = cols / E;
-#pragma unroll(R == 1 ? 4 : 1)
+#pragma unroll(MAXT == 1 ? 4 : 1)
         for (int64_t i = lane; i < chunks; i += KC_WARP) {
             float wf[R][E];
 #pragma unroll
             for (int rr = 0; rr < R; rr++) {
                 uint4 raw = make_uint4(0, 0, 0, 0);
-                if (rr < nr)
-                    raw = __ldg(
-                        reinterpret_cast<const uint4 *>(w + (r0 + rr) * (int64_t)row_bytes) + i);
+                if (rp[rr]) raw = __ldg(reinterpret_cast<const uint4 *>(rp[rr]) + i);
                 unpack16(T, raw, wf[rr]);
             }
 #pragma unroll
@@ -89,7 +97,7 @@ static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
         float wc[R];
 #pragma unroll
         for (int rr = 0; rr < R; rr++)
-            wc[rr] = rr < nr ? kc_elem(T, w + (r0 + rr) * (int64_t)row_bytes, c) : 0.0f;
+            wc[rr] = rp[rr] ? kc_elem(T, rp[rr], c) : 0.0f;
 #pragma unroll
         for (int t = 0; t < MAXT; t++) {
             if (t >= n) break;
@@ -104,14 +112,128 @@ static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
 #pragma unroll
         for (int t = 0; t < MAXT; t++)
             acc[rr][t] = kc_warp_sum(acc[rr][t]);
-    if (lane == 0) {
+}
+
+/* Rows r0 .. r0 + R - 1 of w, those below `rows`; null for the rest. */
+template <int R>
+static __device__ __forceinline__ void row_ptrs(const char *(&rp)[R], const char *w, int64_t r0,
+                                                int64_t rows, size_t row_bytes)
+{
 #pragma unroll
-        for (int rr = 0; rr < R; rr++)
+    for (int rr = 0; rr < R; rr++)
+        rp[rr] = r0 + rr < rows ? w + (r0 + rr) * (int64_t)row_bytes : nullptr;
+}
+
+/* out[t, r0 + rr] (out: [n, rows]) for the rows and tokens that exist;
+ * lane 0 stores. */
+template <int MAXT, int R>
+static __device__ __forceinline__ void store_rows(float *out, const float (&acc)[R][MAXT],
+                                                  int64_t r0, int64_t rows, int n, float alpha,
+                                                  int accumulate, int lane)
+{
+    if (lane != 0) return;
 #pragma unroll
-            for (int t = 0; t < MAXT; t++)
-                if (rr < nr && t < n)
-                    store_out(out + t * rows + r0 + rr, acc[rr][t], alpha, accumulate);
+    for (int rr = 0; rr < R; rr++)
+#pragma unroll
+        for (int t = 0; t < MAXT; t++)
+            if (r0 + rr < rows && t < n)
+                store_out(out + t * rows + r0 + rr, acc[rr][t], alpha, accumulate);
+}
+
+/* One matrix: a warp takes rows r0 .. r0 + R - 1. */
+template <enum mm_dtype T, int MAXT, int R>
+static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
+    fdot_kernel(float *out, const float *x, const char *w, int64_t rows, int64_t cols,
+                size_t row_bytes, int n, float alpha, int accumulate, int vec)
+{
+    int64_t r0 = ((int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP) * R;
+    int lane = threadIdx.x % KC_WARP;
+    if (r0 >= rows) return; /* the whole warp: r0 is per warp */
+    const char *rp[R];
+    row_ptrs<R>(rp, w, r0, rows, row_bytes);
+    float acc[R][MAXT];
+    fdot_rows<T, MAXT, R>(acc, x, rp, cols, n, vec, lane);
+    store_rows<MAXT, R>(out, acc, r0, rows, n, alpha, accumulate, lane);
+}
+
+/* Up to KC_MULTI_MAX matrices of one dtype and row length over the same x,
+ * by value: matrix m's rows go to warps first_warp[m] .. first_warp[m + 1]
+ * - 1 of the launch (R rows each), so one launch covers them all; the
+ * entries past the last matrix have first_warp[KC_MULTI_MAX], the end. */
+struct dots_set {
+    float *out[KC_MULTI_MAX];
+    const char *w[KC_MULTI_MAX];
+    int64_t rows[KC_MULTI_MAX];
+    int64_t first_warp[KC_MULTI_MAX + 1];
+};
+
+/* The matrix of global warp gw, gw below the last matrix's end
+ * (first_warp[KC_MULTI_MAX]). Constant indices only: an index computed at
+ * run time would copy the set to local memory. */
+struct set_entry {
+    float *out;
+    const char *w;
+    int64_t rows, first_warp;
+};
+static_assert(KC_MULTI_MAX == 3, "set_entry_of tests each matrix's first warp");
+static __device__ __forceinline__ struct set_entry set_entry_of(const struct dots_set &s,
+                                                                int64_t gw)
+{
+    if (gw >= s.first_warp[2]) return {s.out[2], s.w[2], s.rows[2], s.first_warp[2]};
+    if (gw >= s.first_warp[1]) return {s.out[1], s.w[1], s.rows[1], s.first_warp[1]};
+    return {s.out[0], s.w[0], s.rows[0], s.first_warp[0]};
+}
+
+template <enum mm_dtype T, int MAXT, int R>
+static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
+    fdot_multi_kernel(const struct dots_set s, const float *x, int64_t cols, size_t row_bytes,
+                      int n, int vec)
+{
+    int64_t gw = (int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP;
+    int lane = threadIdx.x % KC_WARP;
+    if (gw >= s.first_warp[KC_MULTI_MAX]) return; /* the whole warp */
+    struct set_entry e = set_entry_of(s, gw);
+    int64_t r0 = (gw - e.first_warp) * R;
+    const char *rp[R];
+    row_ptrs<R>(rp, e.w, r0, e.rows, row_bytes);
+    float acc[R][MAXT];
+    fdot_rows<T, MAXT, R>(acc, x, rp, cols, n, vec, lane);
+    store_rows<MAXT, R>(e.out, acc, r0, e.rows, n, 1.0f, 0, lane);
+}
+
+/* SwiGLU's gate as the CPU computes it from the two products. */
+static __device__ __forceinline__ float silu_mul(float gate, float up)
+{
+    return gate / (1.0f + expf(-gate)) * up;
+}
+
+/* gate and up together: a warp takes the same R rows of both (2R rows
+ * through fdot_rows) and stores silu(gate) * up, so neither product is
+ * written to memory and the elementwise launch goes away. */
+template <enum mm_dtype T, int MAXT, int R>
+static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
+    fdot_swiglu_kernel(float *out, const float *x, const char *gate, const char *up, int64_t rows,
+                       int64_t cols, size_t row_bytes, int n, int vec)
+{
+    int64_t r0 = ((int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP) * R;
+    int lane = threadIdx.x % KC_WARP;
+    if (r0 >= rows) return;
+    const char *rp[2 * R];
+#pragma unroll
+    for (int rr = 0; rr < R; rr++) {
+        int ok = r0 + rr < rows;
+        rp[rr] = ok ? gate + (r0 + rr) * (int64_t)row_bytes : nullptr;
+        rp[R + rr] = ok ? up + (r0 + rr) * (int64_t)row_bytes : nullptr;
     }
+    float acc[2 * R][MAXT];
+    fdot_rows<T, MAXT, 2 * R>(acc, x, rp, cols, n, vec, lane);
+    if (lane != 0) return;
+#pragma unroll
+    for (int rr = 0; rr < R; rr++)
+#pragma unroll
+        for (int t = 0; t < MAXT; t++)
+            if (r0 + rr < rows && t < n)
+                out[t * rows + r0 + rr] = silu_mul(acc[rr][t], acc[R + rr][t]);
 }
 
 /* One warp per block of 32 activations: qs [blocks * 32], d and the integer
@@ -173,91 +295,263 @@ template <> struct block_size<MM_Q4_1> {
     static constexpr int bytes = sizeof(struct block_q4_1);
 };
 
-template <enum mm_dtype T, int MAXT>
-static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
-    qdot_kernel(float *out, const int8_t *aqs, const float *ad, const int *asum, const char *w,
-                int64_t rows, int64_t cols, size_t row_bytes, int n, float alpha, int accumulate)
+/* The dots of R quantized rows (warp-summed, as fdot_rows; a null rp[rr]
+ * sums to 0) with up to MAXT tokens of quantized activations: aqs [n,
+ * cols], their scales ad and integer sums asum [n, cols / 32]. A lane takes
+ * every 32nd block of each row; the R rows' blocks are loaded before any is
+ * multiplied, so R loads are in flight, and each row's sum goes in the same
+ * order whatever R is. */
+template <enum mm_dtype T, int MAXT, int R>
+static __device__ __forceinline__ void
+qdot_rows(float (&acc)[R][MAXT], const int8_t *aqs, const float *ad, const int *asum,
+          const char *const (&rp)[R], int64_t cols, int n, int lane)
 {
-    int64_t r = (int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP;
-    int lane = threadIdx.x % KC_WARP;
-    if (r >= rows) return;
-    const char *row = w + r * (int64_t)row_bytes;
     int64_t nb = cols / MM_QBLOCK;
-    float acc[MAXT];
 #pragma unroll
-    for (int t = 0; t < MAXT; t++)
-        acc[t] = 0.0f;
+    for (int rr = 0; rr < R; rr++)
+#pragma unroll
+        for (int t = 0; t < MAXT; t++)
+            acc[rr][t] = 0.0f;
     for (int64_t b = lane; b < nb; b += KC_WARP) {
-        int wq[8];
-        float dw, mw;
-        load_block<T>(row + b * block_size<T>::bytes, wq, &dw, &mw);
+        int wq[R][8];
+        float dw[R], mw[R];
+#pragma unroll
+        for (int rr = 0; rr < R; rr++) {
+            if (rp[rr]) {
+                load_block<T>(rp[rr] + b * block_size<T>::bytes, wq[rr], &dw[rr], &mw[rr]);
+            } else {
+                for (int k = 0; k < 8; k++)
+                    wq[rr][k] = 0;
+                dw[rr] = mw[rr] = 0.0f;
+            }
+        }
 #pragma unroll
         for (int t = 0; t < MAXT; t++) {
             if (t >= n) break;
             const int4 *a = reinterpret_cast<const int4 *>(aqs + t * cols + b * MM_QBLOCK);
             int4 a0 = __ldg(a), a1 = __ldg(a + 1);
-            int isum = __dp4a(wq[0], a0.x, 0);
-            isum = __dp4a(wq[1], a0.y, isum);
-            isum = __dp4a(wq[2], a0.z, isum);
-            isum = __dp4a(wq[3], a0.w, isum);
-            isum = __dp4a(wq[4], a1.x, isum);
-            isum = __dp4a(wq[5], a1.y, isum);
-            isum = __dp4a(wq[6], a1.z, isum);
-            isum = __dp4a(wq[7], a1.w, isum);
             float da = ad[t * nb + b];
             int qsum = asum[t * nb + b];
-            if (T == MM_Q8_0)
-                acc[t] += dw * da * (float)isum;
-            else if (T == MM_Q4_0) /* sum (n - 8) q = sum n q - 8 sum q */
-                acc[t] += dw * da * (float)(isum - 8 * qsum);
-            else /* sum (d n + m)(da q) = d da sum n q + m (da sum q) */
-                acc[t] += dw * da * (float)isum + mw * (da * (float)qsum);
+#pragma unroll
+            for (int rr = 0; rr < R; rr++) {
+                const int *q = wq[rr];
+                int isum = __dp4a(q[0], a0.x, 0);
+                isum = __dp4a(q[1], a0.y, isum);
+                isum = __dp4a(q[2], a0.z, isum);
+                isum = __dp4a(q[3], a0.w, isum);
+                isum = __dp4a(q[4], a1.x, isum);
+                isum = __dp4a(q[5], a1.y, isum);
+                isum = __dp4a(q[6], a1.z, isum);
+                isum = __dp4a(q[7], a1.w, isum);
+                if (T == MM_Q8_0)
+                    acc[rr][t] += dw[rr] * da * (float)isum;
+                else if (T == MM_Q4_0) /* sum (n - 8) q = sum n q - 8 sum q */
+                    acc[rr][t] += dw[rr] * da * (float)(isum - 8 * qsum);
+                else /* sum (d n + m)(da q) = d da sum n q + m (da sum q) */
+                    acc[rr][t] += dw[rr] * da * (float)isum + mw[rr] * (da * (float)qsum);
+            }
         }
     }
 #pragma unroll
-    for (int t = 0; t < MAXT; t++)
-        acc[t] = kc_warp_sum(acc[t]);
-    if (lane == 0) {
+    for (int rr = 0; rr < R; rr++)
 #pragma unroll
         for (int t = 0; t < MAXT; t++)
-            if (t < n) store_out(out + t * rows + r, acc[t], alpha, accumulate);
-    }
+            acc[rr][t] = kc_warp_sum(acc[rr][t]);
+}
+
+/* The quantized activations of a call (quantize_act_kernel's output). */
+struct qact {
+    const int8_t *qs;
+    const float *d;
+    const int *sum;
+};
+
+/* One matrix, a row per warp. */
+template <enum mm_dtype T, int MAXT>
+static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
+    qdot_kernel(float *out, const struct qact a, const char *w, int64_t rows, int64_t cols,
+                size_t row_bytes, int n, float alpha, int accumulate)
+{
+    int64_t r = (int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP;
+    int lane = threadIdx.x % KC_WARP;
+    if (r >= rows) return;
+    const char *rp[1] = {w + r * (int64_t)row_bytes};
+    float acc[1][MAXT];
+    qdot_rows<T, MAXT, 1>(acc, a.qs, a.d, a.sum, rp, cols, n, lane);
+    store_rows<MAXT, 1>(out, acc, r, rows, n, alpha, accumulate, lane);
+}
+
+/* Several matrices over the same activations, a row per warp (dots_set's
+ * first_warp counts rows here). */
+template <enum mm_dtype T, int MAXT>
+static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
+    qdot_multi_kernel(const struct dots_set s, const struct qact a, int64_t cols, size_t row_bytes,
+                      int n)
+{
+    int64_t gw = (int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP;
+    int lane = threadIdx.x % KC_WARP;
+    if (gw >= s.first_warp[KC_MULTI_MAX]) return;
+    struct set_entry e = set_entry_of(s, gw);
+    int64_t r = gw - e.first_warp;
+    const char *rp[1] = {e.w + r * (int64_t)row_bytes};
+    float acc[1][MAXT];
+    qdot_rows<T, MAXT, 1>(acc, a.qs, a.d, a.sum, rp, cols, n, lane);
+    store_rows<MAXT, 1>(e.out, acc, r, e.rows, n, 1.0f, 0, lane);
+}
+
+/* gate and up, row r of both per warp, storing silu(gate) * up. */
+template <enum mm_dtype T, int MAXT>
+static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
+    qdot_swiglu_kernel(float *out, const struct qact a, const char *gate, const char *up,
+                       int64_t rows, int64_t cols, size_t row_bytes, int n)
+{
+    int64_t r = (int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP;
+    int lane = threadIdx.x % KC_WARP;
+    if (r >= rows) return;
+    const char *rp[2] = {gate + r * (int64_t)row_bytes, up + r * (int64_t)row_bytes};
+    float acc[2][MAXT];
+    qdot_rows<T, MAXT, 2>(acc, a.qs, a.d, a.sum, rp, cols, n, lane);
+    if (lane != 0) return;
+#pragma unroll
+    for (int t = 0; t < MAXT; t++)
+        if (t < n) out[t * rows + r] = silu_mul(acc[0][t], acc[1][t]);
 }
 
 /* One token reads each weight once whatever R is: a row per warp keeps the
  * most warps in flight. Several tokens share each activation load over
- * FDOT_ROWS rows. */
+ * FDOT_ROWS rows; with gate and up, FSWIGLU_ROWS of each (as many rows per
+ * warp in all, so as many registers). */
 #define FDOT_ROWS 4
+#define FSWIGLU_ROWS 2
+
+static unsigned blocks_of(int64_t warps)
+{
+    return (unsigned)((warps + DOT_WARPS - 1) / DOT_WARPS);
+}
 
 template <enum mm_dtype T>
 static void launch_fdot(cudaStream_t s, float *out, const float *x, const struct kc_matrix *w,
                         int n, float alpha, int accumulate, int vec)
 {
     const char *data = (const char *)w->data;
+    if (n == 1)
+        fdot_kernel<T, 1, 1><<<blocks_of(w->rows), KC_WARP * DOT_WARPS, 0, s>>>(
+            out, x, data, w->rows, w->cols, w->row_bytes, n, alpha, accumulate, vec);
+    else
+        fdot_kernel<T, KC_DOTS_MAX_TOKENS, FDOT_ROWS>
+            <<<blocks_of((w->rows + FDOT_ROWS - 1) / FDOT_ROWS), KC_WARP * DOT_WARPS, 0, s>>>(
+                out, x, data, w->rows, w->cols, w->row_bytes, n, alpha, accumulate, vec);
+}
+
+/* Fills set.first_warp for R rows per warp; returns the warps in all. */
+static int64_t set_warps(struct dots_set *set, int count, int R)
+{
+    set->first_warp[0] = 0;
+    for (int m = 0; m < KC_MULTI_MAX; m++)
+        set->first_warp[m + 1] = set->first_warp[m] + (m < count ? (set->rows[m] + R - 1) / R : 0);
+    return set->first_warp[count];
+}
+
+template <enum mm_dtype T>
+static void launch_fdot_multi(cudaStream_t s, struct dots_set set, int count, const float *x,
+                              int64_t cols, size_t row_bytes, int n, int vec)
+{
     if (n == 1) {
-        unsigned blocks = (unsigned)((w->rows + DOT_WARPS - 1) / DOT_WARPS);
-        fdot_kernel<T, 1, 1><<<blocks, KC_WARP * DOT_WARPS, 0, s>>>(
-            out, x, data, w->rows, w->cols, w->row_bytes, n, alpha, accumulate, vec);
+        unsigned blocks = blocks_of(set_warps(&set, count, 1));
+        fdot_multi_kernel<T, 1, 1>
+            <<<blocks, KC_WARP * DOT_WARPS, 0, s>>>(set, x, cols, row_bytes, n, vec);
     } else {
-        unsigned blocks =
-            (unsigned)((w->rows + DOT_WARPS * FDOT_ROWS - 1) / (DOT_WARPS * FDOT_ROWS));
-        fdot_kernel<T, KC_DOTS_MAX_TOKENS, FDOT_ROWS><<<blocks, KC_WARP * DOT_WARPS, 0, s>>>(
-            out, x, data, w->rows, w->cols, w->row_bytes, n, alpha, accumulate, vec);
+        unsigned blocks = blocks_of(set_warps(&set, count, FDOT_ROWS));
+        fdot_multi_kernel<T, KC_DOTS_MAX_TOKENS, FDOT_ROWS>
+            <<<blocks, KC_WARP * DOT_WARPS, 0, s>>>(set, x, cols, row_bytes, n, vec);
     }
 }
 
 template <enum mm_dtype T>
-static void launch_qdot(cudaStream_t s, unsigned blocks, float *out, const int8_t *qs,
-                        const float *d, const int *sum, const struct kc_matrix *w, int n,
-                        float alpha, int accumulate)
+static void launch_fdot_swiglu(cudaStream_t s, float *out, const float *x,
+                               const struct kc_matrix *gate, const struct kc_matrix *up, int n,
+                               int vec)
 {
-    const char *data = (const char *)w->data;
+    const char *g = (const char *)gate->data, *u = (const char *)up->data;
     if (n == 1)
-        qdot_kernel<T, 1><<<blocks, KC_WARP * DOT_WARPS, 0, s>>>(
-            out, qs, d, sum, data, w->rows, w->cols, w->row_bytes, n, alpha, accumulate);
+        fdot_swiglu_kernel<T, 1, 1><<<blocks_of(gate->rows), KC_WARP * DOT_WARPS, 0, s>>>(
+            out, x, g, u, gate->rows, gate->cols, gate->row_bytes, n, vec);
     else
-        qdot_kernel<T, KC_DOTS_MAX_TOKENS><<<blocks, KC_WARP * DOT_WARPS, 0, s>>>(
-            out, qs, d, sum, data, w->rows, w->cols, w->row_bytes, n, alpha, accumulate);
+        fdot_swiglu_kernel<T, KC_DOTS_MAX_TOKENS, FSWIGLU_ROWS>
+            <<<blocks_of((gate->rows + FSWIGLU_ROWS - 1) / FSWIGLU_ROWS), KC_WARP * DOT_WARPS, 0,
+               s>>>(out, x, g, u, gate->rows, gate->cols, gate->row_bytes, n, vec);
+}
+
+/* What one launch of the dot kernels computes, whatever the dtype: one
+ * matrix (w[0] into out[0], scaled by alpha, maybe accumulated), several
+ * (the set), or gate w[0] and up w[1] into silu(gate) * up (out[0]).
+ * Token chunks of KC_DOTS_MAX_TOKENS move out[] and the activations. */
+enum dots_kind { DOTS_ONE, DOTS_MULTI, DOTS_SWIGLU };
+
+struct dots_call {
+    enum dots_kind kind;
+    int count; /* matrices */
+    const struct kc_matrix *w[KC_MULTI_MAX];
+    float *out[KC_MULTI_MAX];
+    float alpha;
+    int accumulate;
+};
+
+/* The set of a DOTS_MULTI call for tokens t0 onwards. */
+static struct dots_set call_set(const struct dots_call *k, int t0)
+{
+    struct dots_set set = {};
+    for (int m = 0; m < k->count; m++) {
+        set.out[m] = k->out[m] + (int64_t)t0 * k->w[m]->rows;
+        set.w[m] = (const char *)k->w[m]->data;
+        set.rows[m] = k->w[m]->rows;
+    }
+    return set;
+}
+
+template <enum mm_dtype T>
+static void launch_float(cudaStream_t s, const struct dots_call *k, const float *x, int t0, int n,
+                         int vec)
+{
+    const struct kc_matrix *w = k->w[0];
+    float *out = k->out[0] + (int64_t)t0 * w->rows;
+    if (k->kind == DOTS_ONE)
+        launch_fdot<T>(s, out, x, w, n, k->alpha, k->accumulate, vec);
+    else if (k->kind == DOTS_MULTI)
+        launch_fdot_multi<T>(s, call_set(k, t0), k->count, x, w->cols, w->row_bytes, n, vec);
+    else
+        launch_fdot_swiglu<T>(s, out, x, w, k->w[1], n, vec);
+}
+
+template <enum mm_dtype T, int MAXT>
+static void launch_qdot_t(cudaStream_t s, const struct dots_call *k, const struct qact &a, int t0,
+                          int n)
+{
+    const struct kc_matrix *w = k->w[0];
+    float *out = k->out[0] + (int64_t)t0 * w->rows;
+    const char *data = (const char *)w->data;
+    if (k->kind == DOTS_ONE) {
+        qdot_kernel<T, MAXT><<<blocks_of(w->rows), KC_WARP * DOT_WARPS, 0, s>>>(
+            out, a, data, w->rows, w->cols, w->row_bytes, n, k->alpha, k->accumulate);
+    } else if (k->kind == DOTS_MULTI) {
+        struct dots_set set = call_set(k, t0);
+        unsigned blocks = blocks_of(set_warps(&set, k->count, 1));
+        qdot_multi_kernel<T, MAXT>
+            <<<blocks, KC_WARP * DOT_WARPS, 0, s>>>(set, a, w->cols, w->row_bytes, n);
+    } else {
+        qdot_swiglu_kernel<T, MAXT><<<blocks_of(w->rows), KC_WARP * DOT_WARPS, 0, s>>>(
+            out, a, data, (const char *)k->w[1]->data, w->rows, w->cols, w->row_bytes, n);
+    }
+}
+
+template <enum mm_dtype T>
+static void launch_qdot(cudaStream_t s, const struct dots_call *k, const struct qact &a, int t0,
+                        int n)
+{
+    if (n == 1)
+        launch_qdot_t<T, 1>(s, k, a, t0, n);
+    else
+        launch_qdot_t<T, KC_DOTS_MAX_TOKENS>(s, k, a, t0, n);
 }
 
 static int aligned16(const void *p)
@@ -265,14 +559,24 @@ static int aligned16(const void *p)
     return ((uintptr_t)p & 15u) == 0;
 }
 
-static int quantized_dots(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w,
-                          int n, float alpha, int accumulate, unsigned blocks, struct mm_err *err)
+static int is_quantized(enum mm_dtype t)
 {
+    return t == MM_Q8_0 || t == MM_Q4_0 || t == MM_Q4_1;
+}
+
+/* Quantized weights: x quantized once (one launch, whatever the number of
+ * matrices), then the dots in token chunks. */
+static int quantized_dots(struct kc_ctx *c, const struct dots_call *k, const float *x, int n,
+                          struct mm_err *err)
+{
+    const struct kc_matrix *w = k->w[0];
     int64_t cols = w->cols, nb = cols / MM_QBLOCK;
-    if (cols % MM_QBLOCK || ((uintptr_t)w->data & 3u)) {
-        mm_err_set(err, "matmul: %s weights need whole blocks and 4-byte aligned data",
-                   mm_dtype_name(w->dtype));
-        return -1;
+    for (int m = 0; m < k->count; m++) {
+        if (cols % MM_QBLOCK || ((uintptr_t)k->w[m]->data & 3u)) {
+            mm_err_set(err, "matmul: %s weights need whole blocks and 4-byte aligned data",
+                       mm_dtype_name(w->dtype));
+            return -1;
+        }
     }
     size_t qs_bytes = ((size_t)(n * cols) + 255) & ~(size_t)255;
     size_t d_bytes = (((size_t)(n * nb) * sizeof(float)) + 255) & ~(size_t)255;
@@ -288,17 +592,43 @@ static int quantized_dots(struct kc_ctx *c, float *out, const float *x, const st
     if (kc_launched("matmul: quantize activations", err)) return -1;
     for (int t0 = 0; t0 < n; t0 += KC_DOTS_MAX_TOKENS) {
         int m = n - t0 < KC_DOTS_MAX_TOKENS ? n - t0 : KC_DOTS_MAX_TOKENS;
-        float *o = out + (int64_t)t0 * w->rows;
-        const int8_t *q = qs + (int64_t)t0 * cols;
-        const float *dt = d + (int64_t)t0 * nb;
-        const int *st = sum + (int64_t)t0 * nb;
+        struct qact a = {qs + (int64_t)t0 * cols, d + (int64_t)t0 * nb, sum + (int64_t)t0 * nb};
         if (w->dtype == MM_Q8_0)
-            launch_qdot<MM_Q8_0>(c->stream, blocks, o, q, dt, st, w, m, alpha, accumulate);
+            launch_qdot<MM_Q8_0>(c->stream, k, a, t0, m);
         else if (w->dtype == MM_Q4_0)
-            launch_qdot<MM_Q4_0>(c->stream, blocks, o, q, dt, st, w, m, alpha, accumulate);
+            launch_qdot<MM_Q4_0>(c->stream, k, a, t0, m);
         else
-            launch_qdot<MM_Q4_1>(c->stream, blocks, o, q, dt, st, w, m, alpha, accumulate);
+            launch_qdot<MM_Q4_1>(c->stream, k, a, t0, m);
         if (kc_launched("matmul: quantized dots", err)) return -1;
+    }
+    return 0;
+}
+
+/* Runs a call of the dot kernels: every matrix of it has w[0]'s dtype and
+ * row length (the callers check). */
+static int dots(struct kc_ctx *c, const struct dots_call *k, const float *x, int n,
+                struct mm_err *err)
+{
+    const struct kc_matrix *w = k->w[0];
+    if (n <= 0) return 0;
+    if (is_quantized(w->dtype)) return quantized_dots(c, k, x, n, err);
+    if (w->dtype != MM_F32 && w->dtype != MM_F16 && w->dtype != MM_BF16) {
+        mm_err_set(err, "matmul: dtype %s has no CUDA kernel", mm_dtype_name(w->dtype));
+        return -1;
+    }
+    int vec = aligned16(x) && w->row_bytes % 16 == 0;
+    for (int m = 0; m < k->count; m++)
+        vec = vec && aligned16(k->w[m]->data);
+    for (int t0 = 0; t0 < n; t0 += KC_DOTS_MAX_TOKENS) {
+        int m = n - t0 < KC_DOTS_MAX_TOKENS ? n - t0 : KC_DOTS_MAX_TOKENS;
+        const float *xt = x + (int64_t)t0 * w->cols;
+        if (w->dtype == MM_F32)
+            launch_float<MM_F32>(c->stream, k, xt, t0, m, vec);
+        else if (w->dtype == MM_F16)
+            launch_float<MM_F16>(c->stream, k, xt, t0, m, vec);
+        else
+            launch_float<MM_BF16>(c->stream, k, xt, t0, m, vec);
+        if (kc_launched("matmul: dots", err)) return -1;
     }
     return 0;
 }
@@ -307,33 +637,55 @@ extern "C" int kc_matmul_dots(struct kc_ctx *c, float *out, const float *x,
                               const struct kc_matrix *w, int n, float alpha, int accumulate,
                               struct mm_err *err)
 {
-    if (n <= 0 || w->rows <= 0) return 0;
-    unsigned blocks = (unsigned)((w->rows + DOT_WARPS - 1) / DOT_WARPS);
-    switch (w->dtype) {
-    case MM_Q8_0:
-    case MM_Q4_0:
-    case MM_Q4_1:
-        return quantized_dots(c, out, x, w, n, alpha, accumulate, blocks, err);
-    case MM_F32:
-    case MM_F16:
-    case MM_BF16:
-        break;
-    default:
-        mm_err_set(err, "matmul: dtype %s has no CUDA kernel", mm_dtype_name(w->dtype));
+    if (w->rows <= 0) return 0;
+    struct dots_call k = {DOTS_ONE, 1, {w}, {out}, alpha, accumulate};
+    return dots(c, &k, x, n, err);
+}
+
+extern "C" int kc_matmul_fusable(const struct kc_matrix *const *w, int count, int n)
+{
+    if (count < 1 || count > KC_MULTI_MAX || !kc_matmul_uses_dots(w[0]->dtype, n)) return 0;
+    for (int m = 0; m < count; m++)
+        if (w[m]->dtype != w[0]->dtype || w[m]->cols != w[0]->cols || w[m]->rows <= 0) return 0;
+    return 1;
+}
+
+extern "C" int kc_matmul_forward_multi(struct kc_ctx *c, float *const *out, const float *x,
+                                       const struct kc_matrix *const *w, int count, int n,
+                                       struct mm_err *err)
+{
+    if (!kc_matmul_fusable(w, count, n)) {
+        for (int m = 0; m < count; m++)
+            if (kc_matmul_forward(c, out[m], x, w[m], n, err)) return -1;
+        return 0;
+    }
+    struct dots_call k = {DOTS_MULTI, count, {NULL}, {NULL}, 1.0f, 0};
+    for (int m = 0; m < count; m++) {
+        k.w[m] = w[m];
+        k.out[m] = out[m];
+    }
+    return dots(c, &k, x, n, err);
+}
+
+extern "C" int kc_matmul_swiglu_supported(const struct kc_matrix *gate, const struct kc_matrix *up,
+                                          int n)
+{
+    const struct kc_matrix *w[2] = {gate, up};
+    return kc_matmul_fusable(w, 2, n) && gate->rows == up->rows;
+}
+
+extern "C" int kc_matmul_swiglu_forward(struct kc_ctx *c, float *out, const float *x,
+                                        const struct kc_matrix *gate, const struct kc_matrix *up,
+                                        int n, struct mm_err *err)
+{
+    if (!kc_matmul_swiglu_supported(gate, up, n)) {
+        mm_err_set(err,
+                   "matmul with SwiGLU: %s %lld x %lld and %s %lld x %lld for %d tokens "
+                   "take no fused kernel",
+                   mm_dtype_name(gate->dtype), (long long)gate->rows, (long long)gate->cols,
+                   mm_dtype_name(up->dtype), (long long)up->rows, (long long)up->cols, n);
         return -1;
     }
-    int vec = aligned16(w->data) && w->row_bytes % 16 == 0 && aligned16(x);
-    for (int t0 = 0; t0 < n; t0 += KC_DOTS_MAX_TOKENS) {
-        int m = n - t0 < KC_DOTS_MAX_TOKENS ? n - t0 : KC_DOTS_MAX_TOKENS;
-        float *o = out + (int64_t)t0 * w->rows;
-        const float *xt = x + (int64_t)t0 * w->cols;
-        if (w->dtype == MM_F32)
-            launch_fdot<MM_F32>(c->stream, o, xt, w, m, alpha, accumulate, vec);
-        else if (w->dtype == MM_F16)
-            launch_fdot<MM_F16>(c->stream, o, xt, w, m, alpha, accumulate, vec);
-        else
-            launch_fdot<MM_BF16>(c->stream, o, xt, w, m, alpha, accumulate, vec);
-        if (kc_launched("matmul: dots", err)) return -1;
-    }
-    return 0;
+    struct dots_call k = {DOTS_SWIGLU, 2, {gate, up}, {out}, 1.0f, 0};
+    return dots(c, &k, x, n, err);
 }

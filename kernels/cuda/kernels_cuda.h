@@ -112,6 +112,31 @@ int kc_matmul_forward(struct kc_ctx *c, float *out, const float *x, const struct
 int kc_matmul_accumulate(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w,
                          int n, float scale, struct mm_err *err);
 
+/* The projections that read the same input (Q, K, V; gate, up) in fewer
+ * launches: at decode each matmul is a short kernel, and their launches,
+ * not the weight reads, bound a layer.
+ *
+ * kc_matmul_fusable: whether the count (1 .. KC_MULTI_MAX) matrices share a
+ * dtype and row length and n tokens of that dtype take the dot kernels (see
+ * kc_matmul_forward); then the calls below take one dot launch for all of
+ * them (quantized weights: and one quantization of x).
+ * kc_matmul_forward_multi: out[m] = x w[m]^T for each m, each result that
+ * of kc_matmul_forward (each row summed in the same order); matrices that
+ * are not fusable take one kc_matmul_forward each.
+ * kc_matmul_swiglu_forward: out = silu(x gate^T) * (x up^T), the results
+ * of the two kc_matmul_forward calls followed by kc_swiglu_forward, in one
+ * launch whose warps compute matching rows of gate and up (neither product
+ * goes to memory). Only where kc_matmul_swiglu_supported (fusable, and
+ * gate and up of one shape); -1 otherwise. */
+#define KC_MULTI_MAX 3
+int kc_matmul_fusable(const struct kc_matrix *const *w, int count, int n);
+int kc_matmul_forward_multi(struct kc_ctx *c, float *const *out, const float *x,
+                            const struct kc_matrix *const *w, int count, int n, struct mm_err *err);
+int kc_matmul_swiglu_supported(const struct kc_matrix *gate, const struct kc_matrix *up, int n);
+int kc_matmul_swiglu_forward(struct kc_ctx *c, float *out, const float *x,
+                             const struct kc_matrix *gate, const struct kc_matrix *up, int n,
+                             struct mm_err *err);
+
 /* out[t, :] = row ids[t] of table, dequantized bit for bit as the CPU does.
  * ids (device) must be in [0, table->rows): the stage checks them. */
 int kc_embedding_forward(struct kc_ctx *c, float *out, const int32_t *ids, int n,
