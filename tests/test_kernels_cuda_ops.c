@@ -1,8 +1,8 @@
 /* The CUDA row and elementwise ops against the CPU ones (themselves held to
  * PyTorch by test_kernels_ops) on random inputs, within 1e-5 relative:
  * RMSNorm and LayerNorm (in place too), RMSNorm fused with the residual
- * add, RoPE in both layouts and at far
- * positions, SwiGLU, GELU, add, softmax and log-softmax up to a large
+ * add, RoPE in both layouts and at far positions, RoPE fused with the KV
+ * cache store, SwiGLU, GELU, add, softmax and log-softmax up to a large
  * vocabulary; the embedding lookup bit for bit for every dtype; argmax with
  * ties; top-k against a sort. Sizes from 1 to past a block's worth. */
 #include <math.h>
@@ -115,6 +115,105 @@ static void test_rope(struct kc_ctx *c)
     CHECK(kc_rope_forward(c, NULL, dpos, n, heads, 7, 1e4f, K_ROPE_NEOX, &err) == -1 &&
           strstr(err.msg, "head_dim 7"));
     kc_free(dpos);
+}
+
+/* kc_rope_kv_store against the CPU's RoPE of q and k, and the cache rows
+ * it writes: tokens of two slots (one out of order), GQA head counts, both
+ * layouts. Bit for bit against kc_rope_forward and kc_kv_store, which it
+ * fuses; rows of the cache it does not own keep their contents. */
+static void test_rope_kv_store(struct kc_ctx *c)
+{
+    static const int head_dims[] = {2, 64, 128};
+    enum { N = 3, HEADS = 4, KV_HEADS = 2, SLOTS = 2, CAP = 8 };
+    int32_t pos[N] = {5, 0, 7}, slot[N] = {1, 0, 1};
+    int32_t *dpos = dev_from(c, pos, sizeof(pos)), *dslot = dev_from(c, slot, sizeof(slot));
+    for (size_t h = 0; h < sizeof(head_dims) / sizeof(head_dims[0]); h++) {
+        for (int style = K_ROPE_NEOX; style <= K_ROPE_NORM; style++) {
+            int hd = head_dims[h], kv_dim = KV_HEADS * hd;
+            int64_t stride = (int64_t)CAP * kv_dim;
+            size_t qlen = (size_t)N * HEADS * hd, kvlen = (size_t)N * kv_dim;
+            size_t cache_len = (size_t)SLOTS * (size_t)stride, cache_bytes = cache_len * 4;
+            float *q = malloc(qlen * 4), *k = malloc(kvlen * 4), *v = malloc(kvlen * 4);
+            float *cache0 = malloc(cache_bytes), *want_k = malloc(cache_bytes),
+                  *want_v = malloc(cache_bytes), *got = malloc(cache_bytes);
+            cuda_test_fill(q, qlen, 2.0f, &seed);
+            cuda_test_fill(k, kvlen, 2.0f, &seed);
+            cuda_test_fill(v, kvlen, 2.0f, &seed);
+            cuda_test_fill(cache0, cache_len, 1.0f, &seed);
+            float *dq = dev_from(c, q, qlen * 4), *dk = dev_from(c, k, kvlen * 4);
+            float *dv = dev_from(c, v, kvlen * 4);
+            float *dkc = dev_from(c, cache0, cache_bytes), *dvc = dev_from(c, cache0, cache_bytes);
+            /* the unfused pair on copies */
+            float *dq2 = dev_from(c, q, qlen * 4), *dk2 = dev_from(c, k, kvlen * 4);
+            float *dkc2 = dev_from(c, cache0, cache_bytes),
+                  *dvc2 = dev_from(c, cache0, cache_bytes);
+
+            KC_OK(kc_rope_kv_store(c, dq, dk, dv, dkc, dvc, dslot, dpos, N, HEADS, KV_HEADS, hd,
+                                   10000.0f, (enum k_rope_style)style, stride, &cuda_err));
+            KC_OK(kc_rope_forward(c, dq2, dpos, N, HEADS, hd, 10000.0f, (enum k_rope_style)style,
+                                  &cuda_err));
+            KC_OK(kc_rope_forward(c, dk2, dpos, N, KV_HEADS, hd, 10000.0f, (enum k_rope_style)style,
+                                  &cuda_err));
+            KC_OK(kc_kv_store(c, dkc2, dvc2, dk2, dv, dslot, dpos, N, kv_dim, stride, &cuda_err));
+
+            k_rope_forward(q, pos, N, HEADS, hd, 10000.0f, (enum k_rope_style)style);
+            k_rope_forward(k, pos, N, KV_HEADS, hd, 10000.0f, (enum k_rope_style)style);
+            memcpy(want_k, cache0, cache_bytes);
+            memcpy(want_v, cache0, cache_bytes);
+            for (int t = 0; t < N; t++) {
+                size_t dst = (size_t)slot[t] * (size_t)stride + (size_t)pos[t] * kv_dim;
+                memcpy(want_k + dst, k + (size_t)t * kv_dim, (size_t)kv_dim * 4);
+                memcpy(want_v + dst, v + (size_t)t * kv_dim, (size_t)kv_dim * 4);
+            }
+            char what[80];
+            const char *sty = style ? "norm" : "neox";
+            float *gq = malloc(qlen * 4), *gq2 = malloc(qlen * 4), *got2 = malloc(cache_bytes);
+            dev_to(c, gq, dq, qlen * 4);
+            dev_to(c, gq2, dq2, qlen * 4);
+            snprintf(what, sizeof(what), "rope+store %s head_dim %d: q", sty, hd);
+            cuda_check_close(what, gq, q, qlen, TOL);
+            CHECKF(memcmp(gq, gq2, qlen * 4) == 0, "%s differs from kc_rope_forward's", what);
+            dev_to(c, gq, dk, kvlen * 4);
+            dev_to(c, gq2, dk2, kvlen * 4);
+            snprintf(what, sizeof(what), "rope+store %s head_dim %d: k", sty, hd);
+            cuda_check_close(what, gq, k, kvlen, TOL);
+            CHECKF(memcmp(gq, gq2, kvlen * 4) == 0, "%s differs from kc_rope_forward's", what);
+            dev_to(c, got, dkc, cache_bytes);
+            dev_to(c, got2, dkc2, cache_bytes);
+            snprintf(what, sizeof(what), "rope+store %s head_dim %d: k cache", sty, hd);
+            cuda_check_close(what, got, want_k, cache_len, TOL);
+            CHECKF(memcmp(got, got2, cache_bytes) == 0, "%s differs from kc_kv_store's", what);
+            dev_to(c, got, dvc, cache_bytes);
+            snprintf(what, sizeof(what), "rope+store %s head_dim %d: v cache", sty, hd);
+            CHECKF(memcmp(got, want_v, cache_bytes) == 0, "%s: rows differ", what);
+
+            kc_free(dq);
+            kc_free(dk);
+            kc_free(dv);
+            kc_free(dkc);
+            kc_free(dvc);
+            kc_free(dq2);
+            kc_free(dk2);
+            kc_free(dkc2);
+            kc_free(dvc2);
+            free(q);
+            free(k);
+            free(v);
+            free(cache0);
+            free(want_k);
+            free(want_v);
+            free(got);
+            free(got2);
+            free(gq);
+            free(gq2);
+        }
+    }
+    struct mm_err err = {{0}};
+    CHECK(kc_rope_kv_store(c, NULL, NULL, NULL, NULL, NULL, dslot, dpos, N, HEADS, KV_HEADS, 7,
+                           1e4f, K_ROPE_NEOX, 0, &err) == -1 &&
+          strstr(err.msg, "head_dim 7"));
+    kc_free(dpos);
+    kc_free(dslot);
 }
 
 static void test_elementwise(struct kc_ctx *c)
@@ -313,6 +412,7 @@ int main(void)
     struct kc_ctx *c = cuda_test_ctx("test_kernels_cuda_ops");
     test_norms(c);
     test_rope(c);
+    test_rope_kv_store(c);
     test_elementwise(c);
     test_softmax(c);
     test_embedding(c);

@@ -153,6 +153,15 @@ int kc_layernorm_forward(struct kc_ctx *c, float *out, const float *x, const flo
 int kc_rope_forward(struct kc_ctx *c, float *x, const int32_t *pos, int n, int n_heads,
                     int head_dim, float theta, enum k_rope_style style, struct mm_err *err);
 
+/* kc_rope_forward of q [n, n_heads * head_dim] and of k [n, n_kv_heads *
+ * head_dim], then kc_kv_store (below) of the rotated k and of v, in one
+ * launch (at decode each is a short kernel); the same results, q and k
+ * rotated in place as well. */
+int kc_rope_kv_store(struct kc_ctx *c, float *q, float *k, const float *v, float *k_cache,
+                     float *v_cache, const int32_t *slot, const int32_t *pos, int n, int n_heads,
+                     int n_kv_heads, int head_dim, float theta, enum k_rope_style style,
+                     int64_t slot_stride, struct mm_err *err);
+
 /* Elementwise, as the CPU ops; out may alias an input. */
 int kc_swiglu_forward(struct kc_ctx *c, float *out, const float *gate, const float *up, int64_t len,
                       struct mm_err *err);
