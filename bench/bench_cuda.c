@@ -278,6 +278,58 @@ static double matmul_gbs(struct kc_ctx *c, const struct k_matrix *w, int n, matm
     return (double)w->rows * w->row_bytes / dt / 1e9;
 }
 
+/* Layer 0's projections that share an input through the fused kernels at
+ * one token: Q, K and V in one launch (swiglu = 0), or gate and up with
+ * SwiGLU's gate in one (swiglu = 1); GB/s of the weights read, timed as
+ * matmul_gbs (next to matmul_up_n1 and matmul_k_n1, what one launch for
+ * several matrices gains). */
+static double fused_gbs(struct kc_ctx *c, const struct model *m, int swiglu)
+{
+    static const enum model_linear qkv[] = {LIN_Q, LIN_K, LIN_V}, gate_up[] = {LIN_GATE, LIN_UP};
+    const enum model_linear *lin = swiglu ? gate_up : qkv;
+    int count = swiglu ? 2 : 3;
+    struct mm_err err = {{0}};
+    struct kc_matrix dw[KC_MULTI_MAX];
+    const struct kc_matrix *pw[KC_MULTI_MAX];
+    float *out[KC_MULTI_MAX];
+    double bytes = 0;
+    for (int i = 0; i < count; i++) {
+        const struct k_matrix *w = &m->layers[0].lin[lin[i]];
+        if (kc_matrix_upload(c, &dw[i], w, &err)) die("fused weights", &err);
+        if (!(out[i] = kc_alloc((size_t)w->rows * sizeof(float), &err))) die("fused buffers", &err);
+        pw[i] = &dw[i];
+        bytes += (double)w->rows * w->row_bytes;
+    }
+    int64_t cols = dw[0].cols;
+    float *x = kc_alloc((size_t)cols * sizeof(float), &err);
+    float *hx = calloc((size_t)cols, sizeof(float));
+    if (!x || !hx) die("fused buffers", &err);
+    for (int64_t i = 0; i < cols; i++)
+        hx[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    if (kc_upload(c, x, hx, (size_t)cols * sizeof(float), &err)) die("upload", &err);
+    /* a model whose gate and up differ in dtype has no figure: 0 */
+    int reps = !swiglu || kc_matmul_swiglu_supported(pw[0], pw[1], 1) ? 50 : 0;
+    double t0 = 0;
+    for (int r = reps ? -5 : 0; r < reps; r++) {
+        if (r == 0) {
+            if (kc_sync(c, &err)) die("fused matmul", &err);
+            t0 = progress_now();
+        }
+        int rc = swiglu ? kc_matmul_swiglu_forward(c, out[0], x, pw[0], pw[1], 1, &err)
+                        : kc_matmul_forward_multi(c, out, x, pw, count, 1, &err);
+        if (rc) die("fused matmul", &err);
+    }
+    if (kc_sync(c, &err)) die("fused matmul", &err);
+    double dt = (progress_now() - t0) / (reps ? reps : 1);
+    free(hx);
+    kc_free(x);
+    for (int i = 0; i < count; i++) {
+        kc_free(out[i]);
+        kc_matrix_free(&dw[i]);
+    }
+    return reps ? bytes / dt / 1e9 : 0.0;
+}
+
 /* Dense bf16 tensor-core peak by device name (no API reports it). */
 static double bf16_peak_tflops(const char *name)
 {
@@ -363,6 +415,8 @@ int main(int argc, char **argv)
     }
     printf("matmul_k_n1_weight_gbs: %.0f\n",
            matmul_gbs(ctx, &m->layers[0].lin[LIN_K], 1, dispatched));
+    printf("matmul_qkv_n1_fused_weight_gbs: %.0f\n", fused_gbs(ctx, m, 0));
+    printf("matmul_gate_up_swiglu_n1_fused_weight_gbs: %.0f\n", fused_gbs(ctx, m, 1));
 
     /* batch 1: every token reads all weights and its KV cache */
     double b1 = decode_rate(s, 1, o.prompt, o.decode, c->vocab_size);

@@ -276,12 +276,11 @@ static int check_batch(const struct stage_cuda *s, const struct stage_batch *b, 
     return stage_batch_check(b, &lim, err);
 }
 
-/* out = x W^T, plus each token's adapter update scale * (x A^T) B^T. */
-static int linear(struct stage_cuda *s, float *out, const float *x, int local, enum model_linear l,
-                  const struct stage_batch *b, struct mm_err *err)
+/* out += each token's adapter update scale * (x A^T) B^T for module l. */
+static int lora_update(struct stage_cuda *s, float *out, const float *x, int local,
+                       enum model_linear l, const struct stage_batch *b, struct mm_err *err)
 {
     const struct kc_matrix *w = &s->layers[local].lin[l];
-    if (kc_matmul_forward(s->ctx, out, x, w, b->n, err)) return -1;
     if (!b->adapter) return 0;
     for (int start = 0; start < b->n;) {
         int end = start + 1;
@@ -302,9 +301,64 @@ static int linear(struct stage_cuda *s, float *out, const float *x, int local, e
     return 0;
 }
 
-/* Writes the batch's new K/V rows into each slot's cache, then attends:
- * every sequence in one decode-attention launch, or sequence by sequence
- * with the prefill kernel. */
+/* Whether a token of b has an adapter that adapts module l of the layer. */
+static int adapted(const struct stage_cuda *s, int local, enum model_linear l,
+                   const struct stage_batch *b)
+{
+    for (int i = 0; b->adapter && i < b->n; i++)
+        if (b->adapter[i] >= 0 && s->adapters[b->adapter[i]].modules[local * LIN_COUNT + l].a.data)
+            return 1;
+    return 0;
+}
+
+/* out = x W^T, plus each token's adapter update. */
+static int linear(struct stage_cuda *s, float *out, const float *x, int local, enum model_linear l,
+                  const struct stage_batch *b, struct mm_err *err)
+{
+    if (kc_matmul_forward(s->ctx, out, x, &s->layers[local].lin[l], b->n, err)) return -1;
+    return lora_update(s, out, x, local, l, b, err);
+}
+
+/* linear() for count modules that read the same x (Q, K, V): the base
+ * products in one launch where the dot kernels take them all
+ * (kc_matmul_forward_multi, the same results), then the adapter updates. */
+static int linears(struct stage_cuda *s, float *const *out, const float *x, int local,
+                   const enum model_linear *l, int count, const struct stage_batch *b,
+                   struct mm_err *err)
+{
+    const struct kc_matrix *w[KC_MULTI_MAX];
+    for (int i = 0; i < count; i++)
+        w[i] = &s->layers[local].lin[l[i]];
+    if (kc_matmul_forward_multi(s->ctx, out, x, w, count, b->n, err)) return -1;
+    for (int i = 0; i < count; i++)
+        if (lora_update(s, out[i], x, local, l[i], b, err)) return -1;
+    return 0;
+}
+
+/* s->gate = SwiGLU's gate of x's projections: one launch computing both
+ * products and the gate where the dot kernels take gate and up and no
+ * adapter of the batch changes them (an update must land before the
+ * gate); else both linears (in one launch where they can) and
+ * kc_swiglu_forward. */
+static int ffn_gate(struct stage_cuda *s, const float *x, int local, const struct stage_batch *b,
+                    struct mm_err *err)
+{
+    const struct cuda_layer *w = &s->layers[local];
+    int n = b->n;
+    if (kc_matmul_swiglu_supported(&w->lin[LIN_GATE], &w->lin[LIN_UP], n) &&
+        !adapted(s, local, LIN_GATE, b) && !adapted(s, local, LIN_UP, b))
+        return kc_matmul_swiglu_forward(s->ctx, s->gate, x, &w->lin[LIN_GATE], &w->lin[LIN_UP], n,
+                                        err);
+    static const enum model_linear gate_up[] = {LIN_GATE, LIN_UP};
+    float *out[] = {s->gate, s->up};
+    if (linears(s, out, x, local, gate_up, 2, b, err)) return -1;
+    return kc_swiglu_forward(s->ctx, s->gate, s->gate, s->up, (int64_t)n * s->model->cfg.ffn_dim,
+                             err);
+}
+
+/* Rotates q and k, writes the batch's new K/V rows into each slot's cache
+ * (one launch), then attends: every sequence in one decode-attention
+ * launch, or sequence by sequence with the prefill kernel. */
 static int attention(struct stage_cuda *s, int local, const struct stage_batch *b,
                      struct mm_err *err)
 {
@@ -313,7 +367,9 @@ static int attention(struct stage_cuda *s, int local, const struct stage_batch *
     int64_t slot_stride = (int64_t)s->capacity * kv_dim;
     size_t layer = (size_t)local * (size_t)s->n_slots * (size_t)slot_stride;
     float *kc = s->k_cache + layer, *vc = s->v_cache + layer;
-    if (kc_kv_store(s->ctx, kc, vc, s->k, s->v, s->slot, s->pos, b->n, kv_dim, slot_stride, err))
+    if (kc_rope_kv_store(s->ctx, s->q, s->k, s->v, kc, vc, s->slot, s->pos, b->n, c->n_heads,
+                         c->n_kv_heads, c->head_dim, c->rope_theta, c->rope_style, slot_stride,
+                         err))
         return -1;
     if (s->decode_keys > 0)
         return kc_attention_decode(s->ctx, s->att, s->q, kc, vc, s->slot, s->pos, b->n,
@@ -361,7 +417,11 @@ static int decode_keys(const struct stage_cuda *s, const struct stage_batch *b)
 
 /* One layer. Its input norm was applied by the previous layer's last add
  * (fused with it), except on the stage's first layer; its own last add
- * applies the next layer's input norm, except on the stage's last layer. */
+ * applies the next layer's input norm, except on the stage's last layer.
+ * A decode step of one token without adapters takes 8 launches: Q/K/V,
+ * RoPE with the cache write, attention (plus a merge of key splits on long
+ * caches), O, add+norm, gate/up/SwiGLU, down, add+norm (quantized weights:
+ * and one activation quantization per matmul launch). */
 static int layer_forward(struct stage_cuda *s, int local, const struct stage_batch *b,
                          struct mm_err *err)
 {
@@ -371,19 +431,12 @@ static int layer_forward(struct stage_cuda *s, int local, const struct stage_bat
     int n = b->n;
     if (local == 0 && kc_rmsnorm_forward(k, s->xn, s->x, w->attn_norm, n, c->dim, c->norm_eps, err))
         return -1;
-    if (linear(s, s->q, s->xn, local, LIN_Q, b, err) ||
-        linear(s, s->k, s->xn, local, LIN_K, b, err) ||
-        linear(s, s->v, s->xn, local, LIN_V, b, err) ||
-        kc_rope_forward(k, s->q, s->pos, n, c->n_heads, c->head_dim, c->rope_theta, c->rope_style,
-                        err) ||
-        kc_rope_forward(k, s->k, s->pos, n, c->n_kv_heads, c->head_dim, c->rope_theta,
-                        c->rope_style, err) ||
-        attention(s, local, b, err) || linear(s, s->xn, s->att, local, LIN_O, b, err) ||
+    static const enum model_linear qkv[] = {LIN_Q, LIN_K, LIN_V};
+    float *qkv_out[] = {s->q, s->k, s->v};
+    if (linears(s, qkv_out, s->xn, local, qkv, 3, b, err) || attention(s, local, b, err) ||
+        linear(s, s->xn, s->att, local, LIN_O, b, err) ||
         kc_add_rmsnorm_forward(k, s->x, s->xn, s->xn, w->ffn_norm, n, c->dim, c->norm_eps, err) ||
-        linear(s, s->gate, s->xn, local, LIN_GATE, b, err) ||
-        linear(s, s->up, s->xn, local, LIN_UP, b, err) ||
-        kc_swiglu_forward(k, s->gate, s->gate, s->up, (int64_t)n * c->ffn_dim, err) ||
-        linear(s, s->xn, s->gate, local, LIN_DOWN, b, err))
+        ffn_gate(s, s->xn, local, b, err) || linear(s, s->xn, s->gate, local, LIN_DOWN, b, err))
         return -1;
     if (local + 1 == s->n_layers) return kc_add_inplace(k, s->x, s->xn, (int64_t)n * c->dim, err);
     return kc_add_rmsnorm_forward(k, s->x, s->xn, s->xn, s->layers[local + 1].attn_norm, n, c->dim,
