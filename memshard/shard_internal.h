@@ -154,10 +154,6 @@ int shard_restore(struct mm_shard *sh, const char *dir, struct shard_status *st)
 int shard_triple_provenance(const Memllm__Store__Triple *t, uint32_t max, Memllm__Provenance ***out,
                             size_t *n_out, uint32_t *count, struct mm_arena *ar,
                             struct shard_status *st);
-/* The same for the copy under tkey, read from the database. */
-int shard_read_provenance(struct mm_shard *sh, const unsigned char *tkey, uint32_t max,
-                          Memllm__Provenance ***out, size_t *n_out, uint32_t *count,
-                          struct mm_arena *ar, struct shard_status *st);
 
 /* The triple copy at a triples-family iterator (to free with
  * memllm__store__triple__free_unpacked); NULL, a storage error, when the

@@ -230,7 +230,10 @@ struct answer {
     double score;
     int exact;
     const char *entity, *relation;
-    unsigned char tkey[TRIPLE_KEY_LEN];
+    /* The copy's stored value (arena): the provenance of the answers kept
+     * is taken from it, without reading the copy again. */
+    const uint8_t *val;
+    size_t vlen;
 };
 
 static int answer_order(const void *pa, const void *pb)
@@ -287,10 +290,11 @@ static int fetch_pair(struct mm_shard *sh, const Memllm__EntityHit *e, uint64_t 
         a->exact = exact;
         a->entity = e->text;
         a->relation = rel_text;
-        memcpy(a->tkey, k, TRIPLE_KEY_LEN);
+        const char *v = rocksdb_iter_value(it, &a->vlen);
+        a->val = mm_arena_memdup(ar, v, a->vlen); /* not empty: it holds the other end */
         out->any_exact |= exact;
         memllm__store__triple__free_unpacked(t, NULL);
-        if (!a->text) {
+        if (!a->text || !a->val) {
             rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
             break;
         }
@@ -327,9 +331,14 @@ static int finish_answers(struct mm_shard *sh, struct answer_list *l, const Meml
         a->exact = l->a[i].exact;
         a->entity = (char *)l->a[i].entity;
         a->relation = (char *)l->a[i].relation;
-        if (shard_read_provenance(sh, l->a[i].tkey, q->max_provenance, &a->provenance,
-                                  &a->n_provenance, &a->provenance_count, ar, st) != 0)
-            return -1;
+        Memllm__Store__Triple *t = memllm__store__triple__unpack(NULL, l->a[i].vlen, l->a[i].val);
+        if (!t)
+            return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: damaged triple record",
+                              sh->dir);
+        int rc = shard_triple_provenance(t, q->max_provenance, &a->provenance, &a->n_provenance,
+                                         &a->provenance_count, ar, st);
+        memllm__store__triple__free_unpacked(t, NULL);
+        if (rc != 0) return -1;
         out->answers[i] = a;
     }
     return 0;

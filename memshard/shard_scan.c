@@ -39,23 +39,6 @@ int shard_triple_provenance(const Memllm__Store__Triple *t, uint32_t max, Memllm
     return 0;
 }
 
-int shard_read_provenance(struct mm_shard *sh, const unsigned char *tkey, uint32_t max,
-                          Memllm__Provenance ***out, size_t *n_out, uint32_t *count,
-                          struct mm_arena *ar, struct shard_status *st)
-{
-    ProtobufCMessage *msg;
-    int found = shard_get_message(sh, NULL, CF_TRIPLES, tkey, TRIPLE_KEY_LEN,
-                                  &memllm__store__triple__descriptor, &msg, st);
-    if (found == 0)
-        shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: triple copy vanished while read",
-                   sh->dir);
-    if (found <= 0) return -1;
-    int rc =
-        shard_triple_provenance((const Memllm__Store__Triple *)msg, max, out, n_out, count, ar, st);
-    protobuf_c_message_free_unpacked(msg, NULL);
-    return rc;
-}
-
 static int relation_text(struct mm_shard *sh, uint64_t id, char **text, struct mm_arena *ar,
                          struct shard_status *st)
 {
