@@ -1,4 +1,4 @@
-# Tokenizers (coordinator/tokenizer*.c, coordinator/unicode*.c).
+# Tokenizers (coordinator/tokenizer/).
 memllm_test(test_tokenizer_vocab SOURCES test_tokenizer_vocab.c LIBS mm_coordinator)
 memllm_test(test_tokenizer_refs SOURCES test_tokenizer_refs.c LIBS mm_coordinator)
 memllm_test(test_tokenizer_special SOURCES test_tokenizer_special.c LIBS mm_coordinator)

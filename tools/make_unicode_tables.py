@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Writes coordinator/unicode_tables.c: the Unicode data the tokenizers need,
+"""Writes coordinator/tokenizer/unicode_tables.c: the Unicode data the tokenizers need,
 taken from Python's unicodedata (its Unicode version is recorded in the file).
 
-  python3 tools/make_unicode_tables.py > coordinator/unicode_tables.c
+  python3 tools/make_unicode_tables.py > coordinator/tokenizer/unicode_tables.c
 
 Tables (all sorted by code point, searched by binary search in unicode.c):
   general category   ranges, each one packed integer: start code point << 5 |
@@ -17,7 +17,7 @@ Tables (all sorted by code point, searched by binary search in unicode.c):
 import sys
 import unicodedata
 
-# Order must match enum uni_category in coordinator/unicode.h.
+# Order must match enum uni_category in coordinator/tokenizer/unicode.h.
 CATEGORIES = [
     "Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "No",
     "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So",

@@ -1,4 +1,4 @@
-/* The generated Unicode tables (coordinator/unicode_tables.c, written by
+/* The generated Unicode tables (coordinator/tokenizer/unicode_tables.c, written by
  * tools/make_unicode_tables.py). Use them through unicode.h. */
 #ifndef MEMLLM_COORDINATOR_UNICODE_TABLES_H
 #define MEMLLM_COORDINATOR_UNICODE_TABLES_H
