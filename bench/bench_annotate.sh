@@ -8,12 +8,12 @@
 #                           [BATCH=16] [THREADS=all cores]
 # Uses build/coordinator/memllm (MEMLLM_BIN to override), SmolLM2 from
 # models/ (MEMLLM_MODEL; add e.g. ADAPTER=DIR for a trained write adapter)
-# and ../shared/data (MEMLLM_SHARED_DATA). EMBEDDER=default: the memory's
+# and data/ (MEMLLM_DATA). EMBEDDER=default: the memory's
 # default embedder (all-MiniLM-L6-v2 from models/ when present).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${MEMLLM_BIN:-$here/build/coordinator/memllm}
-data=${MEMLLM_SHARED_DATA:-$here/../shared/data}
+data=${MEMLLM_DATA:-$here/data}
 model=${MEMLLM_MODEL:-$here/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 n=${1:-20} embedder=${2:-default} max_tokens=${3:-256} batch=${4:-16} threads=${5:-}
 work=$(mktemp -d)

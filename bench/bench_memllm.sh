@@ -6,11 +6,11 @@
 #
 #   bench/bench_memllm.sh [N=50] [EMBEDDER=fallback|MODEL_DIR] [MAX_TOKENS=32]
 # Uses build/coordinator/memllm (MEMLLM_BIN to override), SmolLM2 from
-# models/ and ../shared/data (MEMLLM_SHARED_DATA to override).
+# models/ and data/ (MEMLLM_DATA to override).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${MEMLLM_BIN:-$here/build/coordinator/memllm}
-data=${MEMLLM_SHARED_DATA:-$here/../shared/data}
+data=${MEMLLM_DATA:-$here/data}
 model=${MEMLLM_MODEL:-$here/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 n=${1:-50} embedder=${2:-fallback} max_tokens=${3:-32}
 work=$(mktemp -d)

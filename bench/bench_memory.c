@@ -657,10 +657,12 @@ int main(int argc, char **argv)
 {
     char docred[4096], props[4096], only[32] = "", recall_rows[256] = "100000,1000000";
     const char *model = NULL;
-    const char *shared = getenv("MEMLLM_SHARED_DATA");
-    if (!shared) shared = "../shared/data";
-    snprintf(docred, sizeof(docred), "%s/redocred/dev_revised.json", shared);
-    snprintf(props, sizeof(props), "%s/wikidata_props_en.json", shared);
+    /* data/ of the source tree this was built from (bench/CMakeLists.txt),
+     * or MEMLLM_DATA: never a path relative to the current directory. */
+    const char *data = getenv("MEMLLM_DATA");
+    if (!data || !data[0]) data = MEMLLM_DATA_DIR;
+    snprintf(docred, sizeof(docred), "%s/redocred/dev_revised.json", data);
+    snprintf(props, sizeof(props), "%s/wikidata_props_en.json", data);
     int entities = 1000000, writes = 20000;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--docred") && i + 1 < argc)

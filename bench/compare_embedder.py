@@ -52,7 +52,7 @@ def main():
     ap.add_argument("--model", default=os.path.join(
         os.environ.get("MEMLLM_MODELS_DIR", os.path.join(REPO, "models")), "all-MiniLM-L6-v2"))
     ap.add_argument("--data", default=os.environ.get(
-        "MEMLLM_SHARED_DATA", os.path.join(REPO, "..", "shared", "data")))
+        "MEMLLM_DATA", os.path.join(REPO, "data")))
     ap.add_argument("--texts", type=int, default=2048)
     ap.add_argument("--batch1", type=int, default=256)
     args = ap.parse_args()

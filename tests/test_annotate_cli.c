@@ -297,7 +297,7 @@ static void write_jsonl(const char *path, json_t *docs)
 static void redocred_docs(json_t *out)
 {
     char path[1024];
-    test_path("MEMLLM_SHARED_DATA", "redocred/dev_revised.json", path, sizeof(path));
+    test_path("MEMLLM_DATA", "redocred/dev_revised.json", path, sizeof(path));
     json_error_t jerr;
     json_t *all = json_load_file(path, 0, &jerr);
     REQUIRE(json_is_array(all), "%s: %s", path, jerr.text);

@@ -175,9 +175,9 @@ static char *read_file(const char *path, size_t *len)
 static void check_llamacpp_vectors(const char *model_dir)
 {
     char inp_path[1024], out_path[1024];
-    test_path("MEMLLM_SHARED_DATA", "vocab/ggml-vocab-bert-bge.gguf.inp", inp_path,
+    test_path("MEMLLM_DATA", "vocab/ggml-vocab-bert-bge.gguf.inp", inp_path,
               sizeof(inp_path));
-    test_path("MEMLLM_SHARED_DATA", "vocab/ggml-vocab-bert-bge.gguf.out", out_path,
+    test_path("MEMLLM_DATA", "vocab/ggml-vocab-bert-bge.gguf.out", out_path,
               sizeof(out_path));
     struct mm_err err = {{0}};
     struct tokenizer *t = tok_load(model_dir, &err);

@@ -334,7 +334,7 @@ static void check_vocab(const json_t *want)
     char path[4096], rel[256];
     snprintf(rel, sizeof(rel), "vocab/%s", file);
     struct mm_err err = {{0}};
-    struct gguf_file *g = gguf_open(test_path("MEMLLM_SHARED_DATA", rel, path, sizeof(path)), &err);
+    struct gguf_file *g = gguf_open(test_path("MEMLLM_DATA", rel, path, sizeof(path)), &err);
     REQUIRE(g, "%s", err.msg);
     const json_t *kvs = json_object_get(want, "kv");
     CHECKF(g->n_kv == json_array_size(kvs), "%s: %" PRIu64 " keys", file, g->n_kv);

@@ -264,8 +264,8 @@ static int import_and_collect(void *ctx, const struct mm_docred_doc *doc)
 static void test_docred(struct mm_embedder *emb)
 {
     char docs[4096], props[4096];
-    test_path("MEMLLM_SHARED_DATA", "redocred/dev_revised.json", docs, sizeof(docs));
-    test_path("MEMLLM_SHARED_DATA", "wikidata_props_en.json", props, sizeof(props));
+    test_path("MEMLLM_DATA", "redocred/dev_revised.json", docs, sizeof(docs));
+    test_path("MEMLLM_DATA", "wikidata_props_en.json", props, sizeof(props));
     char *dir = test_tmpdir("ann-docred");
     struct mm_err err;
     struct collect c = {0};

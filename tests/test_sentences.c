@@ -103,7 +103,7 @@ static char *join_document(json_t *sents, char ***want, size_t *n)
 static void redocred(void)
 {
     char path[1024];
-    test_path("MEMLLM_SHARED_DATA", "redocred/dev_revised.json", path, sizeof(path));
+    test_path("MEMLLM_DATA", "redocred/dev_revised.json", path, sizeof(path));
     json_error_t jerr;
     json_t *docs = json_load_file(path, 0, &jerr);
     REQUIRE(json_is_array(docs), "%s: %s", path, jerr.text);

@@ -114,7 +114,7 @@ int main(void)
 
     /* A vocabulary-only GGUF: llama.cpp's first vector, "ied 4 ½ months"
      * (its .out line starts with a space). */
-    test_path("MEMLLM_SHARED_DATA", "vocab/ggml-vocab-llama-spm.gguf", model, sizeof(model));
+    test_path("MEMLLM_DATA", "vocab/ggml-vocab-llama-spm.gguf", model, sizeof(model));
     snprintf(path, sizeof(path), "%s.out", model);
     file_line(path, 0, want, sizeof(want));
     memmove(want, want + 1, strlen(want));

@@ -113,13 +113,13 @@ static void invalid_utf8(void)
     free(back);
     tok_free(bf);
 
-    struct tokenizer *wp = load("MEMLLM_SHARED_DATA", "vocab/ggml-vocab-bert-bge.gguf");
+    struct tokenizer *wp = load("MEMLLM_DATA", "vocab/ggml-vocab-bert-bge.gguf");
     n = encode(wp, "hel\xFFlo w\xE2\x82orld", 15, ids, 64);
     nw = encode(wp, "hello world", 11, want, 64);
     CHECKF(n == nw && memcmp(ids, want, n * sizeof(*ids)) == 0, "WordPiece: invalid bytes kept");
     tok_free(wp);
 
-    struct tokenizer *spm = load("MEMLLM_SHARED_DATA", "vocab/ggml-vocab-llama-spm.gguf");
+    struct tokenizer *spm = load("MEMLLM_DATA", "vocab/ggml-vocab-llama-spm.gguf");
     n = encode(spm, "\xFF", 1, ids, 64);
     CHECKF(n == 2 && ids[1] == tok_find(spm, "<0xFF>"), "SPM: %zu ids", n);
     tok_free(spm);

@@ -206,7 +206,7 @@ static void check_decode(struct tokenizer *t, const char *name, const struct tex
 static char *redocred_text(size_t *len)
 {
     char path[1024];
-    test_path("MEMLLM_SHARED_DATA", "redocred/dev_revised.json", path, sizeof(path));
+    test_path("MEMLLM_DATA", "redocred/dev_revised.json", path, sizeof(path));
     json_error_t jerr;
     json_t *docs = json_load_file(path, 0, &jerr);
     REQUIRE(json_is_array(docs), "%s: %s", path, jerr.text);

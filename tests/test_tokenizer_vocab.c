@@ -46,7 +46,7 @@ static size_t parse_ids(const char *line, size_t len, int32_t *ids, size_t cap)
 static void run_vocab(const char *name)
 {
     char path[1024], inp_path[1100], out_path[1100];
-    test_path("MEMLLM_SHARED_DATA", name, path, sizeof(path));
+    test_path("MEMLLM_DATA", name, path, sizeof(path));
     snprintf(inp_path, sizeof(inp_path), "%s.inp", path);
     snprintf(out_path, sizeof(out_path), "%s.out", path);
 

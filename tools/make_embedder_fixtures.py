@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference sentence embeddings for tests/test_embedder_bert.c.
 
-  python3 tools/make_embedder_fixtures.py [--models-dir DIR] [--shared-data DIR]
+  python3 tools/make_embedder_fixtures.py [--models-dir DIR] [--data DIR]
 
 Embeds ~50 texts with sentence-transformers (PyTorch, CPU, float32) from the
 same model directory memllm loads (all-MiniLM-L6-v2 as deploy/fetch-models.sh
@@ -83,14 +83,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models-dir", default=os.environ.get("MEMLLM_MODELS_DIR",
                                                            os.path.join(REPO, "models")))
-    ap.add_argument("--shared-data", default=os.environ.get(
-        "MEMLLM_SHARED_DATA", os.path.join(REPO, "..", "shared", "data")))
+    ap.add_argument("--data", default=os.environ.get(
+        "MEMLLM_DATA", os.path.join(REPO, "data")))
     args = ap.parse_args()
 
     model_dir = os.path.join(args.models_dir, "all-MiniLM-L6-v2")
-    with open(os.path.join(args.shared_data, "redocred", "dev_revised.json")) as f:
+    with open(os.path.join(args.data, "redocred", "dev_revised.json")) as f:
         docs = json.load(f)
-    with open(os.path.join(args.shared_data, "wikidata_props_en.json")) as f:
+    with open(os.path.join(args.data, "wikidata_props_en.json")) as f:
         props = json.load(f)
 
     texts = entity_names(docs, 16) + [props[p] for p in RELATION_IDS] + HAND_WRITTEN

@@ -6,14 +6,15 @@ The files are made by the reference writers: the `gguf` package's GGUFWriter
 huggingface_hub's sharded save_torch_state_dict. expected.json records what
 went into them (values, shapes, bytes) and, for GGUF, where the `gguf`
 package's reader finds each tensor, so the C readers are checked against
-independent code. It also summarises the llama.cpp vocab GGUFs of the shared
-data, read by GGUFReader, and copies small files into the fuzz seed corpora.
+independent code. It also summarises the llama.cpp vocab GGUFs in data/vocab,
+read by GGUFReader, and copies small files into the fuzz seed corpora.
 
 Run from the repository root:
-    python3 tools/make_file_fixtures.py [--shared-data ../shared/data]
+    python3 tools/make_file_fixtures.py [--data data]
 """
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -269,13 +270,13 @@ def copy_corpus():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("MEMLLM_DATA", ROOT / "data")))
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     expected = {"gguf": {}, "safetensors": {}, "vocab": []}
     make_gguf_files(expected["gguf"])
     make_safetensors_files(expected["safetensors"])
-    for path in sorted((args.shared_data / "vocab").glob("*.gguf")):
+    for path in sorted((args.data / "vocab").glob("*.gguf")):
         expected["vocab"].append(vocab_summary(path))
     with open(OUT / "expected.json", "w") as f:
         json.dump(expected, f, indent=1)

@@ -109,7 +109,7 @@ def main():
     parser.add_argument("--model", type=Path, default=models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf")
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures" / "llamacpp" / "smollm2_q4_1.json")
     parser.add_argument("--data", type=Path,
-                        default=Path(os.environ.get("MEMLLM_SHARED_DATA", ROOT.parent / "shared" / "data")))
+                        default=Path(os.environ.get("MEMLLM_DATA", ROOT / "data")))
     args = parser.parse_args()
     if not args.model.is_file():
         raise SystemExit(f"{args.model}: not found; run deploy/fetch-models.sh first")

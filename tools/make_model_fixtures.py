@@ -602,7 +602,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures" / "models")
     parser.add_argument("--data", type=Path,
-                        default=Path(os.environ.get("MEMLLM_SHARED_DATA", ROOT.parent / "shared" / "data")))
+                        default=Path(os.environ.get("MEMLLM_DATA", ROOT / "data")))
     args = parser.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)

@@ -250,7 +250,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models-dir", default=os.environ.get("MEMLLM_MODELS_DIR",
                                                            os.path.join(ROOT, "models")))
-    ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
+    ap.add_argument("--data", default=os.environ.get("MEMLLM_DATA", os.path.join(ROOT, "data")))
     args = ap.parse_args()
 
     texts = redocred_sentences(os.path.join(args.data, "redocred", "dev_revised.json"), N_REDOCRED)

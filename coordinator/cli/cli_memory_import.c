@@ -48,13 +48,10 @@ static int import_doc(void *ctx, const struct mm_docred_doc *doc)
 int cli_memory_import_docred(struct cli_memory *c)
 {
     if (c->nargs != 1) return cli_memory_fail("import-docred", "give one DocRED JSON file");
-    char buf[4096];
+    /* Without --props, the property labels built into the binary
+     * (memory_client_docred.c): no data folder to find, whatever the
+     * current directory or where the binary lives. */
     const char *props = c->props;
-    if (!props) {
-        const char *shared = getenv("MEMLLM_SHARED_DATA");
-        snprintf(buf, sizeof(buf), "%s/wikidata_props_en.json", shared ? shared : "../shared/data");
-        props = buf;
-    }
     struct import im = {.c = c};
     size_t ndocs = 0;
     struct mm_err err;

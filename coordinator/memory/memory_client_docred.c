@@ -6,6 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* data/wikidata_props_en.json (2,407 Wikidata property labels, 78 KB),
+ * compiled into the library by cmake/embed_file.cmake. Built in rather than
+ * looked up at run time: a default path would resolve against the current
+ * directory or need the binary to find its own data folder (build tree,
+ * install prefix, a copied binary), and fail in some of those; 78 KB of
+ * read-only data costs nothing and makes `memllm memory import-docred`
+ * work from anywhere. --props FILE still names another table. */
+extern const unsigned char mm_wikidata_props_en[];
+extern const size_t mm_wikidata_props_en_len;
+
 /* A mention name with every whitespace run (DocRED has a few newlines)
  * made one space, trimmed. malloc'ed. */
 static char *clean_name(const char *name)
@@ -195,9 +205,12 @@ int mm_docred_each(const char *path, const char *props_path,
                    struct mm_err *err)
 {
     json_error_t jerr;
-    json_t *props = json_load_file(props_path, 0, &jerr);
+    json_t *props = props_path ? json_load_file(props_path, 0, &jerr)
+                               : json_loadb((const char *)mm_wikidata_props_en,
+                                            mm_wikidata_props_en_len, 0, &jerr);
     if (!json_is_object(props)) {
-        mm_err_set(err, "%s:%d: %s", props_path, jerr.line,
+        mm_err_set(err, "%s:%d: %s", props_path ? props_path : "built-in wikidata_props_en.json",
+                   jerr.line,
                    props ? "not a JSON object of property id -> label" : jerr.text);
         json_decref(props);
         return -1;

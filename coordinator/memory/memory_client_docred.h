@@ -21,8 +21,9 @@ struct mm_docred_doc {
 
 /* Calls fn for every document of `path` (a JSON array), with relation
  * labels from `props_path` (a JSON object id -> label; ids not in it stay as
- * they are). Stops at fn's first non-zero return and returns it. The doc's
- * texts live until fn returns. */
+ * they are), or from the built-in table of data/wikidata_props_en.json when
+ * props_path is NULL. Stops at fn's first non-zero return and returns it.
+ * The doc's texts live until fn returns. */
 int mm_docred_each(const char *path, const char *props_path,
                    int (*fn)(void *ctx, const struct mm_docred_doc *doc), void *ctx, size_t *ndocs,
                    struct mm_err *err);
