@@ -1,10 +1,13 @@
 /* The GPU stage's speed on a model with random weights of a real model's
  * shape (no 7B weights can be downloaded here): decode tokens/s at batch 1
  * as a fraction of the HBM bandwidth roofline, decode tokens/s at batch B,
- * and prefill TFLOP/s against the card's bf16 peak, with the bf16 GEMMs in
- * their precise (split activations) and fast (one bf16) modes. Prints
- * 'name: value' lines; bench/compare_hf_cuda.py runs it next to HF
- * transformers' generate on the same shapes and prints the ratios.
+ * and prefill TFLOP/s against the card's bf16 peak, in the batch-invariant
+ * numerics (the default; unprefixed names) and side by side in the fast
+ * ones (fast_*: kernels by batch shape, bf16 GEMMs on split activations;
+ * fast_bf16_*: one bf16), with the invariant / fast ratios (cost_*: what
+ * the invariance costs). Prints 'name: value' lines;
+ * bench/compare_hf_cuda.py runs it next to HF transformers' generate on the
+ * same shapes and prints the ratios.
  *
  *   bench_cuda [--shape mistral7b|smollm2] [--model FILE] [--prompt 128]
  *              [--decode 128] [--batch 32] [--prefill 2048] [--peak-tflops X]
@@ -242,12 +245,10 @@ static int dispatched(struct kc_ctx *c, float *out, const float *x, const struct
     return kc_matmul_forward(c, out, x, w, n, err);
 }
 
-/* The matmul of one layer matrix alone through `path` (the dispatcher, or
- * the dot kernels or cuBLAS regardless of n): GB/s of weights read at n
- * tokens, back-to-back launches after a warm-up. Decode's share of the
- * roofline is mostly this figure (the FFN's matrices are the largest, K and
- * V's the smallest). */
-static double matmul_gbs(struct kc_ctx *c, const struct k_matrix *w, int n, matmul_path path)
+/* The matmul of one layer matrix alone through `path` (the dispatcher in
+ * the context's numerics, or the dot kernels or cuBLAS regardless of n):
+ * seconds per call at n tokens, back-to-back launches after a warm-up. */
+static double matmul_seconds(struct kc_ctx *c, const struct k_matrix *w, int n, matmul_path path)
 {
     struct mm_err err = {{0}};
     struct kc_matrix dw;
@@ -260,9 +261,9 @@ static double matmul_gbs(struct kc_ctx *c, const struct k_matrix *w, int n, matm
     for (int64_t i = 0; i < (int64_t)n * w->cols; i++)
         hx[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
     if (kc_upload(c, x, hx, (size_t)n * w->cols * sizeof(float), &err)) die("upload", &err);
-    enum { REPS = 50 };
+    const int reps = n > 64 ? 10 : 50;
     double t0 = 0;
-    for (int r = -5; r < REPS; r++) {
+    for (int r = n > 64 ? -2 : -5; r < reps; r++) {
         if (r == 0) {
             if (kc_sync(c, &err)) die("matmul", &err);
             t0 = progress_now();
@@ -270,12 +271,26 @@ static double matmul_gbs(struct kc_ctx *c, const struct k_matrix *w, int n, matm
         if (path(c, out, x, &dw, n, 1.0f, 0, &err)) die("matmul", &err);
     }
     if (kc_sync(c, &err)) die("matmul", &err);
-    double dt = (progress_now() - t0) / REPS;
+    double dt = (progress_now() - t0) / reps;
     free(hx);
     kc_free(x);
     kc_free(out);
     kc_matrix_free(&dw);
-    return (double)w->rows * w->row_bytes / dt / 1e9;
+    return dt;
+}
+
+/* GB/s of weights read at n tokens (decode's share of the roofline is
+ * mostly this figure: the FFN's matrices are the largest, K and V's the
+ * smallest). */
+static double matmul_gbs(struct kc_ctx *c, const struct k_matrix *w, int n, matmul_path path)
+{
+    return (double)w->rows * w->row_bytes / matmul_seconds(c, w, n, path) / 1e9;
+}
+
+/* TFLOP/s at n tokens (prefill's matmuls). */
+static double matmul_tflops(struct kc_ctx *c, const struct k_matrix *w, int n, matmul_path path)
+{
+    return 2.0 * (double)w->rows * w->cols * n / matmul_seconds(c, w, n, path) / 1e12;
 }
 
 /* Layer 0's projections that share an input through the fused kernels at
@@ -308,7 +323,7 @@ static double fused_gbs(struct kc_ctx *c, const struct model *m, int swiglu)
         hx[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
     if (kc_upload(c, x, hx, (size_t)cols * sizeof(float), &err)) die("upload", &err);
     /* a model whose gate and up differ in dtype has no figure: 0 */
-    int reps = !swiglu || kc_matmul_swiglu_supported(pw[0], pw[1], 1) ? 50 : 0;
+    int reps = !swiglu || kc_matmul_swiglu_supported(c, pw[0], pw[1], 1) ? 50 : 0;
     double t0 = 0;
     for (int r = reps ? -5 : 0; r < reps; r++) {
         if (r == 0) {
@@ -405,31 +420,54 @@ int main(int argc, char **argv)
     printf("hbm_peak_gbs: %.0f\n", hbm_gbs);
     printf("copy_gbs: %.0f\n", copy_gbs(ctx));
 
-    static const int matmul_tokens[] = {1, 2, 4, 8, 16};
+    /* the matmul alone: each numerics' dispatcher (the invariant one takes
+     * the dot kernels for every n), and each path */
+    static const struct {
+        enum kc_numerics numerics;
+        const char *prefix;
+    } modes[] = {{KC_NUMERICS_INVARIANT, ""},
+                 {KC_NUMERICS_FAST, "fast_"},
+                 {KC_NUMERICS_FAST_BF16, "fast_bf16_"}};
+    enum { MODES = sizeof(modes) / sizeof(modes[0]) };
+    static const int matmul_tokens[] = {1, 2, 4, 8, 16, 32};
     const struct k_matrix *up = &m->layers[0].lin[LIN_UP];
     for (size_t i = 0; i < sizeof(matmul_tokens) / sizeof(matmul_tokens[0]); i++) {
         int n = matmul_tokens[i];
-        printf("matmul_up_n%d_weight_gbs: %.0f\n", n, matmul_gbs(ctx, up, n, dispatched));
+        for (int k = 0; k < 2; k++) {
+            kc_ctx_set_numerics(ctx, modes[k].numerics);
+            printf("%smatmul_up_n%d_weight_gbs: %.0f\n", modes[k].prefix, n,
+                   matmul_gbs(ctx, up, n, dispatched));
+        }
         printf("matmul_up_n%d_dots_weight_gbs: %.0f\n", n, matmul_gbs(ctx, up, n, kc_matmul_dots));
         printf("matmul_up_n%d_gemm_weight_gbs: %.0f\n", n, matmul_gbs(ctx, up, n, kc_matmul_gemm));
     }
+    for (int k = 0; k < MODES; k++) {
+        kc_ctx_set_numerics(ctx, modes[k].numerics);
+        printf("%smatmul_up_n%d_tflops: %.1f\n", modes[k].prefix, o.prefill,
+               matmul_tflops(ctx, up, o.prefill, dispatched));
+    }
+    kc_ctx_set_numerics(ctx, KC_NUMERICS_INVARIANT);
     printf("matmul_k_n1_weight_gbs: %.0f\n",
            matmul_gbs(ctx, &m->layers[0].lin[LIN_K], 1, dispatched));
     printf("matmul_qkv_n1_fused_weight_gbs: %.0f\n", fused_gbs(ctx, m, 0));
     printf("matmul_gate_up_swiglu_n1_fused_weight_gbs: %.0f\n", fused_gbs(ctx, m, 1));
 
-    /* batch 1: every token reads all weights and its KV cache */
-    double b1 = decode_rate(s, 1, o.prompt, o.decode, c->vocab_size);
+    /* decode: batch 1 (every token reads all weights and its KV cache) and
+     * batch B, in the invariant and the fast numerics */
     double kv_bytes =
         2.0 * c->n_layers * model_config_kv_dim(c) * sizeof(float) * (o.prompt + o.decode / 2.0);
     double roofline = hbm_gbs * 1e9 / ((double)weight_bytes(m) + kv_bytes);
-    printf("decode_b1_tokens_per_s: %.1f\n", b1);
     printf("decode_b1_roofline_tokens_per_s: %.1f\n", roofline);
-    printf("decode_b1_roofline_fraction: %.3f\n", b1 / roofline);
-
-    double bb = decode_rate(s, o.batch, o.prompt, o.decode, c->vocab_size);
     printf("decode_batch: %d\n", o.batch);
-    printf("decode_batch_tokens_per_s: %.1f\n", bb);
+    double b1[2], bb[2];
+    for (int k = 0; k < 2; k++) {
+        kc_ctx_set_numerics(ctx, modes[k].numerics);
+        b1[k] = decode_rate(s, 1, o.prompt, o.decode, c->vocab_size);
+        bb[k] = decode_rate(s, o.batch, o.prompt, o.decode, c->vocab_size);
+        printf("%sdecode_b1_tokens_per_s: %.1f\n", modes[k].prefix, b1[k]);
+        printf("%sdecode_b1_roofline_fraction: %.3f\n", modes[k].prefix, b1[k] / roofline);
+        printf("%sdecode_batch_tokens_per_s: %.1f\n", modes[k].prefix, bb[k]);
+    }
 
     /* prefill: the matmuls' 2 flops per weight and token, and causal
      * attention's QK^T and PV over half the square */
@@ -438,15 +476,21 @@ int main(int argc, char **argv)
         4.0 * c->n_layers * (double)model_config_q_dim(c) * o.prefill * (o.prefill + 1) / 2.0;
     printf("prefill_tokens: %d\n", o.prefill);
     printf("bf16_peak_tflops: %.1f\n", peak);
-    for (int fast = 0; fast <= 1; fast++) {
-        kc_ctx_set_fast_gemm(ctx, fast);
+    double rate[MODES];
+    for (int k = 0; k < MODES; k++) {
+        kc_ctx_set_numerics(ctx, modes[k].numerics);
         double sec = prefill_seconds(s, o.prefill, c->vocab_size);
         double tflops = flops / sec / 1e12;
-        const char *mode = fast ? "_fast" : "";
-        printf("prefill%s_tokens_per_s: %.0f\n", mode, o.prefill / sec);
-        printf("prefill%s_tflops: %.1f\n", mode, tflops);
-        if (peak > 0) printf("prefill%s_peak_fraction: %.3f\n", mode, tflops / peak);
+        rate[k] = o.prefill / sec;
+        printf("%sprefill_tokens_per_s: %.0f\n", modes[k].prefix, rate[k]);
+        printf("%sprefill_tflops: %.1f\n", modes[k].prefix, tflops);
+        if (peak > 0) printf("%sprefill_peak_fraction: %.3f\n", modes[k].prefix, tflops / peak);
     }
+    /* invariant / fast: 1 costs nothing, 0.5 halves the speed */
+    printf("cost_decode_b1: %.3f\n", b1[0] / b1[1]);
+    printf("cost_decode_batch: %.3f\n", bb[0] / bb[1]);
+    printf("cost_prefill: %.3f\n", rate[0] / rate[1]);
+    kc_ctx_set_numerics(ctx, KC_NUMERICS_INVARIANT);
     stage_cuda_free(s);
     if (o.model)
         model_free(m);

@@ -11,8 +11,11 @@ measures, as bench_cuda does: greedy decode tokens/s at batch 1 and at
 minus its time for one token, so the prompt is not counted), and one
 --prefill-token forward (tokens/s and TFLOP/s by the same flop count).
 Prints both sets of figures and memllm / HF ratios (the issue's target at
-batch 1 is >= 1.5). bench_cuda runs first and exits before PyTorch takes the
-GPU, so neither holds memory the other needs.
+batch 1 is >= 1.5), for memllm's batch-invariant numerics (the default) and
+its fast ones (--cuda-fast; fast_bf16: bf16 GEMMs on one bf16 of the
+activations, as PyTorch), and what the invariance costs (invariant / fast).
+bench_cuda runs first and exits before PyTorch takes the GPU, so neither
+holds memory the other needs.
 """
 import argparse
 import re
@@ -115,11 +118,16 @@ def main():
     print(f"hf_decode_batch_tokens_per_s: {bb:.1f}")
     print(f"hf_prefill_tokens_per_s: {args.prefill / sec:.0f}")
     print(f"hf_prefill_tflops: {flops / sec / 1e12:.1f}")
-    print(f"ratio_decode_b1: {float(ours['decode_b1_tokens_per_s']) / b1:.2f} (target >= 1.5)")
-    print(f"ratio_decode_batch: {float(ours['decode_batch_tokens_per_s']) / bb:.2f}")
     hf_rate = args.prefill / sec
-    print(f"ratio_prefill: {float(ours['prefill_tokens_per_s']) / hf_rate:.2f}")
-    print(f"ratio_prefill_fast: {float(ours['prefill_fast_tokens_per_s']) / hf_rate:.2f}")
+    for mode in ("", "fast_"):
+        print(f"ratio_{mode}decode_b1: {float(ours[mode + 'decode_b1_tokens_per_s']) / b1:.2f}"
+              " (target >= 1.5)")
+        print(f"ratio_{mode}decode_batch: "
+              f"{float(ours[mode + 'decode_batch_tokens_per_s']) / bb:.2f}")
+    for mode in ("", "fast_", "fast_bf16_"):
+        print(f"ratio_{mode}prefill: {float(ours[mode + 'prefill_tokens_per_s']) / hf_rate:.2f}")
+    for key in ("cost_decode_b1", "cost_decode_batch", "cost_prefill"):
+        print(f"{key} (invariant / fast): {ours[key]}")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,20 @@
 # The checks that need an NVIDIA GPU, in one go (CI has none; its CUDA tests
 # print SKIP there):
 #   1. the CUDA tests: every op against the CPU op, and the GPU stage's
-#      logits and greedy tokens against the CPU stage on the model fixtures;
+#      logits and greedy tokens against the CPU stage on the model fixtures,
+#      in the fast numerics and the batch-invariant ones (with their
+#      bit-for-bit checks: a token alone vs in batches, prefill vs decode,
+#      rollback, several sequences, 1 vs 2 stages, --batch and
+#      --micro-batches through the CLI);
 #   2. compute-sanitizer memcheck over the same tests;
 #   3. the GPU benchmark next to HF transformers (SmolLM2-135M and
-#      Mistral-7B shapes, random bf16 weights).
+#      Mistral-7B shapes, random bf16 weights), invariant and fast figures
+#      side by side.
 #
 #   tests/run-gpu.sh [BUILD_DIR] [LOG_DIR]
+#
+# RUN_GPU_PARTS (default "tests bench memcheck") picks the parts, in that
+# order, for a session short of device time.
 #
 # BUILD_DIR (default build) is a build with the CUDA backend: its tests/,
 # bench/ and coordinator/ folders hold the programs (a core-only build,
@@ -36,6 +44,7 @@ fixtures="tiny-mistral tiny-mistral-sharded tiny-llama tiny-llama-bf16 tiny-llam
 summary="$logs/summary.txt"
 : >"$summary"
 failed=0
+parts=" ${RUN_GPU_PARTS:-tests bench memcheck} "
 
 # check NAME LOG SECONDS CMD...: runs CMD with a time limit, appends its
 # output to LOG and one line to the summary.
@@ -57,28 +66,34 @@ if ! nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.me
 fi
 cat "$logs/device.txt"
 
-for t in matmul ops attention; do
-  check "cuda_$t" "$logs/tests.log" 120 "$build/tests/test_kernels_cuda_$t"
-done
-check cuda_stage "$logs/tests.log" 180 "$build/tests/test_kernels_cuda_stage" $fixtures
-if [ -x "$build/coordinator/memllm" ]; then
-  check device_cli "$logs/tests.log" 180 env MEMLLM_BIN="$build/coordinator/memllm" \
-    "$build/tests/test_device_cli"
-fi
-grep -v -E "^==" "$logs/tests.log" | tail -n 40
-
-for shape in smollm2 mistral7b; do
-  check "bench_$shape" "$logs/bench.log" 240 \
-    python3 bench/compare_hf_cuda.py --bench "$build/bench/bench_cuda" --shape "$shape"
-done
-grep -v -E "^==" "$logs/bench.log" | tail -n 60
-
-if command -v compute-sanitizer >/dev/null; then
+if [[ $parts == *" tests "* ]]; then
   for t in matmul ops attention; do
-    check "memcheck_$t" "$logs/memcheck.log" 240 compute-sanitizer --tool memcheck \
+    check "cuda_$t" "$logs/tests.log" 240 "$build/tests/test_kernels_cuda_$t"
+  done
+  check cuda_stage "$logs/tests.log" 300 "$build/tests/test_kernels_cuda_stage" $fixtures
+  if [ -x "$build/coordinator/memllm" ]; then
+    check device_cli "$logs/tests.log" 300 env MEMLLM_BIN="$build/coordinator/memllm" \
+      "$build/tests/test_device_cli"
+  fi
+  grep -v -E "^==" "$logs/tests.log" | tail -n 40
+fi
+
+if [[ $parts == *" bench "* ]]; then
+  for shape in smollm2 mistral7b; do
+    check "bench_$shape" "$logs/bench.log" 400 \
+      python3 bench/compare_hf_cuda.py --bench "$build/bench/bench_cuda" --shape "$shape"
+  done
+  grep -v -E "^==" "$logs/bench.log" | tail -n 80
+fi
+
+if [[ $parts != *" memcheck "* ]]; then
+  :
+elif command -v compute-sanitizer >/dev/null; then
+  for t in matmul ops attention; do
+    check "memcheck_$t" "$logs/memcheck.log" 600 compute-sanitizer --tool memcheck \
       --error-exitcode 9 "$build/tests/test_kernels_cuda_$t"
   done
-  check memcheck_stage "$logs/memcheck.log" 240 compute-sanitizer --tool memcheck \
+  check memcheck_stage "$logs/memcheck.log" 600 compute-sanitizer --tool memcheck \
     --error-exitcode 9 "$build/tests/test_kernels_cuda_stage" tiny-mistral tiny-llama-bf16
   grep -h -E "ERROR SUMMARY|Invalid|========= [A-Z]" "$logs/memcheck.log" | sort | uniq -c | head -n 20
 else

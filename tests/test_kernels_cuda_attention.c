@@ -8,7 +8,17 @@
  * splits get no keys for some rows, or none at all), and through the cuBLAS
  * path (which the dispatcher takes for runs of 64 tokens and more). Decode attention and
  * the KV store over several slots in one launch: runs of 1 to 8 tokens,
- * windows, groups up to 8, every sub-warp width, forced key splits. */
+ * windows, groups up to 32 (over 8: several blocks per KV head), every
+ * sub-warp width, forced key splits, with the dispatcher of the invariant
+ * and of the fast numerics.
+ *
+ * Batch invariance (the invariant numerics' decode attention, which the
+ * stage takes for every batch), bit for bit: every token of several
+ * sequences computed alone against the same token in its sequence's whole
+ * prefill, in all the sequences' tokens at once in a shuffled order, in
+ * batches of 2 to 64 tokens, with max_keys over-estimated, and with the
+ * tokens cut into chunks; with and without a sliding window, GQA ratios
+ * 1 to 12, head sizes 20 to 256, caches across 1 to 3 key splits. */
 #include <math.h>
 #include <string.h>
 
@@ -116,6 +126,8 @@ static const struct decode_case decode_cases[] = {
     {"group 8, head_dim 256", 16, 2, 256, 0, 2, {{1, 260, 1}, {0, 17, 2}}},
     {"mha head_dim 32", 4, 4, 32, 0, 2, {{0, 90, 1}, {1, 3, 4}}},
     {"head_dim 20 (W 8)", 6, 2, 20, 0, 2, {{0, 45, 1}, {1, 0, 2}}},
+    {"group 12 (two blocks per KV head)", 12, 1, 64, 0, 2, {{0, 300, 2}, {1, 7, 1}}},
+    {"group 32, window", 32, 2, 64, 50, 2, {{2, 90, 3}, {0, 20, 1}}},
 };
 
 /* The batch's new K/V rows stored by kc_kv_store, then kc_attention_decode
@@ -212,12 +224,200 @@ static void test_refusals(struct kc_ctx *c)
     CHECK(kc_attention_forward(c, NULL, NULL, NULL, NULL, 1, 0, 4, 4, K_MAX_HEAD_DIM + 1, 0, 1,
                                &err) == -1 &&
           strstr(err.msg, "head_dim"));
-    CHECK(!kc_attention_decode_supported(9, 1, 64)); /* a group wider than 8 */
-    CHECK(!kc_attention_decode_supported(4, 4, 66)); /* rows of whole float4s */
+    CHECK(kc_attention_decode_supported(9, 1, 64)); /* a group wider than 8: two blocks */
+    CHECK(!kc_attention_decode_supported(9 * 65535, 65535, 64)); /* 2 x 65535 blocks along y */
+    CHECK(!kc_attention_decode_supported(4, 4, 66));             /* rows of whole float4s */
+    CHECK(!kc_attention_decode_supported(4, 4, 260));
     CHECK(kc_attention_decode_supported(64, 8, 128));
-    CHECK(kc_attention_decode(c, NULL, NULL, NULL, NULL, NULL, NULL, 1, 10, 0, 16, 1, 64, 0,
-                              &err) == -1 &&
-          strstr(err.msg, "16 heads, 1 KV heads"));
+    static const enum kc_numerics modes[] = {KC_NUMERICS_INVARIANT, KC_NUMERICS_FAST};
+    for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+        kc_ctx_set_numerics(c, modes[m]);
+        err.msg[0] = 0;
+        CHECKF(kc_attention_decode(c, NULL, NULL, NULL, NULL, NULL, NULL, 1, 10, 0, 16, 4, 66, 0,
+                                   &err) == -1 &&
+                   strstr(err.msg, "16 heads, 4 KV heads, head_dim 66"),
+               "numerics %d: \"%s\"", (int)modes[m], err.msg);
+    }
+    kc_ctx_set_numerics(c, KC_NUMERICS_INVARIANT);
+}
+
+/* Batch invariance of the invariant numerics' decode attention (see the
+ * top): sequences of len[] tokens in slots 0.., every position's K/V row
+ * in the cache and a query per position. */
+struct inv_case {
+    const char *name;
+    int n_heads, n_kv_heads, head_dim, window, n_seqs;
+    int len[4];
+};
+
+static const struct inv_case inv_cases[] = {
+    {"mistral-like", 32, 8, 128, 0, 4, {700, 1, 300, 40}},
+    {"mistral-like, window 300", 32, 8, 128, 300, 3, {700, 257, 33}},
+    {"smollm2-like", 9, 3, 64, 0, 3, {600, 100, 2}},
+    {"gqa 4, window 100", 8, 2, 64, 100, 2, {513, 90}},
+    {"group 12", 12, 1, 64, 0, 2, {520, 7}},
+    {"mha head_dim 32", 4, 4, 32, 0, 2, {300, 1}},
+    {"head_dim 20", 6, 2, 20, 0, 2, {260, 30}},
+    {"group 8, head_dim 256", 16, 2, 256, 0, 2, {300, 5}},
+};
+
+static int inv_keys(const struct inv_case *ic, int pos)
+{
+    return ic->window > 0 && pos + 1 > ic->window ? ic->window : pos + 1;
+}
+
+/* The rows of dout for the tokens idx[0..n) (device q, slot and pos built
+ * from them) against alone[idx[j]], bit for bit; chunk > 0 goes through
+ * kc_attention_decode_invariant with that chunking. */
+static void inv_batch(struct kc_ctx *c, const struct inv_case *ic, const char *what, const int *idx,
+                      int n, int max_keys, int chunk, const float *q_all, const int32_t *slot_all,
+                      const int32_t *pos_all, const float *alone, const float *dkc,
+                      const float *dvc, int64_t stride)
+{
+    int q_dim = ic->n_heads * ic->head_dim;
+    float *q = malloc((size_t)n * q_dim * sizeof(float)),
+          *got = malloc((size_t)n * q_dim * sizeof(float));
+    int32_t *slot = malloc((size_t)n * sizeof(int32_t)), *pos = malloc((size_t)n * sizeof(int32_t));
+    REQUIRE(q && got && slot && pos, "out of memory");
+    for (int j = 0; j < n; j++) {
+        memcpy(q + (size_t)j * q_dim, q_all + (size_t)idx[j] * q_dim,
+               (size_t)q_dim * sizeof(float));
+        slot[j] = slot_all[idx[j]];
+        pos[j] = pos_all[idx[j]];
+    }
+    float *dq = dev_from(c, q, (size_t)n * q_dim * sizeof(float));
+    float *dout = dev_from(c, q, (size_t)n * q_dim * sizeof(float)); /* no leftover answer */
+    int32_t *dslot = dev_from(c, slot, (size_t)n * sizeof(int32_t));
+    int32_t *dpos = dev_from(c, pos, (size_t)n * sizeof(int32_t));
+    if (chunk > 0)
+        KC_OK(kc_attention_decode_invariant(c, dout, dq, dkc, dvc, dslot, dpos, n, max_keys, stride,
+                                            ic->n_heads, ic->n_kv_heads, ic->head_dim, ic->window,
+                                            chunk, &cuda_err));
+    else
+        KC_OK(kc_attention_decode(c, dout, dq, dkc, dvc, dslot, dpos, n, max_keys, stride,
+                                  ic->n_heads, ic->n_kv_heads, ic->head_dim, ic->window,
+                                  &cuda_err));
+    dev_to(c, got, dout, (size_t)n * q_dim * sizeof(float));
+    int bad_rows = 0, first_bad = -1;
+    for (int j = 0; j < n; j++) {
+        if (memcmp(got + (size_t)j * q_dim, alone + (size_t)idx[j] * q_dim,
+                   (size_t)q_dim * sizeof(float)) != 0) {
+            bad_rows++;
+            if (first_bad < 0) first_bad = j;
+        }
+    }
+    CHECKF(bad_rows == 0,
+           "invariant attention %s, %s (%d tokens, max_keys %d): %d tokens differ from alone "
+           "(first: slot %d position %d)",
+           ic->name, what, n, max_keys, bad_rows, first_bad >= 0 ? slot[first_bad] : -1,
+           first_bad >= 0 ? pos[first_bad] : -1);
+    kc_free(dq);
+    kc_free(dout);
+    kc_free(dslot);
+    kc_free(dpos);
+    free(q);
+    free(got);
+    free(slot);
+    free(pos);
+}
+
+static void run_invariance_case(struct kc_ctx *c, const struct inv_case *ic)
+{
+    enum { SLOTS = 4, CAPACITY = 1024 };
+    int kv_dim = ic->n_kv_heads * ic->head_dim, q_dim = ic->n_heads * ic->head_dim, total = 0;
+    for (int s = 0; s < ic->n_seqs; s++)
+        total += ic->len[s];
+    size_t cache_len = (size_t)SLOTS * CAPACITY * kv_dim;
+    float *kc = malloc(cache_len * sizeof(float)), *vc = malloc(cache_len * sizeof(float));
+    float *q_all = malloc((size_t)total * q_dim * sizeof(float));
+    float *alone = malloc((size_t)total * q_dim * sizeof(float));
+    float *want = malloc((size_t)total * q_dim * sizeof(float));
+    int32_t *slot_all = malloc((size_t)total * sizeof(int32_t));
+    int32_t *pos_all = malloc((size_t)total * sizeof(int32_t));
+    int *idx = malloc((size_t)total * sizeof(int)),
+        *first = malloc((size_t)ic->n_seqs * sizeof(int));
+    REQUIRE(kc && vc && q_all && alone && want && slot_all && pos_all && idx && first,
+            "out of memory");
+    cuda_test_fill(kc, cache_len, 1.0f, &seed);
+    cuda_test_fill(vc, cache_len, 1.0f, &seed);
+    cuda_test_fill(q_all, (size_t)total * q_dim, 3.0f, &seed);
+    int64_t stride = (int64_t)CAPACITY * kv_dim;
+    int max_keys = 0;
+    for (int s = 0, t = 0; s < ic->n_seqs; s++) {
+        first[s] = t;
+        for (int p = 0; p < ic->len[s]; p++, t++) {
+            slot_all[t] = s;
+            pos_all[t] = p;
+            max_keys = inv_keys(ic, p) > max_keys ? inv_keys(ic, p) : max_keys;
+        }
+        k_attention_forward(want + (size_t)first[s] * q_dim, q_all + (size_t)first[s] * q_dim,
+                            kc + (size_t)s * stride, vc + (size_t)s * stride, ic->len[s], 0,
+                            ic->n_heads, ic->n_kv_heads, ic->head_dim, ic->window, 1);
+    }
+    float *dkc = dev_from(c, kc, cache_len * sizeof(float));
+    float *dvc = dev_from(c, vc, cache_len * sizeof(float));
+    float *dq = dev_from(c, q_all, (size_t)total * q_dim * sizeof(float));
+    float *dout = dev_from(c, q_all, (size_t)total * q_dim * sizeof(float));
+    int32_t *dslot = dev_from(c, slot_all, (size_t)total * sizeof(int32_t));
+    int32_t *dpos = dev_from(c, pos_all, (size_t)total * sizeof(int32_t));
+
+    /* every token alone, with max_keys its own keys */
+    for (int t = 0; t < total; t++)
+        KC_OK(kc_attention_decode(c, dout + (size_t)t * q_dim, dq + (size_t)t * q_dim, dkc, dvc,
+                                  dslot + t, dpos + t, 1, inv_keys(ic, pos_all[t]), stride,
+                                  ic->n_heads, ic->n_kv_heads, ic->head_dim, ic->window,
+                                  &cuda_err));
+    dev_to(c, alone, dout, (size_t)total * q_dim * sizeof(float));
+    char what[160];
+    snprintf(what, sizeof(what), "invariant attention %s, tokens alone", ic->name);
+    cuda_check_close(what, alone, want, (size_t)total * q_dim, 1e-5);
+
+    /* each sequence's prefill */
+    for (int s = 0; s < ic->n_seqs; s++) {
+        for (int p = 0; p < ic->len[s]; p++)
+            idx[p] = first[s] + p;
+        snprintf(what, sizeof(what), "sequence %d's prefill", s);
+        inv_batch(c, ic, what, idx, ic->len[s], inv_keys(ic, ic->len[s] - 1), 0, q_all, slot_all,
+                  pos_all, alone, dkc, dvc, stride);
+    }
+    /* all tokens, shuffled; then with max_keys over-estimated; then in
+     * chunks of 3 and 64 tokens */
+    for (int t = 0; t < total; t++)
+        idx[t] = t;
+    uint32_t st = 99;
+    for (int t = total - 1; t > 0; t--) {
+        int j = (int)(cuda_test_lcg(&st) % (uint32_t)(t + 1)), tmp = idx[t];
+        idx[t] = idx[j];
+        idx[j] = tmp;
+    }
+    inv_batch(c, ic, "every token, shuffled", idx, total, max_keys, 0, q_all, slot_all, pos_all,
+              alone, dkc, dvc, stride);
+    inv_batch(c, ic, "every token, max_keys the capacity", idx, total, CAPACITY, 0, q_all, slot_all,
+              pos_all, alone, dkc, dvc, stride);
+    inv_batch(c, ic, "every token, chunks of 3", idx, total, max_keys, 3, q_all, slot_all, pos_all,
+              alone, dkc, dvc, stride);
+    inv_batch(c, ic, "every token, chunks of 64", idx, total, max_keys, 64, q_all, slot_all,
+              pos_all, alone, dkc, dvc, stride);
+    /* batches of 2 to 64 of the shuffled tokens, max_keys their own */
+    static const int sizes[] = {2, 3, 8, 9, 33, 64};
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        int n = sizes[k] < total ? sizes[k] : total;
+        for (int off = 0; off + n <= total && off < 3 * n; off += n) {
+            int mk = 0;
+            for (int j = 0; j < n; j++)
+                mk = inv_keys(ic, pos_all[idx[off + j]]) > mk ? inv_keys(ic, pos_all[idx[off + j]])
+                                                              : mk;
+            snprintf(what, sizeof(what), "a batch of %d at %d", n, off);
+            inv_batch(c, ic, what, idx + off, n, mk, 0, q_all, slot_all, pos_all, alone, dkc, dvc,
+                      stride);
+        }
+    }
+    void *dev[] = {dkc, dvc, dq, dout, dslot, dpos};
+    for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
+        kc_free(dev[i]);
+    void *host[] = {kc, vc, q_all, alone, want, slot_all, pos_all, idx, first};
+    for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++)
+        free(host[i]);
 }
 
 int main(void)
@@ -225,8 +425,16 @@ int main(void)
     struct kc_ctx *c = cuda_test_ctx("test_kernels_cuda_attention");
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         run_case(c, &cases[i]);
-    for (size_t i = 0; i < sizeof(decode_cases) / sizeof(decode_cases[0]); i++)
-        run_decode_case(c, &decode_cases[i]);
+    /* decode attention with each numerics' dispatcher */
+    static const enum kc_numerics modes[] = {KC_NUMERICS_INVARIANT, KC_NUMERICS_FAST};
+    for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+        kc_ctx_set_numerics(c, modes[m]);
+        for (size_t i = 0; i < sizeof(decode_cases) / sizeof(decode_cases[0]); i++)
+            run_decode_case(c, &decode_cases[i]);
+    }
+    kc_ctx_set_numerics(c, KC_NUMERICS_INVARIANT);
+    for (size_t i = 0; i < sizeof(inv_cases) / sizeof(inv_cases[0]); i++)
+        run_invariance_case(c, &inv_cases[i]);
     test_refusals(c);
     kc_ctx_free(c);
     return check_report("test_kernels_cuda_attention");

@@ -5,7 +5,14 @@
  * gate and up with SwiGLU) against the unfused kernels and the CPU ops, on
  * shapes with one row, one block, rows that fill no warp
  * evenly, float rows too short or odd for vector loads, and token counts
- * around the dispatch threshold.
+ * around the dispatch threshold; in the fast numerics and in the invariant
+ * ones (where the dispatcher always takes the dot kernels).
+ *
+ * Batch invariance (the invariant numerics), bit for bit: each token's
+ * outputs computed alone (n = 1) against the same token inside batches of
+ * 2 to 64 tokens at several offsets, for kc_matmul_forward, accumulate,
+ * forward_multi and the fused SwiGLU, on every dtype; and x off 16-byte
+ * alignment against aligned x.
  *
  * Tolerances, against a float64 product of the weights as stored:
  *   f32 weights, and f16/bf16 weights on the dot kernels (f32 activations):
@@ -116,8 +123,9 @@ static void free_case(struct mm_case *mc)
     free(mc->qerr);
 }
 
-/* The context's fast mode for bf16 GEMMs, which the tolerance follows. */
-static int fast_gemm;
+/* The context's numerics, which the tolerance follows (bf16 GEMMs on one
+ * bf16 of the activations in KC_NUMERICS_FAST_BF16). */
+static enum kc_numerics numerics;
 
 /* The tolerance of output i of a path (see the top of the file). */
 static double tolerance(const struct mm_case *mc, int64_t i, int gemm, double want)
@@ -125,7 +133,8 @@ static double tolerance(const struct mm_case *mc, int64_t i, int gemm, double wa
     enum mm_dtype t = mc->w.dtype;
     double tol = F32_TOL * (mc->mag[i] + fabs(want)) + 1e-6;
     if (gemm && t == MM_F16) tol += 0x1p-11 * mc->mag[i];
-    if (gemm && t == MM_BF16) tol += (fast_gemm ? 0x1p-8 : 0x1p-16) * mc->mag[i];
+    if (gemm && t == MM_BF16)
+        tol += (numerics == KC_NUMERICS_FAST_BF16 ? 0x1p-8 : 0x1p-16) * mc->mag[i];
     if (gemm && is_quant(t)) tol += 0x1p-7 * mc->mag[i];
     if (!gemm && is_quant(t)) tol += 1.01 * mc->qerr[i];
     return tol;
@@ -158,7 +167,7 @@ static void test_shape(struct kc_ctx *c, enum mm_dtype t, int64_t rows, int64_t 
     float *dout = dev_from(c, out0, outs * sizeof(float));
 
     for (int p = PATH_DISPATCH; p <= PATH_GEMM; p++) {
-        int gemm = p == PATH_GEMM || (p == PATH_DISPATCH && !kc_matmul_uses_dots(t, n));
+        int gemm = p == PATH_GEMM || (p == PATH_DISPATCH && !kc_matmul_uses_dots(c, t, n));
         for (int accumulate = 0; accumulate <= 1; accumulate++) {
             float alpha = accumulate ? -0.5f : 1.0f;
             KC_OK(kc_upload(c, dout, out0, outs * sizeof(float), &cuda_err));
@@ -203,7 +212,7 @@ static void test_shape(struct kc_ctx *c, enum mm_dtype t, int64_t rows, int64_t 
     int bad = 0;
     for (size_t i = 0; i < outs; i++) {
         /* both within their bound of the float64 product */
-        double tol = tolerance(&mc, (int64_t)i, !kc_matmul_uses_dots(t, n), mc.ref[i]) +
+        double tol = tolerance(&mc, (int64_t)i, !kc_matmul_uses_dots(c, t, n), mc.ref[i]) +
                      tolerance(&mc, (int64_t)i, 0, mc.ref[i]);
         bad += !(fabs(out[i] - cpu[i]) <= tol);
     }
@@ -268,9 +277,9 @@ static void test_multi(struct kc_ctx *c, enum mm_dtype t, const int64_t *rows, i
         dsep[m] = kc_alloc(bytes, &cuda_err);
         REQUIRE(dout[m] && dsep[m], "%s", cuda_err.msg);
     }
-    int fused = kc_matmul_fusable(dw, count, n);
-    CHECKF(fused == kc_matmul_uses_dots(t, n), "%s, %d tokens: fusable %d, dots %d",
-           mm_dtype_name(t), n, fused, kc_matmul_uses_dots(t, n));
+    int fused = kc_matmul_fusable(c, dw, count, n);
+    CHECKF(fused == kc_matmul_uses_dots(c, t, n), "%s, %d tokens: fusable %d, dots %d",
+           mm_dtype_name(t), n, fused, kc_matmul_uses_dots(c, t, n));
     float *dx = dev_from(c, mc[0].x, (size_t)(n * cols) * sizeof(float));
     KC_OK(kc_matmul_forward_multi(c, dout, dx, dw, count, n, &cuda_err));
     for (int m = 0; m < count; m++)
@@ -325,9 +334,9 @@ static void test_swiglu(struct kc_ctx *c, enum mm_dtype t, int64_t rows, int64_t
     float *dout = kc_alloc(bytes, &cuda_err), *dg = kc_alloc(bytes, &cuda_err);
     float *du = kc_alloc(bytes, &cuda_err);
     REQUIRE(dout && dg && du, "%s", cuda_err.msg);
-    if (!kc_matmul_swiglu_supported(&g.dw, &u.dw, n)) {
+    if (!kc_matmul_swiglu_supported(c, &g.dw, &u.dw, n)) {
         struct mm_err err = {{0}};
-        CHECKF(!kc_matmul_uses_dots(t, n), "%s, %d tokens: dots but no fused SwiGLU",
+        CHECKF(!kc_matmul_uses_dots(c, t, n), "%s, %d tokens: dots but no fused SwiGLU",
                mm_dtype_name(t), n);
         CHECKF(kc_matmul_swiglu_forward(c, dout, dx, &g.dw, &u.dw, n, &err) == -1 &&
                    strstr(err.msg, "no fused kernel"),
@@ -406,12 +415,142 @@ static void test_fused(struct kc_ctx *c, uint32_t *seed)
     make_case(c, &b, MM_F16, 8, 64, 1, seed);
     make_case(c, &d, MM_BF16, 8, 96, 1, seed);
     const struct kc_matrix *mixed[] = {&a.dw, &b.dw}, *widths[] = {&a.dw, &d.dw};
-    CHECK(!kc_matmul_fusable(mixed, 2, 1) && !kc_matmul_fusable(widths, 2, 1));
-    CHECK(!kc_matmul_swiglu_supported(&a.dw, &b.dw, 1) &&
-          !kc_matmul_swiglu_supported(&a.dw, &d.dw, 1));
+    CHECK(!kc_matmul_fusable(c, mixed, 2, 1) && !kc_matmul_fusable(c, widths, 2, 1));
+    CHECK(!kc_matmul_swiglu_supported(c, &a.dw, &b.dw, 1) &&
+          !kc_matmul_swiglu_supported(c, &a.dw, &d.dw, 1));
     free_case(&a);
     free_case(&b);
     free_case(&d);
+}
+
+/* Rows of out (n tokens of `rows` floats) that differ in any bit from
+ * want's rows first.. first + n - 1. */
+static int rows_differ(const float *out, const float *want, int first, int n, int64_t rows)
+{
+    return bits_differ(out, want + (int64_t)first * rows, (size_t)n * (size_t)rows);
+}
+
+/* Invariant numerics: every token's outputs alone (n = 1) against the same
+ * token inside batches, bit for bit (see the top of the file). */
+enum { INV_TOKENS = 64 };
+
+static void test_invariance(struct kc_ctx *c, enum mm_dtype t, const int64_t *rows, int64_t cols,
+                            uint32_t *seed)
+{
+    enum { M = 3 }; /* matrices for forward_multi; 0 and 1 (same rows) for SwiGLU */
+    struct mm_case mc[M];
+    const struct kc_matrix *dw[M];
+    for (int m = 0; m < M; m++) {
+        make_case_x(c, &mc[m], t, rows[m], cols, INV_TOKENS, m ? mc[0].x : NULL, seed);
+        dw[m] = &mc[m].dw;
+    }
+    const int n_all = INV_TOKENS;
+    float *dx = dev_from(c, mc[0].x, (size_t)(n_all * cols) * sizeof(float));
+    /* x one float off 16-byte alignment */
+    float *dxu = kc_alloc((size_t)(n_all * cols + 1) * sizeof(float), &cuda_err);
+    REQUIRE(dxu, "%s", cuda_err.msg);
+    KC_OK(kc_upload(c, dxu + 1, mc[0].x, (size_t)(n_all * cols) * sizeof(float), &cuda_err));
+    size_t most = (size_t)n_all * (size_t)rows[0];
+    for (int m = 1; m < M; m++)
+        if ((size_t)n_all * (size_t)rows[m] > most) most = (size_t)n_all * (size_t)rows[m];
+    float *out0 = malloc(most * sizeof(float)), *got = malloc(most * sizeof(float));
+    for (size_t i = 0; i < most; i++)
+        out0[i] = (float)((int)(i % 7) - 3) * 0.25f;
+    float *alone[M], *alone_acc, *alone_swiglu;
+    float *dout[M], *dacc = dev_from(c, out0, most * sizeof(float));
+    for (int m = 0; m < M; m++) {
+        alone[m] = malloc((size_t)n_all * (size_t)rows[m] * sizeof(float));
+        dout[m] = kc_alloc((size_t)n_all * (size_t)rows[m] * sizeof(float), &cuda_err);
+        REQUIRE(dout[m], "%s", cuda_err.msg);
+    }
+    alone_acc = malloc((size_t)n_all * (size_t)rows[0] * sizeof(float));
+    alone_swiglu = malloc((size_t)n_all * (size_t)rows[0] * sizeof(float));
+    const int64_t r0 = rows[0];
+    const int swiglu = rows[1] == rows[0];
+
+    /* each token alone: forward of every matrix, accumulate, SwiGLU */
+    for (int k = 0; k < n_all; k++) {
+        const float *xk = dx + (int64_t)k * cols;
+        for (int m = 0; m < M; m++)
+            KC_OK(kc_matmul_forward(c, dout[m] + (int64_t)k * rows[m], xk, dw[m], 1, &cuda_err));
+        KC_OK(kc_matmul_accumulate(c, dacc + (int64_t)k * r0, xk, dw[0], 1, -0.5f, &cuda_err));
+    }
+    for (int m = 0; m < M; m++)
+        dev_to(c, alone[m], dout[m], (size_t)n_all * (size_t)rows[m] * sizeof(float));
+    dev_to(c, alone_acc, dacc, (size_t)n_all * (size_t)r0 * sizeof(float));
+    if (swiglu) {
+        for (int k = 0; k < n_all; k++)
+            KC_OK(kc_matmul_swiglu_forward(c, dout[0] + (int64_t)k * r0, dx + (int64_t)k * cols,
+                                           dw[0], dw[1], 1, &cuda_err));
+        dev_to(c, alone_swiglu, dout[0], (size_t)n_all * (size_t)r0 * sizeof(float));
+    }
+    /* and against the CPU, to know the alone results are right at all */
+    float *cpu = malloc((size_t)n_all * (size_t)r0 * sizeof(float));
+    k_matmul_forward(cpu, mc[0].x, &mc[0].w, n_all);
+    int bad = 0;
+    for (size_t i = 0; i < (size_t)n_all * (size_t)r0; i++)
+        bad += !(fabs(alone[0][i] - cpu[i]) <= 2 * tolerance(&mc[0], (int64_t)i, 0, mc[0].ref[i]));
+    CHECKF(bad == 0, "invariant %s %lld x %lld: %d one-token outputs off the CPU's",
+           mm_dtype_name(t), (long long)r0, (long long)cols, bad);
+    free(cpu);
+
+    static const int sizes[] = {2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 40, 63, 64};
+    for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+        int n = sizes[si];
+        int starts[3] = {0, (n_all - n) / 2, n_all - n};
+        for (int st = 0; st < 3; st++) {
+            int first = starts[st];
+            if (st > 0 && first == starts[st - 1]) continue;
+            const float *xb = dx + (int64_t)first * cols;
+            char what[160];
+            snprintf(what, sizeof(what), "invariant %s %lld x %lld, tokens %d..%d of a batch of %d",
+                     mm_dtype_name(t), (long long)r0, (long long)cols, first, first + n - 1, n);
+
+            KC_OK(kc_matmul_forward(c, dout[0], xb, dw[0], n, &cuda_err));
+            dev_to(c, got, dout[0], (size_t)n * (size_t)r0 * sizeof(float));
+            bad = rows_differ(got, alone[0], first, n, r0);
+            CHECKF(bad == 0, "%s: forward: %d outputs differ from the tokens alone", what, bad);
+
+            KC_OK(kc_upload(c, dacc, out0 + (int64_t)first * r0,
+                            (size_t)n * (size_t)r0 * sizeof(float), &cuda_err));
+            KC_OK(kc_matmul_accumulate(c, dacc, xb, dw[0], n, -0.5f, &cuda_err));
+            dev_to(c, got, dacc, (size_t)n * (size_t)r0 * sizeof(float));
+            bad = rows_differ(got, alone_acc, first, n, r0);
+            CHECKF(bad == 0, "%s: accumulate: %d outputs differ", what, bad);
+
+            float *outs[M] = {dout[0], dout[1], dout[2]};
+            KC_OK(kc_matmul_forward_multi(c, outs, xb, dw, M, n, &cuda_err));
+            for (int m = 0; m < M; m++) {
+                dev_to(c, got, dout[m], (size_t)n * (size_t)rows[m] * sizeof(float));
+                bad = rows_differ(got, alone[m], first, n, rows[m]);
+                CHECKF(bad == 0, "%s: forward_multi matrix %d: %d outputs differ", what, m, bad);
+            }
+            if (swiglu) {
+                KC_OK(kc_matmul_swiglu_forward(c, dout[0], xb, dw[0], dw[1], n, &cuda_err));
+                dev_to(c, got, dout[0], (size_t)n * (size_t)r0 * sizeof(float));
+                bad = rows_differ(got, alone_swiglu, first, n, r0);
+                CHECKF(bad == 0, "%s: SwiGLU: %d outputs differ", what, bad);
+            }
+            /* x off 16-byte alignment */
+            KC_OK(kc_matmul_forward(c, dout[0], dxu + 1 + (int64_t)first * cols, dw[0], n,
+                                    &cuda_err));
+            dev_to(c, got, dout[0], (size_t)n * (size_t)r0 * sizeof(float));
+            bad = rows_differ(got, alone[0], first, n, r0);
+            CHECKF(bad == 0, "%s: unaligned x: %d outputs differ", what, bad);
+        }
+    }
+    kc_free(dx);
+    kc_free(dxu);
+    kc_free(dacc);
+    for (int m = 0; m < M; m++) {
+        kc_free(dout[m]);
+        free(alone[m]);
+        free_case(&mc[m]);
+    }
+    free(alone_acc);
+    free(alone_swiglu);
+    free(out0);
+    free(got);
 }
 
 int main(void)
@@ -426,18 +565,42 @@ int main(void)
         {257, 4096, 1}, {17, 36, 0}, {40, 100, 0},   {5, 3, 0},
     };
     static const int tokens[] = {1, 2, 8, 9, 33};
-    for (int t = 0; t < MM_DTYPE_COUNT; t++) {
-        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
-            if (is_quant((enum mm_dtype)t) && !shapes[s].quant_ok) continue;
-            for (size_t k = 0; k < sizeof(tokens) / sizeof(tokens[0]); k++)
-                test_shape(c, (enum mm_dtype)t, shapes[s].rows, shapes[s].cols, tokens[k], &seed);
+    /* the invariant numerics (the default) and the fast ones: every path
+     * against the CPU, and the fused kernels */
+    static const enum kc_numerics modes[] = {KC_NUMERICS_INVARIANT, KC_NUMERICS_FAST};
+    for (size_t mo = 0; mo < sizeof(modes) / sizeof(modes[0]); mo++) {
+        numerics = modes[mo];
+        kc_ctx_set_numerics(c, numerics);
+        for (int t = 0; t < MM_DTYPE_COUNT; t++) {
+            for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+                if (is_quant((enum mm_dtype)t) && !shapes[s].quant_ok) continue;
+                for (size_t k = 0; k < sizeof(tokens) / sizeof(tokens[0]); k++)
+                    test_shape(c, (enum mm_dtype)t, shapes[s].rows, shapes[s].cols, tokens[k],
+                               &seed);
+            }
         }
+        test_unaligned_x(c, &seed);
+        test_fused(c, &seed);
     }
-    test_unaligned_x(c, &seed);
-    test_fused(c, &seed);
+    /* batch invariance, bit for bit: Q/K/V-like rows (the first two equal,
+     * for SwiGLU), vector and element loads, quantized and float */
+    numerics = KC_NUMERICS_INVARIANT;
+    kc_ctx_set_numerics(c, numerics);
+    static const struct {
+        int64_t rows[3], cols;
+        int quant_ok;
+    } inv_shapes[] = {
+        {{33, 33, 7}, 64, 1},      {{1001, 1001, 64}, 576, 1}, {{129, 129, 9}, 4096, 1},
+        {{17, 17, 40}, 36, 0},     {{40, 40, 3}, 100, 0},      {{5, 5, 1}, 3, 0},
+        {{300, 300, 300}, 160, 1},
+    };
+    for (int t = 0; t < MM_DTYPE_COUNT; t++)
+        for (size_t s = 0; s < sizeof(inv_shapes) / sizeof(inv_shapes[0]); s++)
+            if (!is_quant((enum mm_dtype)t) || inv_shapes[s].quant_ok)
+                test_invariance(c, (enum mm_dtype)t, inv_shapes[s].rows, inv_shapes[s].cols, &seed);
     /* bf16 weights, activations rounded to one bf16 */
-    fast_gemm = 1;
-    kc_ctx_set_fast_gemm(c, 1);
+    numerics = KC_NUMERICS_FAST_BF16;
+    kc_ctx_set_numerics(c, numerics);
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
         test_shape(c, MM_BF16, shapes[s].rows, shapes[s].cols, 33, &seed);
     kc_ctx_free(c);

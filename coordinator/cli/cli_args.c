@@ -123,6 +123,10 @@ int cli_model_opt(int argc, char **argv, int *i, struct cli_model_opts *o)
         o->engine.merge = 1;
         return 1;
     }
+    if (!strcmp(argv[*i], "--cuda-fast")) {
+        o->engine.cuda_fast = 1;
+        return 1;
+    }
     return 0;
 }
 

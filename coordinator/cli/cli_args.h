@@ -25,7 +25,7 @@ struct cli_model_opts {
 };
 
 /* Consumes one model option at argv[*i] (--model, --adapter, --merge,
- * --context, --threads, --device, --stages, --layers, --micro-batches). Returns 1 if
+ * --context, --threads, --device, --cuda-fast, --stages, --layers, --micro-batches). Returns 1 if
  * consumed, 0 if not a model option, -1 on a bad value. */
 int cli_model_opt(int argc, char **argv, int *i, struct cli_model_opts *o);
 /* Applies --threads and checks --model was given. */
@@ -64,6 +64,9 @@ int cli_run_with_engine(const char *cmd, struct cli_model_opts *o,
     "  --threads N          compute threads (default: all cores)\n"                                \
     "  --device cpu|cuda    where the stages compute (cuda: the GPU of each stage's\n"             \
     "                       node-local rank; default cpu)\n"                                       \
+    "  --cuda-fast          GPU kernels picked by batch shape: faster prefill, but a\n"            \
+    "                       token's logits then depend on what shares its step\n"                  \
+    "                       (default: batch-invariant)\n"                                          \
     "  --stages P           pipeline stages (under mpirun: ranks 1..P; default 1)\n"               \
     "  --layers A,B,...     first layer of stages 2..P (default: an even split)\n"                 \
     "  --micro-batches M    micro-batches per step on MPI stages (default P)\n"

@@ -28,6 +28,10 @@ enum engine_device {
 struct engine_options {
     const char *model_path;
     enum engine_device device; /* where the stages compute */
+    /* --cuda-fast: GPU stages pick their kernels by batch shape (faster
+     * prefill) instead of the default batch-invariant ones, so a token's
+     * logits may change with what shares its step (kernels_cuda.h) */
+    int cuda_fast;
     /* "DIR" or "NAME=DIR"; a bare DIR is named after its last path part. */
     const char *adapters[ENGINE_MAX_ADAPTERS];
     int n_adapters;

@@ -32,8 +32,9 @@ void engine_adapter_name_dir(const char *spec, char *name, size_t name_len, cons
 }
 
 /* The GPU this rank uses (its node-local rank's), the weights and the
- * unmerged adapters uploaded, the KV cache on the device. */
-static int open_gpu(struct engine_stage *st, int n_adapters, int n_slots, int context,
+ * unmerged adapters uploaded, the KV cache on the device; batch-invariant
+ * numerics unless fast (--cuda-fast). */
+static int open_gpu(struct engine_stage *st, int n_adapters, int n_slots, int context, int fast,
                     struct mm_err *err)
 {
 #ifdef MEMLLM_HAVE_CUDA
@@ -44,6 +45,8 @@ static int open_gpu(struct engine_stage *st, int n_adapters, int n_slots, int co
     }
     st->gpu = stage_cuda_open(st->model, n_slots, context, device, err);
     if (!st->gpu) return -1;
+    kc_ctx_set_numerics(stage_cuda_context(st->gpu),
+                        fast ? KC_NUMERICS_FAST : KC_NUMERICS_INVARIANT);
     for (int i = 0; i < n_adapters; i++)
         if (stage_cuda_add_adapter(st->gpu, &st->adapters[i], err)) return -1;
     return 0;
@@ -52,6 +55,7 @@ static int open_gpu(struct engine_stage *st, int n_adapters, int n_slots, int co
     (void)n_adapters;
     (void)n_slots;
     (void)context;
+    (void)fast;
     mm_err_set(err, "--device cuda: this memllm was built without the CUDA backend (nvcc was "
                     "not found when it was built)");
     return -1;
@@ -86,7 +90,7 @@ int engine_stage_open(struct engine_stage *st, const struct engine_options *o, i
     if (o->merge && lora_merge(st->model, &st->adapters[0], err)) goto fail;
     int live_adapters = o->merge ? 0 : st->n_adapters;
     if (o->device == ENGINE_DEVICE_CUDA) {
-        if (open_gpu(st, live_adapters, n_slots, context, err)) goto fail;
+        if (open_gpu(st, live_adapters, n_slots, context, o->cuda_fast, err)) goto fail;
         return 0;
     }
     if (stage_init(&st->stage, st->model, n_slots, context, err)) goto fail;

@@ -1,17 +1,39 @@
-/* Attention for batches of few tokens per sequence (decode), every
- * sequence of the batch in one launch: token t attends to the cache of its
- * slot, keys max(0, pos - window + 1) .. pos (kernels_cuda.h).
+/* Attention of a batch of tokens, any mix of sequences, in one launch:
+ * token t attends to the cache of its slot, keys max(0, pos - window + 1)
+ * .. pos (kernels_cuda.h). Made for decode; in the invariant numerics it
+ * serves prefill too (below).
  *
  * A block takes one (token, KV head) pair and a split of its keys, and
- * serves all the query heads of that KV head's group, so each key and value
- * row is read once per token. Reading the cache is the cost, so a key row
- * goes to a sub-warp of W lanes as 16-byte loads (W = 8, 16 or 32, the
- * row's float4 count rounded up), and the block's sub-warps take keys in
- * turn: scores into shared memory, a plain softmax over them per head (the
- * split's keys all fit), then the value rows the same way with each
- * sub-warp's partial output summed through shared memory. Splits write
- * (max, sum, output) partials that attention.cu's merge combines, as the
- * prefill kernel's do. All arithmetic is f32. */
+ * serves the query heads of that KV head's group (up to
+ * KC_DECODE_MAX_GROUP; a wider group takes several blocks), so each key and
+ * value row is read once per token (and group chunk). Reading the cache is
+ * the cost, so a key row goes to a sub-warp of W lanes as 16-byte loads
+ * (W = 8, 16 or 32, the row's float4 count rounded up), and the block's
+ * sub-warps take keys in turn: scores into shared memory, a plain softmax
+ * over them per head (the split's keys all fit), then the value rows the
+ * same way with each sub-warp's partial output summed through shared
+ * memory. Splits write (max, sum, output) partials that attention.cu's
+ * merge combines, as the prefill kernel's do. All arithmetic is f32.
+ *
+ * Batch invariance: a query row's arithmetic depends only on its token's
+ * position (its keys), the split length S and head_dim, never on n, the
+ * other tokens, max_keys or which block or warp does the work. Split z
+ * holds keys lo + z S .. lo + (z + 1) S - 1 (lo: the token's first key);
+ * within a split, sub-warp s takes keys s, s + SUBS, ... for the values and
+ * lane l keys l, l + 32, ... for the softmax sums, each in order, then
+ * fixed trees; a head's sums do not see the other heads of the block. The
+ * invariant dispatcher fixes S = KC_DECODE_SPLIT_KEYS. Splits past the
+ * token's last key (there when another token of the batch has more keys)
+ * hold no key, and the merge adds exact zeros for them (l = 0 weighted by
+ * e^-inf = 0, an output of 0), so their number does not matter either; a
+ * single split stores o * (1 / l), the merge's arithmetic for one split.
+ *
+ * Cost in prefill: each token reads its keys itself, so a run of n tokens
+ * reads about n^2 / 2 key and value rows per KV head (n times what the
+ * flash kernel's shared tiles read), mostly from L2 while a sequence's
+ * cache per layer fits there. Mistral-7B's shape at 2048 tokens: about
+ * 17 GB per layer, 0.5 TB per forward, tens of ms at L2 bandwidth, in the
+ * range of the flash kernel's time; longer prompts grow as n^2. */
 #include <math.h>
 
 #include "kc_device.cuh"
@@ -27,6 +49,7 @@ struct decode_args {
     const float *q, *k, *v;
     const int32_t *slot, *pos;
     int n, n_heads, group, head_dim, window, split_keys;
+    int group_chunks; /* blocks per KV head: group / KC_DECODE_MAX_GROUP rounded up */
     int64_t kv_stride, slot_stride;
     float scale;
 };
@@ -54,8 +77,11 @@ static __global__ void __launch_bounds__(THREADS) decode_kernel(const struct dec
 {
     extern __shared__ __align__(16) float smem[];
     constexpr int SUBS = THREADS / W; /* keys in flight per block */
-    const int t = blockIdx.z, g = blockIdx.y, z = blockIdx.x;
-    const int hd = a.head_dim, hd4 = hd / 4, G = a.group, S = a.split_keys;
+    const int t = blockIdx.z, z = blockIdx.x;
+    const int g = blockIdx.y / a.group_chunks;                               /* the KV head */
+    const int h0 = (int)(blockIdx.y % a.group_chunks) * KC_DECODE_MAX_GROUP; /* first head here */
+    const int hd = a.head_dim, hd4 = hd / 4, S = a.split_keys;
+    const int G = min(KC_DECODE_MAX_GROUP, a.group - h0); /* this block's heads */
     const int sub = threadIdx.x / W, sl = threadIdx.x % W;
     const int lane = threadIdx.x % KC_WARP, warp = threadIdx.x / KC_WARP;
     float *sc = smem;                      /* [G][S]: scores, then probabilities */
@@ -69,7 +95,7 @@ static __global__ void __launch_bounds__(THREADS) decode_kernel(const struct dec
     const int64_t base = (int64_t)a.slot[t] * a.slot_stride + (int64_t)g * hd;
     const float *kb = a.k + base + (int64_t)k0 * a.kv_stride;
     const float *vb = a.v + base + (int64_t)k0 * a.kv_stride;
-    const int64_t row0 = (int64_t)t * a.n_heads + (int64_t)g * G; /* the group's first head */
+    const int64_t row0 = (int64_t)t * a.n_heads + (int64_t)g * a.group + h0; /* its first head */
 
     /* scores: every lane of a warp runs the same trips (the shuffles need
      * them all), lanes past the split's keys load zeros and write nothing */
@@ -165,7 +191,8 @@ static __global__ void __launch_bounds__(THREADS) decode_kernel(const struct dec
             o += red[(s * G + h) * hd + d];
         const int64_t row = row0 + h;
         if (a.out) {
-            a.out[row * hd + d] = o / ml[2 * h + 1]; /* one split: it has every key */
+            /* one split, every key: as the merge computes one split */
+            a.out[row * hd + d] = o * (1.0f / ml[2 * h + 1]);
         } else {
             const int64_t prow = (int64_t)z * rows + row;
             a.part_acc[prow * hd + d] = o;
@@ -181,9 +208,9 @@ template <int W, int CH>
 static int launch(struct kc_ctx *c, const struct decode_args *a, int splits, struct mm_err *err)
 {
     constexpr int SUBS = THREADS / W;
-    size_t smem = (size_t)(scores_floats(a->group, a->split_keys) + SUBS * a->group * a->head_dim +
-                           2 * a->group) *
-                  sizeof(float);
+    const int G = a->group < KC_DECODE_MAX_GROUP ? a->group : KC_DECODE_MAX_GROUP;
+    size_t smem =
+        (size_t)(scores_floats(G, a->split_keys) + SUBS * G * a->head_dim + 2 * G) * sizeof(float);
     if (smem > c->smem_optin) {
         mm_err_set(err, "decode attention: %d heads per KV head need %zu bytes of shared memory",
                    a->group, smem);
@@ -194,15 +221,17 @@ static int launch(struct kc_ctx *c, const struct decode_args *a, int splits, str
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
                    "decode attention: raise the shared memory limit", err))
         return -1;
-    dim3 grid((unsigned)splits, (unsigned)(a->n_heads / a->group), (unsigned)a->n);
+    dim3 grid((unsigned)splits, (unsigned)(a->n_heads / a->group * a->group_chunks),
+              (unsigned)a->n);
     decode_kernel<W, CH><<<grid, THREADS, smem, c->stream>>>(*a);
     return kc_launched("decode attention", err);
 }
 
 extern "C" int kc_attention_decode_supported(int n_heads, int n_kv_heads, int head_dim)
 {
-    return n_kv_heads > 0 && n_kv_heads <= 65535 && n_heads % n_kv_heads == 0 &&
-           n_heads / n_kv_heads <= KC_DECODE_MAX_GROUP && head_dim > 0 && head_dim % 4 == 0 &&
+    if (n_kv_heads <= 0 || n_heads <= 0 || n_heads % n_kv_heads) return 0;
+    int64_t chunks = (n_heads / n_kv_heads + KC_DECODE_MAX_GROUP - 1) / KC_DECODE_MAX_GROUP;
+    return (int64_t)n_kv_heads * chunks <= 65535 && head_dim > 0 && head_dim % 4 == 0 &&
            head_dim <= 256;
 }
 
@@ -231,9 +260,10 @@ extern "C" int kc_attention_decode_split(struct kc_ctx *c, float *out, const flo
     a.n = n;
     a.n_heads = n_heads;
     a.group = n_heads / n_kv_heads;
+    a.group_chunks = (a.group + KC_DECODE_MAX_GROUP - 1) / KC_DECODE_MAX_GROUP;
     a.head_dim = head_dim;
     a.window = window;
-    a.split_keys = split_keys < max_keys ? split_keys : max_keys;
+    a.split_keys = split_keys;
     a.kv_stride = (int64_t)n_kv_heads * head_dim;
     a.slot_stride = slot_stride;
     a.scale = 1.0f / sqrtf((float)head_dim);
@@ -258,13 +288,56 @@ extern "C" int kc_attention_decode_split(struct kc_ctx *c, float *out, const flo
     return kc_attention_merge(c, out, a.part_acc, a.part_ml, rows, head_dim, splits, err);
 }
 
+/* Most bytes of split partials one launch of the invariant dispatcher
+ * takes: longer batches go in chunks of tokens. */
+#define INVARIANT_PARTIAL_BYTES ((size_t)256 << 20)
+
+/* The invariant numerics: splits of KC_DECODE_SPLIT_KEYS keys whatever the
+ * batch, tokens in chunks of chunk_tokens (0: as many as keep the partials
+ * within INVARIANT_PARTIAL_BYTES). Each token's result is its own, so the
+ * chunking changes nothing but the workspace. */
+extern "C" int kc_attention_decode_invariant(struct kc_ctx *c, float *out, const float *q,
+                                             const float *k_cache, const float *v_cache,
+                                             const int32_t *slot, const int32_t *pos, int n,
+                                             int max_keys, int64_t slot_stride, int n_heads,
+                                             int n_kv_heads, int head_dim, int window,
+                                             int chunk_tokens, struct mm_err *err)
+{
+    if (n <= 0) /* the shape checks still run */
+        return kc_attention_decode_split(c, out, q, k_cache, v_cache, slot, pos, n, max_keys,
+                                         slot_stride, n_heads, n_kv_heads, head_dim, window,
+                                         KC_DECODE_SPLIT_KEYS, err);
+    const int64_t q_dim = (int64_t)n_heads * head_dim;
+    int64_t chunk = chunk_tokens;
+    if (chunk <= 0) {
+        int64_t splits = max_keys > 0 ? (max_keys - 1) / KC_DECODE_SPLIT_KEYS + 1 : 1;
+        size_t per_token = (size_t)splits * (size_t)(n_heads > 0 ? n_heads : 1) *
+                           (size_t)((head_dim > 0 ? head_dim : 1) + 2) * sizeof(float);
+        chunk = splits > 1 ? (int64_t)(INVARIANT_PARTIAL_BYTES / per_token) : 65535;
+    }
+    if (chunk < 1) chunk = 1;
+    if (chunk > 65535) chunk = 65535;
+    for (int t0 = 0; t0 < n; t0 += (int)chunk) {
+        int m = n - t0 < chunk ? n - t0 : (int)chunk;
+        if (kc_attention_decode_split(c, out + t0 * q_dim, q + t0 * q_dim, k_cache, v_cache,
+                                      slot + t0, pos + t0, m, max_keys, slot_stride, n_heads,
+                                      n_kv_heads, head_dim, window, KC_DECODE_SPLIT_KEYS, err))
+            return -1;
+    }
+    return 0;
+}
+
 extern "C" int kc_attention_decode(struct kc_ctx *c, float *out, const float *q,
                                    const float *k_cache, const float *v_cache, const int32_t *slot,
                                    const int32_t *pos, int n, int max_keys, int64_t slot_stride,
                                    int n_heads, int n_kv_heads, int head_dim, int window,
                                    struct mm_err *err)
 {
-    /* enough splits that the blocks fill the GPU twice over, each split
+    if (c->numerics == KC_NUMERICS_INVARIANT)
+        return kc_attention_decode_invariant(c, out, q, k_cache, v_cache, slot, pos, n, max_keys,
+                                             slot_stride, n_heads, n_kv_heads, head_dim, window, 0,
+                                             err);
+    /* fast: enough splits that the blocks fill the GPU twice over, each split
      * still worth a block, and no more keys per split than the default
      * shared memory holds the scores of */
     int64_t blocks = (int64_t)(n > 0 ? n : 1) * (n_kv_heads > 0 ? n_kv_heads : 1);

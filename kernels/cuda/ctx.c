@@ -54,6 +54,7 @@ struct kc_ctx *kc_ctx_create(int device, struct mm_err *err)
         return NULL;
     }
     c->device = device;
+    c->numerics = KC_NUMERICS_INVARIANT;
     int sms = 0, smem = 0;
     if (kc_cuda_ok(cudaSetDevice(device), "select the device", err) ||
         kc_cuda_ok(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
@@ -95,9 +96,14 @@ cudaStream_t kc_ctx_stream(const struct kc_ctx *c)
     return c->stream;
 }
 
-void kc_ctx_set_fast_gemm(struct kc_ctx *c, int fast)
+void kc_ctx_set_numerics(struct kc_ctx *c, enum kc_numerics numerics)
 {
-    c->fast_gemm = fast;
+    c->numerics = numerics;
+}
+
+enum kc_numerics kc_ctx_numerics(const struct kc_ctx *c)
+{
+    return c->numerics;
 }
 
 int kc_ctx_device(const struct kc_ctx *c)

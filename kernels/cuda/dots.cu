@@ -1,8 +1,24 @@
-/* The matmul path for few tokens (decode): each warp computes one output
- * row for up to KC_DOTS_MAX_TOKENS tokens, reading the weight row once at
- * its stored width. Decode is bound by reading the weights, so the loads are
- * 16 bytes wide where the rows allow it and the activations (a few KB, shared
- * by every row) come from the L1 cache.
+/* The dot-product matmul: each warp computes output rows for up to
+ * KC_DOTS_MAX_TOKENS tokens, reading the weight rows once at their stored
+ * width. Decode is bound by reading the weights, so the loads are 16 bytes
+ * wide where the rows allow it and the activations (a few KB, shared by
+ * every row) come from the L1 cache. A launch covers any number of tokens:
+ * with more than one, blockIdx.x takes chunks of KC_DOTS_MAX_TOKENS tokens
+ * and blockIdx.y the rows, so the blocks that run together read the same
+ * weight rows (the later chunks find them in L2).
+ *
+ * Batch invariance (the invariant numerics take these kernels for every n;
+ * kernels_cuda.h): output (row r, token t) is summed by one warp whatever
+ * n, R (rows per warp), the chunk t falls in, or the kernel (one matrix,
+ * several, gate and up): lane l takes the chunks (float: 16 bytes; quantized:
+ * blocks of 32) l, l + 32, l + 64, ... of row r in order, each added to its
+ * own f32 accumulator by the same explicitly rounded operations (__fmul_rn,
+ * __fmaf_rn, __fadd_rn: nothing left to the compiler's contraction, which
+ * could differ between template instances), then kc_warp_sum's butterfly
+ * and lane 0's store. The activations' 8-bit quantization is per token and
+ * 32-block, and x is copied to an aligned buffer when it is not 16-byte
+ * aligned, so the vector-load choice (and with it the chunking) depends on
+ * the weights only.
  *
  * Float weights multiply f32 activations directly. Quantized weights take
  * the CPU's route: the activations are quantized to 8-bit blocks once per
@@ -39,14 +55,30 @@ static __device__ __forceinline__ void unpack16(enum mm_dtype t, uint4 raw, floa
 
 static __device__ __forceinline__ void store_out(float *o, float v, float alpha, int accumulate)
 {
-    *o = accumulate ? *o + alpha * v : alpha * v;
+    float s = __fmul_rn(alpha, v);
+    *o = accumulate ? __fadd_rn(*o, s) : s;
 }
 
-/* The dots of R weight rows with up to MAXT tokens of x, summed over the
- * warp (every lane gets the totals): acc[rr][t] = sum_c rp[rr][c] x[t, c].
- * A null rp[rr] (rows past a matrix's end) reads nothing and sums to 0.
- * Each row's sum goes in the same order whatever R and whichever kernel
- * calls this, so the fused kernels below give the plain one's results.
+/* The block's first token and row block: one token (MAXT 1) has the row
+ * blocks along x; more have chunks of MAXT tokens along x and the row
+ * blocks along y (see the top of the file). */
+template <int MAXT> static __device__ __forceinline__ int64_t block_place(int *t0)
+{
+    if (MAXT == 1) {
+        *t0 = 0;
+        return blockIdx.x;
+    }
+    *t0 = (int)blockIdx.x * MAXT;
+    return blockIdx.y;
+}
+
+/* The dots of R weight rows with up to MAXT tokens of x (the first n of
+ * them; n may exceed MAXT), summed over the warp (every lane gets the
+ * totals): acc[rr][t] = sum_c rp[rr][c] x[t, c]. A null rp[rr] (rows past a
+ * matrix's end) reads nothing and sums to 0. Each (row, token) sum goes in
+ * the same order whatever MAXT, R, n and whichever kernel calls this (see
+ * the top of the file), so the fused kernels below give the plain one's
+ * results and a token its results of any batch.
  *
  * vec: the rows and x are 16-byte aligned, so the leading whole 16-byte
  * chunks go by vector loads; the rest (or everything) element by element.
@@ -85,9 +117,13 @@ static __device__ __forceinline__ void fdot_rows(float (&acc)[R][MAXT], const fl
                 for (int j = 0; j < E / 4; j++) {
                     float4 a = __ldg(xv + j);
 #pragma unroll
-                    for (int rr = 0; rr < R; rr++)
-                        acc[rr][t] += wf[rr][4 * j] * a.x + wf[rr][4 * j + 1] * a.y +
-                                      wf[rr][4 * j + 2] * a.z + wf[rr][4 * j + 3] * a.w;
+                    for (int rr = 0; rr < R; rr++) {
+                        float s = __fmul_rn(wf[rr][4 * j], a.x);
+                        s = __fmaf_rn(wf[rr][4 * j + 1], a.y, s);
+                        s = __fmaf_rn(wf[rr][4 * j + 2], a.z, s);
+                        s = __fmaf_rn(wf[rr][4 * j + 3], a.w, s);
+                        acc[rr][t] = __fadd_rn(acc[rr][t], s);
+                    }
                 }
             }
         }
@@ -104,7 +140,7 @@ static __device__ __forceinline__ void fdot_rows(float (&acc)[R][MAXT], const fl
             float xc = x[t * cols + c];
 #pragma unroll
             for (int rr = 0; rr < R; rr++)
-                acc[rr][t] += wc[rr] * xc;
+                acc[rr][t] = __fmaf_rn(wc[rr], xc, acc[rr][t]);
         }
     }
 #pragma unroll
@@ -140,15 +176,20 @@ static __device__ __forceinline__ void store_rows(float *out, const float (&acc)
                 store_out(out + t * rows + r0 + rr, acc[rr][t], alpha, accumulate);
 }
 
-/* One matrix: a warp takes rows r0 .. r0 + R - 1. */
+/* One matrix: a warp takes rows r0 .. r0 + R - 1 of its block's tokens
+ * (n: the call's tokens). */
 template <enum mm_dtype T, int MAXT, int R>
 static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
     fdot_kernel(float *out, const float *x, const char *w, int64_t rows, int64_t cols,
                 size_t row_bytes, int n, float alpha, int accumulate, int vec)
 {
-    int64_t r0 = ((int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP) * R;
+    int t0;
+    int64_t r0 = (block_place<MAXT>(&t0) * DOT_WARPS + threadIdx.x / KC_WARP) * R;
     int lane = threadIdx.x % KC_WARP;
     if (r0 >= rows) return; /* the whole warp: r0 is per warp */
+    x += (int64_t)t0 * cols;
+    out += (int64_t)t0 * rows;
+    n -= t0;
     const char *rp[R];
     row_ptrs<R>(rp, w, r0, rows, row_bytes);
     float acc[R][MAXT];
@@ -189,7 +230,8 @@ static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
     fdot_multi_kernel(const struct dots_set s, const float *x, int64_t cols, size_t row_bytes,
                       int n, int vec)
 {
-    int64_t gw = (int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP;
+    int t0;
+    int64_t gw = block_place<MAXT>(&t0) * DOT_WARPS + threadIdx.x / KC_WARP;
     int lane = threadIdx.x % KC_WARP;
     if (gw >= s.first_warp[KC_MULTI_MAX]) return; /* the whole warp */
     struct set_entry e = set_entry_of(s, gw);
@@ -197,8 +239,8 @@ static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
     const char *rp[R];
     row_ptrs<R>(rp, e.w, r0, e.rows, row_bytes);
     float acc[R][MAXT];
-    fdot_rows<T, MAXT, R>(acc, x, rp, cols, n, vec, lane);
-    store_rows<MAXT, R>(e.out, acc, r0, e.rows, n, 1.0f, 0, lane);
+    fdot_rows<T, MAXT, R>(acc, x + (int64_t)t0 * cols, rp, cols, n - t0, vec, lane);
+    store_rows<MAXT, R>(e.out + (int64_t)t0 * e.rows, acc, r0, e.rows, n - t0, 1.0f, 0, lane);
 }
 
 /* SwiGLU's gate as the CPU computes it from the two products. */
@@ -215,9 +257,13 @@ static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
     fdot_swiglu_kernel(float *out, const float *x, const char *gate, const char *up, int64_t rows,
                        int64_t cols, size_t row_bytes, int n, int vec)
 {
-    int64_t r0 = ((int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP) * R;
+    int t0;
+    int64_t r0 = (block_place<MAXT>(&t0) * DOT_WARPS + threadIdx.x / KC_WARP) * R;
     int lane = threadIdx.x % KC_WARP;
     if (r0 >= rows) return;
+    x += (int64_t)t0 * cols;
+    out += (int64_t)t0 * rows;
+    n -= t0;
     const char *rp[2 * R];
 #pragma unroll
     for (int rr = 0; rr < R; rr++) {
@@ -296,11 +342,11 @@ template <> struct block_size<MM_Q4_1> {
 };
 
 /* The dots of R quantized rows (warp-summed, as fdot_rows; a null rp[rr]
- * sums to 0) with up to MAXT tokens of quantized activations: aqs [n,
- * cols], their scales ad and integer sums asum [n, cols / 32]. A lane takes
- * every 32nd block of each row; the R rows' blocks are loaded before any is
- * multiplied, so R loads are in flight, and each row's sum goes in the same
- * order whatever R is. */
+ * sums to 0) with up to MAXT tokens (the first n) of quantized activations:
+ * aqs [n, cols], their scales ad and integer sums asum [n, cols / 32]. A
+ * lane takes every 32nd block of each row; the R rows' blocks are loaded
+ * before any is multiplied, so R loads are in flight, and each (row,
+ * token) sum goes in the same order whatever MAXT, R and n are. */
 template <enum mm_dtype T, int MAXT, int R>
 static __device__ __forceinline__ void
 qdot_rows(float (&acc)[R][MAXT], const int8_t *aqs, const float *ad, const int *asum,
@@ -343,12 +389,15 @@ qdot_rows(float (&acc)[R][MAXT], const int8_t *aqs, const float *ad, const int *
                 isum = __dp4a(q[5], a1.y, isum);
                 isum = __dp4a(q[6], a1.z, isum);
                 isum = __dp4a(q[7], a1.w, isum);
+                float dd = __fmul_rn(dw[rr], da);
                 if (T == MM_Q8_0)
-                    acc[rr][t] += dw[rr] * da * (float)isum;
+                    acc[rr][t] = __fmaf_rn(dd, (float)isum, acc[rr][t]);
                 else if (T == MM_Q4_0) /* sum (n - 8) q = sum n q - 8 sum q */
-                    acc[rr][t] += dw[rr] * da * (float)(isum - 8 * qsum);
+                    acc[rr][t] = __fmaf_rn(dd, (float)(isum - 8 * qsum), acc[rr][t]);
                 else /* sum (d n + m)(da q) = d da sum n q + m (da sum q) */
-                    acc[rr][t] += dw[rr] * da * (float)isum + mw[rr] * (da * (float)qsum);
+                    acc[rr][t] = __fadd_rn(
+                        acc[rr][t],
+                        __fmaf_rn(dd, (float)isum, __fmul_rn(mw[rr], __fmul_rn(da, (float)qsum))));
             }
         }
     }
@@ -366,19 +415,28 @@ struct qact {
     const int *sum;
 };
 
+/* a's tokens from t0 on (nb: blocks per row). */
+static __device__ __forceinline__ struct qact qact_from(const struct qact &a, int t0, int64_t cols,
+                                                        int64_t nb)
+{
+    return {a.qs + (int64_t)t0 * cols, a.d + (int64_t)t0 * nb, a.sum + (int64_t)t0 * nb};
+}
+
 /* One matrix, a row per warp. */
 template <enum mm_dtype T, int MAXT>
 static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
     qdot_kernel(float *out, const struct qact a, const char *w, int64_t rows, int64_t cols,
                 size_t row_bytes, int n, float alpha, int accumulate)
 {
-    int64_t r = (int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP;
+    int t0;
+    int64_t r = block_place<MAXT>(&t0) * DOT_WARPS + threadIdx.x / KC_WARP;
     int lane = threadIdx.x % KC_WARP;
     if (r >= rows) return;
+    const struct qact at = qact_from(a, t0, cols, cols / MM_QBLOCK);
     const char *rp[1] = {w + r * (int64_t)row_bytes};
     float acc[1][MAXT];
-    qdot_rows<T, MAXT, 1>(acc, a.qs, a.d, a.sum, rp, cols, n, lane);
-    store_rows<MAXT, 1>(out, acc, r, rows, n, alpha, accumulate, lane);
+    qdot_rows<T, MAXT, 1>(acc, at.qs, at.d, at.sum, rp, cols, n - t0, lane);
+    store_rows<MAXT, 1>(out + (int64_t)t0 * rows, acc, r, rows, n - t0, alpha, accumulate, lane);
 }
 
 /* Several matrices over the same activations, a row per warp (dots_set's
@@ -388,15 +446,17 @@ static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
     qdot_multi_kernel(const struct dots_set s, const struct qact a, int64_t cols, size_t row_bytes,
                       int n)
 {
-    int64_t gw = (int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP;
+    int t0;
+    int64_t gw = block_place<MAXT>(&t0) * DOT_WARPS + threadIdx.x / KC_WARP;
     int lane = threadIdx.x % KC_WARP;
     if (gw >= s.first_warp[KC_MULTI_MAX]) return;
     struct set_entry e = set_entry_of(s, gw);
     int64_t r = gw - e.first_warp;
+    const struct qact at = qact_from(a, t0, cols, cols / MM_QBLOCK);
     const char *rp[1] = {e.w + r * (int64_t)row_bytes};
     float acc[1][MAXT];
-    qdot_rows<T, MAXT, 1>(acc, a.qs, a.d, a.sum, rp, cols, n, lane);
-    store_rows<MAXT, 1>(e.out, acc, r, e.rows, n, 1.0f, 0, lane);
+    qdot_rows<T, MAXT, 1>(acc, at.qs, at.d, at.sum, rp, cols, n - t0, lane);
+    store_rows<MAXT, 1>(e.out + (int64_t)t0 * e.rows, acc, r, e.rows, n - t0, 1.0f, 0, lane);
 }
 
 /* gate and up, row r of both per warp, storing silu(gate) * up. */
@@ -405,12 +465,16 @@ static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
     qdot_swiglu_kernel(float *out, const struct qact a, const char *gate, const char *up,
                        int64_t rows, int64_t cols, size_t row_bytes, int n)
 {
-    int64_t r = (int64_t)blockIdx.x * DOT_WARPS + threadIdx.x / KC_WARP;
+    int t0;
+    int64_t r = block_place<MAXT>(&t0) * DOT_WARPS + threadIdx.x / KC_WARP;
     int lane = threadIdx.x % KC_WARP;
     if (r >= rows) return;
+    const struct qact at = qact_from(a, t0, cols, cols / MM_QBLOCK);
+    out += (int64_t)t0 * rows;
+    n -= t0;
     const char *rp[2] = {gate + r * (int64_t)row_bytes, up + r * (int64_t)row_bytes};
     float acc[2][MAXT];
-    qdot_rows<T, MAXT, 2>(acc, a.qs, a.d, a.sum, rp, cols, n, lane);
+    qdot_rows<T, MAXT, 2>(acc, at.qs, at.d, at.sum, rp, cols, n, lane);
     if (lane != 0) return;
 #pragma unroll
     for (int t = 0; t < MAXT; t++)
@@ -424,9 +488,22 @@ static __global__ void __launch_bounds__(KC_WARP *DOT_WARPS)
 #define FDOT_ROWS 4
 #define FSWIGLU_ROWS 2
 
+/* Blocks along y: CUDA's limit, which bounds the rows of a call of many
+ * tokens (dots() checks it). */
+#define MAX_ROW_BLOCKS 65535
+
 static unsigned blocks_of(int64_t warps)
 {
     return (unsigned)((warps + DOT_WARPS - 1) / DOT_WARPS);
+}
+
+/* The grid of a launch over `warps` warps of rows and n tokens (see
+ * block_place): one token, the row blocks along x; more, the token chunks
+ * along x and the row blocks along y. */
+static dim3 dots_grid(int64_t warps, int n)
+{
+    if (n == 1) return dim3(blocks_of(warps));
+    return dim3((unsigned)((n + KC_DOTS_MAX_TOKENS - 1) / KC_DOTS_MAX_TOKENS), blocks_of(warps));
 }
 
 template <enum mm_dtype T>
@@ -435,11 +512,11 @@ static void launch_fdot(cudaStream_t s, float *out, const float *x, const struct
 {
     const char *data = (const char *)w->data;
     if (n == 1)
-        fdot_kernel<T, 1, 1><<<blocks_of(w->rows), KC_WARP * DOT_WARPS, 0, s>>>(
+        fdot_kernel<T, 1, 1><<<dots_grid(w->rows, n), KC_WARP * DOT_WARPS, 0, s>>>(
             out, x, data, w->rows, w->cols, w->row_bytes, n, alpha, accumulate, vec);
     else
         fdot_kernel<T, KC_DOTS_MAX_TOKENS, FDOT_ROWS>
-            <<<blocks_of((w->rows + FDOT_ROWS - 1) / FDOT_ROWS), KC_WARP * DOT_WARPS, 0, s>>>(
+            <<<dots_grid((w->rows + FDOT_ROWS - 1) / FDOT_ROWS, n), KC_WARP * DOT_WARPS, 0, s>>>(
                 out, x, data, w->rows, w->cols, w->row_bytes, n, alpha, accumulate, vec);
 }
 
@@ -457,13 +534,13 @@ static void launch_fdot_multi(cudaStream_t s, struct dots_set set, int count, co
                               int64_t cols, size_t row_bytes, int n, int vec)
 {
     if (n == 1) {
-        unsigned blocks = blocks_of(set_warps(&set, count, 1));
+        dim3 grid = dots_grid(set_warps(&set, count, 1), n);
         fdot_multi_kernel<T, 1, 1>
-            <<<blocks, KC_WARP * DOT_WARPS, 0, s>>>(set, x, cols, row_bytes, n, vec);
+            <<<grid, KC_WARP * DOT_WARPS, 0, s>>>(set, x, cols, row_bytes, n, vec);
     } else {
-        unsigned blocks = blocks_of(set_warps(&set, count, FDOT_ROWS));
+        dim3 grid = dots_grid(set_warps(&set, count, FDOT_ROWS), n);
         fdot_multi_kernel<T, KC_DOTS_MAX_TOKENS, FDOT_ROWS>
-            <<<blocks, KC_WARP * DOT_WARPS, 0, s>>>(set, x, cols, row_bytes, n, vec);
+            <<<grid, KC_WARP * DOT_WARPS, 0, s>>>(set, x, cols, row_bytes, n, vec);
     }
 }
 
@@ -474,18 +551,18 @@ static void launch_fdot_swiglu(cudaStream_t s, float *out, const float *x,
 {
     const char *g = (const char *)gate->data, *u = (const char *)up->data;
     if (n == 1)
-        fdot_swiglu_kernel<T, 1, 1><<<blocks_of(gate->rows), KC_WARP * DOT_WARPS, 0, s>>>(
+        fdot_swiglu_kernel<T, 1, 1><<<dots_grid(gate->rows, n), KC_WARP * DOT_WARPS, 0, s>>>(
             out, x, g, u, gate->rows, gate->cols, gate->row_bytes, n, vec);
     else
         fdot_swiglu_kernel<T, KC_DOTS_MAX_TOKENS, FSWIGLU_ROWS>
-            <<<blocks_of((gate->rows + FSWIGLU_ROWS - 1) / FSWIGLU_ROWS), KC_WARP * DOT_WARPS, 0,
+            <<<dots_grid((gate->rows + FSWIGLU_ROWS - 1) / FSWIGLU_ROWS, n), KC_WARP * DOT_WARPS, 0,
                s>>>(out, x, g, u, gate->rows, gate->cols, gate->row_bytes, n, vec);
 }
 
 /* What one launch of the dot kernels computes, whatever the dtype: one
  * matrix (w[0] into out[0], scaled by alpha, maybe accumulated), several
- * (the set), or gate w[0] and up w[1] into silu(gate) * up (out[0]).
- * Token chunks of KC_DOTS_MAX_TOKENS move out[] and the activations. */
+ * (the set), or gate w[0] and up w[1] into silu(gate) * up (out[0]), for
+ * all the call's tokens. */
 enum dots_kind { DOTS_ONE, DOTS_MULTI, DOTS_SWIGLU };
 
 struct dots_call {
@@ -497,12 +574,12 @@ struct dots_call {
     int accumulate;
 };
 
-/* The set of a DOTS_MULTI call for tokens t0 onwards. */
-static struct dots_set call_set(const struct dots_call *k, int t0)
+/* The set of a DOTS_MULTI call (the kernels move to each block's tokens). */
+static struct dots_set call_set(const struct dots_call *k)
 {
     struct dots_set set = {};
     for (int m = 0; m < k->count; m++) {
-        set.out[m] = k->out[m] + (int64_t)t0 * k->w[m]->rows;
+        set.out[m] = k->out[m];
         set.w[m] = (const char *)k->w[m]->data;
         set.rows[m] = k->w[m]->rows;
     }
@@ -510,48 +587,44 @@ static struct dots_set call_set(const struct dots_call *k, int t0)
 }
 
 template <enum mm_dtype T>
-static void launch_float(cudaStream_t s, const struct dots_call *k, const float *x, int t0, int n,
-                         int vec)
+static void launch_float(cudaStream_t s, const struct dots_call *k, const float *x, int n, int vec)
 {
     const struct kc_matrix *w = k->w[0];
-    float *out = k->out[0] + (int64_t)t0 * w->rows;
     if (k->kind == DOTS_ONE)
-        launch_fdot<T>(s, out, x, w, n, k->alpha, k->accumulate, vec);
+        launch_fdot<T>(s, k->out[0], x, w, n, k->alpha, k->accumulate, vec);
     else if (k->kind == DOTS_MULTI)
-        launch_fdot_multi<T>(s, call_set(k, t0), k->count, x, w->cols, w->row_bytes, n, vec);
+        launch_fdot_multi<T>(s, call_set(k), k->count, x, w->cols, w->row_bytes, n, vec);
     else
-        launch_fdot_swiglu<T>(s, out, x, w, k->w[1], n, vec);
+        launch_fdot_swiglu<T>(s, k->out[0], x, w, k->w[1], n, vec);
 }
 
 template <enum mm_dtype T, int MAXT>
-static void launch_qdot_t(cudaStream_t s, const struct dots_call *k, const struct qact &a, int t0,
-                          int n)
+static void launch_qdot_t(cudaStream_t s, const struct dots_call *k, const struct qact &a, int n)
 {
     const struct kc_matrix *w = k->w[0];
-    float *out = k->out[0] + (int64_t)t0 * w->rows;
+    float *out = k->out[0];
     const char *data = (const char *)w->data;
     if (k->kind == DOTS_ONE) {
-        qdot_kernel<T, MAXT><<<blocks_of(w->rows), KC_WARP * DOT_WARPS, 0, s>>>(
+        qdot_kernel<T, MAXT><<<dots_grid(w->rows, n), KC_WARP * DOT_WARPS, 0, s>>>(
             out, a, data, w->rows, w->cols, w->row_bytes, n, k->alpha, k->accumulate);
     } else if (k->kind == DOTS_MULTI) {
-        struct dots_set set = call_set(k, t0);
-        unsigned blocks = blocks_of(set_warps(&set, k->count, 1));
+        struct dots_set set = call_set(k);
+        dim3 grid = dots_grid(set_warps(&set, k->count, 1), n);
         qdot_multi_kernel<T, MAXT>
-            <<<blocks, KC_WARP * DOT_WARPS, 0, s>>>(set, a, w->cols, w->row_bytes, n);
+            <<<grid, KC_WARP * DOT_WARPS, 0, s>>>(set, a, w->cols, w->row_bytes, n);
     } else {
-        qdot_swiglu_kernel<T, MAXT><<<blocks_of(w->rows), KC_WARP * DOT_WARPS, 0, s>>>(
+        qdot_swiglu_kernel<T, MAXT><<<dots_grid(w->rows, n), KC_WARP * DOT_WARPS, 0, s>>>(
             out, a, data, (const char *)k->w[1]->data, w->rows, w->cols, w->row_bytes, n);
     }
 }
 
 template <enum mm_dtype T>
-static void launch_qdot(cudaStream_t s, const struct dots_call *k, const struct qact &a, int t0,
-                        int n)
+static void launch_qdot(cudaStream_t s, const struct dots_call *k, const struct qact &a, int n)
 {
     if (n == 1)
-        launch_qdot_t<T, 1>(s, k, a, t0, n);
+        launch_qdot_t<T, 1>(s, k, a, n);
     else
-        launch_qdot_t<T, KC_DOTS_MAX_TOKENS>(s, k, a, t0, n);
+        launch_qdot_t<T, KC_DOTS_MAX_TOKENS>(s, k, a, n);
 }
 
 static int aligned16(const void *p)
@@ -565,7 +638,7 @@ static int is_quantized(enum mm_dtype t)
 }
 
 /* Quantized weights: x quantized once (one launch, whatever the number of
- * matrices), then the dots in token chunks. */
+ * matrices), then one launch of the dots for every token. */
 static int quantized_dots(struct kc_ctx *c, const struct dots_call *k, const float *x, int n,
                           struct mm_err *err)
 {
@@ -590,18 +663,14 @@ static int quantized_dots(struct kc_ctx *c, const struct dots_call *k, const flo
     quantize_act_kernel<<<(unsigned)((blocks_act + warps - 1) / warps), KC_WARP * warps, 0,
                           c->stream>>>(qs, d, sum, x, blocks_act);
     if (kc_launched("matmul: quantize activations", err)) return -1;
-    for (int t0 = 0; t0 < n; t0 += KC_DOTS_MAX_TOKENS) {
-        int m = n - t0 < KC_DOTS_MAX_TOKENS ? n - t0 : KC_DOTS_MAX_TOKENS;
-        struct qact a = {qs + (int64_t)t0 * cols, d + (int64_t)t0 * nb, sum + (int64_t)t0 * nb};
-        if (w->dtype == MM_Q8_0)
-            launch_qdot<MM_Q8_0>(c->stream, k, a, t0, m);
-        else if (w->dtype == MM_Q4_0)
-            launch_qdot<MM_Q4_0>(c->stream, k, a, t0, m);
-        else
-            launch_qdot<MM_Q4_1>(c->stream, k, a, t0, m);
-        if (kc_launched("matmul: quantized dots", err)) return -1;
-    }
-    return 0;
+    struct qact a = {qs, d, sum};
+    if (w->dtype == MM_Q8_0)
+        launch_qdot<MM_Q8_0>(c->stream, k, a, n);
+    else if (w->dtype == MM_Q4_0)
+        launch_qdot<MM_Q4_0>(c->stream, k, a, n);
+    else
+        launch_qdot<MM_Q4_1>(c->stream, k, a, n);
+    return kc_launched("matmul: quantized dots", err);
 }
 
 /* Runs a call of the dot kernels: every matrix of it has w[0]'s dtype and
@@ -611,26 +680,40 @@ static int dots(struct kc_ctx *c, const struct dots_call *k, const float *x, int
 {
     const struct kc_matrix *w = k->w[0];
     if (n <= 0) return 0;
+    /* more than one token puts the row blocks along y (at most R = 1 row
+     * per warp, so the rows bound the blocks) */
+    int64_t rows = 0;
+    for (int m = 0; m < k->count; m++)
+        rows += k->w[m]->rows;
+    if (n > 1 && (rows + DOT_WARPS - 1) / DOT_WARPS > MAX_ROW_BLOCKS) {
+        mm_err_set(err, "matmul: %lld rows are more than the dot kernels take for %d tokens",
+                   (long long)rows, n);
+        return -1;
+    }
     if (is_quantized(w->dtype)) return quantized_dots(c, k, x, n, err);
     if (w->dtype != MM_F32 && w->dtype != MM_F16 && w->dtype != MM_BF16) {
         mm_err_set(err, "matmul: dtype %s has no CUDA kernel", mm_dtype_name(w->dtype));
         return -1;
     }
-    int vec = aligned16(x) && w->row_bytes % 16 == 0;
+    /* Vector loads where the weights allow them; an x off 16-byte alignment
+     * is copied to an aligned buffer first, so the choice (and with it each
+     * sum's order) depends on the weights only, never on where x sits. */
+    int vec = w->row_bytes % 16 == 0;
     for (int m = 0; m < k->count; m++)
         vec = vec && aligned16(k->w[m]->data);
-    for (int t0 = 0; t0 < n; t0 += KC_DOTS_MAX_TOKENS) {
-        int m = n - t0 < KC_DOTS_MAX_TOKENS ? n - t0 : KC_DOTS_MAX_TOKENS;
-        const float *xt = x + (int64_t)t0 * w->cols;
-        if (w->dtype == MM_F32)
-            launch_float<MM_F32>(c->stream, k, xt, t0, m, vec);
-        else if (w->dtype == MM_F16)
-            launch_float<MM_F16>(c->stream, k, xt, t0, m, vec);
-        else
-            launch_float<MM_BF16>(c->stream, k, xt, t0, m, vec);
-        if (kc_launched("matmul: dots", err)) return -1;
+    if (vec && !aligned16(x)) {
+        size_t bytes = (size_t)n * (size_t)w->cols * sizeof(float);
+        float *xa = (float *)kc_workspace(c, bytes, err);
+        if (!xa || kc_copy(c, xa, x, bytes, err)) return -1;
+        x = xa;
     }
-    return 0;
+    if (w->dtype == MM_F32)
+        launch_float<MM_F32>(c->stream, k, x, n, vec);
+    else if (w->dtype == MM_F16)
+        launch_float<MM_F16>(c->stream, k, x, n, vec);
+    else
+        launch_float<MM_BF16>(c->stream, k, x, n, vec);
+    return kc_launched("matmul: dots", err);
 }
 
 extern "C" int kc_matmul_dots(struct kc_ctx *c, float *out, const float *x,
@@ -642,9 +725,10 @@ extern "C" int kc_matmul_dots(struct kc_ctx *c, float *out, const float *x,
     return dots(c, &k, x, n, err);
 }
 
-extern "C" int kc_matmul_fusable(const struct kc_matrix *const *w, int count, int n)
+extern "C" int kc_matmul_fusable(const struct kc_ctx *c, const struct kc_matrix *const *w,
+                                 int count, int n)
 {
-    if (count < 1 || count > KC_MULTI_MAX || !kc_matmul_uses_dots(w[0]->dtype, n)) return 0;
+    if (count < 1 || count > KC_MULTI_MAX || !kc_matmul_uses_dots(c, w[0]->dtype, n)) return 0;
     for (int m = 0; m < count; m++)
         if (w[m]->dtype != w[0]->dtype || w[m]->cols != w[0]->cols || w[m]->rows <= 0) return 0;
     return 1;
@@ -654,7 +738,7 @@ extern "C" int kc_matmul_forward_multi(struct kc_ctx *c, float *const *out, cons
                                        const struct kc_matrix *const *w, int count, int n,
                                        struct mm_err *err)
 {
-    if (!kc_matmul_fusable(w, count, n)) {
+    if (!kc_matmul_fusable(c, w, count, n)) {
         for (int m = 0; m < count; m++)
             if (kc_matmul_forward(c, out[m], x, w[m], n, err)) return -1;
         return 0;
@@ -667,18 +751,18 @@ extern "C" int kc_matmul_forward_multi(struct kc_ctx *c, float *const *out, cons
     return dots(c, &k, x, n, err);
 }
 
-extern "C" int kc_matmul_swiglu_supported(const struct kc_matrix *gate, const struct kc_matrix *up,
-                                          int n)
+extern "C" int kc_matmul_swiglu_supported(const struct kc_ctx *c, const struct kc_matrix *gate,
+                                          const struct kc_matrix *up, int n)
 {
     const struct kc_matrix *w[2] = {gate, up};
-    return kc_matmul_fusable(w, 2, n) && gate->rows == up->rows;
+    return kc_matmul_fusable(c, w, 2, n) && gate->rows == up->rows;
 }
 
 extern "C" int kc_matmul_swiglu_forward(struct kc_ctx *c, float *out, const float *x,
                                         const struct kc_matrix *gate, const struct kc_matrix *up,
                                         int n, struct mm_err *err)
 {
-    if (!kc_matmul_swiglu_supported(gate, up, n)) {
+    if (!kc_matmul_swiglu_supported(c, gate, up, n)) {
         mm_err_set(err,
                    "matmul with SwiGLU: %s %lld x %lld and %s %lld x %lld for %d tokens "
                    "take no fused kernel",

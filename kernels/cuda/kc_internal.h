@@ -20,7 +20,7 @@ struct kc_ctx {
     cublasHandle_t blas;
     void *work; /* workspace of the ops; stream order keeps its users apart */
     size_t work_bytes;
-    int fast_gemm; /* kc_ctx_set_fast_gemm */
+    enum kc_numerics numerics; /* kc_ctx_set_numerics */
 };
 
 /* 0 when e is cudaSuccess; otherwise -1 with "what: CUDA error text". */
@@ -40,8 +40,9 @@ void *kc_workspace(struct kc_ctx *c, size_t bytes, struct mm_err *err);
  * launches of KC_DOTS_MAX_TOKENS tokens).
  * kc_matmul_gemm: cuBLAS (tiles dequantized to bf16 for quantized weights). */
 /* Whether the dispatcher (kc_matmul_forward) takes the dot kernels for n
- * tokens of dtype t; else cuBLAS. */
-int kc_matmul_uses_dots(enum mm_dtype t, int n);
+ * tokens of dtype t in the context's numerics (always in the invariant
+ * ones); else cuBLAS. */
+int kc_matmul_uses_dots(const struct kc_ctx *c, enum mm_dtype t, int n);
 int kc_matmul_dots(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w, int n,
                    float alpha, int accumulate, struct mm_err *err);
 int kc_matmul_gemm(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w, int n,
@@ -71,16 +72,26 @@ int kc_attention_gemm(struct kc_ctx *c, float *out, const float *q, const float 
                       int n, int pos0, int n_heads, int n_kv_heads, int head_dim, int window,
                       int causal, struct mm_err *err);
 
-/* Most keys per block of decode attention: their scores sit in shared
- * memory. */
-#define KC_DECODE_SPLIT_KEYS 256
-
-/* Decode attention with the keys per split chosen by the caller, so the
- * tests run splits and their merge on short caches too. */
+/* Decode attention with the keys per split chosen by the caller (in any
+ * numerics; the invariant dispatcher passes KC_DECODE_SPLIT_KEYS), so the
+ * tests run splits and their merge on short caches too. One launch for
+ * the n tokens (n <= 65535) and the merge when there are several splits;
+ * a row computed with one split and a row merged from one non-empty
+ * split and empty ones get the same bits. */
 int kc_attention_decode_split(struct kc_ctx *c, float *out, const float *q, const float *k_cache,
                               const float *v_cache, const int32_t *slot, const int32_t *pos, int n,
                               int max_keys, int64_t slot_stride, int n_heads, int n_kv_heads,
                               int head_dim, int window, int split_keys, struct mm_err *err);
+
+/* The invariant numerics' decode attention (kc_attention_decode's choice
+ * there) with the tokens in chunks of chunk_tokens (0: sized from the
+ * workspace the partials may take), so the tests run the chunking on short
+ * batches. */
+int kc_attention_decode_invariant(struct kc_ctx *c, float *out, const float *q,
+                                  const float *k_cache, const float *v_cache, const int32_t *slot,
+                                  const int32_t *pos, int n, int max_keys, int64_t slot_stride,
+                                  int n_heads, int n_kv_heads, int head_dim, int window,
+                                  int chunk_tokens, struct mm_err *err);
 
 #ifdef __cplusplus
 }

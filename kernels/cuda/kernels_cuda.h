@@ -14,8 +14,13 @@
  *   - Ops on one context run in call order; buffers may be reused as soon as
  *     the call that consumes them has been made (no host waits needed).
  *   - Results match the CPU ops up to f32 rounding order, except where noted
- *     (matmuls of many tokens with half-precision or quantized weights round
- *     the activations to the weights' half type for the tensor cores).
+ *     (quantized weights multiply 8-bit activations, as the CPU does; in
+ *     the fast numerics, matmuls of many tokens with half-precision or
+ *     quantized weights round the activations to the weights' half type
+ *     for the tensor cores).
+ *   - Numerics (kc_ctx_set_numerics): by default every op the stage runs is
+ *     batch-invariant, a token's results the same bits whatever else shares
+ *     the call; the fast numerics trade that for speed.
  *   - A context belongs to one host thread at a time; it makes its device
  *     current when created, and the ops launch on the current device.
  *
@@ -51,11 +56,44 @@ void kc_ctx_free(struct kc_ctx *c);
 cudaStream_t kc_ctx_stream(const struct kc_ctx *c);
 int kc_ctx_device(const struct kc_ctx *c);
 
-/* fast = 1: matmuls of many tokens with bf16 weights round the activations
- * to one bf16 (as a bf16 model runs in PyTorch); fast = 0 (the default):
- * they split them in two bf16 parts, twice the tensor-core work for
- * results within f32 rounding of the CPU path. */
-void kc_ctx_set_fast_gemm(struct kc_ctx *c, int fast);
+/* How the ops order their arithmetic (memllm's promise that a token's
+ * logits do not depend on what shares its step rests on the first).
+ *
+ * KC_NUMERICS_INVARIANT (the default): batch-invariant. Each output element
+ * of kc_matmul_* (and so of the LoRA updates and the LM head) and each query
+ * row of kc_attention_decode is computed by one fixed sequence of f32
+ * operations that depends on that token's own data only: not on n, on the
+ * other tokens or sequences of the call, on how a step is cut into calls,
+ * on the cache length of other sequences. So a token decoded alone, inside
+ * a batch of any size, inside a 2048-token prefill, after a rollback, or
+ * on one stage of a cut model gets the same bits. Matmuls take the dot
+ * kernels for every n (f32 activations on float weights, 8-bit ones on
+ * quantized weights, as the CPU); attention takes the decode kernel for
+ * every batch shape, keys split every KC_DECODE_SPLIT_KEYS positions from
+ * the token's first key, the splits merged in order. The other ops (norms,
+ * RoPE, softmax, argmax, top-k, embedding, elementwise) work row by row in
+ * a fixed order in every mode. Prefill then runs on the CUDA cores (no
+ * tensor cores) and its attention reads the cache once per token: slower
+ * than the fast numerics (bench_cuda prints both).
+ *
+ * KC_NUMERICS_FAST: the fastest kernel per shape, each with its own
+ * summation order, so a token's bits depend on the batch it sits in: dot
+ * kernels for one token (float weights) or up to KC_DOTS_MAX_TOKENS
+ * (quantized), cuBLAS beyond (bf16 weights with the activations split in
+ * two bf16 parts, within f32 rounding of the CPU path); attention by the
+ * decode kernel for runs of up to 8 tokens per sequence, else per sequence
+ * by cuBLAS or the flash kernel, key splits sized from the batch.
+ *
+ * KC_NUMERICS_FAST_BF16: KC_NUMERICS_FAST with bf16 matmuls of many
+ * tokens on one bf16 rounding of the activations (as a bf16 model runs in
+ * PyTorch): half the tensor-core work, logits a few tenths off. */
+enum kc_numerics {
+    KC_NUMERICS_INVARIANT = 0,
+    KC_NUMERICS_FAST = 1,
+    KC_NUMERICS_FAST_BF16 = 2,
+};
+void kc_ctx_set_numerics(struct kc_ctx *c, enum kc_numerics numerics);
+enum kc_numerics kc_ctx_numerics(const struct kc_ctx *c);
 
 /* Waits for everything enqueued on the context; reports a kernel's fault. */
 int kc_sync(struct kc_ctx *c, struct mm_err *err);
@@ -97,15 +135,17 @@ void kc_matrix_free(struct kc_matrix *m);
 #define KC_DOTS_MAX_TOKENS 8
 
 /* out[t, r] = sum_c x[t, c] * w[r, c]; x: [n, w->cols], out: [n, w->rows].
- * One token (float weights) or up to KC_DOTS_MAX_TOKENS (quantized):
- * dot-product kernels that read the weights once at their stored width, f32
- * activations (quantized weights: activations quantized to 8-bit blocks as
- * the CPU does). More tokens:
- * cuBLAS with f32 accumulation; f32 weights in full f32, f16 weights with
- * the activations rounded to f16, bf16 weights with the activations split
- * in two bf16 parts (see kc_ctx_set_fast_gemm), quantized weights
- * dequantized to bf16 tiles with bf16 activations (bf16, not f16:
- * activations of large models overflow f16). */
+ * Invariant numerics: the dot-product kernels for every n (one warp sums a
+ * (row, token) element the same way whatever n; see dots.cu), which read
+ * the weights at their stored width and multiply f32 activations (quantized
+ * weights: the activations quantized to 8-bit blocks as the CPU does).
+ * Fast numerics: those kernels for one token (float weights) or up to
+ * KC_DOTS_MAX_TOKENS (quantized); more tokens through cuBLAS with f32
+ * accumulation: f32 weights in full f32, f16 weights with the activations
+ * rounded to f16, bf16 weights with the activations split in two bf16
+ * parts (one bf16 in KC_NUMERICS_FAST_BF16), quantized weights dequantized
+ * to bf16 tiles with bf16 activations (bf16, not f16: activations of large
+ * models overflow f16). */
 int kc_matmul_forward(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w,
                       int n, struct mm_err *err);
 /* out += scale * x W^T (LoRA updates). */
@@ -117,9 +157,10 @@ int kc_matmul_accumulate(struct kc_ctx *c, float *out, const float *x, const str
  * not the weight reads, bound a layer.
  *
  * kc_matmul_fusable: whether the count (1 .. KC_MULTI_MAX) matrices share a
- * dtype and row length and n tokens of that dtype take the dot kernels (see
- * kc_matmul_forward); then the calls below take one dot launch for all of
- * them (quantized weights: and one quantization of x).
+ * dtype and row length and n tokens of that dtype take the dot kernels in
+ * the context's numerics (see kc_matmul_forward: always in the invariant
+ * numerics); then the calls below take one dot launch for all of them
+ * (quantized weights: and one quantization of x).
  * kc_matmul_forward_multi: out[m] = x w[m]^T for each m, each result that
  * of kc_matmul_forward (each row summed in the same order); matrices that
  * are not fusable take one kc_matmul_forward each.
@@ -129,10 +170,11 @@ int kc_matmul_accumulate(struct kc_ctx *c, float *out, const float *x, const str
  * goes to memory). Only where kc_matmul_swiglu_supported (fusable, and
  * gate and up of one shape); -1 otherwise. */
 #define KC_MULTI_MAX 3
-int kc_matmul_fusable(const struct kc_matrix *const *w, int count, int n);
+int kc_matmul_fusable(const struct kc_ctx *c, const struct kc_matrix *const *w, int count, int n);
 int kc_matmul_forward_multi(struct kc_ctx *c, float *const *out, const float *x,
                             const struct kc_matrix *const *w, int count, int n, struct mm_err *err);
-int kc_matmul_swiglu_supported(const struct kc_matrix *gate, const struct kc_matrix *up, int n);
+int kc_matmul_swiglu_supported(const struct kc_ctx *c, const struct kc_matrix *gate,
+                               const struct kc_matrix *up, int n);
 int kc_matmul_swiglu_forward(struct kc_ctx *c, float *out, const float *x,
                              const struct kc_matrix *gate, const struct kc_matrix *up, int n,
                              struct mm_err *err);
@@ -183,7 +225,9 @@ int kc_log_softmax_forward(struct kc_ctx *c, float *x, int n, int dim, struct mm
  * f32); the rest through a fused flash-style kernel (key tiles in shared
  * memory, online softmax, the query heads of a KV head sharing each tile),
  * which for few query rows against long caches also splits the keys over
- * blocks and merges the partial results. */
+ * blocks and merges the partial results. Not batch-invariant (a row's
+ * order depends on n and on the key splits sized from it): the stage takes
+ * it in the fast numerics only. */
 int kc_attention_forward(struct kc_ctx *c, float *out, const float *q, const float *k,
                          const float *v, int n, int pos0, int n_heads, int n_kv_heads, int head_dim,
                          int window, int causal, struct mm_err *err);
@@ -196,14 +240,26 @@ int kc_attention_forward(struct kc_ctx *c, float *out, const float *q, const flo
  * against its own slot's cache: token t's query heads q [n, n_heads *
  * head_dim] over keys max(0, pos[t] - window + 1) .. pos[t] (window 0: all),
  * causal by position, so every token's own and earlier rows must be stored
- * first. One launch for the whole batch; made for decode (few tokens per
- * slot: each token reads its keys itself, where the prefill kernel shares
- * key tiles between tokens). max_keys >= the most keys any token sees, it
- * sizes the key splits. Shapes: kc_attention_decode_supported. */
+ * first. Each token reads its keys itself (where the flash kernel shares
+ * key tiles between the tokens of a run), a block per (token, KV head, key
+ * split). max_keys >= the most keys any token sees. Invariant numerics: the
+ * keys of a token are split every KC_DECODE_SPLIT_KEYS from its first key,
+ * whatever max_keys, n or the batch, and the splits merged in their order,
+ * so a query row's result depends on its own position, query and cache
+ * only: the stage takes it for every batch, prefill included (long batches
+ * go in chunks of tokens that bound the partials' workspace). Fast
+ * numerics: the splits are sized from max_keys and n to fill the GPU; the
+ * stage takes it for runs of up to 8 tokens per sequence. Shapes:
+ * kc_attention_decode_supported. */
 int kc_kv_store(struct kc_ctx *c, float *k_cache, float *v_cache, const float *k, const float *v,
                 const int32_t *slot, const int32_t *pos, int n, int kv_dim, int64_t slot_stride,
                 struct mm_err *err);
-#define KC_DECODE_MAX_GROUP 8 /* query heads per KV head */
+/* Query heads of one KV head per block (a wider group takes several
+ * blocks, each reading the keys), and keys per split in the invariant
+ * numerics (also the fast dispatcher's largest: a split's scores sit in
+ * shared memory). */
+#define KC_DECODE_MAX_GROUP 8
+#define KC_DECODE_SPLIT_KEYS 256
 int kc_attention_decode_supported(int n_heads, int n_kv_heads, int head_dim);
 int kc_attention_decode(struct kc_ctx *c, float *out, const float *q, const float *k_cache,
                         const float *v_cache, const int32_t *slot, const int32_t *pos, int n,

@@ -1,5 +1,32 @@
 /* Matrix multiplication out = x W^T on the device: the dispatch between the
- * dot-product kernels (few tokens, dots.cu) and cuBLAS (many tokens).
+ * dot-product kernels (dots.cu) and cuBLAS.
+ *
+ * Invariant numerics (the default): the dot kernels for every n and every
+ * dtype. There a (row, token) output is always summed by one warp, lane l
+ * taking the row's 16-byte chunks (quantized: 32-element blocks) l, l + 32,
+ * ... in order, then the same butterfly over the lanes, whatever n and
+ * whichever kernel (one token, many, fused), so its bits depend on that
+ * token's activations and the row only. That keeps decode at the dot
+ * kernels' bandwidth (batch 1 reads the weights once, at 2.6 TB/s on an
+ * H100 for bf16), and costs prefill the tensor cores: f32 FMAs on the
+ * CUDA cores (and dp4a on quantized weights) at a fraction of cuBLAS's
+ * rate (bench_cuda's matmul_up_n2048 and prefill lines measure it).
+ *
+ * Why not cuBLAS(Lt) with one pinned algorithm for float weights? Pinning
+ * an algorithm per (rows, cols, dtype) (split-K 1, no reduction scheme,
+ * cublasLtMatmulAlgoCheck) would make a GEMM's per-element order
+ * independent of n, since each output tile then runs the same K loop
+ * whatever the number of column tiles, and it would keep tensor cores for
+ * prefill. But it must then serve n = 1 too, where a tile of 64 or 128
+ * rows without split-K gives a 4096-row matrix 32 to 64 blocks for 132
+ * SMs: decode, the common case, would lose much of its bandwidth, and
+ * the bf16 activations (even split in two parts) would no longer be the
+ * f32 ones the dot kernels multiply. The invariance would also rest on
+ * undocumented properties of the library's kernels (and their version),
+ * where the dot kernels' is evident from the code. cuBLAS stays for the
+ * fast numerics.
+ *
+ * Fast numerics: dot kernels for few tokens, cuBLAS for many.
  *
  * cuBLAS is column-major: the row-major [rows, cols] weights are, to it, a
  * cols x rows matrix, so out^T (rows x n) = op_T(W) x^T with every leading
@@ -173,7 +200,8 @@ extern "C" int kc_matmul_gemm(struct kc_ctx *c, float *out, const float *x,
                   : -1;
     }
     case MM_BF16: {
-        if (!c->fast_gemm) return bf16_split_gemm(c, out, x, w, n, alpha, accumulate, err);
+        if (c->numerics != KC_NUMERICS_FAST_BF16)
+            return bf16_split_gemm(c, out, x, w, n, alpha, accumulate, err);
         __nv_bfloat16 *xh = half_activations<__nv_bfloat16>(c, x, n * cols, 0, err);
         return xh ? gemm(c, "matmul: bf16", rows, n, cols, alpha, w->data, CUDA_R_16BF, xh,
                          CUDA_R_16BF, beta, out, rows, err)
@@ -191,14 +219,16 @@ extern "C" int kc_matmul_gemm(struct kc_ctx *c, float *out, const float *x,
     }
 }
 
-/* Float weights: the dot kernels for one token only. On an H100 (bf16
+/* Invariant numerics: always (see the top of the file). Fast numerics,
+ * float weights: the dot kernels for one token only. On an H100 (bf16
  * 14336 x 4096, bench_cuda's matmul_up_* lines) they read 2.6 TB/s for one
  * token against cuBLAS's 2.3, but 2.2 / 1.6 / 0.9 TB/s for 2 / 4 / 8 tokens
  * against cuBLAS's steady 2.3. Quantized weights keep the dot kernels up to
  * KC_DOTS_MAX_TOKENS: they multiply 8-bit activations as the CPU does,
  * where cuBLAS would take bf16 ones. */
-extern "C" int kc_matmul_uses_dots(enum mm_dtype t, int n)
+extern "C" int kc_matmul_uses_dots(const struct kc_ctx *c, enum mm_dtype t, int n)
 {
+    if (c->numerics == KC_NUMERICS_INVARIANT) return 1;
     int quantized = t == MM_Q8_0 || t == MM_Q4_0 || t == MM_Q4_1;
     return n <= (quantized ? KC_DOTS_MAX_TOKENS : 1);
 }
@@ -206,7 +236,7 @@ extern "C" int kc_matmul_uses_dots(enum mm_dtype t, int n)
 static int matmul(struct kc_ctx *c, float *out, const float *x, const struct kc_matrix *w, int n,
                   float alpha, int accumulate, struct mm_err *err)
 {
-    if (kc_matmul_uses_dots(w->dtype, n))
+    if (kc_matmul_uses_dots(c, w->dtype, n))
         return kc_matmul_dots(c, out, x, w, n, alpha, accumulate, err);
     return kc_matmul_gemm(c, out, x, w, n, alpha, accumulate, err);
 }

@@ -1,5 +1,11 @@
 /* RMSNorm and LayerNorm: one block per token row, the row's sums reduced
- * over the block. The formulas and their order are the CPU ops'. */
+ * over the block. The formulas and their order are the CPU ops'. A row's
+ * result depends on that row only (a fixed 256-thread block, thread i
+ * summing elements i, i + 256, ... in order, then kc_block_reduce's fixed
+ * tree): batch-invariant. RMSNorm's sum of squares is rounded explicitly
+ * (__fmaf_rn) in both kernels that compute it, so a stage's first layer
+ * (rmsnorm of the hidden state received) and the same layer inside a
+ * longer stage (the fused add and norm) give the same bits. */
 #include "kc_device.cuh"
 
 #define THREADS 256
@@ -12,11 +18,11 @@ static __global__ void rmsnorm_kernel(float *out, const float *x, const float *w
     float *ot = out + (int64_t)blockIdx.x * dim;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < dim; i += blockDim.x)
-        ss += xt[i] * xt[i];
+        ss = __fmaf_rn(xt[i], xt[i], ss);
     ss = kc_block_reduce(ss, red, kc_add_op());
     float r = 1.0f / sqrtf(ss / (float)dim + eps);
     for (int i = threadIdx.x; i < dim; i += blockDim.x)
-        ot[i] = xt[i] * r * weight[i];
+        ot[i] = __fmul_rn(__fmul_rn(xt[i], r), weight[i]);
 }
 
 /* x += y, then out = rmsnorm(x) (out may be y): the residual add and the
@@ -31,15 +37,15 @@ static __global__ void add_rmsnorm_kernel(float *x, const float *y, float *out, 
     float *ot = out + (int64_t)blockIdx.x * dim;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-        float v = xt[i] + yt[i];
+        float v = __fadd_rn(xt[i], yt[i]);
         xt[i] = v;
-        ss += v * v;
+        ss = __fmaf_rn(v, v, ss);
     }
     ss = kc_block_reduce(ss, red,
                          kc_add_op()); /* its barrier orders y's reads before out's writes */
     float r = 1.0f / sqrtf(ss / (float)dim + eps);
     for (int i = threadIdx.x; i < dim; i += blockDim.x)
-        ot[i] = xt[i] * r * weight[i];
+        ot[i] = __fmul_rn(__fmul_rn(xt[i], r), weight[i]);
 }
 
 static __global__ void layernorm_kernel(float *out, const float *x, const float *weight,

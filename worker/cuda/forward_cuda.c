@@ -1,6 +1,15 @@
 /* The stage forward pass of forward.c on a GPU, op for op with the CUDA
  * kernels (kernels/cuda): the same batch rules, the same order of ops, the
- * same per-sequence attention against a per-slot KV cache. */
+ * same per-sequence attention against a per-slot KV cache.
+ *
+ * In the context's invariant numerics (the default) every op it runs gives
+ * a token the same bits whatever the batch: the matmuls (LoRA updates and
+ * LM head included) take the dot kernels for every n, attention the decode
+ * kernel for every batch shape (kernels_cuda.h), and the rest work row by
+ * row; the fused and unfused forms of an op (Q/K/V in one launch or three,
+ * gate/up with or without SwiGLU's epilogue, add+norm or add then norm on
+ * a stage's first layer) give the same bits. In the fast numerics the
+ * kernels are picked by batch shape. */
 #include "forward_cuda.h"
 
 #include <stdlib.h>
@@ -345,7 +354,7 @@ static int ffn_gate(struct stage_cuda *s, const float *x, int local, const struc
 {
     const struct cuda_layer *w = &s->layers[local];
     int n = b->n;
-    if (kc_matmul_swiglu_supported(&w->lin[LIN_GATE], &w->lin[LIN_UP], n) &&
+    if (kc_matmul_swiglu_supported(s->ctx, &w->lin[LIN_GATE], &w->lin[LIN_UP], n) &&
         !adapted(s, local, LIN_GATE, b) && !adapted(s, local, LIN_UP, b))
         return kc_matmul_swiglu_forward(s->ctx, s->gate, x, &w->lin[LIN_GATE], &w->lin[LIN_UP], n,
                                         err);
@@ -358,7 +367,8 @@ static int ffn_gate(struct stage_cuda *s, const float *x, int local, const struc
 
 /* Rotates q and k, writes the batch's new K/V rows into each slot's cache
  * (one launch), then attends: every sequence in one decode-attention
- * launch, or sequence by sequence with the prefill kernel. */
+ * launch (always in the invariant numerics), or sequence by sequence with
+ * the prefill kernel. */
 static int attention(struct stage_cuda *s, int local, const struct stage_batch *b,
                      struct mm_err *err)
 {
@@ -371,6 +381,15 @@ static int attention(struct stage_cuda *s, int local, const struct stage_batch *
                          c->n_kv_heads, c->head_dim, c->rope_theta, c->rope_style, slot_stride,
                          err))
         return -1;
+    if (kc_ctx_numerics(s->ctx) == KC_NUMERICS_INVARIANT &&
+        !kc_attention_decode_supported(c->n_heads, c->n_kv_heads, c->head_dim)) {
+        mm_err_set(err,
+                   "cuda stage: batch-invariant attention takes head_dim a multiple of 4 up to "
+                   "256 (this model: %d heads of %d, %d KV heads); --cuda-fast runs it without "
+                   "the invariance",
+                   c->n_heads, c->head_dim, c->n_kv_heads);
+        return -1;
+    }
     if (s->decode_keys > 0)
         return kc_attention_decode(s->ctx, s->att, s->q, kc, vc, s->slot, s->pos, b->n,
                                    s->decode_keys, slot_stride, c->n_heads, c->n_kv_heads,
@@ -390,23 +409,26 @@ static int attention(struct stage_cuda *s, int local, const struct stage_batch *
     return 0;
 }
 
-/* Sequences with up to this many tokens in a batch take decode attention
- * (each token reads its keys itself); longer runs share key tiles in the
- * prefill kernel. */
+/* Fast numerics: sequences with up to this many tokens in a batch take
+ * decode attention (each token reads its keys itself); longer runs share
+ * key tiles in the prefill kernel. Invariant numerics: every run takes
+ * decode attention, whose result for a token does not depend on the run. */
 #define DECODE_MAX_RUN 8
 
 /* The most keys a token of b attends to if b takes decode attention, else
- * 0 (a long run of one sequence, or a shape the decode kernel lacks). */
+ * 0 (a long run of one sequence in the fast numerics, or a shape the
+ * decode kernel lacks). */
 static int decode_keys(const struct stage_cuda *s, const struct stage_batch *b)
 {
     const struct model_config *c = &s->model->cfg;
     if (!kc_attention_decode_supported(c->n_heads, c->n_kv_heads, c->head_dim)) return 0;
+    int any_run = kc_ctx_numerics(s->ctx) == KC_NUMERICS_INVARIANT;
     int keys = 0;
     for (int start = 0; start < b->n;) {
         int end = start + 1;
         while (end < b->n && b->slot[end] == b->slot[start])
             end++;
-        if (end - start > DECODE_MAX_RUN) return 0;
+        if (!any_run && end - start > DECODE_MAX_RUN) return 0;
         int last = b->pos[end - 1] + 1;
         if (c->sliding_window > 0 && last > c->sliding_window) last = c->sliding_window;
         if (last > keys) keys = last;

@@ -37,7 +37,8 @@ struct stage_cuda *stage_cuda_open(struct model *m, int n_slots, int capacity, i
                                    struct mm_err *err);
 void stage_cuda_free(struct stage_cuda *s);
 
-/* The stage's CUDA context (for kc_ctx_set_fast_gemm, or its stream). */
+/* The stage's CUDA context (for kc_ctx_set_numerics: batch-invariant by
+ * default, KC_NUMERICS_FAST for speed; or its stream). */
 struct kc_ctx *stage_cuda_context(struct stage_cuda *s);
 
 /* Uploads an adapter for the stage's layers; adapters are numbered in the
