@@ -15,3 +15,21 @@ add_test(NAME test_pipeline_kill_stage COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/
 memllm_test(test_device_cli SOURCES test_device_cli.c LIBS mm_common)
 add_dependencies(test_device_cli memllm)
 set_tests_properties(test_device_cli PROPERTIES SKIP_REGULAR_EXPRESSION "SKIP: no CUDA device")
+# Batch-invariant numerics (issue #10): each token's logits bit for bit those
+# of the token decoded alone, whatever shares its step, the micro-batches,
+# the stages or a rollback; on the engine, and through the binary with
+# stages on MPI ranks (test_batch_invariance_cli).
+memllm_test(test_batch_invariance SOURCES test_batch_invariance.c LIBS mm_coordinator)
+add_test(NAME test_batch_invariance_cli
+  COMMAND test_batch_invariance cli ${MPIEXEC_EXECUTABLE})
+get_test_property(test_batch_invariance ENVIRONMENT MEMLLM_INVARIANCE_ENV)
+set_tests_properties(test_batch_invariance_cli PROPERTIES ENVIRONMENT "${MEMLLM_INVARIANCE_ENV}")
+add_dependencies(test_batch_invariance memllm)
+if(MEMLLM_SANITIZE)
+  # Open MPI's start-up allocations (see tests/CMakeLists.txt).
+  set_property(TEST test_batch_invariance_cli APPEND PROPERTY ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
+endif()
+# Tests that run a model forward: tests/run-all.sh runs them again under each
+# OpenBLAS core type this CPU can run (ctest -L model).
+set_tests_properties(test_generate_cli test_pipeline_cli test_memllm_read test_pipeline_kill_stage
+  test_batch_invariance test_batch_invariance_cli PROPERTIES LABELS model)
