@@ -45,7 +45,7 @@ static void usage(FILE *out)
                  "[[tokens]]}), or .json arrays of such documents (DocRED files).\n"
                  "A restarted job skips the documents it finished (DIR/" DONE_FILE ").\n\n"
                  "Under mpirun: mpirun -np 1+P+S memllm annotate ... --stages P --memshards "
-                 "S\n\n" CLI_MODEL_HELP CLI_MEMORY_HELP
+                 "S\n\n" CLI_MODEL_HELP CLI_MEMORY_REQUIRED_HELP CLI_MEMORY_HELP
                  "  --use-adapter NAME   the write model's adapter (default: the only adapter\n"
                  "                       when exactly one is loaded, else the base model)\n"
                  "  --delay N            late stopping: cut points compared (default 5, 0: stop\n"
@@ -95,11 +95,8 @@ static int parse_args(int argc, char **argv, struct annotate_opts *o)
             o->corpus[o->n_corpus++] = argv[i];
         }
     }
-    if (cli_model_ready("annotate", &o->model)) return -1;
-    if (!o->mem.dir) {
-        fprintf(stderr, "memllm annotate: --memory DIR is required\n");
+    if (cli_model_ready("annotate", &o->model) || cli_memory_ready("annotate", &o->mem, 1))
         return -1;
-    }
     if (o->n_corpus == 0) {
         fprintf(stderr, "memllm annotate: give the corpus files (see --help)\n");
         return -1;
@@ -434,11 +431,10 @@ static int annotate_job(struct engine *e, struct mm_memory *m, const struct clus
 
 int cli_annotate(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        }
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     struct annotate_opts o;
     int rc = 2;
     if (parse_args(argc, argv, &o) == 0) {

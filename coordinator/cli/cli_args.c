@@ -143,16 +143,42 @@ int cli_model_ready(const char *cmd, struct cli_model_opts *o)
     return 0;
 }
 
+int cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    return 0;
+}
+
 void cli_memory_opts_default(struct cli_memory_opts *o)
 {
     memset(o, 0, sizeof(*o));
+    o->shards = -1;
     mm_query_options_default(&o->q);
+}
+
+static int refuse_no_memory(const char *cmd)
+{
+    fprintf(stderr,
+            "memllm %s: --memshards 0 means no memory, and %s needs one (give --memshards S "
+            ">= 1, or leave it out)\n",
+            cmd, cmd);
+    return -1;
+}
+
+int cli_memshards(const char *needs_memory, const char *text, int *out)
+{
+    int s;
+    if (cli_int("--memshards", text, 0, 4096, &s)) return -1;
+    if (s == 0 && needs_memory) return refuse_no_memory(needs_memory);
+    *out = s;
+    return 0;
 }
 
 int cli_memory_opt(int argc, char **argv, int *i, struct cli_memory_opts *o)
 {
     const char *v = NULL;
-    int r, qthr;
+    int r;
     if ((r = cli_opt(argc, argv, i, "--memory", &v))) {
         o->dir = v;
         return r;
@@ -165,18 +191,50 @@ int cli_memory_opt(int argc, char **argv, int *i, struct cli_memory_opts *o)
         o->sync = 1;
         return 1;
     }
+    /* 0 is checked against the command's needs in cli_memory_ready. */
     if ((r = cli_opt(argc, argv, i, "--memshards", &v)))
-        return r < 0 ? r : cli_int("--memshards", v, 1, 4096, &o->shards) ? -1 : 1;
+        return r < 0 ? r : cli_memshards(NULL, v, &o->shards) ? -1 : 1;
+    return 0;
+}
+
+int cli_query_opt(int argc, char **argv, int *i, struct mm_query_options *q)
+{
+    const char *v = NULL;
+    int r, qthr;
     if ((r = cli_opt(argc, argv, i, "--tau-e", &v)))
-        return r < 0 ? r : cli_float("--tau-e", v, -1.0, 1.0, &o->q.tau_e) ? -1 : 1;
+        return r < 0 ? r : cli_float("--tau-e", v, -1.0, 1.0, &q->tau_e) ? -1 : 1;
     if ((r = cli_opt(argc, argv, i, "--tau-r", &v)))
-        return r < 0 ? r : cli_float("--tau-r", v, -1.0, 1.0, &o->q.tau_r) ? -1 : 1;
+        return r < 0 ? r : cli_float("--tau-r", v, -1.0, 1.0, &q->tau_r) ? -1 : 1;
     if ((r = cli_opt(argc, argv, i, "--tau-t", &v)))
-        return r < 0 ? r : cli_float("--tau-t", v, -1.0, 1.0, &o->q.tau_t) ? -1 : 1;
+        return r < 0 ? r : cli_float("--tau-t", v, -1.0, 1.0, &q->tau_t) ? -1 : 1;
     if ((r = cli_opt(argc, argv, i, "--qthr", &v))) {
         if (r < 0 || cli_int("--qthr", v, 1, 100000, &qthr)) return -1;
-        o->q.qthr = (uint32_t)qthr;
+        q->qthr = (uint32_t)qthr;
         return 1;
+    }
+    return 0;
+}
+
+int cli_memory_ready(const char *cmd, const struct cli_memory_opts *o, int required)
+{
+    if (required && o->shards == 0) return refuse_no_memory(cmd);
+    if (required && !o->dir) {
+        fprintf(stderr, "memllm %s: --memory DIR is required (see --help)\n", cmd);
+        return -1;
+    }
+    if (o->shards == 0 && o->dir) {
+        fprintf(stderr,
+                "memllm %s: --memshards 0 means no memory, but --memory %s was given: drop "
+                "one of them\n",
+                cmd, o->dir);
+        return -1;
+    }
+    if (o->shards > 0 && !o->dir) {
+        fprintf(stderr,
+                "memllm %s: --memshards %d needs --memory DIR (--memshards 0: run without a "
+                "memory)\n",
+                cmd, o->shards);
+        return -1;
     }
     return 0;
 }
@@ -204,7 +262,7 @@ static struct mm_memory *open_memory(const struct cluster *c, const struct cli_m
     if (c->mpi && c->n_shards > 0)
         return mm_memory_open_mpi(c->comm, cluster_first_shard(c), (uint32_t)c->n_shards, emb, err);
     uint32_t on_disk = mm_memory_shards_on_disk(mem->dir);
-    uint32_t shards = mem->shards ? (uint32_t)mem->shards : on_disk ? on_disk : 1;
+    uint32_t shards = mem->shards > 0 ? (uint32_t)mem->shards : on_disk ? on_disk : 1;
     return mm_memory_open_local(mem->dir, shards, emb, mem->sync, err);
 }
 
@@ -213,7 +271,9 @@ int cli_run_with_engine(const char *cmd, struct cli_model_opts *o,
 {
     struct mm_err err = {{0}};
     struct cluster c;
-    int shard_ranks = mem && mem->dir && mem->shards ? mem->shards : 0;
+    /* Shard ranks only with --memshards S >= 1: without it (or with 0) the
+     * job is 1+P ranks, and a memory is opened by the coordinator. */
+    int shard_ranks = mem && mem->dir && mem->shards > 0 ? mem->shards : 0;
     if (cluster_init(&c, o->engine.n_stages > 0 ? o->engine.n_stages : 1, shard_ranks, &err)) {
         if (c.rank == 0) fprintf(stderr, "memllm %s: %s\n", cmd, err.msg);
         cluster_finish(&c);

@@ -31,10 +31,15 @@ int cli_model_opt(int argc, char **argv, int *i, struct cli_model_opts *o);
 /* Applies --threads and checks --model was given. */
 int cli_model_ready(const char *cmd, struct cli_model_opts *o);
 
+/* --help or -h anywhere among argv[1..]: the command prints its usage on
+ * stdout and exits 0, whatever else is wrong with the command line. */
+int cli_wants_help(int argc, char **argv);
+
 /* The memory a model command uses (the MemLLM read and write loops). */
 struct cli_memory_opts {
     const char *dir;      /* --memory DIR; NULL: no memory */
-    int shards;           /* --memshards S; 0: as many as on disk, or 1 */
+    int shards;           /* --memshards S; -1: not given (as many as on disk, or 1);
+                           * 0: no memory */
     const char *embedder; /* --embedder; NULL: the memory's, else the default */
     int sync;             /* --sync: fsync the WAL before a write is acknowledged */
     struct mm_query_options q;
@@ -42,9 +47,21 @@ struct cli_memory_opts {
 
 void cli_memory_opts_default(struct cli_memory_opts *o);
 /* Consumes one memory option at argv[*i] (--memory, --memshards,
- * --embedder, --sync, --tau-e, --tau-r, --tau-t, --qthr); as
- * cli_model_opt. */
+ * --embedder, --sync); as cli_model_opt. */
 int cli_memory_opt(int argc, char **argv, int *i, struct cli_memory_opts *o);
+/* Consumes one query threshold at argv[*i] (--tau-e, --tau-r, --tau-t,
+ * --qthr), for commands that read the memory; as cli_model_opt. */
+int cli_query_opt(int argc, char **argv, int *i, struct mm_query_options *q);
+/* Checks the memory options of command `cmd` once all are parsed. With
+ * `required` the command needs a memory: --memory DIR must be given and
+ * --memshards 0 (no memory) is refused. Without, --memshards 0 runs
+ * without a memory and contradicts --memory, and --memshards S >= 1 needs
+ * --memory. Returns -1 after printing the problem. */
+int cli_memory_ready(const char *cmd, const struct cli_memory_opts *o, int required);
+/* The value of --memshards: an integer in [0, 4096]. `needs_memory`: the
+ * name of a command that cannot run without a memory ("edit", "memory
+ * query"), which refuses 0; NULL: 0 is accepted (no memory). */
+int cli_memshards(const char *needs_memory, const char *text, int *out);
 
 /* The life of a command that runs the model: under mpirun, stage ranks
  * serve their layers, shard ranks their shard, and the coordinator runs
@@ -71,13 +88,29 @@ int cli_run_with_engine(const char *cmd, struct cli_model_opts *o,
     "  --layers A,B,...     first layer of stages 2..P (default: an even split)\n"                 \
     "  --micro-batches M    micro-batches per step on MPI stages (default P)\n"
 
+/* The memory options of a model command: --memory and --memshards for a
+ * command where the memory is optional (CLI_MEMORY_OPTIONAL_HELP) or
+ * required (CLI_MEMORY_REQUIRED_HELP), then CLI_MEMORY_HELP, and
+ * CLI_QUERY_HELP where the command reads the memory. */
+#define CLI_MEMORY_OPTIONAL_HELP                                                                   \
+    "  --memory DIR         the memory (RocksDB shards in DIR; default: none)\n"                   \
+    "  --memshards S        memory shards (default: as on disk, else 1); under\n"                  \
+    "                       mpirun, ranks P+1..P+S serve them (without the option\n"               \
+    "                       the coordinator opens them itself); 0: no memory, as\n"                \
+    "                       without --memory (which it then refuses)\n"
+
+#define CLI_MEMORY_REQUIRED_HELP                                                                   \
+    "  --memory DIR         the memory (RocksDB shards in DIR; required)\n"                        \
+    "  --memshards S        memory shards, at least 1 (default: as on disk, else\n"                \
+    "                       1); under mpirun, ranks P+1..P+S serve them (without\n"                \
+    "                       the option the coordinator opens them itself)\n"
+
 #define CLI_MEMORY_HELP                                                                            \
-    "  --memory DIR         the memory (RocksDB shards in DIR)\n"                                  \
-    "  --memshards S        memory shards (under mpirun: ranks P+1..P+S; default:\n"               \
-    "                       as on disk, else 1)\n"                                                 \
     "  --embedder E         fallback | MODEL_DIR (default: the memory's own)\n"                    \
     "  --sync               fsync the memory's write-ahead log before a write is\n"                \
-    "                       acknowledged (survives power loss, not only a crash)\n"                \
+    "                       acknowledged (survives power loss, not only a crash)\n"
+
+#define CLI_QUERY_HELP                                                                             \
     "  --tau-e X, --tau-r X, --tau-t X, --qthr N\n"                                                \
     "                       query thresholds and cap (default 0.7, 0.85, 0.7, 30)\n"
 

@@ -49,8 +49,8 @@ static void usage(FILE *out)
             "(undo the latest batch first when batches touch the same facts).\n\n"
             "Under mpirun: mpirun -np 1+S memllm edit ... --memshards S\n\n"
             "  --memory DIR     the memory (its undo records go to DIR/edits)\n"
-            "  --memshards S    shards (default: as on disk, else 1; under mpirun: the\n"
-            "                   ranks after rank 0)\n"
+            "  --memshards S    shards, at least 1 (default: as on disk, else 1; under\n"
+            "                   mpirun: the ranks after rank 0)\n"
             "  --embedder E     fallback | MODEL_DIR (default: the memory's own)\n"
             "  --undo BATCH     undo an edit batch\n");
 }
@@ -68,7 +68,7 @@ static int parse_args(int argc, char **argv, struct edit_opts *o)
         } else if ((r = cli_opt(argc, argv, &i, "--undo", &v))) {
             o->undo = v;
         } else if ((r = cli_opt(argc, argv, &i, "--memshards", &v))) {
-            if (r > 0 && cli_int("--memshards", v, 1, 4096, &o->memshards)) return -1;
+            if (r > 0 && cli_memshards("edit", v, &o->memshards)) return -1;
         } else if (argv[i][0] == '-' && argv[i][1] == '-') {
             fprintf(stderr, "memllm edit: unknown option '%s' (see --help)\n", argv[i]);
             return -1;
@@ -333,11 +333,10 @@ out:
 
 int cli_edit(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        }
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     struct edit_opts o;
     if (parse_args(argc, argv, &o)) return 2;
     int rc = with_memory(&o);

@@ -31,36 +31,36 @@ struct gen_opts {
 
 static void usage(FILE *out)
 {
-    fprintf(
-        out,
-        "usage: memllm generate --model PATH (--prompt TEXT | --input FILE.jsonl) [options]\n\n"
-        "Generates text. With --prompt, prints only the generated text on stdout.\n"
-        "With --input, reads one JSON object per line: \"prompt\" and optionally\n"
-        "\"id\", \"max_tokens\", \"temperature\", \"top_k\", \"top_p\", \"seed\",\n"
-        "\"greedy\", \"stop\" (array) and \"adapter\" (a name, or null for the base\n"
-        "model); writes one result per line, in input order, to --output (default\n"
-        "stdout), with a progress bar on stderr.\n\n"
-        "With --memory, the MemLLM read loop runs inside decoding: a\n"
-        "({MEM_READ(s>>r>>;...)--> call is answered from the memory (DESIGN.md §2). The\n"
-        "text keeps the API spans; JSONL results add \"text_without_api\" and \"reads\"\n"
-        "(position, queries, answers with score and provenance).\n\n" CLI_MODEL_HELP CLI_MEMORY_HELP
-        "  --prompt TEXT        the prompt\n"
-        "  --input FILE         JSONL requests\n"
-        "  --output FILE        JSONL results (default: stdout)\n"
-        "  --max-tokens N       tokens to generate (default 128)\n"
-        "  --greedy             always take the most likely token\n"
-        "  --temperature T      sampling temperature (default 0.8)\n"
-        "  --top-k K            keep the K most likely tokens (default 40, 0: off)\n"
-        "  --top-p P            nucleus sampling mass (default 0.95, 1: off)\n"
-        "  --seed N             random seed (default 42)\n"
-        "  --stop TEXT          stop when TEXT is generated (repeatable)\n"
-        "  --stop-token ID      stop when token ID is generated (repeatable; EOS always\n"
-        "                       stops)\n"
-        "  --use-adapter NAME   run with this loaded adapter (default: base model,\n"
-        "                       or the only adapter when exactly one is loaded)\n"
-        "  --batch N            sequences decoded together (default 8)\n"
-        "  --logprobs           include each token's log-probability (JSONL)\n"
-        "  --bos / --no-bos     force adding BOS or not (default: the tokenizer's)\n");
+    fprintf(out,
+            "usage: memllm generate --model PATH (--prompt TEXT | --input FILE.jsonl) [options]\n\n"
+            "Generates text. With --prompt, prints only the generated text on stdout.\n"
+            "With --input, reads one JSON object per line: \"prompt\" and optionally\n"
+            "\"id\", \"max_tokens\", \"temperature\", \"top_k\", \"top_p\", \"seed\",\n"
+            "\"greedy\", \"stop\" (array) and \"adapter\" (a name, or null for the base\n"
+            "model); writes one result per line, in input order, to --output (default\n"
+            "stdout), with a progress bar on stderr.\n\n"
+            "With --memory, the MemLLM read loop runs inside decoding: a\n"
+            "({MEM_READ(s>>r>>;...)--> call is answered from the memory (DESIGN.md §2). The\n"
+            "text keeps the API spans; JSONL results add \"text_without_api\" and \"reads\"\n"
+            "(position, queries, answers with score and provenance).\n\n" CLI_MODEL_HELP
+                CLI_MEMORY_OPTIONAL_HELP CLI_MEMORY_HELP CLI_QUERY_HELP
+            "  --prompt TEXT        the prompt\n"
+            "  --input FILE         JSONL requests\n"
+            "  --output FILE        JSONL results (default: stdout)\n"
+            "  --max-tokens N       tokens to generate (default 128)\n"
+            "  --greedy             always take the most likely token\n"
+            "  --temperature T      sampling temperature (default 0.8)\n"
+            "  --top-k K            keep the K most likely tokens (default 40, 0: off)\n"
+            "  --top-p P            nucleus sampling mass (default 0.95, 1: off)\n"
+            "  --seed N             random seed (default 42)\n"
+            "  --stop TEXT          stop when TEXT is generated (repeatable)\n"
+            "  --stop-token ID      stop when token ID is generated (repeatable; EOS always\n"
+            "                       stops)\n"
+            "  --use-adapter NAME   run with this loaded adapter (default: base model,\n"
+            "                       or the only adapter when exactly one is loaded)\n"
+            "  --batch N            sequences decoded together (default 8)\n"
+            "  --logprobs           include each token's log-probability (JSONL)\n"
+            "  --bos / --no-bos     force adding BOS or not (default: the tokenizer's)\n");
 }
 
 static int parse_args(int argc, char **argv, struct gen_opts *o)
@@ -75,7 +75,8 @@ static int parse_args(int argc, char **argv, struct gen_opts *o)
         const char *v = NULL;
         int r;
         if ((r = cli_model_opt(argc, argv, &i, &o->model)) ||
-            (r = cli_memory_opt(argc, argv, &i, &o->mem))) {
+            (r = cli_memory_opt(argc, argv, &i, &o->mem)) ||
+            (r = cli_query_opt(argc, argv, &i, &o->mem.q))) {
             if (r < 0) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--prompt", &v))) {
             if (r < 0) return -1;
@@ -134,7 +135,8 @@ static int parse_args(int argc, char **argv, struct gen_opts *o)
             return -1;
         }
     }
-    if (cli_model_ready("generate", &o->model)) return -1;
+    if (cli_model_ready("generate", &o->model) || cli_memory_ready("generate", &o->mem, 0))
+        return -1;
     if (!o->prompt == !o->input) {
         fprintf(stderr, "memllm generate: give exactly one of --prompt and --input\n");
         return -1;
@@ -528,11 +530,10 @@ static int generate_job(struct engine *e, struct mm_memory *m, const struct clus
 
 int cli_generate(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        }
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     struct gen_opts o;
     if (parse_args(argc, argv, &o)) return 2;
     o.model.engine.n_slots = o.prompt ? 1 : o.batch;

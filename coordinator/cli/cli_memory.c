@@ -12,50 +12,111 @@
 #include "cluster.h"
 #include "memory_service.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Options a subcommand takes beyond those of every subcommand (--memory,
+ * --memshards, --sync, --embedder); any other is refused. */
+enum {
+    OPT_SOURCE = 1 << 0, /* --source NAME */
+    OPT_FILE = 1 << 1,   /* --file FACTS.jsonl */
+    OPT_PROPS = 1 << 2,  /* --props FILE */
+    OPT_QUERY = 1 << 3,  /* --tau-e, --tau-r, --tau-t, --qthr */
+    OPT_REPAIR = 1 << 4, /* --repair */
+    OPT_COPIES = 1 << 5, /* --copies */
+    OPT_TIMES = 1 << 6,  /* --times */
+};
+
+static const struct option_help {
+    unsigned flag;
+    const char *text;
+} option_help[] = {
+    {OPT_FILE,
+     "  --file FACTS.jsonl  one fact per line: {\"triple\": \"s>>r>>o\"} or {\"subject\",\n"
+     "                      \"relation\", \"object\"}, with optional \"source\" and\n"
+     "                      \"sentence\"\n"},
+    {OPT_SOURCE, "  --source NAME    the facts' provenance (default: cli)\n"},
+    {OPT_PROPS, "  --props FILE     Wikidata property labels, a JSON object id -> label\n"
+                "                   (default: the labels built into memllm)\n"},
+    {OPT_QUERY, "  --tau-e X, --tau-r X, --tau-t X, --qthr N\n"
+                "                   entity, relation and answer similarity thresholds, and\n"
+                "                   the cap on answers (default 0.7, 0.85, 0.7, 30)\n"},
+    {OPT_TIMES, "  --times          print each source's time (ms since the epoch) after it\n"},
+    {OPT_COPIES, "  --copies         print the reverse copies too\n"},
+    {OPT_REPAIR, "  --repair         add missing reverse copies, remove orphan ones\n"},
+};
+
+/* What `memllm memory --help` and `memllm memory NAME --help` print come
+ * from this table only. */
 struct subcommand {
     const char *name;
     int (*run)(struct cli_memory *c);
-    int writes; /* may create the memory */
-    const char *usage;
+    int writes;       /* may create the memory */
+    const char *args; /* positional arguments, for the usage line */
+    unsigned options; /* OPT_* */
+    const char *summary;
 };
 
 static const struct subcommand subcommands[] = {
-    {"import-docred", cli_memory_import_docred, 1,
-     "FILE.json [--props FILE]   gold triples of DocRED/Re-DocRED documents"},
-    {"write", cli_memory_write, 1, "\"s>>r>>o\" ... | --file FACTS.jsonl [--source NAME]"},
-    {"query", cli_memory_query, 0,
-     "\"s>>r>>\" | \">>r>>o\" ... [--tau-e X --tau-r X --tau-t X --qthr N]"},
-    {"delete", cli_memory_delete, 0, "\"s>>r>>o\" ...   remove facts (both copies)"},
-    {"replace", cli_memory_replace, 1, "\"s>>r>>o\" [--source NAME]   (s, r, *) becomes (s, r, o)"},
-    {"dump", cli_memory_dump, 0,
-     "[--copies] [--times]   every fact, one per line (--times: each source's time, ms)"},
-    {"stats", cli_memory_stats, 0, "  one 'name: value' line per figure"},
-    {"entity", cli_memory_entity, 0, "TEXT   the entities named TEXT, with aliases"},
-    {"backup", cli_memory_backup, 0, "DIR   RocksDB checkpoints of every shard"},
-    {"restore", cli_memory_restore, 0, "DIR   replace the memory with a backup"},
-    {"verify", cli_memory_verify, 0, "[--repair]   both copies of every fact exist"},
+    {"import-docred", cli_memory_import_docred, 1, "FILE.json", OPT_PROPS,
+     "store the gold triples of DocRED/Re-DocRED documents"},
+    {"write", cli_memory_write, 1, "(\"s>>r>>o\"... | --file FACTS.jsonl)", OPT_FILE | OPT_SOURCE,
+     "store facts"},
+    {"query", cli_memory_query, 0, "\"s>>r>>\" | \">>r>>o\"...", OPT_QUERY | OPT_TIMES,
+     "answer queries: the objects of s under r, or the subjects with r to o"},
+    {"delete", cli_memory_delete, 0, "\"s>>r>>o\"...", 0, "remove facts (both copies)"},
+    {"replace", cli_memory_replace, 1, "\"s>>r>>o\"", OPT_SOURCE, "(s, r, *) becomes (s, r, o)"},
+    {"dump", cli_memory_dump, 0, "", OPT_COPIES | OPT_TIMES, "every fact, one per line"},
+    {"stats", cli_memory_stats, 0, "", 0, "one 'name: value' line per figure"},
+    {"entity", cli_memory_entity, 0, "TEXT", 0, "the entities named TEXT, with their aliases"},
+    {"backup", cli_memory_backup, 0, "DIR", 0, "RocksDB checkpoints of every shard into DIR"},
+    {"restore", cli_memory_restore, 0, "DIR", 0, "replace the memory with the backup in DIR"},
+    {"verify", cli_memory_verify, 0, "", OPT_REPAIR,
+     "check that both copies of every fact exist (exit 1 if not)"},
 };
 #define N_SUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
 
-static void usage(FILE *out)
+static void common_options(FILE *out)
 {
-    fprintf(out, "usage: memllm memory COMMAND --memory DIR [options]\n\ncommands:\n");
-    for (size_t i = 0; i < N_SUBCOMMANDS; i++)
-        fprintf(out, "  %-14s %s\n", subcommands[i].name, subcommands[i].usage);
-    fprintf(out, "\noptions of every command:\n"
-                 "  --memory DIR     the memory's directory (created on first write)\n"
-                 "  --memshards S    number of shards (default: as the memory has, or 1;\n"
-                 "                   under mpirun: the number of ranks after rank 0)\n"
+    fprintf(out, "  --memory DIR     the memory's directory (created on first write)\n"
+                 "  --memshards S    number of shards, at least 1 (default: as the memory\n"
+                 "                   has, or 1; under mpirun: the number of ranks after\n"
+                 "                   rank 0)\n"
                  "  --sync           fsync the write-ahead log before acknowledging writes\n"
                  "  --embedder E     'fallback' (hashed trigrams) or a sentence-transformers\n"
                  "                   model directory; default: the one the memory was built\n"
                  "                   with, and for a new memory all-MiniLM-L6-v2 from\n"
                  "                   $MEMLLM_MODELS_DIR (else ./models) when present, else\n"
                  "                   the fallback\n");
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: memllm memory COMMAND [ARGS] --memory DIR [options]\n"
+                 "       (memllm memory COMMAND --help for its arguments and options)\n\n"
+                 "Fills, queries, edits, backs up and checks a triple memory.\n"
+                 "Under mpirun: mpirun -np 1+S memllm memory ... --memshards S\n\n"
+                 "commands:\n");
+    for (size_t i = 0; i < N_SUBCOMMANDS; i++)
+        fprintf(out, "  %-14s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(out, "\noptions of every command:\n");
+    common_options(out);
+}
+
+static void sub_usage(FILE *out, const struct subcommand *sub)
+{
+    fprintf(out, "usage: memllm memory %s%s%s --memory DIR [options]\n\n%c%s.\n", sub->name,
+            sub->args[0] ? " " : "", sub->args, toupper((unsigned char)sub->summary[0]),
+            sub->summary + 1);
+    if (sub->options) {
+        fprintf(out, "\noptions:\n");
+        for (size_t i = 0; i < sizeof(option_help) / sizeof(option_help[0]); i++)
+            if (sub->options & option_help[i].flag) fputs(option_help[i].text, out);
+    }
+    fprintf(out, "\noptions of every memory command:\n");
+    common_options(out);
 }
 
 int cli_memory_fail(const char *cmd, const char *msg)
@@ -72,27 +133,61 @@ struct parsed {
     const char *embedder; /* --embedder; NULL: not given */
 };
 
+/* The options only some subcommands take. */
+static const struct {
+    const char *name;
+    unsigned flag;
+} gated[] = {
+    {"--source", OPT_SOURCE}, {"--file", OPT_FILE},     {"--props", OPT_PROPS},
+    {"--tau-e", OPT_QUERY},   {"--tau-r", OPT_QUERY},   {"--tau-t", OPT_QUERY},
+    {"--qthr", OPT_QUERY},    {"--repair", OPT_REPAIR}, {"--copies", OPT_COPIES},
+    {"--times", OPT_TIMES},
+};
+
+/* argv[i] is option `name`, as "--name" or "--name=value". */
+static int is_option(const char *arg, const char *name)
+{
+    size_t n = strlen(name);
+    return !strncmp(arg, name, n) && (arg[n] == 0 || arg[n] == '=');
+}
+
+static const struct subcommand *find_subcommand(const char *name)
+{
+    for (size_t i = 0; i < N_SUBCOMMANDS; i++)
+        if (!strcmp(name, subcommands[i].name)) return &subcommands[i];
+    return NULL;
+}
+
 static int parse(int argc, char **argv, struct parsed *p)
 {
     memset(p, 0, sizeof(*p));
     mm_query_options_default(&p->c.q);
     p->c.source = "cli";
-    for (size_t i = 0; i < N_SUBCOMMANDS; i++)
-        if (!strcmp(argv[1], subcommands[i].name)) p->sub = &subcommands[i];
+    p->sub = find_subcommand(argv[1]);
     if (!p->sub) {
         fprintf(stderr, "memllm memory: unknown command '%s'\n\n", argv[1]);
         usage(stderr);
         return -1;
     }
+    const struct subcommand *sub = p->sub;
+    char name[64];
+    snprintf(name, sizeof(name), "memory %s", sub->name);
     p->c.args = calloc((size_t)argc, sizeof(char *));
     if (!p->c.args) return -1;
     for (int i = 2; i < argc; i++) {
         const char *v = NULL;
-        int r, qthr;
+        int r = 0, known = 1;
+        for (size_t g = 0; g < sizeof(gated) / sizeof(gated[0]); g++)
+            if (is_option(argv[i], gated[g].name)) known = (sub->options & gated[g].flag) != 0;
+        if (!known) {
+            fprintf(stderr, "memllm %s: unknown option '%s' (see memllm %s --help)\n", name,
+                    argv[i], name);
+            return -1;
+        }
         if ((r = cli_opt(argc, argv, &i, "--memory", &v))) {
             p->c.dir = v;
         } else if ((r = cli_opt(argc, argv, &i, "--memshards", &v))) {
-            if (r > 0 && cli_int("--memshards", v, 1, 4096, &p->memshards)) return -1;
+            if (r > 0 && cli_memshards(name, v, &p->memshards)) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--embedder", &v))) {
             p->embedder = v;
         } else if ((r = cli_opt(argc, argv, &i, "--source", &v))) {
@@ -101,17 +196,7 @@ static int parse(int argc, char **argv, struct parsed *p)
             p->c.file = v;
         } else if ((r = cli_opt(argc, argv, &i, "--props", &v))) {
             p->c.props = v;
-        } else if ((r = cli_opt(argc, argv, &i, "--tau-e", &v))) {
-            if (r > 0 && cli_float("--tau-e", v, -1, 1, &p->c.q.tau_e)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--tau-r", &v))) {
-            if (r > 0 && cli_float("--tau-r", v, -1, 1, &p->c.q.tau_r)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--tau-t", &v))) {
-            if (r > 0 && cli_float("--tau-t", v, -1, 1, &p->c.q.tau_t)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--qthr", &v))) {
-            if (r > 0) {
-                if (cli_int("--qthr", v, 1, 100000, &qthr)) return -1;
-                p->c.q.qthr = (uint32_t)qthr;
-            }
+        } else if ((r = cli_query_opt(argc, argv, &i, &p->c.q))) {
         } else if (!strcmp(argv[i], "--sync")) {
             p->sync = 1;
         } else if (!strcmp(argv[i], "--repair")) {
@@ -121,7 +206,8 @@ static int parse(int argc, char **argv, struct parsed *p)
         } else if (!strcmp(argv[i], "--times")) {
             p->c.times = 1;
         } else if (argv[i][0] == '-' && argv[i][1] == '-') {
-            fprintf(stderr, "memllm memory %s: unknown option '%s'\n", p->sub->name, argv[i]);
+            fprintf(stderr, "memllm %s: unknown option '%s' (see memllm %s --help)\n", name,
+                    argv[i], name);
             return -1;
         } else {
             p->c.args[p->c.nargs++] = argv[i];
@@ -129,7 +215,7 @@ static int parse(int argc, char **argv, struct parsed *p)
         if (r < 0) return -1;
     }
     if (!p->c.dir) {
-        fprintf(stderr, "memllm memory %s: --memory DIR is required\n", p->sub->name);
+        fprintf(stderr, "memllm %s: --memory DIR is required (see --help)\n", name);
         return -1;
     }
     return 0;
@@ -194,9 +280,23 @@ out:
 
 int cli_memory(int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    /* --help anywhere: the subcommand's usage when argv[1] names one, the
+     * list of subcommands when argv[1] is an option; an unknown subcommand
+     * stays an error. */
+    if (cli_wants_help(argc, argv)) {
+        const struct subcommand *sub = find_subcommand(argv[1]);
+        if (sub) {
+            sub_usage(stdout, sub);
+            return 0;
+        }
+        if (argv[1][0] == '-') {
+            usage(stdout);
+            return 0;
+        }
     }
     struct parsed p;
     if (parse(argc, argv, &p) != 0) {

@@ -11,7 +11,7 @@ struct cli_memory {
     /* The subcommand's positional arguments. */
     int nargs;
     char **args;
-    /* Options (those a subcommand does not use are refused by it). */
+    /* Options (cli_memory.c refuses those a subcommand does not take). */
     const char *source; /* --source: provenance of write/replace */
     const char *file;   /* --file: JSONL of facts for write */
     const char *props;  /* --props: Wikidata property labels for import-docred */

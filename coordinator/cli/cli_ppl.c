@@ -112,14 +112,15 @@ out:
 
 int cli_ppl(int argc, char **argv)
 {
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     struct ppl_opts o = {.window = 512};
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if ((r = cli_model_opt(argc, argv, &i, &o.model))) {
+        if ((r = cli_model_opt(argc, argv, &i, &o.model))) {
             if (r < 0) return 2;
         } else if ((r = cli_opt(argc, argv, &i, "--window", &v))) {
             if (r < 0 || cli_int("--window", v, 2, 1 << 20, &o.window)) return 2;

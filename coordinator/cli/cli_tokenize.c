@@ -41,12 +41,13 @@ int cli_tokenize(int argc, char **argv)
 {
     const char *model = NULL;
     int bos = 1, special = 1;
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     for (int i = 1; i < argc; i++) {
         int r;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--no-bos")) {
+        if (!strcmp(argv[i], "--no-bos")) {
             bos = 0;
         } else if (!strcmp(argv[i], "--no-special")) {
             special = 0;

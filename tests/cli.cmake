@@ -1,0 +1,5 @@
+# The command line's promises (tests/test_cli_help.c): --help of every
+# command and subcommand, unknown options, --memshards 0 (no memory) in one
+# process and under mpirun.
+memllm_test(test_cli_help SOURCES test_cli_help.c LIBS mm_common ARGS ${MPIEXEC_EXECUTABLE})
+add_dependencies(test_cli_help memllm)
