@@ -4,3 +4,6 @@
 memllm_test(test_embedder_bert SOURCES test_embedder_bert.c LIBS mm_coordinator)
 memllm_test(test_embedder_errors SOURCES test_embedder_errors.c LIBS mm_coordinator)
 memllm_test(test_embedder_memory SOURCES test_embedder_memory.c LIBS mm_coordinator mm_memshard)
+# BERT forward on memllm's kernels: also under each OpenBLAS core type
+# (tests/run-all.sh, ctest -L model).
+set_tests_properties(test_embedder_bert test_embedder_memory PROPERTIES LABELS model)

@@ -11,3 +11,5 @@ add_dependencies(test_edit_cli memllm)
 memllm_test(test_annotate_cli SOURCES test_annotate_cli.c LIBS mm_coordinator
   ARGS ${MPIEXEC_EXECUTABLE})
 add_dependencies(test_annotate_cli memllm)
+# Run a model forward: also under each OpenBLAS core type (tests/run-all.sh).
+set_tests_properties(test_memllm_write test_annotate_cli PROPERTIES LABELS model)

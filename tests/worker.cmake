@@ -6,3 +6,6 @@ memllm_test(test_model_reference SOURCES test_model_reference.c LIBS mm_worker
 memllm_test(test_kv_rollback SOURCES test_kv_rollback.c LIBS mm_worker)
 memllm_test(test_model_errors SOURCES test_model_errors.c LIBS mm_worker)
 memllm_test(test_smollm2_llamacpp SOURCES test_smollm2_llamacpp.c LIBS mm_worker)
+# Run a model forward: also under each OpenBLAS core type (tests/run-all.sh).
+set_tests_properties(test_model_reference test_kv_rollback test_smollm2_llamacpp
+  PROPERTIES LABELS model)
