@@ -5,7 +5,13 @@
  * their keys and values are read once into L1 for all of them. Keys are
  * visited in chunks with an online softmax (the running maximum rescales
  * what was summed so far), so no buffer of kv_len scores is needed and no
- * exponential overflows. */
+ * exponential overflows.
+ *
+ * A row's result must not depend on the other rows of its task (which
+ * tokens share a call): its chunks are cut at absolute key positions
+ * (multiples of the chunk), not from where the task's keys start, and it
+ * accumulates only its own keys. With a sliding window the rows of a task
+ * start at different keys; their chunks still line up. */
 #include <math.h>
 
 #include "internal.h"
@@ -21,6 +27,8 @@ static float dot(const float *a, const float *b, int len)
     return s;
 }
 
+/* The portable path: one row at a time, its chunks [p0, p0 + KEY_CHUNK)
+ * with p0 a multiple of KEY_CHUNK, clipped to the row's keys lo..hi. */
 static void attend_row(float *out, const float *q, const float *k, const float *v, int lo, int hi,
                        int64_t kv_stride, int head_dim, float scale)
 {
@@ -28,8 +36,9 @@ static void attend_row(float *out, const float *q, const float *k, const float *
     for (int i = 0; i < head_dim; i++)
         acc[i] = 0.0f;
     float max = -INFINITY, sum = 0.0f;
-    for (int p0 = lo; p0 <= hi; p0 += KEY_CHUNK) {
-        int len = hi - p0 + 1 < KEY_CHUNK ? hi - p0 + 1 : KEY_CHUNK;
+    for (int c0 = lo - lo % KEY_CHUNK; c0 <= hi; c0 += KEY_CHUNK) {
+        int p0 = c0 < lo ? lo : c0;
+        int len = (hi < c0 + KEY_CHUNK - 1 ? hi : c0 + KEY_CHUNK - 1) - p0 + 1;
         float s[KEY_CHUNK];
         float chunk_max = -INFINITY;
         for (int j = 0; j < len; j++) {
@@ -91,6 +100,7 @@ INLINE void attend_rows(int nv, const struct k_att_rows *rows, const float *k, c
         lo = rows->lo[i] < lo ? rows->lo[i] : lo;
         hi = rows->hi[i] > hi ? rows->hi[i] : hi;
     }
+    lo -= lo % CHUNK; /* chunks at absolute positions: the same for a row in any task */
     float acc[K_ATT_MAX_ROWS][K_MAX_HEAD_DIM];
     float max[K_ATT_MAX_ROWS], sum[K_ATT_MAX_ROWS];
     for (int i = 0; i < rows->n; i++) {
@@ -138,7 +148,10 @@ INLINE void attend_rows(int nv, const struct k_att_rows *rows, const float *k, c
                 _mm512_maskz_mov_ps(valid, k_exp512(_mm512_sub_ps(sv, _mm512_set1_ps(max[i]))));
             sum[i] += _mm512_reduce_add_ps(p);
             _mm512_storeu_ps(s, p);
-            for (int j = 0; j < len; j++) {
+            /* the row's own keys only: the others have p = 0, but adding
+             * 0 * v is not a no-op for every v (inf, nan, -0) */
+            int j_end = last < len - 1 ? last + 1 : len;
+            for (int j = first > 0 ? first : 0; j < j_end; j++) {
                 __m512 pj = _mm512_set1_ps(s[j]);
                 const float *vp = v + (int64_t)(p0 + j) * kv_stride;
                 for (int c = 0; c < nv; c++)
