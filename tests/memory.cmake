@@ -22,7 +22,7 @@ add_test(NAME test_memory_mpi COMMAND ${MEMORY_MPIRUN} -np 4 $<TARGET_FILE:test_
 add_test(NAME test_memory_cli COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/memory/cli_memory.sh)
 
 set_tests_properties(test_memory_cli PROPERTIES ENVIRONMENT
-  "MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_BIN=$<TARGET_FILE:memllm>")
+  "MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_BIN=$<TARGET_FILE:memllm>")
 
 # Open MPI's own start-up allocations (in plugins it unloads) show up as
 # leaks without a usable stack under LeakSanitizer; the same client and shard

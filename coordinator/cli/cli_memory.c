@@ -88,8 +88,8 @@ static void common_options(FILE *out)
                  "  --embedder E     'fallback' (hashed trigrams) or a sentence-transformers\n"
                  "                   model directory; default: the one the memory was built\n"
                  "                   with, and for a new memory all-MiniLM-L6-v2 from\n"
-                 "                   $MEMLLM_MODELS_DIR (else ./models) when present, else\n"
-                 "                   the fallback\n");
+                 "                   $MEMLLM_MODELS_DIR (else the repository's models/) when\n"
+                 "                   present, else the fallback\n");
 }
 
 static void usage(FILE *out)

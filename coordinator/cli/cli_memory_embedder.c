@@ -8,8 +8,10 @@
  *   (none), new memory      all-MiniLM-L6-v2 from the models folder when it
  *                           is there, else the fallback, with a warning
  *
- * The models folder is $MEMLLM_MODELS_DIR, else ./models (where
- * deploy/fetch-models.sh puts them when run from the repository).
+ * The models folder is $MEMLLM_MODELS_DIR, else the one this binary was
+ * built for (the repository's models/, where deploy/fetch-models.sh puts
+ * them; CMake's MEMLLM_MODELS_DIR): never one relative to the current
+ * directory, where a command run elsewhere would quietly fall back.
  *
  * A memory's shards refuse vectors of another embedder, so guessing wrong is
  * an error, never a silent mix; reading the recorded name first only spares
@@ -29,7 +31,7 @@
 static const char *models_dir(void)
 {
     const char *env = getenv("MEMLLM_MODELS_DIR");
-    return env && env[0] ? env : "models";
+    return env && env[0] ? env : MEMLLM_DEFAULT_MODELS_DIR;
 }
 
 static int is_model_dir(const char *dir)

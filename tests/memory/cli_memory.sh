@@ -65,6 +65,18 @@ mkdir "$work/elsewhere"
     fail "import without --props from another directory: $(cat "$work/import1.err")"
 grep -qx 'documents: 500' "$work/import1.txt" || fail "import without --props: $(cat "$work/import1.txt")"
 grep -qx 'skipped: 0' "$work/import1.txt" || fail "import without --props skipped items"
+# A new memory made from another directory without MEMLLM_MODELS_DIR takes
+# MiniLM from the models folder the binary was built for, not the fallback
+# (a path relative to the current directory would miss it).
+if [ -f "${MEMLLM_MODELS_DIR:?run under ctest}/all-MiniLM-L6-v2/config.json" ]; then
+    (cd "$work/elsewhere" && env -u MEMLLM_MODELS_DIR "$bin" memory write "Paris>>capital of>>France" \
+        --memory "$work/minilm" >/dev/null 2>"$work/minilm.err") ||
+        fail "write from another directory: $(cat "$work/minilm.err")"
+    "$bin" memory stats --memory "$work/minilm" | grep -q '^embedder: all-MiniLM-L6-v2/' ||
+        fail "a new memory made elsewhere did not take MiniLM: $(cat "$work/minilm.err")"
+else
+    echo "cli_memory: no MiniLM in $MEMLLM_MODELS_DIR: default models folder not checked"
+fi
 queries=("Willi Schneider>>date of birth>>" ">>country of citizenship>>Germany"
     ">>author>>Glenda Adams" "Wilfried Schneider>>country of citizenship>>"
     ">>located in the administrative territorial entity>>California" "Mediaș>>country>>"
