@@ -6,7 +6,7 @@
  *
  *   bench_matmul [seconds per figure, default 0.3] [section ...]
  *
- * Sections: bandwidth, model, crossover, shapes (default: all).
+ * Sections: bandwidth, model, tokens, shapes (default: all).
  *
  * Every figure is the best of repeated runs, so other load on the machine
  * lowers it less. On a shared machine set GOMP_SPINCOUNT=10000: with
@@ -133,11 +133,6 @@ static void forward(float *out, const float *x, const struct k_matrix *w, int n)
     k_matmul_forward(out, x, w, n);
 }
 
-static void via_gemm(float *out, const float *x, const struct k_matrix *w, int n)
-{
-    k_matmul_gemm(out, x, w, n, 1.0f, 0);
-}
-
 /* Best seconds per call of fn over the ws matrices in turn (more matrices
  * than the caches hold make decode read from memory, as in a model). */
 static double time_matmul(matmul_fn fn, const struct k_matrix *ws, int nw, int n, float *out,
@@ -193,39 +188,26 @@ static void shapes(void)
     free(out);
 }
 
-static void via_dots(float *out, const float *x, const struct k_matrix *w, int n)
-{
-    if (w->dtype == MM_F32 || w->dtype == MM_F16 || w->dtype == MM_BF16)
-        k_matmul_fdots(out, x, w, n, 1.0f, 0, k_fdot_impls[0]);
-    else
-        k_matmul_qdots(out, x, w, n, 1.0f, 0, k_qdot_impls[0]);
-}
-
-/* The crossover that matmul.c's dispatch encodes: dot products over the
- * weights as stored against sgemm on weight tiles converted to f32, by token
- * count. */
-static void crossover(void)
+/* GFLOP/s by token count, ffn gate 1536x576, every dtype: how fast the tiles
+ * get as a call's tokens grow from decode (one) to prefill. */
+static void tokens(void)
 {
     float *x = xmalloc((size_t)PREFILL * FFN * sizeof(float));
     float *out = xmalloc((size_t)PREFILL * FFN * sizeof(float));
     fill(x, (size_t)PREFILL * FFN, 3);
-    printf("\nmatmul paths, ffn gate 1536x576, GFLOP/s: dot products (dot) vs sgemm (gemm)\n%6s",
-           "tokens");
+    printf("\nk_matmul_forward by tokens per call, ffn gate 1536x576, GFLOP/s\n%6s", "tokens");
     for (int d = 0; d < 6; d++)
-        printf(" %5s-dot %4s-gemm", mm_dtype_name(dtypes[d]), mm_dtype_name(dtypes[d]));
+        printf(" %7s", mm_dtype_name(dtypes[d]));
     printf("\n");
-    const int ns[] = {1, 2, 4, 8, 16, 32, 64, 128, 512};
+    const int ns[] = {1, 2, 3, 4, 8, 16, 32, 64, 128, 512};
     struct k_matrix w[6];
     for (int d = 0; d < 6; d++)
         w[d] = make_matrix(dtypes[d], FFN, HIDDEN, 5);
     for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
         printf("%6d", ns[i]);
         double flop = 2.0 * FFN * HIDDEN * ns[i];
-        for (int d = 0; d < 6; d++) {
-            double td = time_matmul(via_dots, &w[d], 1, ns[i], out, x);
-            double tg = time_matmul(via_gemm, &w[d], 1, ns[i], out, x);
-            printf(" %9.1f %9.1f", flop / td / 1e9, flop / tg / 1e9);
-        }
+        for (int d = 0; d < 6; d++)
+            printf(" %7.1f", flop / time_matmul(forward, &w[d], 1, ns[i], out, x) / 1e9);
         printf("\n");
     }
     for (int d = 0; d < 6; d++)
@@ -300,9 +282,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1) budget = atof(argv[1]);
     if (budget <= 0) {
-        fprintf(
-            stderr,
-            "usage: bench_matmul [seconds per figure] [bandwidth|model|crossover|shapes ...]\n");
+        fprintf(stderr,
+                "usage: bench_matmul [seconds per figure] [bandwidth|model|tokens|shapes ...]\n");
         return 2;
     }
     printf("bench_matmul: %d OpenMP threads, SIMD dot products: %s / %s\n", omp_get_max_threads(),
@@ -326,7 +307,7 @@ int main(int argc, char **argv)
         model(MM_BF16, MM_BF16);
         model(MM_F32, MM_F32);
     }
-    if (want(argc, argv, "crossover")) crossover();
+    if (want(argc, argv, "tokens")) tokens();
     if (want(argc, argv, "shapes")) shapes();
     return 0;
 }

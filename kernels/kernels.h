@@ -13,11 +13,24 @@
  *     on a machine shared with other busy processes, libgomp's default
  *     barrier spinning makes each cost a scheduler time slice (decode 200x
  *     slower); GOMP_SPINCOUNT=10000 keeps the speed and avoids that.
- *   - f32 GEMM goes to OpenBLAS (threaded by itself). OpenBLAS 0.3.21 runs
- *     its slow SSE3 kernels on CPUs newer than itself unless
- *     OPENBLAS_CORETYPE names a core (SkylakeX, Cooperlake); the matmul
- *     dispatch asks OpenBLAS which kernels it runs and leaves prefill to the
- *     dot products when they are the slow ones.
+ *   - Batch invariance: every output element is computed by one fixed
+ *     sequence of floating-point operations, whatever the number of tokens
+ *     in the call, the token's position among them, the other tokens, the
+ *     OpenMP thread count and the machine's BLAS. A token's logits then do
+ *     not depend on what shares its step: decoding it alone, in a batch, in
+ *     a prompt or after a rollback gives the same bits, and so do the
+ *     tokens sampled from them. Matmuls are dot products that each (row,
+ *     token) pair sums in its own accumulators in one order (kernels/cpu/
+ *     internal.h); prefill runs them in tiles of several rows x tokens for
+ *     speed, never a differently ordered sum. Work is split over rows and
+ *     tokens, never over a sum. Attention cuts each row's keys at absolute
+ *     positions; row reductions (norms, softmax) sum in fixed lanes; the
+ *     build does not contract a * b + c into FMAs behind the code's back.
+ *     The order is fixed per build (SIMD level); other builds may round
+ *     differently.
+ *   - No BLAS on the model path: an sgemm's order depends on the shapes,
+ *     threads and the kernels OpenBLAS picks for the CPU
+ *     (OPENBLAS_CORETYPE), which would break the rule above.
  *   - Ops cannot fail: shapes are checked by the loader that builds the
  *     model, not on the hot path. */
 #ifndef MEMLLM_KERNELS_H

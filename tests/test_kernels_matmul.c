@@ -1,7 +1,9 @@
 /* The matmul paths against PyTorch (x @ W^T in float64 with the weights
- * exactly as stored, from tools/make_op_fixtures.py), and the SIMD dot
- * products against the portable ones. */
+ * exactly as stored, from tools/make_op_fixtures.py), the SIMD dot products
+ * against the portable ones, and batch invariance: a token's outputs are the
+ * same bits whatever else shares its call. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,11 +128,6 @@ static void test_case(struct fx *f, const char *name)
     k_matmul_accumulate(out, c.x, &c.w, c.n, -0.5f);
     check_out(&c, "k_matmul_accumulate", out, out0, -0.5f, q);
 
-    REQUIRE(k_matmul_gemm(out, c.x, &c.w, c.n, 1.0f, 0) == 0, "gemm workspace");
-    check_out(&c, "gemm", out, NULL, 1.0f, 0);
-    k_matmul_unbuffered(out, c.x, &c.w, c.n, 1.0f, 0);
-    check_out(&c, "unbuffered", out, NULL, 1.0f, 0);
-
     char path[64];
     if (q) {
         for (int i = 0; i < k_qdot_impl_count; i++) {
@@ -223,7 +220,7 @@ static void test_qdot_impls(void)
                 for (int nt = 1; nt <= 4; nt++) {
                     for (int t0 = 0; t0 + nt <= 4; t0++) {
                         float res[4];
-                        fn(w, &a, t0, nt, res);
+                        fn(w, mm_dtype_row_bytes(t, cols), 1, &a, t0, nt, res);
                         for (int j = 0; j < nt; j++)
                             CHECKF(fabs(res[j] - want[t0 + j]) <= 1e-5 * mag[t0 + j] + 1e-6,
                                    "%s %s cols %lld nt %d t0 %d: %g vs %g", impl->name,
@@ -240,41 +237,221 @@ static void test_qdot_impls(void)
     }
 }
 
+/* Random weights of type t, [rows, cols], from lcg seed. */
+static struct k_matrix random_matrix(enum mm_dtype t, int64_t rows, int64_t cols, uint32_t seed)
+{
+    struct k_matrix w = {.dtype = t, .rows = rows, .cols = cols};
+    w.row_bytes = mm_dtype_row_bytes(t, cols);
+    char *data = malloc(w.row_bytes * (size_t)rows);
+    float *row = malloc((size_t)cols * sizeof(float));
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < cols; i++)
+            row[i] = ((float)(lcg(&seed) % 20001) - 9000.0f) / 10000.0f; /* offset: m != 0 */
+        mm_quantize_row(t, row, data + r * w.row_bytes, cols);
+    }
+    free(row);
+    w.data = data;
+    return w;
+}
+
+static float *random_floats(size_t n, float scale, uint32_t seed)
+{
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        x[i] = ((float)(lcg(&seed) % 20001) - 10000.0f) / 10000.0f * scale;
+    return x;
+}
+
 /* A decode-sized matmul spread over the OpenMP threads (rows not a multiple
- * of any thread count) equals the unthreaded, unbuffered path. */
+ * of any thread count or tile) against a float64 reference from the
+ * dequantized weights. */
 static void test_threaded_rows(void)
 {
     enum { ROWS = 1001, COLS = 576 };
     const enum mm_dtype types[] = {MM_F32, MM_F16, MM_BF16, MM_Q8_0, MM_Q4_0, MM_Q4_1};
-    float *wf = malloc((size_t)ROWS * COLS * sizeof(float));
-    float x[COLS];
-    float *out = malloc(ROWS * sizeof(float)), *want = malloc(ROWS * sizeof(float));
-    uint32_t seed = 99;
-    for (int i = 0; i < ROWS * COLS; i++)
-        wf[i] = ((float)(lcg(&seed) % 2001) - 1000.0f) / 1000.0f;
-    for (int i = 0; i < COLS; i++)
-        x[i] = ((float)(lcg(&seed) % 2001) - 1000.0f) / 500.0f;
+    float *x = random_floats(COLS, 2.0f, 99);
+    float *out = malloc(ROWS * sizeof(float)), *wrow = malloc(COLS * sizeof(float));
     for (int ti = 0; ti < 6; ti++) {
-        struct k_matrix w = {.dtype = types[ti], .rows = ROWS, .cols = COLS};
-        w.row_bytes = mm_dtype_row_bytes(w.dtype, COLS);
-        char *data = malloc(w.row_bytes * ROWS);
-        for (int r = 0; r < ROWS; r++)
-            mm_quantize_row(w.dtype, wf + r * COLS, data + r * w.row_bytes, COLS);
-        w.data = data;
+        struct k_matrix w = random_matrix(types[ti], ROWS, COLS, 7);
         k_matmul_forward(out, x, &w, 1);
-        k_matmul_unbuffered(want, x, &w, 1, 1.0f, 0);
         int bad = 0;
         for (int r = 0; r < ROWS; r++) {
+            mm_dequantize_row(w.dtype, (const char *)w.data + r * w.row_bytes, wrow, COLS);
+            double want = 0;
+            for (int i = 0; i < COLS; i++)
+                want += (double)wrow[i] * x[i];
             /* quantized: activation rounding, at most 1% of the magnitude here */
-            double tol = is_quant(w.dtype) ? 0.02 * 576 : 1e-3;
-            bad += fabs(out[r] - want[r]) > tol;
+            double tol = is_quant(w.dtype) ? 0.02 * COLS : 1e-3;
+            bad += fabs(out[r] - want) > tol;
         }
-        CHECKF(bad == 0, "%s: %d threaded rows differ", mm_dtype_name(w.dtype), bad);
-        free(data);
+        CHECKF(bad == 0, "%s: %d threaded rows off", mm_dtype_name(w.dtype), bad);
+        free((void *)w.data);
     }
-    free(wf);
+    free(x);
     free(out);
-    free(want);
+    free(wrow);
+}
+
+/* ---- batch invariance ----
+ *
+ * A token's outputs must be the same bits whatever else shares its call: how
+ * many tokens, its position among them, which rows, the thread count. Each
+ * path is run on every token alone (n = 1), then on calls of n = 2..70 tokens
+ * taken from a pool at several offsets (so each token sits at many
+ * positions, in forward and reverse order), and on the weights with their
+ * rows permuted; every output must equal the token's own, memcmp-equal. */
+
+enum { POOL = 73, MAX_N = 70 };
+
+/* One way of computing out = [alpha] x W^T: a level's path or the dispatcher. */
+struct mm_path {
+    const char *name;
+    const struct k_qdot_impl *q;
+    const struct k_fdot_impl *f;
+    int dispatch, accumulate;
+};
+
+static void run_path(const struct mm_path *p, float *out, const float *x, const struct k_matrix *w,
+                     int n)
+{
+    if (p->dispatch && p->accumulate)
+        k_matmul_accumulate(out, x, w, n, -0.75f);
+    else if (p->dispatch)
+        k_matmul_forward(out, x, w, n);
+    else if (p->q)
+        REQUIRE(k_matmul_qdots(out, x, w, n, 1.0f, 0, p->q) == 0, "out of memory");
+    else
+        k_matmul_fdots(out, x, w, n, 1.0f, 0, p->f);
+}
+
+/* What an output starts as before an accumulating call: a value of its own
+ * (token t, row r), so that a misplaced store shows. */
+static float out0(int t, int64_t r)
+{
+    return (float)((t * 131 + (int)r * 7) % 17 - 8) * 0.125f;
+}
+
+/* Runs p on tokens ids[0..n) of pool and checks each output row against
+ * single[id] (the token alone). perm, when not NULL, says which row of the
+ * reference each of w's rows is. Returns the number of differing tokens. */
+static int check_call(const struct mm_path *p, const struct k_matrix *w, const float *pool,
+                      const float *single, const int *ids, int n, const int64_t *perm, float *x,
+                      float *out)
+{
+    int64_t rows = w->rows, cols = w->cols;
+    for (int t = 0; t < n; t++) {
+        memcpy(x + t * cols, pool + ids[t] * cols, (size_t)cols * sizeof(float));
+        for (int64_t r = 0; r < rows; r++)
+            out[t * rows + r] = out0(ids[t], perm ? perm[r] : r);
+    }
+    run_path(p, out, x, w, n);
+    int bad = 0;
+    for (int t = 0; t < n; t++) {
+        const float *want = single + ids[t] * rows;
+        int same = 1;
+        for (int64_t r = 0; r < rows; r++)
+            same &= memcmp(&out[t * rows + r], &want[perm ? perm[r] : r], sizeof(float)) == 0;
+        bad += !same;
+    }
+    return bad;
+}
+
+/* w with its rows in the order perm (a shuffle). */
+static struct k_matrix permuted(const struct k_matrix *w, int64_t *perm, uint32_t seed)
+{
+    struct k_matrix pw = *w;
+    char *data = malloc(w->row_bytes * (size_t)w->rows);
+    for (int64_t r = 0; r < w->rows; r++)
+        perm[r] = r;
+    for (int64_t r = w->rows - 1; r > 0; r--) {
+        int64_t j = lcg(&seed) % (r + 1), tmp = perm[r];
+        perm[r] = perm[j];
+        perm[j] = tmp;
+    }
+    for (int64_t r = 0; r < w->rows; r++)
+        memcpy(data + r * w->row_bytes, (const char *)w->data + perm[r] * w->row_bytes,
+               w->row_bytes);
+    pw.data = data;
+    return pw;
+}
+
+static void check_invariance(const struct mm_path *p, enum mm_dtype t, int64_t rows, int64_t cols)
+{
+    struct k_matrix w = random_matrix(t, rows, cols, (uint32_t)(rows * 31 + cols));
+    int64_t *perm = malloc((size_t)rows * sizeof(int64_t));
+    struct k_matrix pw = permuted(&w, perm, 5);
+    float *pool = random_floats((size_t)(POOL * cols), 3.0f, (uint32_t)cols);
+    float *single = malloc((size_t)(POOL * rows) * sizeof(float));
+    float *x = malloc((size_t)(MAX_N * cols) * sizeof(float));
+    float *out = malloc((size_t)(MAX_N * rows) * sizeof(float));
+    for (int id = 0; id < POOL; id++) {
+        for (int64_t r = 0; r < rows; r++)
+            single[id * rows + r] = out0(id, r);
+        run_path(p, single + id * rows, pool + id * cols, &w, 1);
+    }
+    int bad = 0, calls = 0, ids[MAX_N];
+    for (int n = 2; n <= MAX_N; n++) {
+        /* offsets that put every token at a different position, then the
+         * same tokens backwards, then on the permuted rows */
+        for (int k = 0; k < 3; k++) {
+            int off = (n * 7 + k * 29) % POOL;
+            for (int i = 0; i < n; i++)
+                ids[i] = k == 1 ? (off + n - 1 - i) % POOL : (off + i) % POOL;
+            bad += check_call(p, k == 2 ? &pw : &w, pool, single, ids, n, k == 2 ? perm : NULL, x,
+                              out);
+            calls++;
+        }
+    }
+    CHECKF(bad == 0, "%s %s %lldx%lld: %d tokens of %d calls differ from the token alone", p->name,
+           mm_dtype_name(t), (long long)rows, (long long)cols, bad, calls);
+    free((void *)w.data);
+    free((void *)pw.data);
+    free(perm);
+    free(pool);
+    free(single);
+    free(x);
+    free(out);
+}
+
+/* Every path x dtype x awkward shape x thread count. Rows: not a multiple
+ * of any tile (2, 4) nor of the 16-row tasks. Columns: for the quantized
+ * types odd numbers of blocks (a last partial step of 1, 2 or 3 blocks in
+ * the AVX-512 kernel, an odd last block elsewhere); for the float types not
+ * a multiple of 8 or 16 (a masked or scalar tail). */
+static void test_batch_invariance(void)
+{
+    const enum mm_dtype types[] = {MM_F32, MM_F16, MM_BF16, MM_Q8_0, MM_Q4_0, MM_Q4_1};
+    const int64_t qcols[] = {32, 96, 224, 288}, fcols[] = {13, 157, 200, 576};
+    const int64_t rows[] = {1, 37};
+    int saved_threads = omp_get_max_threads(), runs = 0;
+    for (int ti = 0; ti < 6; ti++) {
+        int q = is_quant(types[ti]);
+        /* the dispatcher's two entries, then every level */
+        struct mm_path paths[2 + 8] = {{"k_matmul_forward", NULL, NULL, 1, 0},
+                                       {"k_matmul_accumulate", NULL, NULL, 1, 1}};
+        int np = 2;
+        for (int li = 0; li < (q ? k_qdot_impl_count : k_fdot_impl_count); li++, np++) {
+            if (q)
+                paths[np] = (struct mm_path){k_qdot_impls[li]->name, k_qdot_impls[li], NULL, 0, 0};
+            else
+                paths[np] = (struct mm_path){k_fdot_impls[li]->name, NULL, k_fdot_impls[li], 0, 0};
+        }
+        for (int pi = 0; pi < np; pi++) {
+            for (int ci = 0; ci < 4; ci++) {
+                for (int ri = 0; ri < 2; ri++) {
+                    omp_set_num_threads(1 + runs++ % 3);
+                    check_invariance(&paths[pi], types[ti], rows[ri], q ? qcols[ci] : fcols[ci]);
+                }
+            }
+        }
+        /* a matrix of several row blocks (matmul.c's cache blocking: 256 KB
+         * of weights), its tasks split over 2 and 3 threads */
+        for (int th = 2; th <= 3; th++) {
+            omp_set_num_threads(th);
+            check_invariance(&paths[0], types[ti], 1001, q ? 1024 : 577);
+        }
+    }
+    omp_set_num_threads(saved_threads);
 }
 
 int main(void)
@@ -292,5 +469,6 @@ int main(void)
     test_quantize_act();
     test_qdot_impls();
     test_threaded_rows();
+    test_batch_invariance();
     return check_report("test_kernels_matmul");
 }

@@ -155,6 +155,120 @@ static void test_argmax(struct fx *f)
     CHECK(k_argmax(ties, 1) == 0);
 }
 
+/* ---- batch invariance ----
+ *
+ * A row op's result for a token must be the same bits whatever else shares
+ * the call: each token alone, then in calls of n = 2..70 tokens at several
+ * offsets of a pool (so each token sits at many positions and alignments),
+ * memcmp-equal. Widths: odd, below and above a SIMD vector, and a model's. */
+
+enum { POOL = 71, MAX_N = 70 };
+
+enum row_op {
+    OP_RMSNORM,
+    OP_LAYERNORM,
+    OP_SOFTMAX,
+    OP_LOG_SOFTMAX,
+    OP_SWIGLU,
+    OP_ROPE_NEOX,
+    OP_ROPE_NORM,
+    OP_COUNT
+};
+
+static const char *const op_names[] = {"rmsnorm", "layernorm", "softmax",  "log_softmax",
+                                       "swiglu",  "rope_neox", "rope_norm"};
+
+/* The op on n rows of width dim: in (n rows, or 2n for swiglu's gate and
+ * up), out (n rows), pos (rope's positions). */
+static void run_op(enum row_op op, float *out, const float *in, const float *w, const int32_t *pos,
+                   int n, int dim)
+{
+    size_t len = (size_t)n * dim;
+    switch (op) {
+    case OP_RMSNORM:
+        k_rmsnorm_forward(out, in, w, n, dim, 1e-5f);
+        break;
+    case OP_LAYERNORM:
+        k_layernorm_forward(out, in, w, w + dim, n, dim, 1e-12f);
+        break;
+    case OP_SOFTMAX:
+    case OP_LOG_SOFTMAX:
+        memcpy(out, in, len * sizeof(float));
+        if (op == OP_SOFTMAX)
+            k_softmax_forward(out, n, dim);
+        else
+            k_log_softmax_forward(out, n, dim);
+        break;
+    case OP_SWIGLU:
+        k_swiglu_forward(out, in, in + len, (int64_t)len);
+        break;
+    default:
+        /* heads of 16: dim must be a multiple of it */
+        memcpy(out, in, len * sizeof(float));
+        k_rope_forward(out, pos, n, dim / 16, 16, 10000.0f,
+                       op == OP_ROPE_NEOX ? K_ROPE_NEOX : K_ROPE_NORM);
+        break;
+    }
+}
+
+static void check_op(enum row_op op, int dim)
+{
+    float *pool = malloc((size_t)POOL * dim * sizeof(float));
+    float *single = malloc((size_t)POOL * dim * sizeof(float));
+    float *w = malloc(2 * (size_t)dim * sizeof(float));
+    float *in = malloc(2 * (size_t)MAX_N * dim * sizeof(float));
+    float *out = malloc((size_t)MAX_N * dim * sizeof(float));
+    int32_t pos[MAX_N];
+    for (size_t i = 0; i < (size_t)POOL * dim; i++)
+        pool[i] = sinf((float)i * 0.7316f) * (1.0f + (float)(i % 5));
+    for (int i = 0; i < 2 * dim; i++)
+        w[i] = cosf((float)i * 0.31f);
+    /* swiglu: token id's gate is pool row id, its up row id + 1 */
+    int swiglu = op == OP_SWIGLU;
+    for (int id = 0; id < POOL; id++) {
+        memcpy(in, pool + id * dim, (size_t)dim * sizeof(float));
+        if (swiglu) memcpy(in + dim, pool + (id + 1) % POOL * dim, (size_t)dim * sizeof(float));
+        pos[0] = id * 3;
+        run_op(op, single + id * dim, in, w, pos, 1, dim);
+    }
+    int bad = 0;
+    for (int n = 2; n <= MAX_N; n++) {
+        for (int k = 0; k < 2; k++) {
+            int off = (n * 5 + k * 31) % POOL, ids[MAX_N];
+            for (int t = 0; t < n; t++) {
+                ids[t] = (off + (k ? n - 1 - t : t)) % POOL;
+                memcpy(in + t * dim, pool + ids[t] * dim, (size_t)dim * sizeof(float));
+                if (swiglu)
+                    memcpy(in + (n + t) * dim, pool + (ids[t] + 1) % POOL * dim,
+                           (size_t)dim * sizeof(float));
+                pos[t] = ids[t] * 3;
+            }
+            run_op(op, out, in, w, pos, n, dim);
+            for (int t = 0; t < n; t++)
+                bad +=
+                    memcmp(out + t * dim, single + ids[t] * dim, (size_t)dim * sizeof(float)) != 0;
+        }
+    }
+    CHECKF(bad == 0, "%s, width %d: %d rows differ from the row alone", op_names[op], dim, bad);
+    free(pool);
+    free(single);
+    free(w);
+    free(in);
+    free(out);
+}
+
+static void test_batch_invariance(void)
+{
+    const int dims[] = {7, 35, 577, 1000, 48, 576};
+    for (int op = 0; op < OP_COUNT; op++) {
+        for (int d = 0; d < 6; d++) {
+            int rope = op == OP_ROPE_NEOX || op == OP_ROPE_NORM;
+            if (rope && dims[d] % 16) continue;
+            check_op((enum row_op)op, dims[d]);
+        }
+    }
+}
+
 int main(void)
 {
     struct fx *f = fx_open();
@@ -168,5 +282,6 @@ int main(void)
     test_softmax(f);
     test_argmax(f);
     fx_close(f);
+    test_batch_invariance();
     return check_report("test_kernels_ops");
 }

@@ -42,21 +42,20 @@ static inline float k_f16_to_f32(uint16_t h)
  * quantized matmuls, one row of `cols` values per token: per block of
  * MM_QBLOCK values a scale d (f32, so no precision is lost to an f16 scale)
  * and s = d * sum(qs), which the q4_0, q4_1 and q8_0 products need for their
- * offset terms. The layout is plain (qs contiguous, scales apart) so that a
- * SIMD loop loads 64 values of two blocks at once.
+ * offset terms (the plain layout, which the portable and AVX2 paths read).
  *
- * The AVX-512 loop also wants each block's scalars spread over the 8 lanes
- * that hold its partial sums (d8, and aux8: see qdot_avx512.c), so that a
- * pair of blocks takes one load, not a broadcast per block; those are filled
- * only for it (NULL otherwise). */
+ * A level may want the values rearranged for its kernel (the AVX-512 one
+ * takes four blocks a step, see qdot_avx512.c): it then says how many bytes a
+ * token's row takes (lane_bytes) and fills them (prepare_lanes) from the
+ * plain layout; lanes is NULL for the others. */
 struct k_qact {
     int64_t cols;
-    int n;      /* tokens */
-    int8_t *qs; /* [n, cols] */
-    float *d;   /* [n, cols / MM_QBLOCK] */
-    float *s;   /* [n, cols / MM_QBLOCK] */
-    float *d8;  /* [n, cols / MM_QBLOCK, 8] */
-    void *aux8; /* [n, cols / MM_QBLOCK, 8], 32-bit values */
+    int n;       /* tokens */
+    int8_t *qs;  /* [n, cols] */
+    float *d;    /* [n, cols / MM_QBLOCK] */
+    float *s;    /* [n, cols / MM_QBLOCK] */
+    char *lanes; /* [n, lane_stride] bytes, or NULL */
+    size_t lane_stride;
 };
 
 struct k_qdot_impl;
@@ -72,28 +71,45 @@ void k_qact_free(struct k_qact *a);
  * rounding the SIMD conversion instructions do. */
 void k_quantize_act_row(const float *x, int64_t cols, int8_t *qs, float *d, float *s);
 
-/* res[j] = dot(weight row w, token t0 + j of a) for j < nt, nt <= K_QDOT_MAX_TOKENS:
- * one weight row against up to four tokens, so that a weight block is loaded
- * and unpacked once for all of them. */
-#define K_QDOT_MAX_TOKENS 4
-typedef void (*k_qdot_fn)(const void *w, const struct k_qact *a, int t0, int nt, float *res);
+/* The dot-product kernels compute a tile of outputs: nr consecutive weight
+ * rows (row_bytes apart) against nt consecutive tokens, nr and nt at most
+ * the level's tile (rows, tokens), res[r * nt + j] = dot(row r, token j).
+ * A tile loads each weight block once for all its tokens and each
+ * activation block once for all its rows: prefill (many tokens) runs whole
+ * tiles, decode (one token) tiles of one column.
+ *
+ * The rule that makes results independent of the batch: every output element
+ * is computed by the same sequence of floating-point operations whatever
+ * nr, nt and the element's place in the tile (each (row, token) pair has its
+ * own accumulators, walked over the blocks in one fixed order and reduced in
+ * one fixed order). Tiles are a schedule, not a different sum. */
+#define K_DOT_MAX_ROWS 4
+#define K_DOT_MAX_TOKENS 8
 
-/* One instruction-set level's dot products, indexed by weight dtype. */
+/* Quantized weights (q8_0 / q4_0 / q4_1) against tokens t0.. of a. */
+typedef void (*k_qdot_fn)(const void *w, size_t row_bytes, int nr, const struct k_qact *a, int t0,
+                          int nt, float *res);
+
+/* One instruction-set level's quantized dot products, indexed by weight
+ * dtype. */
 struct k_qdot_impl {
     const char *name;
+    int rows, tokens; /* the tile */
     k_qdot_fn q8_0, q4_0, q4_1;
-    /* Fills d8 and aux8 of token t for weights of type wtype; NULL when the
-     * level does not use them. */
+    /* Bytes of a token's rearranged row and the function that fills token
+     * t's; NULL when the level reads the plain layout. */
+    size_t (*lane_bytes)(int64_t cols);
     void (*prepare_lanes)(struct k_qact *a, int t, enum mm_dtype wtype);
 };
 
-/* res[j] = dot(weight row w, x[j * cols ...]) for j < nt <= K_QDOT_MAX_TOKENS,
- * for f32 / f16 / bf16 weight rows of any length. */
-typedef void (*k_fdot_fn)(enum mm_dtype type, const void *w, const float *x, int64_t cols, int nt,
-                          float *res);
+/* f32 / f16 / bf16 weight rows of any length against f32 tokens x (cols
+ * apart). */
+typedef void (*k_fdot_fn)(enum mm_dtype type, const void *w, size_t row_bytes, int nr,
+                          const float *x, int64_t cols, int nt, float *res);
 
 struct k_fdot_impl {
     const char *name;
+    int rows, tokens; /* the tile */
     k_fdot_fn dot;
 };
 
@@ -114,25 +130,34 @@ extern const int k_qdot_impl_count;
 extern const struct k_fdot_impl *const k_fdot_impls[];
 extern const int k_fdot_impl_count;
 
-/* The paths of k_matmul_forward (accumulate = 0: out = x W^T) and
- * k_matmul_accumulate (accumulate = 1: out += alpha x W^T), exposed so that
- * the tests run each one, whichever the dispatcher would pick.
- * Those that need a workspace return -1 when they cannot allocate it; the
- * dispatcher then falls back to one that needs none. */
+/* The paths of k_matmul_forward (accumulate = 0: out = alpha x W^T) and
+ * k_matmul_accumulate (accumulate = 1: out += alpha x W^T) at one level,
+ * exposed so that the tests run each level, whichever the dispatcher picks. */
 
 /* Integer dot products against activations quantized once per call (q8_0,
- * q4_0, q4_1 weights). */
+ * q4_0, q4_1 weights); -1 when it cannot allocate the quantized activations
+ * (a few KB a token). */
 int k_matmul_qdots(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
                    int accumulate, const struct k_qdot_impl *impl);
 /* f32 dot products converting f32 / f16 / bf16 weights on the fly. */
 void k_matmul_fdots(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
                     int accumulate, const struct k_fdot_impl *impl);
-/* Tiles of weight rows dequantized to f32, multiplied by cblas_sgemm. */
-int k_matmul_gemm(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
-                  int accumulate);
-/* One block at a time through a stack buffer: slow, needs no memory. */
-void k_matmul_unbuffered(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
-                         int accumulate);
+
+/* What both paths hand the driver: the level's tile and a function that
+ * computes one, res[r * nt + j] for rows r0.. and tokens t0.. */
+struct k_tiler {
+    int rows, tokens; /* the largest tile */
+    size_t act_bytes; /* bytes of activations a token, which the kernel reads */
+    void (*tile)(const void *ctx, int64_t r0, int nr, int t0, int nt, float *res);
+    const void *ctx;
+};
+
+/* Runs a matmul of n tokens through tl's tiles, threaded, and stores
+ * alpha * result into out ([n, w->rows]), or adds it with accumulate. A tile
+ * computes whole output elements (the sum over cols is never split), so how
+ * the work is cut, and over how many threads, never changes a result. */
+void k_matmul_run(float *out, const struct k_matrix *w, int n, float alpha, int accumulate,
+                  const struct k_tiler *tl);
 
 #ifdef K_HAVE_AVX512
 /* e^x for 16 floats: x = n ln2 + r with |r| <= ln2/2, Cephes' degree-6
@@ -156,6 +181,12 @@ static inline __m512 k_exp512(__m512 x)
     return _mm512_scalef_ps(p, n);
 }
 #endif
+
+/* Keeps the vector variable v in a register from here on. A tile loads each
+ * vector once for several FMAs; GCC otherwise folds the load into every
+ * instruction that uses it (a load per FMA), and the loads, not the
+ * arithmetic, then bound the loop. */
+#define K_IN_REG(v) __asm__("" : "+v"(v))
 
 /* Query rows of one attention task: they share a KV head (the query heads
  * of a GQA group, for one or more tokens); row i attends to keys
@@ -184,6 +215,48 @@ void k_attend_avx512(const struct k_att_rows *rows, const float *k, const float 
 void k_attention_with(k_attend_fn attend, float *out, const float *q, const float *k,
                       const float *v, int n, int pos0, int n_heads, int n_kv_heads, int head_dim,
                       int window, int causal);
+
+/* Row sums of the norms in a fixed order: element i goes to lane i % 16,
+ * the lanes are added pairwise at the end. `omp simd reduction` would leave
+ * the order to the compiler, which may peel a different number of leading
+ * elements for differently aligned rows, so a row's sum would depend on its
+ * place in the batch. Written in C: the compiler may vectorize the lanes,
+ * but not reorder them. */
+#define K_SUM_LANES 16
+
+static inline float k_sum_lanes(float *lane)
+{
+    for (int w = K_SUM_LANES / 2; w > 0; w /= 2)
+        for (int l = 0; l < w; l++)
+            lane[l] += lane[l + w];
+    return lane[0];
+}
+
+/* sum of x[i] */
+static inline float k_sum(const float *x, int n)
+{
+    float lane[K_SUM_LANES] = {0};
+    int i = 0;
+    for (; i + K_SUM_LANES <= n; i += K_SUM_LANES)
+        for (int l = 0; l < K_SUM_LANES; l++)
+            lane[l] += x[i + l];
+    for (int l = 0; i + l < n; l++)
+        lane[l] += x[i + l];
+    return k_sum_lanes(lane);
+}
+
+/* sum of (x[i] - c)^2 */
+static inline float k_sum_sq(const float *x, int n, float c)
+{
+    float lane[K_SUM_LANES] = {0};
+    int i = 0;
+    for (; i + K_SUM_LANES <= n; i += K_SUM_LANES)
+        for (int l = 0; l < K_SUM_LANES; l++)
+            lane[l] += (x[i + l] - c) * (x[i + l] - c);
+    for (int l = 0; i + l < n; l++)
+        lane[l] += (x[i + l] - c) * (x[i + l] - c);
+    return k_sum_lanes(lane);
+}
 
 /* Enough multiply-adds to be worth waking the OpenMP threads for. */
 #define K_PARALLEL_MIN_WORK (1 << 15)

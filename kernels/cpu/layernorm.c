@@ -11,18 +11,10 @@ void k_layernorm_forward(float *out, const float *x, const float *weight, const 
     for (int t = 0; t < n; t++) {
         const float *xt = x + (int64_t)t * dim;
         float *ot = out + (int64_t)t * dim;
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int i = 0; i < dim; i++)
-            sum += xt[i];
-        float mean = sum / (float)dim;
+        float mean = k_sum(xt, dim) / (float)dim;
         /* two passes: the variance of the centred values does not cancel */
-        float var = 0.0f;
-#pragma omp simd reduction(+ : var)
-        for (int i = 0; i < dim; i++)
-            var += (xt[i] - mean) * (xt[i] - mean);
+        float var = k_sum_sq(xt, dim, mean);
         float r = 1.0f / sqrtf(var / (float)dim + eps);
-#pragma omp simd
         for (int i = 0; i < dim; i++)
             ot[i] = (xt[i] - mean) * r * weight[i] + bias[i];
     }

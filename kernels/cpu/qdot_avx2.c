@@ -38,15 +38,18 @@ INLINE float hsum(__m256 v)
     return _mm_cvtss_f32(x);
 }
 
-INLINE void qdot(enum mm_dtype type, int nt, const void *w, const struct k_qact *a, int t0,
-                 float *res)
+/* res[j * ld] = dot(row w, token t0 + j) for j < NT <= 4 (a constant at
+ * every call site). Each token has its own accumulators: the same sum
+ * whatever NT. */
+INLINE void qdot(enum mm_dtype type, int NT, const void *w, const struct k_qact *a, int t0,
+                 float *res, int ld)
 {
     int64_t nb = a->cols / MM_QBLOCK;
-    const int8_t *q[K_QDOT_MAX_TOKENS];
-    const float *d[K_QDOT_MAX_TOKENS], *s[K_QDOT_MAX_TOKENS];
-    __m256 acc[K_QDOT_MAX_TOKENS];
-    float off[K_QDOT_MAX_TOKENS];
-    for (int j = 0; j < nt; j++) {
+    const int8_t *q[4];
+    const float *d[4], *s[4];
+    __m256 acc[4];
+    float off[4];
+    for (int j = 0; j < NT; j++) {
         q[j] = a->qs + (int64_t)(t0 + j) * a->cols;
         d[j] = a->d + (int64_t)(t0 + j) * nb;
         s[j] = a->s + (int64_t)(t0 + j) * nb;
@@ -72,7 +75,7 @@ INLINE void qdot(enum mm_dtype type, int nt, const void *w, const struct k_qact 
             dw = k_f16_to_f32(blk->d);
             c = k_f16_to_f32(blk->m);
         }
-        for (int j = 0; j < nt; j++) {
+        for (int j = 0; j < NT; j++) {
             __m256i qj = _mm256_loadu_si256((const __m256i *)(q[j] + b * MM_QBLOCK));
             if (type == MM_Q8_0) qj = _mm256_sign_epi8(qj, wq);
             __m256 p = _mm256_cvtepi32_ps(dot_bytes(u, qj));
@@ -80,33 +83,55 @@ INLINE void qdot(enum mm_dtype type, int nt, const void *w, const struct k_qact 
             if (type != MM_Q8_0) off[j] += c * s[j][b];
         }
     }
-    for (int j = 0; j < nt; j++)
-        res[j] = hsum(acc[j]) + off[j];
+    for (int j = 0; j < NT; j++)
+        res[j * ld] = hsum(acc[j]) + off[j];
 }
 
-#define QDOT_FN(fn, type)                                                                          \
-    static void fn(const void *w, const struct k_qact *a, int t0, int nt, float *res)              \
-    {                                                                                              \
-        switch (nt) {                                                                              \
-        case 1:                                                                                    \
-            qdot(type, 1, w, a, t0, res);                                                          \
-            break;                                                                                 \
-        case 2:                                                                                    \
-            qdot(type, 2, w, a, t0, res);                                                          \
-            break;                                                                                 \
-        case 3:                                                                                    \
-            qdot(type, 3, w, a, t0, res);                                                          \
-            break;                                                                                 \
-        default:                                                                                   \
-            qdot(type, 4, w, a, t0, res);                                                          \
-            break;                                                                                 \
-        }                                                                                          \
+/* Row by row, tokens as 4s, then 2 and 1: res[r * nt + j]. */
+INLINE void tiles(enum mm_dtype type, const void *w, size_t row_bytes, int nr,
+                  const struct k_qact *a, int t0, int nt, float *res)
+{
+    for (int r = 0; r < nr; r++) {
+        const char *row = (const char *)w + r * row_bytes;
+        for (int j = 0; j < nt;) {
+            int m = nt - j >= 4 ? 4 : nt - j >= 2 ? 2 : 1;
+            float *o = res + r * nt + j;
+            if (m == 4)
+                qdot(type, 4, row, a, t0 + j, o, 1);
+            else if (m == 2)
+                qdot(type, 2, row, a, t0 + j, o, 1);
+            else
+                qdot(type, 1, row, a, t0 + j, o, 1);
+            j += m;
+        }
     }
+}
 
-QDOT_FN(qdot_q8_0, MM_Q8_0)
-QDOT_FN(qdot_q4_0, MM_Q4_0)
-QDOT_FN(qdot_q4_1, MM_Q4_1)
+static void qdot_q8_0(const void *w, size_t row_bytes, int nr, const struct k_qact *a, int t0,
+                      int nt, float *res)
+{
+    tiles(MM_Q8_0, w, row_bytes, nr, a, t0, nt, res);
+}
 
-const struct k_qdot_impl k_qdot_avx2 = {"avx2", qdot_q8_0, qdot_q4_0, qdot_q4_1, NULL};
+static void qdot_q4_0(const void *w, size_t row_bytes, int nr, const struct k_qact *a, int t0,
+                      int nt, float *res)
+{
+    tiles(MM_Q4_0, w, row_bytes, nr, a, t0, nt, res);
+}
+
+static void qdot_q4_1(const void *w, size_t row_bytes, int nr, const struct k_qact *a, int t0,
+                      int nt, float *res)
+{
+    tiles(MM_Q4_1, w, row_bytes, nr, a, t0, nt, res);
+}
+
+const struct k_qdot_impl k_qdot_avx2 = {
+    .name = "avx2",
+    .rows = 4,
+    .tokens = 4,
+    .q8_0 = qdot_q8_0,
+    .q4_0 = qdot_q4_0,
+    .q4_1 = qdot_q4_1,
+};
 
 #endif

@@ -1,176 +1,270 @@
-/* Quantized dot products with AVX-512 VNNI: two weight blocks (64 values)
- * per vpdpbusd.
+/* Quantized dot products with AVX-512 VNNI: four weight blocks (128 values)
+ * per step, in tiles of up to 2 rows x 8 tokens.
  *
  * vpdpbusd multiplies unsigned by signed bytes, so every weight type is
  * brought to unsigned values u:
  *   q4_1: u = nibble, w = d_w u + m;
  *   q4_0: u = nibble, w = d_w (u - 8);
  *   q8_0: u = q xor 0x80 = q + 128, w = d_w (u - 128).
- * A block's 32 products land in 8 int32 lanes. For q4_0 and q8_0 the
- * offset's share, -8 sum(q_a) or -128 sum(q_a) spread over the 8 lanes, is
- * the accumulator vpdpbusd starts from (aux8 holds it per lane), so the
- * integer sums come out exact; q4_1 adds m * s / 8 per lane in float (aux8
- * holds s / 8). Each lane is then scaled by d_w d_a.
+ * Each block of a step owns 4 of the 16 int32 lanes: two vpdpbusd put its
+ * first 16 values (vector A) and its last 16 (vector B) into the same lanes,
+ * so a step ends with one int-to-float conversion, one scale and one FMA per
+ * 128 products (the float work, not vpdpbusd, bounds prefill). For q4_0 and
+ * q8_0 the offset's share, -8 sum(q_a) or -128 sum(q_a) spread over the 4
+ * lanes, is the accumulator vpdpbusd starts from, so the integer sums come
+ * out exact; q4_1 adds m * s / 4 per lane in float. Each lane is scaled by
+ * d_w d_a and accumulated over the steps in order; the 16 lanes are summed
+ * at the end (_mm512_reduce_add_ps). Every (row, token) pair of a tile does
+ * exactly this, whatever the tile, so results do not depend on the batch.
  *
- * A pair of weight blocks is read with one masked load (it never touches
- * bytes past the pair), the nibbles put in element order with vpermb and a
- * per-lane shift, the two f16 scales spread over their lanes with vpermw.
- * An odd last block is the same code with the second block masked to zero. */
+ * The activations are rearranged once per call to match (prepare_lanes):
+ * per token and step, A and B (64 bytes each), d_a per lane and the offset
+ * per lane (64 bytes each). A last step of fewer than four blocks reads the
+ * weights with a byte mask and finds zeros in the activations' padding. */
+#include <string.h>
+
 #include "internal.h"
 
 #ifdef K_HAVE_AVX512
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* How far ahead of the pair being multiplied its row's (and the next
- * rows') bytes are prefetched. */
+/* How far ahead of the step being multiplied its row's (and the next
+ * rows') bytes are prefetched: decode streams the weights from memory. */
 #define PREFETCH_AHEAD 4096
 
-/* Byte offsets inside a pair of blocks. */
-#define Q40_BYTES 18
-#define Q41_BYTES 20
-#define Q80_BYTES 34
+/* Bytes of a step of one token's activations: A, B, d_a, offsets. */
+#define STEP_BYTES 256
 
+static size_t lane_bytes(int64_t cols)
+{
+    int64_t steps = (cols / MM_QBLOCK + 3) / 4;
+    return (size_t)steps * STEP_BYTES;
+}
+
+/* Token t's step layout from its plain quantized row. */
 static void prepare_lanes(struct k_qact *a, int t, enum mm_dtype wtype)
 {
     int64_t nb = a->cols / MM_QBLOCK;
     const int8_t *q = a->qs + (int64_t)t * a->cols;
-    float *d8 = a->d8 + (int64_t)t * nb * 8;
+    char *row = a->lanes + (int64_t)t * (int64_t)a->lane_stride;
+    memset(row, 0, a->lane_stride);
     for (int64_t b = 0; b < nb; b++) {
-        float d = a->d[(int64_t)t * nb + b];
-        _mm256_storeu_ps(d8 + b * 8, _mm256_set1_ps(d));
-        if (wtype == MM_Q4_1) {
-            float *s8 = (float *)a->aux8 + (int64_t)t * nb * 8;
-            _mm256_storeu_ps(s8 + b * 8, _mm256_set1_ps(a->s[(int64_t)t * nb + b] * 0.125f));
-        } else {
-            int32_t *bias = (int32_t *)a->aux8 + (int64_t)t * nb * 8;
-            int sum = 0;
-            for (int i = 0; i < MM_QBLOCK; i++)
-                sum += q[b * MM_QBLOCK + i];
-            /* the offset (8 or 128) times sum(q), an eighth per lane */
-            int32_t per_lane = wtype == MM_Q4_0 ? -sum : -16 * sum;
-            _mm256_storeu_si256((__m256i *)(bias + b * 8), _mm256_set1_epi32(per_lane));
+        char *step = row + b / 4 * STEP_BYTES;
+        int j = (int)(b % 4);
+        memcpy(step + 16 * j, q + b * MM_QBLOCK, 16);
+        memcpy(step + 64 + 16 * j, q + b * MM_QBLOCK + 16, 16);
+        float *d4 = (float *)(step + 128) + 4 * j;
+        float s4 = a->s[(int64_t)t * nb + b] * 0.25f;
+        int sum = 0;
+        for (int i = 0; i < MM_QBLOCK; i++)
+            sum += q[b * MM_QBLOCK + i];
+        /* the offset (8 or 128) times sum(q), a quarter per lane */
+        int32_t off = wtype == MM_Q4_0 ? -2 * sum : -32 * sum;
+        for (int l = 0; l < 4; l++) {
+            d4[l] = a->d[(int64_t)t * nb + b];
+            if (wtype == MM_Q4_1)
+                memcpy(step + 192 + 16 * j + 4 * l, &s4, 4);
+            else
+                memcpy(step + 192 + 16 * j + 4 * l, &off, 4);
         }
     }
 }
 
-/* The unsigned values u of a pair (or, with one = 1, of a single block and
- * zeros), the scales d_w of each block's 8 lanes, and for q4_1 the mins. */
-INLINE __m512i load_pair(enum mm_dtype type, const uint8_t *p, int one, __m512 *dw, __m512 *mw)
+/* A step of one weight row: vectors A and B of u, d_w per lane and, for
+ * q4_1, m per lane. */
+struct wstep {
+    __m512i ua, ub;
+    __m512 dw, mw;
+};
+
+/* A mask of the first n bytes of a 64-byte load (n may be out of 0..64). */
+INLINE __mmask64 first_bytes(int n)
 {
-    if (type == MM_Q8_0) {
-        __m512i raw = _mm512_maskz_loadu_epi8(one ? (1ull << Q80_BYTES) - 1 : ~0ull, p);
-        /* d_0 is word 0, d_1 word 17 */
-        const __m512i widx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17,
-                                              17, 17, 17, 17, 17, 17, 17, 0, 0, 0, 0, 0, 0, 0, 0);
-        *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(widx, raw)));
-        __m256i q0 = _mm256_loadu_si256((const __m256i *)(p + 2));
-        __m256i q1 =
-            one ? _mm256_setzero_si256() : _mm256_loadu_si256((const __m256i *)(p + Q80_BYTES + 2));
-        __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
-        /* the masked-out block gets u = 128 against activations masked to 0 */
-        return _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80));
-    }
-    int bytes = type == MM_Q4_0 ? Q40_BYTES : Q41_BYTES;
-    __m512i raw = _mm512_maskz_loadu_epi8(one ? (1ull << bytes) - 1 : (1ull << (2 * bytes)) - 1, p);
-    /* lanes: [qs_0, qs_0, qs_1, qs_1], the second of each shifted by 4 */
-    __m512i bidx;
-    if (type == MM_Q4_0) {
-        bidx = _mm512_set_epi8(35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 35,
-                               34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 17, 16,
-                               15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 17, 16, 15, 14, 13,
-                               12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2);
-    } else {
-        bidx = _mm512_set_epi8(39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 39,
-                               38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 19, 18,
-                               17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 19, 18, 17, 16, 15,
-                               14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4);
-    }
-    const __m512i shift = _mm512_set_epi16(4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4,
-                                           4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0);
-    __m512i u = _mm512_srlv_epi16(_mm512_permutexvar_epi8(bidx, raw), shift);
-    u = _mm512_and_si512(u, _mm512_set1_epi8(0x0f));
-    if (type == MM_Q4_0) {
-        const __m512i widx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 9,
-                                              9, 9, 9, 9, 9, 9, 0, 0, 0, 0, 0, 0, 0, 0);
-        *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(widx, raw)));
-    } else {
-        /* low half d_0 d_1, high half m_0 m_1 */
-        const __m512i widx =
-            _mm512_set_epi16(11, 11, 11, 11, 11, 11, 11, 11, 1, 1, 1, 1, 1, 1, 1, 1, 10, 10, 10, 10,
-                             10, 10, 10, 10, 0, 0, 0, 0, 0, 0, 0, 0);
-        __m512i h = _mm512_permutexvar_epi16(widx, raw);
-        *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
-        *mw = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
-    }
-    return u;
+    return n >= 64 ? ~0ull : n <= 0 ? 0 : (1ull << n) - 1;
 }
 
-/* nt is a constant at every call site, so the token loops unroll and the
- * accumulators stay in registers. */
-INLINE void qdot(enum mm_dtype type, int nt, const void *w, const struct k_qact *a, int t0,
-                 float *res)
+/* q4_0 / q4_1: blocks of 18 / 20 bytes, nibbles qs[i] = elements i (low)
+ * and i + 16 (high): the 16 bytes of each block side by side give A (low
+ * nibbles) and B (high nibbles) at once. */
+INLINE struct wstep load_q4(enum mm_dtype type, const uint8_t *p, int nblk)
+{
+    int bsz = type == MM_Q4_0 ? 18 : 20;
+    __m512i r0 = _mm512_maskz_loadu_epi8(first_bytes(nblk * bsz), p);
+    __m512i r1 = _mm512_maskz_loadu_epi8(first_bytes(nblk * bsz - 64), p + 64);
+    /* byte 16j + i <- block j's qs[i], at bsz j + (bsz - 16) + i */
+    __m512i idx;
+    if (type == MM_Q4_0)
+        idx = _mm512_set_epi8(71, 70, 69, 68, 67, 66, 65, 64, 63, 62, 61, 60, 59, 58, 57, 56, 53,
+                              52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 35, 34,
+                              33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 17, 16, 15,
+                              14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2);
+    else
+        idx = _mm512_set_epi8(79, 78, 77, 76, 75, 74, 73, 72, 71, 70, 69, 68, 67, 66, 65, 64, 59,
+                              58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 39, 38,
+                              37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 19, 18, 17,
+                              16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4);
+    __m512i g = _mm512_permutex2var_epi8(r0, idx, r1);
+    struct wstep s;
+    s.ua = _mm512_and_si512(g, _mm512_set1_epi8(0x0f));
+    s.ub = _mm512_and_si512(_mm512_srli_epi16(g, 4), _mm512_set1_epi8(0x0f));
+    /* words 0..15: d of block j in 4j..4j+3; 16..31: m likewise (q4_1) */
+    __m512i widx;
+    if (type == MM_Q4_0)
+        widx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 27, 27, 27, 27, 18,
+                                18, 18, 18, 9, 9, 9, 9, 0, 0, 0, 0);
+    else
+        widx = _mm512_set_epi16(31, 31, 31, 31, 21, 21, 21, 21, 11, 11, 11, 11, 1, 1, 1, 1, 30, 30,
+                                30, 30, 20, 20, 20, 20, 10, 10, 10, 10, 0, 0, 0, 0);
+    __m512i h = _mm512_permutexvar_epi16(widx, r0);
+    s.dw = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    s.mw = type == MM_Q4_1 ? _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)) : _mm512_setzero_ps();
+    return s;
+}
+
+/* q8_0: blocks of 34 bytes (d, then 32 values). A and B each gather 16-byte
+ * pieces of the four blocks from a 128-byte window: A from bytes 0..127, B
+ * from bytes 8..135. */
+INLINE struct wstep load_q8(const uint8_t *p, int nblk)
+{
+    int len = nblk * 34;
+    __m512i r0 = _mm512_maskz_loadu_epi8(first_bytes(len), p);
+    __m512i r1 = _mm512_maskz_loadu_epi8(first_bytes(len - 64), p + 64);
+    __m512i r2 = _mm512_maskz_loadu_epi8(first_bytes(len - 8), p + 8);
+    __m512i r3 = _mm512_maskz_loadu_epi8(first_bytes(len - 72), p + 72);
+    const __m512i ia = _mm512_set_epi8(
+        119, 118, 117, 116, 115, 114, 113, 112, 111, 110, 109, 108, 107, 106, 105, 104, 85, 84, 83,
+        82, 81, 80, 79, 78, 77, 76, 75, 74, 73, 72, 71, 70, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42,
+        41, 40, 39, 38, 37, 36, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2);
+    const __m512i ib = _mm512_set_epi8(
+        127, 126, 125, 124, 123, 122, 121, 120, 119, 118, 117, 116, 115, 114, 113, 112, 93, 92, 91,
+        90, 89, 88, 87, 86, 85, 84, 83, 82, 81, 80, 79, 78, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50,
+        49, 48, 47, 46, 45, 44, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10);
+    const __m512i sign = _mm512_set1_epi8((char)0x80);
+    struct wstep s;
+    s.ua = _mm512_xor_si512(_mm512_permutex2var_epi8(r0, ia, r1), sign);
+    s.ub = _mm512_xor_si512(_mm512_permutex2var_epi8(r2, ib, r3), sign);
+    /* d of block j: word 17j */
+    const __m512i widx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 51, 51,
+                                          51, 51, 34, 34, 34, 34, 17, 17, 17, 17, 0, 0, 0, 0);
+    s.dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(r0, widx, r1)));
+    s.mw = _mm512_setzero_ps();
+    return s;
+}
+
+INLINE struct wstep load_step(enum mm_dtype type, const uint8_t *p, int nblk)
+{
+    _mm_prefetch((const char *)p + PREFETCH_AHEAD, _MM_HINT_T0);
+    return type == MM_Q8_0 ? load_q8(p, nblk) : load_q4(type, p, nblk);
+}
+
+/* One step (nblk blocks, from block 4k) of an NR x NT tile. NR and NT are
+ * constants at every call site, so the loops unroll and the accumulators
+ * stay in registers. */
+INLINE void step(enum mm_dtype type, int NR, int NT, const uint8_t *w, size_t row_bytes,
+                 const char *act, size_t act_stride, int64_t k, int nblk, __m512 acc[][8])
+{
+    size_t bsz = type == MM_Q8_0 ? 34 : type == MM_Q4_0 ? 18 : 20;
+    struct wstep ws[2];
+    for (int r = 0; r < NR; r++)
+        ws[r] = load_step(type, w + r * row_bytes + k * 4 * bsz, nblk);
+    for (int t = 0; t < NT; t++) {
+        const char *s = act + t * act_stride + k * STEP_BYTES;
+        __m512i qa = _mm512_load_si512(s), qb = _mm512_load_si512(s + 64);
+        __m512 da = _mm512_load_ps((const float *)(s + 128));
+        __m512i aux = _mm512_load_si512(s + 192);
+        for (int r = 0; r < NR; r++) {
+            __m512i start = type == MM_Q4_1 ? _mm512_setzero_si512() : aux;
+            __m512i isum =
+                _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, ws[r].ua, qa), ws[r].ub, qb);
+            acc[r][t] =
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(ws[r].dw, da), acc[r][t]);
+            if (type == MM_Q4_1)
+                acc[r][t] = _mm512_fmadd_ps(ws[r].mw, _mm512_castsi512_ps(aux), acc[r][t]);
+        }
+    }
+}
+
+/* res[r * ld + t] = dot(row r, token t) for an NR x NT tile. */
+INLINE void tile(enum mm_dtype type, int NR, int NT, const uint8_t *w, size_t row_bytes,
+                 const struct k_qact *a, int t0, float *res, int ld)
 {
     int64_t nb = a->cols / MM_QBLOCK;
-    size_t bsz = type == MM_Q8_0 ? Q80_BYTES : type == MM_Q4_0 ? Q40_BYTES : Q41_BYTES;
-    const int8_t *q[K_QDOT_MAX_TOKENS];
-    const float *d8[K_QDOT_MAX_TOKENS];
-    const char *aux8[K_QDOT_MAX_TOKENS];
-    __m512 acc[K_QDOT_MAX_TOKENS];
-    for (int j = 0; j < nt; j++) {
-        q[j] = a->qs + (int64_t)(t0 + j) * a->cols;
-        d8[j] = a->d8 + (int64_t)(t0 + j) * nb * 8;
-        aux8[j] = (const char *)a->aux8 + (int64_t)(t0 + j) * nb * 8 * 4;
-        acc[j] = _mm512_setzero_ps();
-    }
-    const uint8_t *p = w;
-    for (int64_t b = 0; b < nb; b += 2, p += 2 * bsz) {
-        int one = b + 1 == nb;
-        __mmask16 lanes = one ? 0x00ff : 0xffff;
-        __m512 dw, mw = _mm512_setzero_ps();
-        /* decode streams the weights from memory once: ask for them early */
-        _mm_prefetch((const char *)p + PREFETCH_AHEAD, _MM_HINT_T0);
-        __m512i u = load_pair(type, p, one, &dw, &mw);
-        for (int j = 0; j < nt; j++) {
-            __m512i qa = _mm512_maskz_loadu_epi8(one ? 0xffffffffull : ~0ull, q[j] + b * MM_QBLOCK);
-            __m512 da = _mm512_maskz_loadu_ps(lanes, d8[j] + b * 8);
-            __m512i start = type == MM_Q4_1 ? _mm512_setzero_si512()
-                                            : _mm512_maskz_loadu_epi32(lanes, aux8[j] + b * 32);
-            __m512i isum = _mm512_dpbusd_epi32(start, u, qa);
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, da), acc[j]);
-            if (type == MM_Q4_1)
-                acc[j] =
-                    _mm512_fmadd_ps(mw, _mm512_maskz_loadu_ps(lanes, aux8[j] + b * 32), acc[j]);
-        }
-    }
-    for (int j = 0; j < nt; j++)
-        res[j] = _mm512_reduce_add_ps(acc[j]);
+    const char *act = a->lanes + (int64_t)t0 * (int64_t)a->lane_stride;
+    __m512 acc[2][8];
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++)
+            acc[r][t] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; 4 * k + 4 <= nb; k++)
+        step(type, NR, NT, w, row_bytes, act, a->lane_stride, k, 4, acc);
+    if (4 * k < nb)
+        step(type, NR, NT, w, row_bytes, act, a->lane_stride, k, (int)(nb - 4 * k), acc);
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++)
+            res[r * ld + t] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-#define QDOT_FN(fn, type)                                                                          \
-    static void fn(const void *w, const struct k_qact *a, int t0, int nt, float *res)              \
-    {                                                                                              \
-        switch (nt) {                                                                              \
-        case 1:                                                                                    \
-            qdot(type, 1, w, a, t0, res);                                                          \
-            break;                                                                                 \
-        case 2:                                                                                    \
-            qdot(type, 2, w, a, t0, res);                                                          \
-            break;                                                                                 \
-        case 3:                                                                                    \
-            qdot(type, 3, w, a, t0, res);                                                          \
-            break;                                                                                 \
-        default:                                                                                   \
-            qdot(type, 4, w, a, t0, res);                                                          \
-            break;                                                                                 \
-        }                                                                                          \
+/* NR rows x nt tokens, cut into tiles of 8, 4, 2 and 1 tokens: the shapes
+ * instantiated. */
+INLINE void tile_tokens(enum mm_dtype type, int NR, const uint8_t *w, size_t row_bytes,
+                        const struct k_qact *a, int t0, int nt, float *res)
+{
+    for (int j = 0; j < nt;) {
+        int T = nt - j >= 8 ? 8 : nt - j >= 4 ? 4 : nt - j >= 2 ? 2 : 1;
+        if (T == 8)
+            tile(type, NR, 8, w, row_bytes, a, t0 + j, res + j, nt);
+        else if (T == 4)
+            tile(type, NR, 4, w, row_bytes, a, t0 + j, res + j, nt);
+        else if (T == 2)
+            tile(type, NR, 2, w, row_bytes, a, t0 + j, res + j, nt);
+        else
+            tile(type, NR, 1, w, row_bytes, a, t0 + j, res + j, nt);
+        j += T;
     }
+}
 
-QDOT_FN(qdot_q8_0, MM_Q8_0)
-QDOT_FN(qdot_q4_0, MM_Q4_0)
-QDOT_FN(qdot_q4_1, MM_Q4_1)
+/* Rows in pairs, an odd last one alone. */
+INLINE void tiles(enum mm_dtype type, const void *w, size_t row_bytes, int nr,
+                  const struct k_qact *a, int t0, int nt, float *res)
+{
+    const uint8_t *p = w;
+    int r = 0;
+    for (; r + 2 <= nr; r += 2)
+        tile_tokens(type, 2, p + r * row_bytes, row_bytes, a, t0, nt, res + r * nt);
+    if (r < nr) tile_tokens(type, 1, p + r * row_bytes, row_bytes, a, t0, nt, res + r * nt);
+}
 
-const struct k_qdot_impl k_qdot_avx512 = {"avx512vnni", qdot_q8_0, qdot_q4_0, qdot_q4_1,
-                                          prepare_lanes};
+static void qdot_q8_0(const void *w, size_t row_bytes, int nr, const struct k_qact *a, int t0,
+                      int nt, float *res)
+{
+    tiles(MM_Q8_0, w, row_bytes, nr, a, t0, nt, res);
+}
+
+static void qdot_q4_0(const void *w, size_t row_bytes, int nr, const struct k_qact *a, int t0,
+                      int nt, float *res)
+{
+    tiles(MM_Q4_0, w, row_bytes, nr, a, t0, nt, res);
+}
+
+static void qdot_q4_1(const void *w, size_t row_bytes, int nr, const struct k_qact *a, int t0,
+                      int nt, float *res)
+{
+    tiles(MM_Q4_1, w, row_bytes, nr, a, t0, nt, res);
+}
+
+/* Tiles of 2 rows x 8 tokens: 16 accumulators and the 2 rows' step (u for
+ * A and B, d_w, m) in 24 of the 32 zmm registers (3 x 6 and 4 x 6 run as
+ * fast). */
+const struct k_qdot_impl k_qdot_avx512 = {
+    .name = "avx512vnni",
+    .rows = 2,
+    .tokens = 8,
+    .q8_0 = qdot_q8_0,
+    .q4_0 = qdot_q4_0,
+    .q4_1 = qdot_q4_1,
+    .lane_bytes = lane_bytes,
+    .prepare_lanes = prepare_lanes,
+};
 
 #endif

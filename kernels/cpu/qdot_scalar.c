@@ -5,66 +5,81 @@
  * independent. */
 #include "internal.h"
 
-static void qdot_q8_0(const void *w, const struct k_qact *a, int t0, int nt, float *res)
+static float dot_q8_0(const void *w, const struct k_qact *a, int t)
 {
     const struct block_q8_0 *wb = w;
     int64_t nb = a->cols / MM_QBLOCK;
-    for (int j = 0; j < nt; j++) {
-        const int8_t *q = a->qs + (int64_t)(t0 + j) * a->cols;
-        const float *d = a->d + (int64_t)(t0 + j) * nb;
-        float sum = 0.0f;
-        for (int64_t b = 0; b < nb; b++) {
-            int isum = 0;
-            for (int i = 0; i < MM_QBLOCK; i++)
-                isum += wb[b].qs[i] * q[b * MM_QBLOCK + i];
-            sum += k_f16_to_f32(wb[b].d) * d[b] * (float)isum;
-        }
-        res[j] = sum;
+    const int8_t *q = a->qs + (int64_t)t * a->cols;
+    const float *d = a->d + (int64_t)t * nb;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        int isum = 0;
+        for (int i = 0; i < MM_QBLOCK; i++)
+            isum += wb[b].qs[i] * q[b * MM_QBLOCK + i];
+        sum += k_f16_to_f32(wb[b].d) * d[b] * (float)isum;
     }
+    return sum;
 }
 
-static void qdot_q4_0(const void *w, const struct k_qact *a, int t0, int nt, float *res)
+static float dot_q4_0(const void *w, const struct k_qact *a, int t)
 {
     const struct block_q4_0 *wb = w;
     int64_t nb = a->cols / MM_QBLOCK;
-    for (int j = 0; j < nt; j++) {
-        const int8_t *q = a->qs + (int64_t)(t0 + j) * a->cols;
-        const float *d = a->d + (int64_t)(t0 + j) * nb;
-        float sum = 0.0f;
-        for (int64_t b = 0; b < nb; b++) {
-            const int8_t *qb = q + b * MM_QBLOCK;
-            int isum = 0;
-            for (int i = 0; i < MM_QBLOCK / 2; i++) {
-                isum += ((wb[b].qs[i] & 0x0f) - 8) * qb[i];
-                isum += ((wb[b].qs[i] >> 4) - 8) * qb[i + MM_QBLOCK / 2];
-            }
-            sum += k_f16_to_f32(wb[b].d) * d[b] * (float)isum;
+    const int8_t *q = a->qs + (int64_t)t * a->cols;
+    const float *d = a->d + (int64_t)t * nb;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *qb = q + b * MM_QBLOCK;
+        int isum = 0;
+        for (int i = 0; i < MM_QBLOCK / 2; i++) {
+            isum += ((wb[b].qs[i] & 0x0f) - 8) * qb[i];
+            isum += ((wb[b].qs[i] >> 4) - 8) * qb[i + MM_QBLOCK / 2];
         }
-        res[j] = sum;
+        sum += k_f16_to_f32(wb[b].d) * d[b] * (float)isum;
     }
+    return sum;
 }
 
-static void qdot_q4_1(const void *w, const struct k_qact *a, int t0, int nt, float *res)
+static float dot_q4_1(const void *w, const struct k_qact *a, int t)
 {
     const struct block_q4_1 *wb = w;
     int64_t nb = a->cols / MM_QBLOCK;
-    for (int j = 0; j < nt; j++) {
-        const int8_t *q = a->qs + (int64_t)(t0 + j) * a->cols;
-        const float *d = a->d + (int64_t)(t0 + j) * nb;
-        const float *s = a->s + (int64_t)(t0 + j) * nb;
-        float sum = 0.0f;
-        for (int64_t b = 0; b < nb; b++) {
-            const int8_t *qb = q + b * MM_QBLOCK;
-            int isum = 0;
-            for (int i = 0; i < MM_QBLOCK / 2; i++) {
-                isum += (wb[b].qs[i] & 0x0f) * qb[i];
-                isum += (wb[b].qs[i] >> 4) * qb[i + MM_QBLOCK / 2];
-            }
-            /* sum_i (d_w n_i + m)(d_a q_i) = d_w d_a sum(n q) + m s */
-            sum += k_f16_to_f32(wb[b].d) * d[b] * (float)isum + k_f16_to_f32(wb[b].m) * s[b];
+    const int8_t *q = a->qs + (int64_t)t * a->cols;
+    const float *d = a->d + (int64_t)t * nb;
+    const float *s = a->s + (int64_t)t * nb;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *qb = q + b * MM_QBLOCK;
+        int isum = 0;
+        for (int i = 0; i < MM_QBLOCK / 2; i++) {
+            isum += (wb[b].qs[i] & 0x0f) * qb[i];
+            isum += (wb[b].qs[i] >> 4) * qb[i + MM_QBLOCK / 2];
         }
-        res[j] = sum;
+        /* sum_i (d_w n_i + m)(d_a q_i) = d_w d_a sum(n q) + m s */
+        sum += k_f16_to_f32(wb[b].d) * d[b] * (float)isum + k_f16_to_f32(wb[b].m) * s[b];
     }
+    return sum;
 }
 
-const struct k_qdot_impl k_qdot_scalar = {"scalar", qdot_q8_0, qdot_q4_0, qdot_q4_1, NULL};
+/* A tile is every (row, token) pair in turn: res[r * nt + j]. */
+#define QDOT_TILE(fn, dot)                                                                         \
+    static void fn(const void *w, size_t row_bytes, int nr, const struct k_qact *a, int t0,        \
+                   int nt, float *res)                                                             \
+    {                                                                                              \
+        for (int r = 0; r < nr; r++)                                                               \
+            for (int j = 0; j < nt; j++)                                                           \
+                res[r * nt + j] = dot((const char *)w + r * row_bytes, a, t0 + j);                 \
+    }
+
+QDOT_TILE(qdot_q8_0, dot_q8_0)
+QDOT_TILE(qdot_q4_0, dot_q4_0)
+QDOT_TILE(qdot_q4_1, dot_q4_1)
+
+const struct k_qdot_impl k_qdot_scalar = {
+    .name = "scalar",
+    .rows = 4,
+    .tokens = 4,
+    .q8_0 = qdot_q8_0,
+    .q4_0 = qdot_q4_0,
+    .q4_1 = qdot_q4_1,
+};

@@ -9,12 +9,7 @@ void k_rmsnorm_forward(float *out, const float *x, const float *weight, int n, i
     for (int t = 0; t < n; t++) {
         const float *xt = x + (int64_t)t * dim;
         float *ot = out + (int64_t)t * dim;
-        float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-        for (int i = 0; i < dim; i++)
-            ss += xt[i] * xt[i];
-        float r = 1.0f / sqrtf(ss / (float)dim + eps);
-#pragma omp simd
+        float r = 1.0f / sqrtf(k_sum_sq(xt, dim, 0.0f) / (float)dim + eps);
         for (int i = 0; i < dim; i++)
             ot[i] = xt[i] * r * weight[i];
     }
