@@ -5,7 +5,10 @@
 #   deploy/install-deps.sh           build + test + run dependencies
 #   deploy/install-deps.sh --tools   also the Python stack of tools/ (torch,
 #                                    transformers, peft, llama-cpp-python),
-#                                    needed only to remake reference fixtures
+#                                    needed only to remake reference fixtures,
+#                                    and llama.cpp's llama-bench in .peer/, the
+#                                    peer of bench/compare_llamacpp.py
+#                                    (deploy/build-llamacpp-peer.sh)
 set -euo pipefail
 
 want_tools=0
@@ -51,6 +54,21 @@ if python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-package
 fi
 
 if [ "$want_tools" -eq 1 ]; then
+  echo "[install-deps] Python tools: numpy safetensors tokenizers gguf torch transformers peft sentence-transformers" >&2
   "${pip_cmd[@]}" numpy safetensors tokenizers gguf torch transformers peft \
-    sentence-transformers llama-cpp-python
+    sentence-transformers
+  # llama.cpp's own llama-bench (bench/compare_llamacpp.py), from the
+  # llama.cpp vendored in llama-cpp-python's sdist.
+  peer=$(dirname "$0")/build-llamacpp-peer.sh
+  "$peer"
+  # llama-cpp-python (tools/make_llamacpp_reference.py, the GGUF fixtures) is
+  # built from that same sdist, the version the fixtures were made with, and
+  # with the same ggml flags: PyPI has no wheel, and pip's default native
+  # build enables AMX, whose matmul dies with SIGSEGV on AMX CPUs.
+  version=$("$peer" --print-version)
+  if ! python3 -c 'import sys, llama_cpp; sys.exit(llama_cpp.__version__ != sys.argv[1])' "$version" 2>/dev/null; then
+    sdist=$("$peer" --print-sdist)
+    echo "[install-deps] building llama-cpp-python $version from $sdist (several minutes)" >&2
+    CMAKE_ARGS="$("$peer" --print-ggml-flags) -DLLAMA_OPENSSL=OFF" "${pip_cmd[@]}" "$sdist"
+  fi
 fi
