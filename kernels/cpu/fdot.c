@@ -38,10 +38,6 @@ const struct k_fdot_impl k_fdot_scalar = {"scalar", 4, 4, fdot_scalar};
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* How far ahead of the vector being multiplied the weights are prefetched
- * (decode streams them from memory). */
-#define PREFETCH_AHEAD 4096
-
 #ifdef K_HAVE_AVX512
 
 /* The tile: 4 x 6 accumulators, the 4 weight vectors and a token vector
@@ -63,15 +59,18 @@ INLINE __m512 load16(enum mm_dtype type, const void *w, int64_t i, int masked, _
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* acc[r][t] += w_r[i..i+16) * x_t[i..i+16), the vector masked to m. */
-INLINE void fstep(enum mm_dtype type, int NR, int NT, const char *w, size_t row_bytes,
+/* acc[r][t] += w_r[i..i+16) * x_t[i..i+16), the vector masked to m; the
+ * weights `ahead` bytes on are prefetched when few tokens share them (decode
+ * streams them from memory). */
+INLINE void fstep(enum mm_dtype type, int NR, int NT, const char *w, size_t row_bytes, size_t ahead,
                   const float *x, int64_t cols, int64_t i, int masked, __mmask16 m,
                   __m512 acc[][FT])
 {
+    int esize = type == MM_F32 ? 4 : 2;
     __m512 wv[FR];
     for (int r = 0; r < NR; r++) {
         const char *row = w + r * row_bytes;
-        if (NT <= 2) _mm_prefetch(row + i * (type == MM_F32 ? 4 : 2) + PREFETCH_AHEAD, _MM_HINT_T0);
+        if (NT <= 2) k_prefetch_step(row + i * esize + ahead, 16 * esize);
         wv[r] = load16(type, row, i, masked, m);
         K_IN_REG(wv[r]);
     }
@@ -92,11 +91,13 @@ INLINE void ftile512(enum mm_dtype type, int NR, int NT, const char *w, size_t r
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++)
             acc[r][t] = _mm512_setzero_ps();
+    size_t ahead = k_prefetch_distance(row_bytes, NR);
     int64_t i = 0;
     for (; i + 16 <= cols; i += 16)
-        fstep(type, NR, NT, w, row_bytes, x, cols, i, 0, 0, acc);
+        fstep(type, NR, NT, w, row_bytes, ahead, x, cols, i, 0, 0, acc);
     if (i < cols)
-        fstep(type, NR, NT, w, row_bytes, x, cols, i, 1, (__mmask16)((1u << (cols - i)) - 1), acc);
+        fstep(type, NR, NT, w, row_bytes, ahead, x, cols, i, 1, (__mmask16)((1u << (cols - i)) - 1),
+              acc);
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++)
             res[r * ld + t] = _mm512_reduce_add_ps(acc[r][t]);
@@ -173,13 +174,15 @@ INLINE void ftile256(enum mm_dtype type, int NR, int NT, const char *w, size_t r
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++)
             acc[r][t] = _mm256_setzero_ps();
+    int esize = type == MM_F32 ? 4 : 2;
+    size_t ahead = k_prefetch_distance(row_bytes, NR);
     int64_t i = 0;
     for (; i + 8 <= cols; i += 8) {
         __m256 wv[4];
         for (int r = 0; r < NR; r++) {
-            _mm_prefetch(w + r * row_bytes + i * (type == MM_F32 ? 4 : 2) + PREFETCH_AHEAD,
-                         _MM_HINT_T0);
-            wv[r] = load8(type, w + r * row_bytes, i);
+            const char *row = w + r * row_bytes;
+            if (NT == 1) k_prefetch_step(row + i * esize + ahead, 8 * esize);
+            wv[r] = load8(type, row, i);
         }
         for (int t = 0; t < NT; t++) {
             __m256 xv = _mm256_loadu_ps(x + t * cols + i);

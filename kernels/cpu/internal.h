@@ -182,6 +182,34 @@ static inline __m512 k_exp512(__m512 x)
 }
 #endif
 
+#if defined(K_HAVE_AVX2) || defined(K_HAVE_AVX512)
+/* Software prefetch of weights that stream from memory (decode reads each
+ * once). A tile reads its nr rows side by side, so a row's prefetch must
+ * reach past the tile: for rows shorter than K_PREFETCH_AHEAD bytes, a whole
+ * number of tiles ahead (the same place in a later tile's row); longer rows,
+ * K_PREFETCH_AHEAD ahead in the row. */
+#define K_PREFETCH_AHEAD 4096
+
+static inline size_t k_prefetch_distance(size_t row_bytes, int nr)
+{
+    size_t tile = row_bytes * (size_t)nr;
+    if (row_bytes >= K_PREFETCH_AHEAD) return K_PREFETCH_AHEAD;
+    return (K_PREFETCH_AHEAD + tile - 1) / tile * tile;
+}
+
+/* Prefetches a step of `bytes` at p: one prefetch per 64 bytes, so that
+ * consecutive steps touch every cache line. Into L2: with a tile's several
+ * rows streaming at once, prefetches into L1 held its miss buffers and
+ * halved the bandwidth of a one-token matmul from memory. Always inlined:
+ * GCC finds a function of prefetches alone free of side effects and drops
+ * calls to it that it has not inlined early. */
+static inline __attribute__((always_inline)) void k_prefetch_step(const char *p, int bytes)
+{
+    for (int o = 0; o < bytes; o += 64)
+        _mm_prefetch(p + o, _MM_HINT_T1);
+}
+#endif
+
 /* Keeps the vector variable v in a register from here on. A tile loads each
  * vector once for several FMAs; GCC otherwise folds the load into every
  * instruction that uses it (a load per FMA), and the loads, not the

@@ -29,10 +29,6 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* How far ahead of the step being multiplied its row's (and the next
- * rows') bytes are prefetched: decode streams the weights from memory. */
-#define PREFETCH_AHEAD 4096
-
 /* Bytes of a step of one token's activations: A, B, d_a, offsets. */
 #define STEP_BYTES 256
 
@@ -152,22 +148,21 @@ INLINE struct wstep load_q8(const uint8_t *p, int nblk)
     return s;
 }
 
-INLINE struct wstep load_step(enum mm_dtype type, const uint8_t *p, int nblk)
-{
-    _mm_prefetch((const char *)p + PREFETCH_AHEAD, _MM_HINT_T0);
-    return type == MM_Q8_0 ? load_q8(p, nblk) : load_q4(type, p, nblk);
-}
-
-/* One step (nblk blocks, from block 4k) of an NR x NT tile. NR and NT are
+/* One step (nblk blocks, from block 4k) of an NR x NT tile, prefetching
+ * `ahead` bytes on (decode streams the weights from memory). NR and NT are
  * constants at every call site, so the loops unroll and the accumulators
  * stay in registers. */
 INLINE void step(enum mm_dtype type, int NR, int NT, const uint8_t *w, size_t row_bytes,
-                 const char *act, size_t act_stride, int64_t k, int nblk, __m512 acc[][8])
+                 size_t ahead, const char *act, size_t act_stride, int64_t k, int nblk,
+                 __m512 acc[][8])
 {
-    size_t bsz = type == MM_Q8_0 ? 34 : type == MM_Q4_0 ? 18 : 20;
+    int bsz = type == MM_Q8_0 ? 34 : type == MM_Q4_0 ? 18 : 20;
     struct wstep ws[2];
-    for (int r = 0; r < NR; r++)
-        ws[r] = load_step(type, w + r * row_bytes + k * 4 * bsz, nblk);
+    for (int r = 0; r < NR; r++) {
+        const uint8_t *p = w + r * row_bytes + k * 4 * bsz;
+        k_prefetch_step((const char *)p + ahead, 4 * bsz);
+        ws[r] = type == MM_Q8_0 ? load_q8(p, nblk) : load_q4(type, p, nblk);
+    }
     for (int t = 0; t < NT; t++) {
         const char *s = act + t * act_stride + k * STEP_BYTES;
         __m512i qa = _mm512_load_si512(s), qb = _mm512_load_si512(s + 64);
@@ -195,11 +190,12 @@ INLINE void tile(enum mm_dtype type, int NR, int NT, const uint8_t *w, size_t ro
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++)
             acc[r][t] = _mm512_setzero_ps();
+    size_t ahead = k_prefetch_distance(row_bytes, NR);
     int64_t k = 0;
     for (; 4 * k + 4 <= nb; k++)
-        step(type, NR, NT, w, row_bytes, act, a->lane_stride, k, 4, acc);
+        step(type, NR, NT, w, row_bytes, ahead, act, a->lane_stride, k, 4, acc);
     if (4 * k < nb)
-        step(type, NR, NT, w, row_bytes, act, a->lane_stride, k, (int)(nb - 4 * k), acc);
+        step(type, NR, NT, w, row_bytes, ahead, act, a->lane_stride, k, (int)(nb - 4 * k), acc);
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++)
             res[r * ld + t] = _mm512_reduce_add_ps(acc[r][t]);
