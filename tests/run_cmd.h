@@ -64,4 +64,44 @@ static inline void cmd_result_free(struct cmd_result *r)
     free(r->err);
 }
 
+/* The most arguments memllm_argv puts together. */
+#define MEMLLM_ARGV_MAX 128
+
+/* argv for [env ASAN_OPTIONS=detect_leaks=0 MPIRUN --oversubscribe
+ * --allow-run-as-root -np RANKS] BIN HEAD... TAIL..., RANKS 0 meaning no
+ * mpirun; head and tail are NULL-ended lists (either may be NULL). Open
+ * MPI's start-up allocations read as leaks under sanitizers, hence the
+ * ASAN_OPTIONS of mpirun runs. np holds the rank count's digits. The one
+ * launcher of the tests that run the binary. */
+static inline void memllm_argv(char **argv, const char *mpirun, const char *bin, int ranks,
+                               const char *const *head, const char *const *tail, char np[16])
+{
+    int n = 0;
+    if (ranks > 0) {
+        argv[n++] = "/usr/bin/env";
+        argv[n++] = "ASAN_OPTIONS=detect_leaks=0";
+        argv[n++] = (char *)mpirun;
+        argv[n++] = "--oversubscribe";
+        argv[n++] = "--allow-run-as-root";
+        argv[n++] = "-np";
+        snprintf(np, 16, "%d", ranks);
+        argv[n++] = np;
+    }
+    argv[n++] = (char *)bin;
+    for (int i = 0; head && head[i] && n < MEMLLM_ARGV_MAX - 1; i++)
+        argv[n++] = (char *)head[i];
+    for (int i = 0; tail && tail[i] && n < MEMLLM_ARGV_MAX - 1; i++)
+        argv[n++] = (char *)tail[i];
+    argv[n] = NULL;
+}
+
+/* run_cmd of memllm_argv. */
+static inline struct cmd_result run_memllm(const char *mpirun, const char *bin, int ranks,
+                                           const char *const *head, const char *const *tail)
+{
+    char *argv[MEMLLM_ARGV_MAX], np[16];
+    memllm_argv(argv, mpirun, bin, ranks, head, tail, np);
+    return run_cmd(argv, NULL);
+}
+
 #endif

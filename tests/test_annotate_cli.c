@@ -30,40 +30,16 @@
 
 static char bin[1024], mpirun[1024], work[] = "/tmp/memllm-annotate-XXXXXX";
 
-/* [env ASAN_OPTIONS=detect_leaks=0 mpirun ... -np N] memllm <args...>, as argv. */
-static int build_argv(char **argv, int ranks, const char *const *args, char *np)
-{
-    int n = 0;
-    if (ranks > 0) {
-        /* Open MPI's start-up allocations read as leaks under sanitizers. */
-        argv[n++] = "/usr/bin/env";
-        argv[n++] = "ASAN_OPTIONS=detect_leaks=0";
-        argv[n++] = mpirun;
-        argv[n++] = "--oversubscribe";
-        argv[n++] = "--allow-run-as-root";
-        argv[n++] = "-np";
-        snprintf(np, 16, "%d", ranks);
-        argv[n++] = np;
-    }
-    argv[n++] = bin;
-    for (int i = 0; args[i]; i++)
-        argv[n++] = (char *)args[i];
-    argv[n] = NULL;
-    return n;
-}
-
 static struct cmd_result memllm(int ranks, const char *const *args)
 {
-    char *argv[80], np[16];
-    build_argv(argv, ranks, args, np);
-    return run_cmd(argv, NULL);
+    return run_memllm(mpirun, bin, ranks, args, NULL);
 }
 
 /* The same in the background, output to files. */
 static pid_t memllm_bg(int ranks, const char *const *args, const char *out, const char *err)
 {
-    char *argv[80], np[16];
-    build_argv(argv, ranks, args, np);
+    char *argv[MEMLLM_ARGV_MAX], np[16];
+    memllm_argv(argv, mpirun, bin, ranks, args, NULL, np);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -476,25 +476,10 @@ static char *write_temp(const char *text)
 /* memllm generate <base...> <extra...>, under mpirun -np `ranks` when > 0. */
 static struct cmd_result generate(int ranks, const char *const *base, const char *const *extra)
 {
-    char *argv[64];
-    int n = 0;
-    char np[16];
-    if (ranks > 0) {
-        snprintf(np, sizeof(np), "%d", ranks);
-        argv[n++] = mpirun;
-        argv[n++] = "--oversubscribe";
-        argv[n++] = "--allow-run-as-root";
-        argv[n++] = "-np";
-        argv[n++] = np;
-    }
-    argv[n++] = bin;
-    argv[n++] = "generate";
-    for (int i = 0; base[i]; i++)
-        argv[n++] = (char *)base[i];
-    for (int i = 0; extra[i]; i++)
-        argv[n++] = (char *)extra[i];
-    argv[n] = NULL;
-    return run_cmd(argv, NULL);
+    const char *head[64] = {"generate"};
+    for (int i = 0; base[i] && i < 62; i++)
+        head[i + 1] = base[i];
+    return run_memllm(mpirun, bin, ranks, head, extra);
 }
 
 struct cli_run {

@@ -26,25 +26,7 @@ static char bin[1024], mpirun[1024], model[1200];
  * args ending with NULL. */
 static struct cmd_result memllm(int ranks, const char *const *args)
 {
-    char *argv[MAX_ARGS + 16];
-    int n = 0;
-    char np[16];
-    if (ranks > 0) {
-        /* Open MPI's start-up allocations read as leaks under sanitizers. */
-        argv[n++] = "/usr/bin/env";
-        argv[n++] = "ASAN_OPTIONS=detect_leaks=0";
-        argv[n++] = mpirun;
-        argv[n++] = "--oversubscribe";
-        argv[n++] = "--allow-run-as-root";
-        argv[n++] = "-np";
-        snprintf(np, sizeof(np), "%d", ranks);
-        argv[n++] = np;
-    }
-    argv[n++] = bin;
-    for (int i = 0; args[i] && i < MAX_ARGS; i++)
-        argv[n++] = (char *)args[i];
-    argv[n] = NULL;
-    return run_cmd(argv, NULL);
+    return run_memllm(mpirun, bin, ranks, args, NULL);
 }
 
 /* The names listed after "commands:" in a usage text, one per line as

@@ -28,28 +28,10 @@ static char bin[1024], fixtures[1024], mpirun[1024];
 static struct cmd_result generate_ranks(int ranks, const char *name, const char *dev,
                                         const char *const *args)
 {
-    char model[1200], np[16];
+    char model[1200];
     snprintf(model, sizeof(model), "%s/models/%s", fixtures, name);
-    char *argv[60];
-    int n = 0;
-    if (ranks > 0) {
-        argv[n++] = mpirun;
-        argv[n++] = "--oversubscribe";
-        argv[n++] = "--allow-run-as-root";
-        argv[n++] = "-np";
-        snprintf(np, sizeof(np), "%d", ranks);
-        argv[n++] = np;
-    }
-    argv[n++] = bin;
-    argv[n++] = "generate";
-    argv[n++] = "--model";
-    argv[n++] = model;
-    argv[n++] = "--device";
-    argv[n++] = (char *)dev;
-    for (int i = 0; args[i]; i++)
-        argv[n++] = (char *)args[i];
-    argv[n] = NULL;
-    return run_cmd(argv, NULL);
+    const char *head[] = {"generate", "--model", model, "--device", dev, NULL};
+    return run_memllm(mpirun, bin, ranks, head, args);
 }
 
 static struct cmd_result generate(const char *name, const char *dev, const char *const *args)

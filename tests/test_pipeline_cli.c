@@ -15,23 +15,8 @@ static char bin[1024], mpirun[1024];
 /* argv = [mpirun -np N] memllm generate <args...> */
 static struct cmd_result generate(int ranks, const char *const *args)
 {
-    char *argv[64];
-    int n = 0;
-    char np[16];
-    if (ranks > 0) {
-        snprintf(np, sizeof(np), "%d", ranks);
-        argv[n++] = mpirun;
-        argv[n++] = "--oversubscribe";
-        argv[n++] = "--allow-run-as-root";
-        argv[n++] = "-np";
-        argv[n++] = np;
-    }
-    argv[n++] = bin;
-    argv[n++] = "generate";
-    for (int i = 0; args[i]; i++)
-        argv[n++] = (char *)args[i];
-    argv[n] = NULL;
-    return run_cmd(argv, NULL);
+    const char *head[] = {"generate", NULL};
+    return run_memllm(mpirun, bin, ranks, head, args);
 }
 
 /* Runs `args` with --stages P locally (ranks 0) or under mpirun (1 + P
