@@ -216,11 +216,10 @@ static void test_qdot_impls(void)
             for (int k = 0; k < k_qdot_impl_count; k++) {
                 const struct k_qdot_impl *impl = k_qdot_impls[k];
                 REQUIRE(k_qact_init(&a, x, 4, cols, t, impl) == 0, "out of memory");
-                k_qdot_fn fn = t == MM_Q8_0 ? impl->q8_0 : t == MM_Q4_0 ? impl->q4_0 : impl->q4_1;
                 for (int nt = 1; nt <= 4; nt++) {
                     for (int t0 = 0; t0 + nt <= 4; t0++) {
                         float res[4];
-                        fn(w, mm_dtype_row_bytes(t, cols), 1, &a, t0, nt, res);
+                        impl->dot(t, w, mm_dtype_row_bytes(t, cols), 1, &a, t0, nt, res);
                         for (int j = 0; j < nt; j++)
                             CHECKF(fabs(res[j] - want[t0 + j]) <= 1e-5 * mag[t0 + j] + 1e-6,
                                    "%s %s cols %lld nt %d t0 %d: %g vs %g", impl->name,

@@ -86,16 +86,16 @@ void k_quantize_act_row(const float *x, int64_t cols, int8_t *qs, float *d, floa
 #define K_DOT_MAX_ROWS 4
 #define K_DOT_MAX_TOKENS 8
 
-/* Quantized weights (q8_0 / q4_0 / q4_1) against tokens t0.. of a. */
-typedef void (*k_qdot_fn)(const void *w, size_t row_bytes, int nr, const struct k_qact *a, int t0,
-                          int nt, float *res);
+/* Quantized weights (q8_0 / q4_0 / q4_1) of the given type against tokens
+ * t0.. of a. */
+typedef void (*k_qdot_fn)(enum mm_dtype type, const void *w, size_t row_bytes, int nr,
+                          const struct k_qact *a, int t0, int nt, float *res);
 
-/* One instruction-set level's quantized dot products, indexed by weight
- * dtype. */
+/* One instruction-set level's quantized dot products. */
 struct k_qdot_impl {
     const char *name;
     int rows, tokens; /* the tile */
-    k_qdot_fn q8_0, q4_0, q4_1;
+    k_qdot_fn dot;
     /* Bytes of a token's rearranged row and the function that fills token
      * t's; NULL when the level reads the plain layout. */
     size_t (*lane_bytes)(int64_t cols);

@@ -40,13 +40,6 @@ void k_qact_free(struct k_qact *a)
     free(a->d);
 }
 
-static k_qdot_fn pick(const struct k_qdot_impl *impl, enum mm_dtype t)
-{
-    if (t == MM_Q8_0) return impl->q8_0;
-    if (t == MM_Q4_0) return impl->q4_0;
-    return impl->q4_1;
-}
-
 struct qdots_ctx {
     k_qdot_fn dot;
     const struct k_matrix *w;
@@ -57,7 +50,7 @@ static void qdots_tile(const void *ctx, int64_t r0, int nr, int t0, int nt, floa
 {
     const struct qdots_ctx *c = ctx;
     const char *rows = (const char *)c->w->data + r0 * (int64_t)c->w->row_bytes;
-    c->dot(rows, c->w->row_bytes, nr, c->a, t0, nt, res);
+    c->dot(c->w->dtype, rows, c->w->row_bytes, nr, c->a, t0, nt, res);
 }
 
 int k_matmul_qdots(float *out, const float *x, const struct k_matrix *w, int n, float alpha,
@@ -65,7 +58,7 @@ int k_matmul_qdots(float *out, const float *x, const struct k_matrix *w, int n, 
 {
     struct k_qact a;
     if (k_qact_init(&a, x, n, w->cols, w->dtype, impl) != 0) return -1;
-    struct qdots_ctx c = {pick(impl, w->dtype), w, &a};
+    struct qdots_ctx c = {impl->dot, w, &a};
     /* the bytes a kernel reads per token: its own layout, or qs, d and s */
     size_t act_bytes = a.lanes ? a.lane_stride : (size_t)w->cols * 5 / 4;
     struct k_tiler tl = {impl->rows, impl->tokens, act_bytes, qdots_tile, &c};

@@ -107,31 +107,23 @@ INLINE void tiles(enum mm_dtype type, const void *w, size_t row_bytes, int nr,
     }
 }
 
-static void qdot_q8_0(const void *w, size_t row_bytes, int nr, const struct k_qact *a, int t0,
-                      int nt, float *res)
+/* The weight type becomes a constant inside, so the loops specialise. */
+static void dot_tiles(enum mm_dtype type, const void *w, size_t row_bytes, int nr,
+                      const struct k_qact *a, int t0, int nt, float *res)
 {
-    tiles(MM_Q8_0, w, row_bytes, nr, a, t0, nt, res);
-}
-
-static void qdot_q4_0(const void *w, size_t row_bytes, int nr, const struct k_qact *a, int t0,
-                      int nt, float *res)
-{
-    tiles(MM_Q4_0, w, row_bytes, nr, a, t0, nt, res);
-}
-
-static void qdot_q4_1(const void *w, size_t row_bytes, int nr, const struct k_qact *a, int t0,
-                      int nt, float *res)
-{
-    tiles(MM_Q4_1, w, row_bytes, nr, a, t0, nt, res);
+    if (type == MM_Q8_0)
+        tiles(MM_Q8_0, w, row_bytes, nr, a, t0, nt, res);
+    else if (type == MM_Q4_0)
+        tiles(MM_Q4_0, w, row_bytes, nr, a, t0, nt, res);
+    else
+        tiles(MM_Q4_1, w, row_bytes, nr, a, t0, nt, res);
 }
 
 const struct k_qdot_impl k_qdot_avx2 = {
     .name = "avx2",
     .rows = 4,
     .tokens = 4,
-    .q8_0 = qdot_q8_0,
-    .q4_0 = qdot_q4_0,
-    .q4_1 = qdot_q4_1,
+    .dot = dot_tiles,
 };
 
 #endif

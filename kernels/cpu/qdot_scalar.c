@@ -62,24 +62,20 @@ static float dot_q4_1(const void *w, const struct k_qact *a, int t)
 }
 
 /* A tile is every (row, token) pair in turn: res[r * nt + j]. */
-#define QDOT_TILE(fn, dot)                                                                         \
-    static void fn(const void *w, size_t row_bytes, int nr, const struct k_qact *a, int t0,        \
-                   int nt, float *res)                                                             \
-    {                                                                                              \
-        for (int r = 0; r < nr; r++)                                                               \
-            for (int j = 0; j < nt; j++)                                                           \
-                res[r * nt + j] = dot((const char *)w + r * row_bytes, a, t0 + j);                 \
-    }
-
-QDOT_TILE(qdot_q8_0, dot_q8_0)
-QDOT_TILE(qdot_q4_0, dot_q4_0)
-QDOT_TILE(qdot_q4_1, dot_q4_1)
+static void dot_tiles(enum mm_dtype type, const void *w, size_t row_bytes, int nr,
+                      const struct k_qact *a, int t0, int nt, float *res)
+{
+    float (*dot)(const void *, const struct k_qact *, int) = type == MM_Q8_0   ? dot_q8_0
+                                                             : type == MM_Q4_0 ? dot_q4_0
+                                                                               : dot_q4_1;
+    for (int r = 0; r < nr; r++)
+        for (int j = 0; j < nt; j++)
+            res[r * nt + j] = dot((const char *)w + r * row_bytes, a, t0 + j);
+}
 
 const struct k_qdot_impl k_qdot_scalar = {
     .name = "scalar",
     .rows = 4,
     .tokens = 4,
-    .q8_0 = qdot_q8_0,
-    .q4_0 = qdot_q4_0,
-    .q4_1 = qdot_q4_1,
+    .dot = dot_tiles,
 };
