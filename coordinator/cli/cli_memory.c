@@ -133,24 +133,6 @@ struct parsed {
     const char *embedder; /* --embedder; NULL: not given */
 };
 
-/* The options only some subcommands take. */
-static const struct {
-    const char *name;
-    unsigned flag;
-} gated[] = {
-    {"--source", OPT_SOURCE}, {"--file", OPT_FILE},     {"--props", OPT_PROPS},
-    {"--tau-e", OPT_QUERY},   {"--tau-r", OPT_QUERY},   {"--tau-t", OPT_QUERY},
-    {"--qthr", OPT_QUERY},    {"--repair", OPT_REPAIR}, {"--copies", OPT_COPIES},
-    {"--times", OPT_TIMES},
-};
-
-/* argv[i] is option `name`, as "--name" or "--name=value". */
-static int is_option(const char *arg, const char *name)
-{
-    size_t n = strlen(name);
-    return !strncmp(arg, name, n) && (arg[n] == 0 || arg[n] == '=');
-}
-
 static const struct subcommand *find_subcommand(const char *name)
 {
     for (size_t i = 0; i < N_SUBCOMMANDS; i++)
@@ -176,34 +158,29 @@ static int parse(int argc, char **argv, struct parsed *p)
     if (!p->c.args) return -1;
     for (int i = 2; i < argc; i++) {
         const char *v = NULL;
-        int r = 0, known = 1;
-        for (size_t g = 0; g < sizeof(gated) / sizeof(gated[0]); g++)
-            if (is_option(argv[i], gated[g].name)) known = (sub->options & gated[g].flag) != 0;
-        if (!known) {
-            fprintf(stderr, "memllm %s: unknown option '%s' (see memllm %s --help)\n", name,
-                    argv[i], name);
-            return -1;
-        }
+        int r = 0;
+        unsigned has = sub->options;
+        /* An option the subcommand does not take falls through to "unknown". */
         if ((r = cli_opt(argc, argv, &i, "--memory", &v))) {
             p->c.dir = v;
         } else if ((r = cli_opt(argc, argv, &i, "--memshards", &v))) {
             if (r > 0 && cli_memshards(name, v, &p->memshards)) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--embedder", &v))) {
             p->embedder = v;
-        } else if ((r = cli_opt(argc, argv, &i, "--source", &v))) {
+        } else if ((has & OPT_SOURCE) && (r = cli_opt(argc, argv, &i, "--source", &v))) {
             p->c.source = v;
-        } else if ((r = cli_opt(argc, argv, &i, "--file", &v))) {
+        } else if ((has & OPT_FILE) && (r = cli_opt(argc, argv, &i, "--file", &v))) {
             p->c.file = v;
-        } else if ((r = cli_opt(argc, argv, &i, "--props", &v))) {
+        } else if ((has & OPT_PROPS) && (r = cli_opt(argc, argv, &i, "--props", &v))) {
             p->c.props = v;
-        } else if ((r = cli_query_opt(argc, argv, &i, &p->c.q))) {
+        } else if ((has & OPT_QUERY) && (r = cli_query_opt(argc, argv, &i, &p->c.q))) {
         } else if (!strcmp(argv[i], "--sync")) {
             p->sync = 1;
-        } else if (!strcmp(argv[i], "--repair")) {
+        } else if ((has & OPT_REPAIR) && !strcmp(argv[i], "--repair")) {
             p->c.repair = 1;
-        } else if (!strcmp(argv[i], "--copies")) {
+        } else if ((has & OPT_COPIES) && !strcmp(argv[i], "--copies")) {
             p->c.all_copies = 1;
-        } else if (!strcmp(argv[i], "--times")) {
+        } else if ((has & OPT_TIMES) && !strcmp(argv[i], "--times")) {
             p->c.times = 1;
         } else if (argv[i][0] == '-' && argv[i][1] == '-') {
             fprintf(stderr, "memllm %s: unknown option '%s' (see memllm %s --help)\n", name,
