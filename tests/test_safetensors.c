@@ -261,6 +261,43 @@ static void check_set_errors(void)
     REQUIRE(rmdir(scratch) == 0, "rmdir %s", scratch);
 }
 
+/* st_write's files read back through st_open: names, shapes, values in
+ * each dtype, metadata; a failed write leaves the earlier file. */
+static void check_write(void)
+{
+    char dir[] = "/tmp/memllm_stw_XXXXXX", path[4096];
+    REQUIRE(mkdtemp(dir), "mkdtemp");
+    snprintf(path, sizeof(path), "%s/out.safetensors", dir);
+    float a[6] = {1.5f, -2.25f, 3.0f, 0.1f, -0.0f, 65504.0f}, b[3] = {7.0f, 8.0f, -9.5f};
+    struct st_out_tensor t[3] = {{"layer.a", MM_F32, 2, 3, a},
+                                 {"layer.b_f16", MM_F16, 1, 3, b},
+                                 {"c_bf16", MM_BF16, 3, 2, a}};
+    struct mm_err err = {{0}};
+    CHECKF(st_write(path, t, 3, "{\"format\": \"pt\"}", &err) == 0, "%s", err.msg);
+    struct st_file *f = st_open(path, &err);
+    REQUIRE(f, "%s", err.msg);
+    CHECK(f->n_tensors == 3);
+    const struct st_tensor *ta = st_find(f, "layer.a"), *tb = st_find(f, "layer.b_f16");
+    const struct st_tensor *tc = st_find(f, "c_bf16");
+    REQUIRE(ta && tb && tc, "a tensor is missing");
+    CHECK(ta->dtype == MM_F32 && ta->n_dims == 2 && ta->shape[0] == 2 && ta->shape[1] == 3);
+    CHECK(memcmp(ta->data, a, sizeof(a)) == 0);
+    CHECK(tb->dtype == MM_F16 && tb->shape[0] == 1 && tb->shape[1] == 3);
+    for (int i = 0; i < 3; i++)
+        CHECK(mm_f16_to_f32(((const uint16_t *)tb->data)[i]) == b[i]);
+    CHECK(tc->dtype == MM_BF16 && tc->shape[0] == 3 && tc->shape[1] == 2);
+    CHECK(mm_bf16_to_f32(((const uint16_t *)tc->data)[0]) == 1.5f);
+    st_close(f);
+    /* a quantized tensor is refused and the earlier file stays whole */
+    struct st_out_tensor bad = {"x", MM_Q8_0, 1, 32, a};
+    CHECK(st_write(path, &bad, 1, NULL, &err) == -1 && strstr(err.msg, "'x'"));
+    f = st_open(path, &err);
+    CHECK(f && f->n_tensors == 3);
+    if (f) st_close(f);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     char path[4096];
@@ -272,6 +309,7 @@ int main(void)
     check_sharded();
     check_integer_buffer();
     check_set_errors();
+    check_write();
     json_decref(expected);
     return check_report("test_safetensors");
 }

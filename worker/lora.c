@@ -9,7 +9,7 @@
 
 /* PEFT's rank_pattern / alpha_pattern keys name a module by a suffix of its
  * full name ("q_proj", "layers.0.self_attn.q_proj"). */
-static int pattern_matches(const char *key, const char *module)
+int lora_pattern_matches(const char *key, const char *module)
 {
     size_t kl = strlen(key), ml = strlen(module);
     if (kl > ml) return 0;
@@ -17,14 +17,13 @@ static int pattern_matches(const char *key, const char *module)
     return kl == ml || module[ml - kl - 1] == '.';
 }
 
-static double module_alpha(json_t *cfg, const char *module, double dflt)
+double lora_pattern_value(json_t *patterns, const char *module, double dflt)
 {
-    json_t *patterns = json_object_get(cfg, "alpha_pattern");
     const char *key;
     json_t *val;
     json_object_foreach(patterns, key, val)
     {
-        if (json_is_number(val) && pattern_matches(key, module)) return json_number_value(val);
+        if (json_is_number(val) && lora_pattern_matches(key, module)) return json_number_value(val);
     }
     return dflt;
 }
@@ -63,23 +62,23 @@ static int load_f32(const struct st_set *st, const char *name, int64_t rows, int
     return 0;
 }
 
-/* GGUF Llama tensors have the rows of each Q/K head permuted from
- * [2][head_dim/2] to [head_dim/2][2] (for llama.cpp's adjacent-pair rope);
- * B's rows produce those outputs, so they get the same permutation. */
-static void permute_rows_for_norm_rope(float *b, int64_t rows, int64_t cols, int n_heads)
+int lora_permute_rows_for_norm_rope(float *b, int64_t rows, int64_t cols, int n_heads, int back)
 {
     int64_t hd = rows / n_heads, half = hd / 2;
     float *tmp = malloc((size_t)(hd * cols) * sizeof(float));
-    if (!tmp) return;
+    if (!tmp) return -1;
     for (int h = 0; h < n_heads; h++) {
         float *head = b + (int64_t)h * hd * cols;
         memcpy(tmp, head, (size_t)(hd * cols) * sizeof(float));
         for (int64_t i = 0; i < half; i++)
-            for (int t = 0; t < 2; t++)
-                memcpy(head + (i * 2 + t) * cols, tmp + (t * half + i) * cols,
+            for (int t = 0; t < 2; t++) {
+                int64_t norm = i * 2 + t, neox = t * half + i;
+                memcpy(head + (back ? neox : norm) * cols, tmp + (back ? norm : neox) * cols,
                        (size_t)cols * sizeof(float));
+            }
     }
     free(tmp);
+    return 0;
 }
 
 static int check_config(json_t *cfg, const char *path, struct mm_err *err)
@@ -127,10 +126,14 @@ static int load_module(struct lora_adapter *a, const struct model *m, const stru
     int64_t r = mod->a.rows;
     snprintf(name, sizeof(name), "base_model.model.%s.lora_B.weight", module);
     if (load_f32(st, name, w->rows, r, 0, &mod->b, dir, err)) return -1;
-    if (m->cfg.rope_style == K_ROPE_NORM && (l == LIN_Q || l == LIN_K))
-        permute_rows_for_norm_rope((float *)mod->b.data, mod->b.rows, mod->b.cols,
-                                   l == LIN_Q ? m->cfg.n_heads : m->cfg.n_kv_heads);
-    double alpha = module_alpha(cfg, module, json_number_value(json_object_get(cfg, "lora_alpha")));
+    if (m->cfg.rope_style == K_ROPE_NORM && (l == LIN_Q || l == LIN_K) &&
+        lora_permute_rows_for_norm_rope((float *)mod->b.data, mod->b.rows, mod->b.cols,
+                                        l == LIN_Q ? m->cfg.n_heads : m->cfg.n_kv_heads, 0)) {
+        mm_err_set(err, "%s: out of memory", dir);
+        return -1;
+    }
+    double alpha = lora_pattern_value(json_object_get(cfg, "alpha_pattern"), module,
+                                      json_number_value(json_object_get(cfg, "lora_alpha")));
     int rslora = json_is_true(json_object_get(cfg, "use_rslora"));
     mod->scale = (float)(rslora ? alpha / sqrt((double)r) : alpha / (double)r);
     if (r > a->max_rank) a->max_rank = (int)r;

@@ -7,6 +7,8 @@
 #ifndef MEMLLM_WORKER_LORA_H
 #define MEMLLM_WORKER_LORA_H
 
+#include <jansson.h>
+
 #include "err.h"
 #include "kernels.h"
 #include "model.h"
@@ -40,5 +42,17 @@ static inline const struct lora_module *lora_module_at(const struct lora_adapter
 /* Replaces the model's adapted matrices by f32 copies of W + scale * B A
  * (owned by the model). The adapter must then not be applied again. */
 int lora_merge(struct model *m, const struct lora_adapter *a, struct mm_err *err);
+
+/* PEFT's rank_pattern / alpha_pattern: a key names a module by a suffix of
+ * its full name ("q_proj", "layers.0.self_attn.q_proj"); the value of the
+ * first key that matches, else dflt. */
+int lora_pattern_matches(const char *key, const char *module);
+double lora_pattern_value(json_t *patterns, const char *module, double dflt);
+
+/* GGUF Llama tensors have the rows of each Q/K head permuted from
+ * [2][head_dim/2] to [head_dim/2][2] (for llama.cpp's adjacent-pair rope);
+ * lora_B's rows produce those outputs, so they get the same permutation
+ * (back = 1: the inverse, to HF order). -1: out of memory. */
+int lora_permute_rows_for_norm_rope(float *b, int64_t rows, int64_t cols, int n_heads, int back);
 
 #endif

@@ -60,4 +60,20 @@ void st_set_close(struct st_set *set);
 /* Looks the name up in every file of the set; NULL when absent. */
 const struct st_tensor *st_set_find(const struct st_set *set, const char *name);
 
+/* One tensor to write: 2-D f32 data, stored as `dtype` (F32, F16 or BF16). */
+struct st_out_tensor {
+    const char *name;
+    enum mm_dtype dtype;
+    int64_t rows, cols;
+    const float *data; /* [rows, cols] */
+};
+
+/* Writes a safetensors file (header keys in the given order, tensors packed
+ * in that order, the header padded to 8 bytes as the format asks), through a
+ * temporary file renamed over `path` at the end: a failure leaves any earlier
+ * file at `path` as it was. `metadata`: a JSON object of string values for
+ * "__metadata__", or NULL. */
+int st_write(const char *path, const struct st_out_tensor *t, size_t n, const char *metadata,
+             struct mm_err *err);
+
 #endif
