@@ -111,4 +111,47 @@ void k_attention_forward(float *out, const float *q, const float *k, const float
 /* Index of the largest value of x[0..n) (first one on ties). */
 int k_argmax(const float *x, int n);
 
+/* ---- Training: the backward of each op above, and what they need ----
+ * Backward functions follow the same batch-invariance rule: token t's
+ * gradients do not depend on the other tokens of the call or the threads. */
+
+/* dx[t, i] += dL/dx[t, i] of out = rmsnorm(x) * weight, given dy = dL/dout.
+ * Accumulates (the residual stream's gradient is a sum); weight is frozen. */
+void k_rmsnorm_backward(float *dx, const float *dy, const float *x, const float *weight, int n,
+                        int dim, float eps);
+
+/* The inverse rotation in place: dx becomes the gradient w.r.t. rope's input. */
+void k_rope_backward(float *dx, const int32_t *pos, int n, int n_heads, int head_dim, float theta,
+                     enum k_rope_style style);
+
+/* dgate = dout * up * silu'(gate), dup = dout * silu(gate). Overwrites. */
+void k_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                       const float *up, int64_t len);
+
+/* Attention of one whole training sequence of n tokens (positions 0..n-1),
+ * causal, with the sliding window (window > 0: token t sees keys p with
+ * t - window < p <= t) and GQA as k_attention_forward. q: [n, n_heads *
+ * head_dim]; k, v: [n, n_kv_heads * head_dim]; out as q; lse: [n_heads, n],
+ * each row's log-sum-exp of its scaled scores, kept for the backward. */
+void k_attention_train_forward(float *out, float *lse, const float *q, const float *k,
+                               const float *v, int n, int n_heads, int n_kv_heads, int head_dim,
+                               int window);
+/* dq, dk, dv (overwritten) given dout and the forward's out and lse. */
+void k_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                          const float *lse, const float *q, const float *k, const float *v, int n,
+                          int n_heads, int n_kv_heads, int head_dim, int window);
+
+/* Next-token cross-entropy with a weight per row, fused with its backward:
+ * logits [n, vocab] become grad_scale * weight[t] * (softmax - onehot(target));
+ * loss[t] = weight[t] * (logsumexp - logit of target). Rows of weight 0 get
+ * a zero gradient and loss. */
+void k_cross_entropy_backward(float *logits, float *loss, const int32_t *target,
+                              const float *weight, int n, int vocab, float grad_scale);
+
+/* out[c, r] = w[r, c] dequantized: the f32 transpose [w->cols, w->rows], so
+ * that dx = dy W is k_matmul_forward(dx, dy, W^T) on the tiled dots. */
+void k_matrix_transpose_f32(float *out, const struct k_matrix *w);
+/* out[c, t] = x[t, c]: [n, dim] -> [dim, n]. */
+void k_transpose_f32(float *out, const float *x, int n, int dim);
+
 #endif

@@ -47,6 +47,26 @@ int cluster_init(struct cluster *c, int n_stages, int n_shards, struct mm_err *e
     return 0;
 }
 
+int cluster_init_peers(struct cluster *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->comm = MPI_COMM_NULL;
+    c->world = 1;
+    c->role = ROLE_COORDINATOR;
+    if (!launched_by_mpirun()) return 0;
+    int initialized;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+        MPI_Init(NULL, NULL);
+        c->started = 1;
+    }
+    c->mpi = 1;
+    MPI_Comm_dup(MPI_COMM_WORLD, &c->comm);
+    MPI_Comm_rank(c->comm, &c->rank);
+    MPI_Comm_size(c->comm, &c->world);
+    return 0;
+}
+
 void cluster_finish(struct cluster *c)
 {
     if (c->mpi) MPI_Comm_free(&c->comm);

@@ -29,6 +29,11 @@ struct cluster {
 int cluster_init(struct cluster *c, int n_stages, int n_shards, struct mm_err *err);
 void cluster_finish(struct cluster *c);
 
+/* For data-parallel jobs (memllm train): starts MPI when launched by
+ * mpirun; every rank is a peer doing its share of the same work (role
+ * coordinator, no stages or shards). */
+int cluster_init_peers(struct cluster *c);
+
 /* Rank of stage 0 and of shard 0 (meaningful under MPI). */
 static inline int cluster_first_stage(const struct cluster *c)
 {

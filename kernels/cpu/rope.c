@@ -1,12 +1,14 @@
 /* Rotary position embedding. Pair i of a head rotates by pos * theta^(-2i/d);
  * NEOX pairs element i with i + d/2 (HF's rotate_half), NORM pairs 2i with
- * 2i + 1 (llama.cpp's layout of GGUF llama tensors). */
+ * 2i + 1 (llama.cpp's layout of GGUF llama tensors). The backward of a
+ * rotation is the rotation by the opposite angle. */
 #include <math.h>
 
 #include "internal.h"
 
-void k_rope_forward(float *x, const int32_t *pos, int n, int n_heads, int head_dim, float theta,
-                    enum k_rope_style style)
+/* sign 1: the forward rotation; -1: its inverse (the backward). */
+static void rope(float *x, const int32_t *pos, int n, int n_heads, int head_dim, float theta,
+                 enum k_rope_style style, float sign)
 {
     int half = head_dim / 2;
     float inv_freq[K_MAX_HEAD_DIM / 2];
@@ -23,7 +25,7 @@ void k_rope_forward(float *x, const int32_t *pos, int n, int n_heads, int head_d
         for (int i = 0; i < half; i++) {
             float angle = (float)pos[t] * inv_freq[i];
             cs[i] = cosf(angle);
-            sn[i] = sinf(angle);
+            sn[i] = sign * sinf(angle);
         }
         for (int h = 0; h < n_heads; h++) {
             float *v = x + t * width + (int64_t)h * head_dim;
@@ -42,4 +44,16 @@ void k_rope_forward(float *x, const int32_t *pos, int n, int n_heads, int head_d
             }
         }
     }
+}
+
+void k_rope_forward(float *x, const int32_t *pos, int n, int n_heads, int head_dim, float theta,
+                    enum k_rope_style style)
+{
+    rope(x, pos, n, n_heads, head_dim, theta, style, 1.0f);
+}
+
+void k_rope_backward(float *dx, const int32_t *pos, int n, int n_heads, int head_dim, float theta,
+                     enum k_rope_style style)
+{
+    rope(dx, pos, n, n_heads, head_dim, theta, style, -1.0f);
 }

@@ -1,4 +1,5 @@
-/* SwiGLU's gate: silu(gate) * up, silu(g) = g / (1 + e^-g). */
+/* SwiGLU's gate: silu(gate) * up, silu(g) = g / (1 + e^-g), and its
+ * backward. */
 #include <math.h>
 
 #include "internal.h"
@@ -32,5 +33,19 @@ void k_swiglu_forward(float *out, const float *gate, const float *up, int64_t le
         for (int64_t i = i0; i < end; i++)
             out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 #endif
+    }
+}
+
+/* With s = sigmoid(g): d silu / dg = s (1 + g (1 - s)). One scalar sequence
+ * per element (training's cost is in the matmuls). */
+void k_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                       const float *up, int64_t len)
+{
+#pragma omp parallel for schedule(static) if (len >= K_PARALLEL_MIN_WORK)
+    for (int64_t i = 0; i < len; i++) {
+        float g = gate[i], s = 1.0f / (1.0f + expf(-g));
+        float d = dout[i];
+        dgate[i] = d * up[i] * (s * (1.0f + g * (1.0f - s)));
+        dup[i] = d * (g * s);
     }
 }

@@ -1,0 +1,312 @@
+#include "trainer.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model.h"
+#include "optimizer.h"
+#include "progress.h"
+#include "safetensors.h"
+#include "tokenizer.h"
+#include "train_data.h"
+#include "train_model.h"
+#include "train_rng.h"
+#include "trainer_log.h"
+
+/* The loss is summed exactly too, in units of 2^-LOSS_BITS, so every rank
+ * count prints the same figures. */
+#define LOSS_BITS 32
+
+void trainer_options_default(struct trainer_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->lora.rank = 16;
+    o->lora.alpha = 8;
+    o->lora.dropout = 0.1f;
+    o->lora.targets = (1u << (LIN_COUNT + 1)) - 1;
+    o->auto_tokens = 1;
+    o->lr = 2e-5;
+    o->weight_decay = 0.0;
+    o->beta1 = 0.9;
+    o->beta2 = 0.999;
+    o->eps = 1e-8;
+    o->max_grad_norm = 1.0;
+    o->epochs = 2;
+    o->batch = 96;
+    o->max_tokens = 1024;
+    o->dtype = MM_F32;
+}
+
+struct run {
+    const struct trainer_options *o;
+    const struct cluster *c;
+    struct model *m;
+    struct tokenizer *tok;
+    struct train_set train, val;
+    struct train_params p;
+    struct train_model tm;
+    struct grad_sum sum;
+    struct adamw opt;
+    float *g;   /* one example's gradient, then the batch's */
+    int *order; /* the epoch's example order */
+    int64_t steps_per_epoch, total_steps, step;
+    int64_t schedule_steps; /* the learning-rate schedule's length: all epochs */
+    struct trainer_log log;
+};
+
+/* "({", "})", "-->" where the tokenizer has each as a single token. */
+static void auto_tokens(struct train_lora_config *cfg, const struct tokenizer *tok)
+{
+    static const char *const markers[] = {"({", "})", "-->"};
+    for (size_t i = 0; i < sizeof(markers) / sizeof(markers[0]); i++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (tok_encode(tok, markers[i], strlen(markers[i]), 0, 1, &ids, &n, NULL) == 0 && n == 1 &&
+            cfg->n_tokens < TRAIN_MAX_TOKENS)
+            cfg->token_ids[cfg->n_tokens++] = ids[0];
+        free(ids);
+    }
+}
+
+/* The examples of global step `step`: order[first .. first + count). */
+static void batch_of(const struct run *r, int64_t step, int *first, int *count)
+{
+    int64_t in_epoch = step % r->steps_per_epoch;
+    *first = (int)(in_epoch * r->o->batch);
+    *count = r->train.n - *first < r->o->batch ? r->train.n - *first : r->o->batch;
+}
+
+/* The epoch's order: a Fisher-Yates shuffle drawn from (seed, epoch). */
+static void shuffle(struct run *r, int64_t epoch)
+{
+    for (int i = 0; i < r->train.n; i++)
+        r->order[i] = i;
+    for (int i = r->train.n - 1; i > 0; i--) {
+        int j = (int)(train_rng_u64(r->o->seed, 0x5348554646ULL + (uint64_t)epoch, (uint64_t)i) %
+                      (uint64_t)(i + 1));
+        int t = r->order[i];
+        r->order[i] = r->order[j];
+        r->order[j] = t;
+    }
+}
+
+static int allreduce(const struct run *r, int64_t *v, size_t n)
+{
+    if (!r->c->mpi || r->c->world == 1) return 0;
+    return MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_INT64_T, MPI_SUM, r->c->comm) == MPI_SUCCESS
+               ? 0
+               : -1;
+}
+
+/* Mean loss over the validation examples' target tokens. */
+static int validate(struct run *r, double *mean, struct mm_err *err)
+{
+    int64_t acc[2] = {0, 0}; /* loss in fixed point, target tokens */
+    for (int i = r->c->rank; i < r->val.n; i += r->c->world) {
+        const struct train_example *e = &r->val.ex[i];
+        double loss;
+        int n_loss;
+        if (train_model_example(&r->tm, e->tokens, e->target, e->n, 1.0f, 0, NULL, &loss, &n_loss,
+                                err))
+            return -1;
+        acc[0] += llrint(ldexp(loss, LOSS_BITS));
+        acc[1] += n_loss;
+    }
+    if (allreduce(r, acc, 2)) {
+        mm_err_set(err, "validation: MPI_Allreduce failed");
+        return -1;
+    }
+    *mean = ldexp((double)acc[0], -LOSS_BITS) / (double)acc[1];
+    return 0;
+}
+
+/* One optimizer step over the step's global batch. */
+static int train_step(struct run *r, double *mean_loss, double *grad_norm, int64_t *tokens,
+                      struct mm_err *err)
+{
+    int first, count;
+    batch_of(r, r->step, &first, &count);
+    int64_t epoch = r->step / r->steps_per_epoch, targets = 0;
+    for (int i = 0; i < count; i++)
+        targets += r->train.ex[r->order[first + i]].n_target;
+    float scale = (float)(1.0 / (double)targets);
+    int64_t loss_q[1] = {0};
+    grad_sum_zero(&r->sum);
+    *tokens = 0;
+    for (int i = r->c->rank; i < count; i += r->c->world) {
+        int idx = r->order[first + i];
+        const struct train_example *e = &r->train.ex[idx];
+        uint64_t key = train_rng_u64(r->o->seed, 0x44524f50ULL + (uint64_t)epoch, (uint64_t)idx);
+        double loss;
+        int n_loss;
+        if (train_model_example(&r->tm, e->tokens, e->target, e->n, scale, key, r->g, &loss,
+                                &n_loss, err) ||
+            grad_sum_add(&r->sum, r->g, err)) {
+            mm_err_prefix(err, "%s: line %d: ", r->o->data, e->line);
+            return -1;
+        }
+        loss_q[0] += llrint(ldexp(loss, LOSS_BITS));
+        *tokens += e->n;
+    }
+    if (allreduce(r, r->sum.q, r->sum.count) || allreduce(r, loss_q, 1)) {
+        mm_err_set(err, "step %lld: MPI_Allreduce of the gradients failed", (long long)r->step);
+        return -1;
+    }
+    *mean_loss = ldexp((double)loss_q[0], -LOSS_BITS) / (double)targets;
+    grad_sum_read(&r->sum, r->g);
+    *grad_norm = grad_clip(r->g, r->p.count, r->o->max_grad_norm);
+    double lr = lr_linear_warmup(r->o->lr, r->step, r->o->warmup, r->schedule_steps);
+    adamw_step(&r->opt, r->p.value, r->g, lr);
+    train_model_refresh(&r->tm);
+    r->step++;
+    return 0;
+}
+
+static int setup(struct run *r, struct mm_err *err)
+{
+    const struct trainer_options *o = r->o;
+    r->m = model_load(o->model, 0, -1, err);
+    if (!r->m) return -1;
+    r->tok = tok_load(o->model, err);
+    if (!r->tok) return -1;
+    int max_tokens =
+        o->max_tokens < r->m->cfg.max_positions ? o->max_tokens : r->m->cfg.max_positions;
+    if (train_set_load(&r->train, o->data, r->tok, max_tokens, err)) return -1;
+    if (o->val && train_set_load(&r->val, o->val, r->tok, max_tokens, err)) return -1;
+    if (o->init) {
+        if (train_params_load(&r->p, r->m, o->init, o->lora.dropout, err)) return -1;
+    } else {
+        struct train_lora_config cfg = o->lora;
+        if (o->auto_tokens) auto_tokens(&cfg, r->tok);
+        if (train_params_init(&r->p, r->m, &cfg, o->seed, err)) return -1;
+    }
+    int longest = 2;
+    for (int i = 0; i < r->train.n; i++)
+        if (r->train.ex[i].n > longest) longest = r->train.ex[i].n;
+    for (int i = 0; i < r->val.n; i++)
+        if (r->val.ex[i].n > longest) longest = r->val.ex[i].n;
+    if (train_model_init(&r->tm, r->m, &r->p, longest, err) ||
+        grad_sum_init(&r->sum, r->p.count, err) || adamw_init(&r->opt, r->p.count, err))
+        return -1;
+    r->opt.beta1 = o->beta1;
+    r->opt.beta2 = o->beta2;
+    r->opt.eps = o->eps;
+    r->opt.weight_decay = o->weight_decay;
+    r->g = malloc((r->p.count ? r->p.count : 1) * sizeof(float));
+    r->order = malloc((size_t)r->train.n * sizeof(int));
+    if (!r->g || !r->order) {
+        mm_err_set(err, "trainer: out of memory");
+        return -1;
+    }
+    r->steps_per_epoch = (r->train.n + o->batch - 1) / o->batch;
+    r->schedule_steps = r->steps_per_epoch * o->epochs;
+    r->total_steps = r->schedule_steps;
+    if (o->max_steps > 0 && o->max_steps < r->total_steps) r->total_steps = o->max_steps;
+    return 0;
+}
+
+static void teardown(struct run *r)
+{
+    free(r->g);
+    free(r->order);
+    adamw_free(&r->opt);
+    grad_sum_free(&r->sum);
+    if (r->tm.m) train_model_free(&r->tm);
+    train_params_free(&r->p);
+    train_set_free(&r->train);
+    train_set_free(&r->val);
+    if (r->tok) tok_free(r->tok);
+    if (r->m) model_free(r->m);
+    trainer_log_free(&r->log);
+}
+
+static int make_dir(const char *dir, struct mm_err *err)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        mm_err_set(err, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int trainer_run(const struct trainer_options *o, const struct cluster *c, struct mm_err *err)
+{
+    struct run r = {.o = o, .c = c};
+    int rc = -1, lead = c->rank == 0;
+    if (lead && make_dir(o->out, err)) return -1;
+    if (setup(&r, err)) goto out;
+    if (trainer_log_init(&r.log, o, &r.p, r.total_steps, err)) goto out;
+    if (o->resume) {
+        int found;
+        if (trainer_checkpoint_load(o->out, &r.p, &r.opt, &r.step, &r.log, &found, err)) goto out;
+        train_model_refresh(&r.tm);
+        if (lead && !o->quiet)
+            fprintf(stderr, "memllm train: %s at step %lld of %lld\n",
+                    found ? "resuming" : "no checkpoint yet, starting", (long long)r.step,
+                    (long long)r.total_steps);
+    }
+    if (lead && !o->quiet)
+        fprintf(stderr,
+                "memllm train: %d training examples (%lld tokens, %lld targets), %d validation; "
+                "%lld steps of %d examples; %zu trainable parameters; %d rank(s)\n",
+                r.train.n, (long long)r.train.tokens, (long long)r.train.targets, r.val.n,
+                (long long)r.total_steps, o->batch, r.p.count, c->world);
+    int64_t shuffled = -1, tokens_done = 0;
+    double t0 = progress_now(), last_print = 0;
+    while (r.step < r.total_steps) {
+        int64_t epoch = r.step / r.steps_per_epoch;
+        if (epoch != shuffled) {
+            shuffle(&r, epoch);
+            shuffled = epoch;
+        }
+        double loss, norm;
+        int64_t tokens;
+        if (train_step(&r, &loss, &norm, &tokens, err)) goto out;
+        int64_t all_tokens[1] = {tokens};
+        if (allreduce(&r, all_tokens, 1)) {
+            mm_err_set(err, "MPI_Allreduce failed");
+            goto out;
+        }
+        tokens_done += all_tokens[0];
+        double val = NAN;
+        int last = r.step == r.total_steps;
+        if (r.val.n > 0 && ((o->val_every > 0 && r.step % o->val_every == 0) || last) &&
+            validate(&r, &val, err))
+            goto out;
+        if (trainer_log_step(&r.log, r.step, loss, val, norm, err)) goto out;
+        double now = progress_now(), rate = (double)tokens_done / (now - t0);
+        if (lead && !o->quiet && (now - last_print >= 1.0 || last || !isnan(val))) {
+            double eta = (double)(r.total_steps - r.step) * (now - t0) / (double)r.step;
+            fprintf(stderr,
+                    "step %lld/%lld  epoch %lld  loss %.4f%s  grad-norm %.3g  %.0f tok/s  "
+                    "ETA %.0f s",
+                    (long long)r.step, (long long)r.total_steps, (long long)epoch + 1, loss, "",
+                    norm, rate, eta);
+            if (!isnan(val)) fprintf(stderr, "  val-loss %.4f", val);
+            fputc('\n', stderr);
+            last_print = now;
+        }
+        if (lead && o->save_every > 0 && r.step % o->save_every == 0 && !last &&
+            trainer_checkpoint_save(o->out, &r.p, &r.opt, r.step, &r.log, err))
+            goto out;
+    }
+    if (lead) {
+        if (train_params_save(&r.p, o->out, o->dtype, err) ||
+            trainer_log_write(&r.log, o->out, err) ||
+            trainer_checkpoint_save(o->out, &r.p, &r.opt, r.step, &r.log, err))
+            goto out;
+        if (!o->quiet)
+            fprintf(stderr, "memllm train: adapter written to %s (loss.csv, loss.png beside it)\n",
+                    o->out);
+    }
+    rc = 0;
+out:
+    teardown(&r);
+    return rc;
+}

@@ -1,0 +1,8 @@
+# memllm train: gradients against PyTorch + PEFT, and the command's
+# promises (overfit, resume after kill, ranks agree, bad input).
+memllm_test(test_train_cli SOURCES test_train_cli.c LIBS mm_common
+  ARGS $<TARGET_FILE:memllm> ${MEMLLM_FIXTURES} ${MPIEXEC_EXECUTABLE})
+add_dependencies(test_train_cli memllm)
+memllm_test(test_train_reference SOURCES test_train_reference.c LIBS mm_trainer
+  ARGS $<TARGET_FILE:memllm> ${MEMLLM_FIXTURES})
+add_dependencies(test_train_reference memllm)

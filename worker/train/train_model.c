@@ -1,0 +1,522 @@
+#include "train_model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "train_rng.h"
+
+/* The LM head runs over the target rows in chunks of this many, so its
+ * logits never take more than HEAD_CHUNK x vocab floats. A constant: the
+ * chunking, and so the sums over chunks, do not depend on anything but the
+ * example. */
+#define HEAD_CHUNK 64
+
+/* What one layer's forward keeps for its backward. */
+struct train_layer_acts {
+    float *x_in, *xn1, *q, *k, *v, *att, *lse, *x_mid, *xn2, *gate, *up, *h;
+    float *u[LIN_COUNT]; /* A drop(x) of the trained modules, [n, r] */
+};
+
+/* Backward scratch, carved from tm->work. */
+struct train_work {
+    float *dx, *dxn, *dq, *dk, *dv, *datt, *dgate, *dup, *dh, *tmp, *g, *yt, *xt, *ut, *gt;
+    float *xd;      /* a dropped input */
+    float *xf;      /* the last layer's output */
+    float *ga, *gb; /* a module's A and B gradients, before they are added */
+    float *hx, *hxn, *hdxn, *hu, *logits, *hloss, *hw; /* the LM head's chunk */
+    int32_t *pos, *rows, *htarget;
+};
+
+static int wide_dim(const struct model_config *c)
+{
+    int w = c->dim;
+    if (model_config_q_dim(c) > w) w = model_config_q_dim(c);
+    if (c->ffn_dim > w) w = c->ffn_dim;
+    return w;
+}
+
+static const struct k_matrix *base_matrix(const struct model *m, int layer, int lin)
+{
+    return lin == TRAIN_LM_HEAD ? &m->lm_head : &m->layers[layer].lin[lin];
+}
+
+static struct k_matrix *wt_at(struct train_model *tm, int layer, int lin)
+{
+    return &tm->wt[lin == TRAIN_LM_HEAD ? (size_t)tm->m->cfg.n_layers * LIN_COUNT
+                                        : (size_t)layer * LIN_COUNT + (size_t)lin];
+}
+
+static int max_rank(const struct train_params *p)
+{
+    int r = 1;
+    for (int i = 0; i < p->n_t; i++)
+        if (strstr(p->t[i].name, "lora_A") && p->t[i].rows > r) r = (int)p->t[i].rows;
+    return r;
+}
+
+/* Whether the LM head reads the trainable token rows: with tied embeddings
+ * the head is the embedding, and PEFT ties the rows to both. */
+static int head_uses_rows(const struct train_model *tm)
+{
+    return tm->p->rows_t >= 0 && tm->m->cfg.tied_embeddings;
+}
+
+static int make_transposes(struct train_model *tm, struct mm_err *err)
+{
+    const struct model_config *c = &tm->m->cfg;
+    size_t n = (size_t)c->n_layers * LIN_COUNT + 1;
+    tm->wt = calloc(n, sizeof(*tm->wt));
+    if (!tm->wt) goto oom;
+    for (int layer = 0; layer <= c->n_layers; layer++)
+        for (int lin = 0; lin <= LIN_COUNT; lin++) {
+            if ((layer == c->n_layers) != (lin == TRAIN_LM_HEAD)) continue;
+            const struct k_matrix *w = base_matrix(tm->m, layer, lin);
+            float *t = malloc((size_t)(w->rows * w->cols) * sizeof(float));
+            if (!t) goto oom;
+            k_matrix_transpose_f32(t, w);
+            *wt_at(tm, layer, lin) =
+                (struct k_matrix){MM_F32, w->cols, w->rows, (size_t)w->rows * sizeof(float), t};
+        }
+    return 0;
+oom:
+    mm_err_set(err, "trainer: out of memory for the f32 transposes of %s", tm->m->path);
+    return -1;
+}
+
+/* Activations of one layer for max_tokens tokens. */
+static size_t layer_floats(const struct train_model *tm, int layer)
+{
+    const struct model_config *c = &tm->m->cfg;
+    size_t per_tok = (size_t)c->dim * 4 + (size_t)model_config_q_dim(c) * 2 +
+                     (size_t)model_config_kv_dim(c) * 2 + (size_t)c->n_heads +
+                     (size_t)c->ffn_dim * 3;
+    for (int lin = 0; lin < LIN_COUNT; lin++)
+        per_tok += (size_t)train_module_at(tm->p, layer, lin)->rank;
+    return per_tok * (size_t)tm->max_tokens;
+}
+
+static void carve_acts(struct train_model *tm)
+{
+    const struct model_config *c = &tm->m->cfg;
+    size_t n = (size_t)tm->max_tokens;
+    float *f = tm->arena;
+    for (int layer = 0; layer < c->n_layers; layer++) {
+        struct train_layer_acts *a = &tm->acts[layer];
+        a->x_in = f, f += n * c->dim;
+        a->xn1 = f, f += n * c->dim;
+        a->q = f, f += n * model_config_q_dim(c);
+        a->k = f, f += n * model_config_kv_dim(c);
+        a->v = f, f += n * model_config_kv_dim(c);
+        a->att = f, f += n * model_config_q_dim(c);
+        a->lse = f, f += n * c->n_heads;
+        a->x_mid = f, f += n * c->dim;
+        a->xn2 = f, f += n * c->dim;
+        a->gate = f, f += n * c->ffn_dim;
+        a->up = f, f += n * c->ffn_dim;
+        a->h = f, f += n * c->ffn_dim;
+        for (int lin = 0; lin < LIN_COUNT; lin++) {
+            a->u[lin] = f;
+            f += n * (size_t)train_module_at(tm->p, layer, lin)->rank;
+        }
+    }
+}
+
+/* The backward's scratch; returns the floats needed when w is NULL. */
+static size_t carve_work(const struct train_model *tm, struct train_work *w)
+{
+    const struct model_config *c = &tm->m->cfg;
+    size_t n = (size_t)tm->max_tokens, wd = (size_t)wide_dim(c), r = (size_t)max_rank(tm->p);
+    size_t hc = HEAD_CHUNK, vocab = (size_t)c->vocab_size, hr = (size_t)r;
+    size_t big = wd > hc ? wd : hc; /* transposes of head chunks: vocab x hc */
+    size_t wv = vocab > wd ? vocab : wd, nh = n > hc ? n : hc;
+    size_t sizes[] = {n * c->dim,
+                      n * wd,
+                      n * model_config_q_dim(c),
+                      n * model_config_kv_dim(c),
+                      n * model_config_kv_dim(c),
+                      n * model_config_q_dim(c),
+                      n * c->ffn_dim,
+                      n * c->ffn_dim,
+                      n * c->ffn_dim,
+                      nh * wd,
+                      nh * r,
+                      wv * nh,
+                      big * nh,
+                      r * nh,
+                      r * nh,
+                      nh * wd,
+                      n * c->dim,
+                      r * wd,
+                      wv * r,
+                      hc * c->dim,
+                      hc * c->dim,
+                      hc * c->dim,
+                      hc * (hr > TRAIN_MAX_TOKENS ? hr : TRAIN_MAX_TOKENS),
+                      hc * vocab,
+                      hc,
+                      hc,
+                      n,
+                      n,
+                      hc};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+        total += sizes[i];
+    if (!w) return total;
+    float *f = tm->work;
+    float **dst[] = {&w->dx,   &w->dxn, &w->dq,     &w->dk,    &w->dv, &w->datt, &w->dgate,
+                     &w->dup,  &w->dh,  &w->tmp,    &w->g,     &w->yt, &w->xt,   &w->ut,
+                     &w->gt,   &w->xd,  &w->xf,     &w->ga,    &w->gb, &w->hx,   &w->hxn,
+                     &w->hdxn, &w->hu,  &w->logits, &w->hloss, &w->hw};
+    size_t i = 0;
+    for (; i < sizeof(dst) / sizeof(dst[0]); i++) {
+        *dst[i] = f;
+        f += sizes[i];
+    }
+    w->pos = (int32_t *)f, f += sizes[i++];
+    w->rows = (int32_t *)f, f += sizes[i++];
+    w->htarget = (int32_t *)f;
+    return total;
+}
+
+int train_model_init(struct train_model *tm, const struct model *m, struct train_params *p,
+                     int max_tokens, struct mm_err *err)
+{
+    memset(tm, 0, sizeof(*tm));
+    tm->m = m;
+    tm->p = p;
+    tm->max_tokens = max_tokens;
+    if (max_tokens <= 0 || max_tokens > m->cfg.max_positions) {
+        mm_err_set(err, "%s: examples of %d tokens do not fit the model's %d positions", m->path,
+                   max_tokens, m->cfg.max_positions);
+        return -1;
+    }
+    size_t acts = 0;
+    for (int layer = 0; layer < m->cfg.n_layers; layer++)
+        acts += layer_floats(tm, layer);
+    tm->acts = calloc((size_t)m->cfg.n_layers, sizeof(*tm->acts));
+    tm->arena = malloc(acts * sizeof(float));
+    tm->work_floats = carve_work(tm, NULL);
+    tm->work = malloc(tm->work_floats * sizeof(float));
+    tm->lora_t = malloc((p->count ? p->count : 1) * sizeof(float));
+    if (!tm->acts || !tm->arena || !tm->work || !tm->lora_t) {
+        mm_err_set(err, "trainer: out of memory for the activations of %d tokens", max_tokens);
+        train_model_free(tm);
+        return -1;
+    }
+    if (make_transposes(tm, err)) {
+        train_model_free(tm);
+        return -1;
+    }
+    carve_acts(tm);
+    train_model_refresh(tm);
+    return 0;
+}
+
+void train_model_free(struct train_model *tm)
+{
+    if (tm->wt) {
+        size_t n = (size_t)tm->m->cfg.n_layers * LIN_COUNT + 1;
+        for (size_t i = 0; i < n; i++)
+            free((void *)tm->wt[i].data);
+    }
+    free(tm->wt);
+    free(tm->lora_t);
+    free(tm->acts);
+    free(tm->arena);
+    free(tm->work);
+    memset(tm, 0, sizeof(*tm));
+}
+
+void train_model_refresh(struct train_model *tm)
+{
+    const struct train_params *p = tm->p;
+    for (int i = 0; i < p->n_t; i++) {
+        const struct train_tensor *t = &p->t[i];
+        if (i == p->rows_t) continue;
+        k_transpose_f32(tm->lora_t + t->off, p->value + t->off, (int)t->rows, (int)t->cols);
+    }
+    if (head_uses_rows(tm)) {
+        /* The head's transpose [dim, vocab]: column id is the row of token id. */
+        struct k_matrix *wt = wt_at(tm, 0, TRAIN_LM_HEAD);
+        float *d = (float *)wt->data;
+        const float *rows = p->value + p->t[p->rows_t].off;
+        for (int i = 0; i < p->cfg.n_tokens; i++)
+            for (int64_t c = 0; c < wt->rows; c++)
+                d[c * wt->cols + p->cfg.token_ids[i]] = rows[(size_t)i * wt->rows + c];
+    }
+}
+
+/* x with the module's dropout applied (x itself when dropout is 0): each
+ * element kept with probability 1 - p and scaled by 1 / (1 - p), the mask a
+ * hash of (key, module, position, feature). */
+static const float *dropped(const struct train_model *tm, uint64_t key, int layer, int lin,
+                            const float *x, int n, int in, const int32_t *pos, float *buf)
+{
+    float p = tm->p->cfg.dropout;
+    if (p <= 0.0f) return x;
+    float keep = 1.0f / (1.0f - p);
+    uint64_t module = (uint64_t)layer * 8 + (uint64_t)lin;
+    for (int t = 0; t < n; t++)
+        for (int c = 0; c < in; c++) {
+            size_t i = (size_t)t * in + c;
+            uint64_t at = (uint64_t)pos[t] * (uint64_t)in + (uint64_t)c;
+            buf[i] = train_rng_uniform(key, module, at) < p ? 0.0f : x[i] * keep;
+        }
+    return buf;
+}
+
+/* out = x W^T + scale * B A drop(x); keeps A drop(x) in u. */
+static void linear_fwd(struct train_model *tm, struct train_work *w, uint64_t key, int layer,
+                       int lin, const float *x, int n, const int32_t *pos, float *out, float *u)
+{
+    const struct k_matrix *wm = base_matrix(tm->m, layer, lin);
+    k_matmul_forward(out, x, wm, n);
+    const struct train_module *mod = train_module_at(tm->p, layer, lin);
+    if (mod->a < 0) return;
+    struct k_matrix a = train_matrix(tm->p, mod->a, tm->p->value);
+    struct k_matrix b = train_matrix(tm->p, mod->b, tm->p->value);
+    k_matmul_forward(u, dropped(tm, key, layer, lin, x, n, (int)wm->cols, pos, w->xd), &a, n);
+    k_matmul_accumulate(out, u, &b, n, mod->scale);
+}
+
+static void scale(float *x, size_t n, float s)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] *= s;
+}
+
+/* Given dy = dL/d out of linear_fwd: dx (= or +=) dy W + the LoRA path's
+ * share; the module's A and B gradients are added to grad. */
+static void linear_bwd(struct train_model *tm, struct train_work *w, uint64_t key, int layer,
+                       int lin, const float *x, const float *u, const float *dy, int n,
+                       const int32_t *pos, float *dx, int accumulate, float *grad)
+{
+    const struct k_matrix *wt = wt_at(tm, layer, lin);
+    if (accumulate)
+        k_matmul_accumulate(dx, dy, wt, n, 1.0f);
+    else
+        k_matmul_forward(dx, dy, wt, n);
+    const struct train_module *mod = train_module_at(tm->p, layer, lin);
+    if (mod->a < 0) return;
+    const struct train_params *p = tm->p;
+    int in = (int)wt->rows, out = (int)wt->cols, r = mod->rank;
+    struct k_matrix at = {MM_F32, in, r, (size_t)r * sizeof(float), tm->lora_t + p->t[mod->a].off};
+    struct k_matrix bt = {MM_F32, r, out, (size_t)out * sizeof(float),
+                          tm->lora_t + p->t[mod->b].off};
+    /* g = scale * dy B: the gradient at A's output */
+    k_matmul_forward(w->g, dy, &bt, n);
+    scale(w->g, (size_t)n * r, mod->scale);
+    if (p->cfg.dropout <= 0.0f) {
+        k_matmul_accumulate(dx, w->g, &at, n, 1.0f);
+    } else {
+        /* through the dropout: the mask again, from the same hash */
+        k_matmul_forward(w->tmp, w->g, &at, n);
+        float keep = 1.0f / (1.0f - p->cfg.dropout);
+        uint64_t module = (uint64_t)layer * 8 + (uint64_t)lin;
+        for (int t = 0; t < n; t++)
+            for (int c = 0; c < in; c++) {
+                uint64_t atc = (uint64_t)pos[t] * (uint64_t)in + (uint64_t)c;
+                if (train_rng_uniform(key, module, atc) >= p->cfg.dropout)
+                    dx[(size_t)t * in + c] += w->tmp[(size_t)t * in + c] * keep;
+            }
+    }
+    /* dB = scale * dy^T u: [out, r] */
+    k_transpose_f32(w->yt, dy, n, out);
+    k_transpose_f32(w->ut, u, n, r);
+    struct k_matrix ut = {MM_F32, r, n, (size_t)n * sizeof(float), w->ut};
+    k_matmul_forward(w->gb, w->yt, &ut, out);
+    float *db = grad + p->t[mod->b].off;
+    for (size_t i = 0; i < (size_t)out * r; i++)
+        db[i] += mod->scale * w->gb[i];
+    /* dA = g^T drop(x): [r, in] */
+    k_transpose_f32(w->xt, dropped(tm, key, layer, lin, x, n, in, pos, w->xd), n, in);
+    k_transpose_f32(w->gt, w->g, n, r);
+    struct k_matrix xt = {MM_F32, in, n, (size_t)n * sizeof(float), w->xt};
+    k_matmul_forward(w->ga, w->gt, &xt, r);
+    float *da = grad + p->t[mod->a].off;
+    for (size_t i = 0; i < (size_t)r * in; i++)
+        da[i] += w->ga[i];
+}
+
+static void embed(struct train_model *tm, const int32_t *tokens, int n, float *x)
+{
+    const struct train_params *p = tm->p;
+    int dim = tm->m->cfg.dim;
+    k_embedding_forward(x, tokens, n, &tm->m->tok_embd);
+    if (p->rows_t < 0) return;
+    const float *rows = p->value + p->t[p->rows_t].off;
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < p->cfg.n_tokens; i++)
+            if (tokens[t] == p->cfg.token_ids[i])
+                memcpy(x + (size_t)t * dim, rows + (size_t)i * dim, (size_t)dim * sizeof(float));
+}
+
+static void layer_fwd(struct train_model *tm, struct train_work *w, uint64_t key, int layer, int n,
+                      const float *x_in, float *x_out)
+{
+    const struct model_config *c = &tm->m->cfg;
+    const struct model_layer *lw = &tm->m->layers[layer];
+    struct train_layer_acts *a = &tm->acts[layer];
+    size_t nd = (size_t)n * c->dim;
+    memcpy(a->x_in, x_in, nd * sizeof(float));
+    k_rmsnorm_forward(a->xn1, a->x_in, lw->attn_norm, n, c->dim, c->norm_eps);
+    linear_fwd(tm, w, key, layer, LIN_Q, a->xn1, n, w->pos, a->q, a->u[LIN_Q]);
+    linear_fwd(tm, w, key, layer, LIN_K, a->xn1, n, w->pos, a->k, a->u[LIN_K]);
+    linear_fwd(tm, w, key, layer, LIN_V, a->xn1, n, w->pos, a->v, a->u[LIN_V]);
+    k_rope_forward(a->q, w->pos, n, c->n_heads, c->head_dim, c->rope_theta, c->rope_style);
+    k_rope_forward(a->k, w->pos, n, c->n_kv_heads, c->head_dim, c->rope_theta, c->rope_style);
+    k_attention_train_forward(a->att, a->lse, a->q, a->k, a->v, n, c->n_heads, c->n_kv_heads,
+                              c->head_dim, c->sliding_window);
+    linear_fwd(tm, w, key, layer, LIN_O, a->att, n, w->pos, w->tmp, a->u[LIN_O]);
+    for (size_t i = 0; i < nd; i++)
+        a->x_mid[i] = a->x_in[i] + w->tmp[i];
+    k_rmsnorm_forward(a->xn2, a->x_mid, lw->ffn_norm, n, c->dim, c->norm_eps);
+    linear_fwd(tm, w, key, layer, LIN_GATE, a->xn2, n, w->pos, a->gate, a->u[LIN_GATE]);
+    linear_fwd(tm, w, key, layer, LIN_UP, a->xn2, n, w->pos, a->up, a->u[LIN_UP]);
+    k_swiglu_forward(a->h, a->gate, a->up, (int64_t)n * c->ffn_dim);
+    linear_fwd(tm, w, key, layer, LIN_DOWN, a->h, n, w->pos, w->tmp, a->u[LIN_DOWN]);
+    for (size_t i = 0; i < nd; i++)
+        x_out[i] = a->x_mid[i] + w->tmp[i];
+}
+
+/* dx: in, dL/d(layer output); out, dL/d(layer input). */
+static void layer_bwd(struct train_model *tm, struct train_work *w, uint64_t key, int layer, int n,
+                      float *dx, float *grad)
+{
+    const struct model_config *c = &tm->m->cfg;
+    const struct model_layer *lw = &tm->m->layers[layer];
+    const struct train_layer_acts *a = &tm->acts[layer];
+    const int32_t *pos = w->pos;
+    linear_bwd(tm, w, key, layer, LIN_DOWN, a->h, a->u[LIN_DOWN], dx, n, pos, w->dh, 0, grad);
+    k_swiglu_backward(w->dgate, w->dup, w->dh, a->gate, a->up, (int64_t)n * c->ffn_dim);
+    linear_bwd(tm, w, key, layer, LIN_GATE, a->xn2, a->u[LIN_GATE], w->dgate, n, pos, w->dxn, 0,
+               grad);
+    linear_bwd(tm, w, key, layer, LIN_UP, a->xn2, a->u[LIN_UP], w->dup, n, pos, w->dxn, 1, grad);
+    k_rmsnorm_backward(dx, w->dxn, a->x_mid, lw->ffn_norm, n, c->dim, c->norm_eps);
+
+    linear_bwd(tm, w, key, layer, LIN_O, a->att, a->u[LIN_O], dx, n, pos, w->datt, 0, grad);
+    k_attention_backward(w->dq, w->dk, w->dv, w->datt, a->att, a->lse, a->q, a->k, a->v, n,
+                         c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window);
+    k_rope_backward(w->dq, pos, n, c->n_heads, c->head_dim, c->rope_theta, c->rope_style);
+    k_rope_backward(w->dk, pos, n, c->n_kv_heads, c->head_dim, c->rope_theta, c->rope_style);
+    linear_bwd(tm, w, key, layer, LIN_Q, a->xn1, a->u[LIN_Q], w->dq, n, pos, w->dxn, 0, grad);
+    linear_bwd(tm, w, key, layer, LIN_K, a->xn1, a->u[LIN_K], w->dk, n, pos, w->dxn, 1, grad);
+    linear_bwd(tm, w, key, layer, LIN_V, a->xn1, a->u[LIN_V], w->dv, n, pos, w->dxn, 1, grad);
+    k_rmsnorm_backward(dx, w->dxn, a->x_in, lw->attn_norm, n, c->dim, c->norm_eps);
+}
+
+/* The LM head and the loss over the target rows (w->rows: the positions
+ * whose next token is a target), in chunks of HEAD_CHUNK rows. x: the last
+ * layer's output; dx (zeroed by the caller) gets dL/dx on those rows.
+ * Returns the sum of the rows' cross-entropies. */
+static double head(struct train_model *tm, struct train_work *w, uint64_t key,
+                   const int32_t *tokens, int n_rows, const float *x, float *dx, float grad_scale,
+                   float *grad)
+{
+    const struct model_config *c = &tm->m->cfg;
+    const struct train_params *p = tm->p;
+    const struct train_module *mod = train_module_at(p, c->n_layers, TRAIN_LM_HEAD);
+    int dim = c->dim, vocab = c->vocab_size, n_tok = p->cfg.n_tokens;
+    double loss = 0;
+    for (int r0 = 0; r0 < n_rows; r0 += HEAD_CHUNK) {
+        int nr = n_rows - r0 < HEAD_CHUNK ? n_rows - r0 : HEAD_CHUNK;
+        const int32_t *rows = w->rows + r0; /* positions, which the dropout hash uses */
+        for (int i = 0; i < nr; i++) {
+            memcpy(w->hx + (size_t)i * dim, x + (size_t)rows[i] * dim, (size_t)dim * sizeof(float));
+            w->htarget[i] = tokens[rows[i] + 1];
+            w->hw[i] = 1.0f;
+        }
+        k_rmsnorm_forward(w->hxn, w->hx, tm->m->out_norm, nr, dim, c->norm_eps);
+        k_matmul_forward(w->logits, w->hxn, &tm->m->lm_head, nr);
+        if (head_uses_rows(tm)) {
+            /* the trainable rows replace their tokens' rows of the head */
+            struct k_matrix rm = train_matrix(p, p->rows_t, p->value);
+            k_matmul_forward(w->hu, w->hxn, &rm, nr);
+            for (int i = 0; i < nr; i++)
+                for (int j = 0; j < n_tok; j++)
+                    w->logits[(size_t)i * vocab + p->cfg.token_ids[j]] =
+                        w->hu[(size_t)i * n_tok + j];
+        }
+        if (mod->a >= 0) {
+            struct k_matrix a = train_matrix(p, mod->a, p->value);
+            struct k_matrix b = train_matrix(p, mod->b, p->value);
+            k_matmul_forward(
+                w->hu, dropped(tm, key, c->n_layers, TRAIN_LM_HEAD, w->hxn, nr, dim, rows, w->xd),
+                &a, nr);
+            k_matmul_accumulate(w->logits, w->hu, &b, nr, mod->scale);
+        }
+        k_cross_entropy_backward(w->logits, w->hloss, w->htarget, w->hw, nr, vocab, grad_scale);
+        for (int i = 0; i < nr; i++)
+            loss += w->hloss[i];
+        if (!grad) continue;
+        if (head_uses_rows(tm)) {
+            /* d row j += sum_i dlogits[i, id_j] xn[i] */
+            float *rg = grad + p->t[p->rows_t].off;
+            for (int j = 0; j < n_tok; j++)
+                for (int i = 0; i < nr; i++) {
+                    float d = w->logits[(size_t)i * vocab + p->cfg.token_ids[j]];
+                    for (int k = 0; k < dim; k++)
+                        rg[(size_t)j * dim + k] += d * w->hxn[(size_t)i * dim + k];
+                }
+        }
+        /* dL/dxn = dlogits W^T... with the rows' columns in the transpose */
+        linear_bwd(tm, w, key, c->n_layers, TRAIN_LM_HEAD, w->hxn, w->hu, w->logits, nr, rows,
+                   w->hdxn, 0, grad);
+        memset(w->hxn, 0, (size_t)nr * dim * sizeof(float));
+        k_rmsnorm_backward(w->hxn, w->hdxn, w->hx, tm->m->out_norm, nr, dim, c->norm_eps);
+        for (int i = 0; i < nr; i++)
+            memcpy(dx + (size_t)rows[i] * dim, w->hxn + (size_t)i * dim,
+                   (size_t)dim * sizeof(float));
+    }
+    return loss;
+}
+
+int train_model_example(struct train_model *tm, const int32_t *tokens, const uint8_t *target, int n,
+                        float grad_scale, uint64_t dropout_key, float *grad, double *loss,
+                        int *n_loss, struct mm_err *err)
+{
+    const struct model_config *c = &tm->m->cfg;
+    const struct train_params *p = tm->p;
+    if (n < 2 || n > tm->max_tokens) {
+        mm_err_set(err, "training example of %d tokens: must have 2 to %d", n, tm->max_tokens);
+        return -1;
+    }
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= c->vocab_size) {
+            mm_err_set(err, "training example: token %d has id %d, outside the vocabulary of %d", t,
+                       tokens[t], c->vocab_size);
+            return -1;
+        }
+    struct train_work w;
+    carve_work(tm, &w);
+    int n_rows = 0;
+    for (int t = 0; t < n; t++) {
+        w.pos[t] = t;
+        if (t + 1 < n && target[t + 1]) w.rows[n_rows++] = t;
+    }
+    if (grad) memset(grad, 0, p->count * sizeof(float));
+    *loss = 0;
+    *n_loss = n_rows;
+    if (n_rows == 0) return 0;
+
+    size_t nd = (size_t)n * c->dim;
+    /* forward: the residual stream stays in w.xf, each layer keeping its input */
+    embed(tm, tokens, n, w.xf);
+    for (int layer = 0; layer < c->n_layers; layer++)
+        layer_fwd(tm, &w, dropout_key, layer, n, w.xf, w.xf);
+    memset(w.dx, 0, nd * sizeof(float));
+    *loss = head(tm, &w, dropout_key, tokens, n_rows, w.xf, w.dx, grad_scale, grad);
+    if (!grad) return 0;
+    for (int layer = c->n_layers - 1; layer >= 0; layer--)
+        layer_bwd(tm, &w, dropout_key, layer, n, w.dx, grad);
+    if (p->rows_t >= 0) {
+        /* the embedding's trainable rows: each row's gradient sums its tokens' dx */
+        float *rg = grad + p->t[p->rows_t].off;
+        for (int t = 0; t < n; t++)
+            for (int j = 0; j < p->cfg.n_tokens; j++)
+                if (tokens[t] == p->cfg.token_ids[j])
+                    for (int k = 0; k < c->dim; k++)
+                        rg[(size_t)j * c->dim + k] += w.dx[(size_t)t * c->dim + k];
+    }
+    return 0;
+}

@@ -1,0 +1,58 @@
+/* The forward and backward pass of one training example through the whole
+ * model with LoRA (llm.c style: the forward keeps what the backward needs).
+ *
+ * One example at a time: an example's gradient then depends on nothing but
+ * the example (the kernels are batch-invariant), so gradients are the same
+ * bits however examples are grouped into micro-batches or spread over
+ * ranks. The base weights stay as stored (quantized stays quantized, as
+ * QLoRA) for the forward; the backward's dx = dy W runs on an f32 transpose
+ * of each base matrix made once at start, through the same tiled dot
+ * kernels as the forward. */
+#ifndef MEMLLM_WORKER_TRAIN_MODEL_H
+#define MEMLLM_WORKER_TRAIN_MODEL_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "model.h"
+#include "train_params.h"
+
+struct train_layer_acts; /* train_model.c */
+
+struct train_model {
+    const struct model *m;
+    struct train_params *p;
+    int max_tokens;
+    struct k_matrix *wt;           /* [n_layers * LIN_COUNT + 1]: f32 transposes, LM head last */
+    float *lora_t;                 /* A^T and B^T of every LoRA tensor, at the tensors' offsets */
+    struct train_layer_acts *acts; /* [n_layers] */
+    float *arena;                  /* saved activations */
+    float *work;                   /* scratch of the backward */
+    size_t work_floats;
+};
+
+/* Prepares training of `p` on model `m` (every layer in this process) for
+ * examples of at most max_tokens tokens. Makes the f32 transposes (about 4
+ * bytes per base parameter). */
+int train_model_init(struct train_model *tm, const struct model *m, struct train_params *p,
+                     int max_tokens, struct mm_err *err);
+void train_model_free(struct train_model *tm);
+
+/* After the parameters changed (an optimizer step, a load): refreshes the
+ * transposes of the LoRA matrices and the LM head's trainable rows. */
+void train_model_refresh(struct train_model *tm);
+
+/* Runs one example: tokens[0..n), target[t] != 0 when token t carries loss
+ * (predicted from tokens 0..t-1; target[0] is ignored).
+ *   grad (p->count floats) is overwritten with grad_scale * d(sum of the
+ *   target tokens' cross-entropies) / d(parameters);
+ *   (grad NULL: the forward and the loss only, as validation needs);
+ *   *loss gets that sum (not scaled), *n_loss the number of target tokens.
+ * dropout_key: the example's dropout stream (see train_rng.h); ignored when
+ * the config's dropout is 0. Fails on an empty example or one longer than
+ * max_tokens or with a token id outside the vocabulary. */
+int train_model_example(struct train_model *tm, const int32_t *tokens, const uint8_t *target, int n,
+                        float grad_scale, uint64_t dropout_key, float *grad, double *loss,
+                        int *n_loss, struct mm_err *err);
+
+#endif
