@@ -136,10 +136,12 @@ void k_swiglu_backward(float *dgate, float *dup, const float *dout, const float 
 void k_attention_train_forward(float *out, float *lse, const float *q, const float *k,
                                const float *v, int n, int n_heads, int n_kv_heads, int head_dim,
                                int window);
-/* dq, dk, dv (overwritten) given dout and the forward's out and lse. */
+/* dq, dk, dv (overwritten) given dout and the forward's out and lse.
+ * scratch: 2 * n_heads * n * head_dim floats (each query head's share of
+ * dk and dv, summed over its group in head order). */
 void k_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
                           const float *lse, const float *q, const float *k, const float *v, int n,
-                          int n_heads, int n_kv_heads, int head_dim, int window);
+                          int n_heads, int n_kv_heads, int head_dim, int window, float *scratch);
 
 /* Next-token cross-entropy with a weight per row, fused with its backward:
  * logits [n, vocab] become grad_scale * weight[t] * (softmax - onehot(target));

@@ -19,12 +19,30 @@ static inline int first_key(int t, int window)
     return window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
 }
 
+/* In fixed lanes (internal.h), which the compiler vectorizes. */
 static inline float dot(const float *a, const float *b, int n)
 {
-    float s = 0.0f;
-    for (int i = 0; i < n; i++)
-        s += a[i] * b[i];
-    return s;
+    float lane[K_SUM_LANES] = {0};
+    int i = 0;
+    for (; i + K_SUM_LANES <= n; i += K_SUM_LANES)
+        for (int l = 0; l < K_SUM_LANES; l++)
+            lane[l] += a[i + l] * b[i + l];
+    for (int l = 0; i + l < n; l++)
+        lane[l] += a[i + l] * b[i + l];
+    return k_sum_lanes(lane);
+}
+
+/* One (query, key) pair's share of the gradients: dq += ds k, dk += ds q,
+ * dv += p dout (restrict: the compiler vectorizes without alias checks). */
+static inline void pair_grads(float *restrict dq, float *restrict dk, float *restrict dv,
+                              const float *restrict k, const float *restrict q,
+                              const float *restrict dout, float ds, float p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        dq[i] += ds * k[i];
+        dk[i] += ds * q[i];
+        dv[i] += p * dout[i];
+    }
 }
 
 void k_attention_train_forward(float *out, float *lse, const float *q, const float *k,
@@ -70,18 +88,17 @@ void k_attention_train_forward(float *out, float *lse, const float *q, const flo
 
 void k_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
                           const float *lse, const float *q, const float *k, const float *v, int n,
-                          int n_heads, int n_kv_heads, int head_dim, int window)
+                          int n_heads, int n_kv_heads, int head_dim, int window, float *scratch)
 {
     int group = n_heads / n_kv_heads;
     int64_t qw = (int64_t)n_heads * head_dim, kw = (int64_t)n_kv_heads * head_dim;
     int64_t part = (int64_t)n * head_dim;
     float scale = 1.0f / sqrtf((float)head_dim);
     /* each query head's share of dK and dV, summed over its group below */
-    float *pk = calloc((size_t)(n_heads * part), sizeof(float));
-    float *pv = calloc((size_t)(n_heads * part), sizeof(float));
+    float *pk = scratch, *pv = scratch + n_heads * part;
+    memset(scratch, 0, (size_t)(2 * n_heads * part) * sizeof(float));
 #pragma omp parallel for schedule(static)
     for (int h = 0; h < n_heads; h++) {
-        if (!pk || !pv) continue; /* aborts below */
         const float *kh = k + (int64_t)(h / group) * head_dim;
         const float *vh = v + (int64_t)(h / group) * head_dim;
         float *dkh = pk + h * part, *dvh = pv + h * part;
@@ -96,16 +113,11 @@ void k_attention_backward(float *dq, float *dk, float *dv, const float *dout, co
                 const float *kp = kh + p * kw, *vp = vh + p * kw;
                 float prob = expf(dot(qt, kp, head_dim) * scale - l);
                 float ds = prob * (dot(gt, vp, head_dim) - d) * scale;
-                float *dkp = dkh + (int64_t)p * head_dim, *dvp = dvh + (int64_t)p * head_dim;
-                for (int i = 0; i < head_dim; i++) {
-                    dqt[i] += ds * kp[i];
-                    dkp[i] += ds * qt[i];
-                    dvp[i] += prob * gt[i];
-                }
+                pair_grads(dqt, dkh + (int64_t)p * head_dim, dvh + (int64_t)p * head_dim, kp, qt,
+                           gt, ds, prob, head_dim);
             }
         }
     }
-    if (!pk || !pv) abort(); /* ops cannot fail (kernels.h): out of memory */
 #pragma omp parallel for schedule(static)
     for (int g = 0; g < n_kv_heads; g++)
         for (int t = 0; t < n; t++)
@@ -119,6 +131,4 @@ void k_attention_backward(float *dq, float *dk, float *dv, const float *dout, co
                 dk[t * kw + (int64_t)g * head_dim + i] = sk;
                 dv[t * kw + (int64_t)g * head_dim + i] = sv;
             }
-    free(pk);
-    free(pv);
 }

@@ -24,6 +24,7 @@ struct train_work {
     float *xf;      /* the last layer's output */
     float *ga, *gb; /* a module's A and B gradients, before they are added */
     float *hx, *hxn, *hdxn, *hu, *logits, *hloss, *hw; /* the LM head's chunk */
+    float *att_scratch;                                /* k_attention_backward's */
     int32_t *pos, *rows, *htarget;
 };
 
@@ -155,6 +156,7 @@ static size_t carve_work(const struct train_model *tm, struct train_work *w)
                       hc * vocab,
                       hc,
                       hc,
+                      2 * (size_t)c->n_heads * n * (size_t)c->head_dim,
                       n,
                       n,
                       hc};
@@ -163,10 +165,10 @@ static size_t carve_work(const struct train_model *tm, struct train_work *w)
         total += sizes[i];
     if (!w) return total;
     float *f = tm->work;
-    float **dst[] = {&w->dx,   &w->dxn, &w->dq,     &w->dk,    &w->dv, &w->datt, &w->dgate,
-                     &w->dup,  &w->dh,  &w->tmp,    &w->g,     &w->yt, &w->xt,   &w->ut,
-                     &w->gt,   &w->xd,  &w->xf,     &w->ga,    &w->gb, &w->hx,   &w->hxn,
-                     &w->hdxn, &w->hu,  &w->logits, &w->hloss, &w->hw};
+    float **dst[] = {&w->dx,   &w->dxn, &w->dq,     &w->dk,    &w->dv, &w->datt,       &w->dgate,
+                     &w->dup,  &w->dh,  &w->tmp,    &w->g,     &w->yt, &w->xt,         &w->ut,
+                     &w->gt,   &w->xd,  &w->xf,     &w->ga,    &w->gb, &w->hx,         &w->hxn,
+                     &w->hdxn, &w->hu,  &w->logits, &w->hloss, &w->hw, &w->att_scratch};
     size_t i = 0;
     for (; i < sizeof(dst) / sizeof(dst[0]); i++) {
         *dst[i] = f;
@@ -396,7 +398,7 @@ static void layer_bwd(struct train_model *tm, struct train_work *w, uint64_t key
 
     linear_bwd(tm, w, key, layer, LIN_O, a->att, a->u[LIN_O], dx, n, pos, w->datt, 0, grad);
     k_attention_backward(w->dq, w->dk, w->dv, w->datt, a->att, a->lse, a->q, a->k, a->v, n,
-                         c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window);
+                         c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window, w->att_scratch);
     k_rope_backward(w->dq, pos, n, c->n_heads, c->head_dim, c->rope_theta, c->rope_style);
     k_rope_backward(w->dk, pos, n, c->n_kv_heads, c->head_dim, c->rope_theta, c->rope_style);
     linear_bwd(tm, w, key, layer, LIN_Q, a->xn1, a->u[LIN_Q], w->dq, n, pos, w->dxn, 0, grad);
