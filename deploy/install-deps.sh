@@ -26,15 +26,16 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
 #   librocksdb-dev      the memory shards' storage engine
 #   libopenmpi-dev      ranks: pipeline stages and memory shards
 #   libprotobuf-c-dev   wire format between coordinator and shards
-#   libopenblas-dev     CPU GEMM (threaded, well tuned) for prefill
+#   libopenblas-dev     CPU GEMM for folding a LoRA adapter into the weights
 #   libjansson-dev      JSON (config.json, tokenizer.json, JSONL) with
 #                       line/column error reporting
 #   libmicrohttpd-dev   the HTTP service
+#   libpng-dev          the PNG plots of reports (training loss curves)
 #   clang, libclang-rt  libFuzzer targets and sanitizer builds
 apt_pkgs=(build-essential cmake pkg-config git clang clang-format
   libclang-rt-14-dev libomp-dev librocksdb-dev libopenmpi-dev openmpi-bin
   libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libjansson-dev
-  libmicrohttpd-dev python3 python3-pip unzip)
+  libmicrohttpd-dev libpng-dev python3 python3-pip unzip)
 
 missing=()
 for p in "${apt_pkgs[@]}"; do

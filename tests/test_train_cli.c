@@ -123,15 +123,23 @@ static void read_losses(const char *dir, double *first, double *last, int *steps
 static void overfit(void)
 {
     const char *out = path_in("overfit");
-    const char *extra[] = {"--epochs", "80", "--dropout", "0", "--quiet", NULL};
+    const char *extra[] = {"--epochs",    "80", "--dropout", "0", "--val", path_in("train.jsonl"),
+                           "--val-every", "20", NULL};
     struct cmd_result r = train(0, path_in("train.jsonl"), out, extra);
     CHECKF(r.status == 0, "train exited %d: %s", r.status, r.err);
+    /* progress on stderr: step, loss, tokens/s, ETA and the validation loss */
+    CHECKF(strstr(r.err, "step 80/80") && strstr(r.err, "tok/s") && strstr(r.err, "ETA") &&
+               strstr(r.err, "val-loss"),
+           "progress lines missing: %s", r.err);
     cmd_result_free(&r);
     double first = 0, last = 0;
     int steps = 0;
     read_losses(out, &first, &last, &steps);
     CHECKF(steps == 80, "%d steps (80 epochs of one batch)", steps);
     CHECKF(last < 0.05 && last < first / 20, "loss %g -> %g: not overfitted", first, last);
+    char png[2100];
+    snprintf(png, sizeof(png), "%s/loss.png", out);
+    CHECKF(exists(png), "no %s", png);
 
     /* the adapter loads for generation */
     char adapter[2100];

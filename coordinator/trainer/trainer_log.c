@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "plot_png.h"
 #include "safetensors.h"
 #include "trainer.h"
 
@@ -71,7 +72,34 @@ int trainer_log_write(const struct trainer_log *l, const char *dir, struct mm_er
         mm_err_set(err, "%s: write failed", path);
         return -1;
     }
-    return 0;
+    if (l->n == 0) return 0;
+    /* x of every step; the validation points (every --val-every steps)
+     * gathered so that they join up */
+    double *x = malloc((size_t)l->n * 3 * sizeof(double)), *vx = x + l->n, *vy = vx + l->n;
+    if (!x) {
+        mm_err_set(err, "trainer: out of memory");
+        return -1;
+    }
+    size_t nv = 0;
+    for (int64_t i = 0; i < l->n; i++) {
+        x[i] = (double)(i + 1);
+        if (isnan(l->val_loss[i])) continue;
+        vx[nv] = x[i];
+        vy[nv++] = l->val_loss[i];
+    }
+    int n_series = nv > 0 ? 2 : 1;
+    struct plot_series s[2] = {{"train", x, l->train_loss, (size_t)l->n},
+                               {"validation", vx, vy, nv}};
+    struct plot_spec spec = {"memllm train: loss",
+                             "optimizer step",
+                             "mean cross-entropy of the target tokens",
+                             800,
+                             500,
+                             0};
+    snprintf(path, sizeof(path), "%s/loss.png", dir);
+    int rc = plot_png_write(path, &spec, s, (size_t)n_series, err);
+    free(x);
+    return rc;
 }
 
 static int write_state(const char *dir, const struct train_params *p, const struct adamw *o,
