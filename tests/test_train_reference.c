@@ -12,7 +12,8 @@
  *     1e-4 of its tensor's largest: Adam divides the moment by its own
  *     magnitude, so there a rounding-sized gradient moves the element by up
  *     to the learning rate whichever way its sign falls (2 of tiny-llama's
- *     11840 elements); those must stay within lr x steps.
+ *     11840 elements); those must stay within lr x steps. The same from
+ *     tiny-llama's GGUF (Q/K rows permuted for llama.cpp's rope).
  *
  *   test_train_reference MEMLLM_BIN FIXTURES_DIR */
 #include <string.h>
@@ -107,11 +108,13 @@ static void gradients(const char *name, const char *dir, const struct st_file *r
     model_free(m);
 }
 
-static void steps(const char *name, const char *dir, const struct st_file *ref)
+/* `model` (under models/) trained from the reference's init for 3 steps. */
+static void steps(const char *name, const char *model_rel, const char *dir,
+                  const struct st_file *ref)
 {
     char model[2048], init[2048], data[2048], out[] = "/tmp/memllm_trainref_XXXXXX";
     REQUIRE(mkdtemp(out), "mkdtemp");
-    snprintf(model, sizeof(model), "%s/models/%s", fixtures, name);
+    snprintf(model, sizeof(model), "%s/models/%s", fixtures, model_rel);
     snprintf(init, sizeof(init), "%s/init", dir);
     snprintf(data, sizeof(data), "%s/examples.jsonl", dir);
     const char *args[] = {
@@ -174,7 +177,10 @@ int main(int argc, char **argv)
         struct st_file *ref = st_open(path, &err);
         REQUIRE(ref, "%s", err.msg);
         gradients(names[i], dir, ref);
-        steps(names[i], dir, ref);
+        steps(names[i], names[i], dir, ref);
+        /* the same Llama as GGUF, whose Q/K rows are permuted for llama.cpp's
+         * rope: the adapter it trains must come out in PEFT's order */
+        if (i == 1) steps("tiny-llama (GGUF)", "tiny-llama-gguf-f32/model.gguf", dir, ref);
         st_close(ref);
     }
     return check_report("test_train_reference");
