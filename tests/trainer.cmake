@@ -6,3 +6,6 @@ add_dependencies(test_train_cli memllm)
 memllm_test(test_train_reference SOURCES test_train_reference.c LIBS mm_trainer
   ARGS $<TARGET_FILE:memllm> ${MEMLLM_FIXTURES})
 add_dependencies(test_train_reference memllm)
+memllm_test(test_train_examples SOURCES test_train_examples.c LIBS PkgConfig::JANSSON
+  ARGS $<TARGET_FILE:memllm> ${MEMLLM_DATA})
+add_dependencies(test_train_examples memllm)

@@ -9,6 +9,7 @@ int cli_ppl(int argc, char **argv);
 int cli_memory(int argc, char **argv);
 int cli_annotate(int argc, char **argv);
 int cli_edit(int argc, char **argv);
+int cli_data(int argc, char **argv);
 int cli_train(int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ static const struct command commands[] = {
     {"memory", cli_memory, "fill, query, edit, back up and check a triple memory"},
     {"annotate", cli_annotate, "write the facts of a corpus into the memory (MemLLM write loop)"},
     {"edit", cli_edit, "add, replace and delete facts as an undoable batch"},
+    {"data", cli_data, "MemLLM training examples from DocRED / Re-DocRED documents"},
     {"train", cli_train,
      "LoRA finetuning on MemLLM training examples (data parallel under mpirun)"},
 };

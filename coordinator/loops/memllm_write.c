@@ -130,8 +130,7 @@ const struct mw_stats *memllm_writer_stats(const struct memllm_writer *w)
     return &w->stats;
 }
 
-/* The prompt of sentence i with the preceding sentences from `first` on. */
-static char *prompt_text(const struct mw_document *d, int first, int i, struct mm_err *err)
+char *memllm_write_prompt(const struct mw_document *d, int first, int i, struct mm_err *err)
 {
     size_t len = strlen(PROMPT_OPEN) + strlen(d->sentences[i]) + strlen(PROMPT_CLOSE) + 1;
     for (int k = first; k < i; k++)
@@ -160,7 +159,7 @@ static int encode_prompt(struct memllm_writer *w, const struct mw_document *d, i
 {
     int bos = tok_add_bos_default(w->e->tok);
     for (int first = i - w->window > 0 ? i - w->window : 0; first <= i; first++) {
-        char *p = prompt_text(d, first, i, err);
+        char *p = memllm_write_prompt(d, first, i, err);
         if (!p) return -1;
         int rc = tok_encode(w->e->tok, p, strlen(p), bos, 1, ids, n, err);
         free(p);

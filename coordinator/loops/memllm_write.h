@@ -49,6 +49,10 @@ struct mw_document {
     int n_sentences;
 };
 
+/* The prompt of sentence i with the preceding sentences from `first` on
+ * (malloc'd): what the loop sends, and what `memllm data mw` trains on. */
+char *memllm_write_prompt(const struct mw_document *d, int first, int i, struct mm_err *err);
+
 /* One sentence's outcome (valid during the callback). */
 struct mw_sentence_result {
     const struct mw_document *doc;

@@ -37,6 +37,49 @@ static char *clean_name(const char *name)
     return out;
 }
 
+/* The name of an entity's first mention (by sentence, then position). */
+static const char *first_mention(json_t *mentions)
+{
+    long best_sent = 0, best_pos = 0;
+    const char *first = NULL;
+    size_t m;
+    json_t *mention;
+    json_array_foreach(mentions, m, mention)
+    {
+        const char *name = json_string_value(json_object_get(mention, "name"));
+        long sent = (long)json_integer_value(json_object_get(mention, "sent_id"));
+        long pos = (long)json_integer_value(json_array_get(json_object_get(mention, "pos"), 0));
+        if (!name) continue;
+        if (!first || sent < best_sent || (sent == best_sent && pos < best_pos)) {
+            first = name;
+            best_sent = sent;
+            best_pos = pos;
+        }
+    }
+    return first;
+}
+
+char *mm_docred_entity_name(json_t *mentions)
+{
+    const char *first = first_mention(mentions);
+    return first ? clean_name(first) : NULL;
+}
+
+json_t *mm_docred_props(const char *props_path, struct mm_err *err)
+{
+    json_error_t jerr;
+    json_t *props = props_path ? json_load_file(props_path, 0, &jerr)
+                               : json_loadb((const char *)mm_wikidata_props_en,
+                                            mm_wikidata_props_en_len, 0, &jerr);
+    if (!json_is_object(props)) {
+        mm_err_set(err, "%s:%d: %s", props_path ? props_path : "built-in wikidata_props_en.json",
+                   jerr.line, props ? "not a JSON object of property id -> label" : jerr.text);
+        json_decref(props);
+        return NULL;
+    }
+    return props;
+}
+
 struct doc_entity {
     char *name;     /* canonical: the first mention */
     char **aliases; /* other distinct names */
@@ -76,20 +119,7 @@ static struct doc_entity *read_entities(json_t *vertex_set, size_t *n)
         size_t nm = json_array_size(mentions);
         e[i].aliases = calloc(nm ? nm : 1, sizeof(char *));
         if (!e[i].aliases) goto oom;
-        long best_sent = 0, best_pos = 0;
-        const char *first = NULL;
-        for (size_t m = 0; m < nm; m++) {
-            json_t *mention = json_array_get(mentions, m);
-            const char *name = json_string_value(json_object_get(mention, "name"));
-            long sent = (long)json_integer_value(json_object_get(mention, "sent_id"));
-            long pos = (long)json_integer_value(json_array_get(json_object_get(mention, "pos"), 0));
-            if (!name) continue;
-            if (!first || sent < best_sent || (sent == best_sent && pos < best_pos)) {
-                first = name;
-                best_sent = sent;
-                best_pos = pos;
-            }
-        }
+        const char *first = first_mention(mentions);
         if (!first) continue;
         if (!(e[i].name = clean_name(first))) goto oom;
         for (size_t m = 0; m < nm; m++) {
@@ -205,16 +235,8 @@ int mm_docred_each(const char *path, const char *props_path,
                    struct mm_err *err)
 {
     json_error_t jerr;
-    json_t *props = props_path ? json_load_file(props_path, 0, &jerr)
-                               : json_loadb((const char *)mm_wikidata_props_en,
-                                            mm_wikidata_props_en_len, 0, &jerr);
-    if (!json_is_object(props)) {
-        mm_err_set(err, "%s:%d: %s", props_path ? props_path : "built-in wikidata_props_en.json",
-                   jerr.line,
-                   props ? "not a JSON object of property id -> label" : jerr.text);
-        json_decref(props);
-        return -1;
-    }
+    json_t *props = mm_docred_props(props_path, err);
+    if (!props) return -1;
     json_t *docs = json_load_file(path, 0, &jerr);
     if (!json_is_array(docs)) {
         mm_err_set(err, "%s:%d: %s", path, jerr.line,

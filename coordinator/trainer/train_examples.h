@@ -1,0 +1,48 @@
+/* MemLLM's training examples from DocRED / Re-DocRED documents (DESIGN.md
+ * §7), as `memllm data` writes them for `memllm train` (train_data.h reads
+ * them back): one JSON object a line,
+ *   {"kind": "mw"|"mr", "doc": index, "title": ..., "segments": [{"text", "loss"}, ...]}.
+ *
+ * MW, one example per sentence i: the write loop's prompt (the preceding
+ * sentences, "({USER_ST})", sentence i, "({USER_END})({MEM_WRITE-->"; no
+ * loss) and the answer "s>>r>>o;...})" (loss): the relations whose evidence
+ * holds sentence i, both of whose entities have been mentioned by the end of
+ * sentence i and one of them in it, named by their canonical names (the
+ * first mention, as `memory import-docred` names them) and the relation's
+ * Wikidata label, in order of their first mention in the sentence.
+ * Sentences with no such relation train the empty answer "})": that is how
+ * the model learns to write nothing. */
+#ifndef MEMLLM_COORDINATOR_TRAIN_EXAMPLES_H
+#define MEMLLM_COORDINATOR_TRAIN_EXAMPLES_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "err.h"
+#include "tokenizer.h"
+
+/* MW examples with this many relations or more are dropped (the paper's). */
+#define MW_MAX_RELATIONS 32
+
+struct examples_options {
+    int window;                  /* preceding sentences in MW prompts; -1: all */
+    const struct tokenizer *tok; /* NULL: no token counts, no length limit */
+    int max_tokens;              /* with tok: an example's limit */
+};
+
+struct examples_counts {
+    int64_t documents, examples, tokens;
+    int64_t empty;          /* MW examples with no relation (kept) */
+    int64_t many_relations; /* dropped: MW_MAX_RELATIONS or more */
+    int64_t too_long;       /* dropped: over max_tokens even with no pretext */
+    int64_t shortened;      /* kept with fewer preceding sentences */
+};
+
+/* Writes document `doc` (a DocRED object, the index-th of its file) as MW
+ * examples to out. props: relation id -> label. A malformed document fails,
+ * naming the field. */
+int examples_mw(FILE *out, json_t *doc, size_t index, json_t *props,
+                const struct examples_options *o, struct examples_counts *c, struct mm_err *err);
+
+#endif
