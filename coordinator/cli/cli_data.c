@@ -41,13 +41,13 @@ static void usage(FILE *out)
 }
 
 struct data_args {
-    const char *file, *out, *val_out, *model, *props;
+    const char *kind, *file, *out, *val_out, *model, *props;
     int val, seed, window, max_tokens;
 };
 
 static int parse(int argc, char **argv, struct data_args *a)
 {
-    for (int i = 2; i < argc; i++) {
+    for (int i = 1; i < argc; i++) {
         const char *v;
         int r;
 #define STR(name, field)                                                                           \
@@ -75,7 +75,16 @@ static int parse(int argc, char **argv, struct data_args *a)
             fprintf(stderr, "memllm data: unexpected argument '%s' (see --help)\n", argv[i]);
             return -1;
         }
-        a->file = argv[i];
+        if (!a->kind)
+            a->kind = argv[i];
+        else
+            a->file = argv[i];
+    }
+    if (!a->kind || strcmp(a->kind, "mw") != 0) {
+        fprintf(stderr,
+                "memllm data: the kind of examples comes first: mw, not '%s' (see --help)\n",
+                a->kind ? a->kind : "");
+        return -1;
     }
     if (!a->file || !a->out) {
         fprintf(stderr, "memllm data mw: FILE.json and --out are required (see --help)\n");
@@ -200,10 +209,6 @@ int cli_data(int argc, char **argv)
     if (cli_wants_help(argc, argv)) {
         usage(stdout);
         return 0;
-    }
-    if (argc < 2 || strcmp(argv[1], "mw") != 0) {
-        fprintf(stderr, "memllm data: the kind of examples comes first: mw (see --help)\n");
-        return 2;
     }
     struct data_args a = {0};
     if (parse(argc, argv, &a)) return 2;
