@@ -15,11 +15,17 @@
  *     11840 elements); those must stay within lr x steps. The same from
  *     tiny-llama's GGUF (Q/K rows permuted for llama.cpp's rope).
  *
+ *   - inference with an adapter that adapts the LM head and token rows, made
+ *     by PEFT (init/) and by memllm train (trained/), gives the logits HF
+ *     PEFT gives with it, run time and merged.
+ *
  *   test_train_reference MEMLLM_BIN FIXTURES_DIR */
 #include <string.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "forward.h"
+#include "lora.h"
 #include "optimizer.h"
 #include "run_cmd.h"
 #include "safetensors.h"
@@ -163,6 +169,73 @@ static void steps(const char *name, const char *model_rel, const char *dir,
     CHECK(system(cmd) == 0);
 }
 
+/* Largest |memllm - PEFT| logit allowed (the tiny models' logits reach 30). */
+#define LOGIT_TOL 2e-3
+
+static double max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d; /* NaN counts as a failure */
+    }
+    return m;
+}
+
+/* Example 0's logits through the inference stage with adapter dir `adapter`
+ * (at run time, then merged) against PEFT's `key` logits. */
+static void inference(const char *name, const char *dir, const char *adapter, const char *key,
+                      const struct st_file *ref)
+{
+    char path[2048];
+    struct mm_err err = {{0}};
+    snprintf(path, sizeof(path), "%s/models/%s", fixtures, name);
+    struct model *m = model_load(path, 0, -1, &err);
+    REQUIRE(m, "%s", err.msg);
+    struct tokenizer *tok = tok_load(path, &err);
+    REQUIRE(tok, "%s", err.msg);
+    struct train_set set;
+    snprintf(path, sizeof(path), "%s/examples.jsonl", dir);
+    REQUIRE(train_set_load(&set, path, tok, 256, &err) == 0, "%s", err.msg);
+    const struct train_example *e = &set.ex[0];
+    int vocab = m->cfg.vocab_size;
+    const struct st_tensor *want = st_find(ref, key);
+    REQUIRE(want && want->nbytes == (size_t)e->n * vocab * sizeof(float),
+            "reference lacks %s for %d tokens", key, e->n);
+    struct lora_adapter a;
+    snprintf(path, sizeof(path), "%s/%s", dir, adapter);
+    REQUIRE(lora_load(&a, m, path, adapter, &err) == 0, "%s", err.msg);
+    CHECKF(lora_adapts_ends(&a), "%s/%s: no head LoRA or token rows loaded", name, adapter);
+    struct stage s;
+    REQUIRE(stage_init(&s, m, 1, 256, &err) == 0, "%s", err.msg);
+    float *logits = malloc((size_t)e->n * vocab * sizeof(float));
+    int32_t pos[256], slot[256], ad[256];
+    for (int merged = 0; merged < 2; merged++) {
+        if (merged) REQUIRE(lora_merge(m, &a, &err) == 0, "%s", err.msg);
+        s.adapters = merged ? NULL : &a;
+        s.n_adapters = merged ? 0 : 1;
+        for (int i = 0; i < e->n; i++) {
+            pos[i] = i;
+            slot[i] = 0;
+            ad[i] = merged ? -1 : 0;
+        }
+        struct stage_batch b = {
+            .n = e->n, .tokens = e->tokens, .pos = pos, .slot = slot, .adapter = ad};
+        REQUIRE(stage_forward(&s, &b, NULL, logits, &err) == 0, "%s", err.msg);
+        double d = max_abs_diff(logits, (const float *)want->data, (size_t)e->n * vocab);
+        CHECKF(d <= LOGIT_TOL, "%s with %s%s: max |logit - PEFT| = %g", name, adapter,
+               merged ? " merged" : "", d);
+        printf("%s with %s%s: max |logit - PEFT| = %.3g\n", name, adapter, merged ? " merged" : "",
+               d);
+    }
+    free(logits);
+    stage_free(&s);
+    lora_free(&a);
+    train_set_free(&set);
+    tok_free(tok);
+    model_free(m);
+}
+
 int main(int argc, char **argv)
 {
     REQUIRE(argc == 3, "usage: test_train_reference MEMLLM_BIN FIXTURES_DIR");
@@ -177,6 +250,8 @@ int main(int argc, char **argv)
         struct st_file *ref = st_open(path, &err);
         REQUIRE(ref, "%s", err.msg);
         gradients(names[i], dir, ref);
+        inference(names[i], dir, "init", "init_logits", ref);
+        inference(names[i], dir, "trained", "trained_logits", ref);
         steps(names[i], names[i], dir, ref);
         /* the same Llama as GGUF, whose Q/K rows are permuted for llama.cpp's
          * rope: the adapter it trains must come out in PEFT's order */

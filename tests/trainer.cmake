@@ -3,7 +3,7 @@
 memllm_test(test_train_cli SOURCES test_train_cli.c LIBS mm_common
   ARGS $<TARGET_FILE:memllm> ${MEMLLM_FIXTURES} ${MPIEXEC_EXECUTABLE})
 add_dependencies(test_train_cli memllm)
-memllm_test(test_train_reference SOURCES test_train_reference.c LIBS mm_trainer
+memllm_test(test_train_reference SOURCES test_train_reference.c LIBS mm_trainer mm_worker
   ARGS $<TARGET_FILE:memllm> ${MEMLLM_FIXTURES})
 add_dependencies(test_train_reference memllm)
 memllm_test(test_train_examples SOURCES test_train_examples.c LIBS PkgConfig::JANSSON

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch + PEFT reference for memllm's LoRA trainer (tests/test_train_reference.c).
 
-  python3 tools/make_train_reference.py        # ~10 s on 2 cores
+  python3 tools/make_train_reference.py [--memllm build/coordinator/memllm]   # ~15 s
 
 For tiny-mistral (untied head, sliding window 16, GQA) and tiny-llama (tied
 embeddings), writes tests/fixtures/train/<model>/:
@@ -20,6 +20,12 @@ embeddings), writes tests/fixtures/train/<model>/:
                    (the adapter's names), for one global batch of the 3
                    examples, dropout off; then "step3.<tensor>", the tensors
                    after 3 AdamW steps on that batch.
+                   "init_logits": PEFT's logits [n, vocab] of example 0 with
+                   init/, and "trained_logits" those with trained/.
+  trained/         the adapter `memllm train` writes from init/ in the 3 steps
+                   above (run by this script: --memllm BIN), which HF PEFT
+                   loads for "trained_logits": memllm's inference must give
+                   those logits with it.
   reference.json   the hyper-parameters and, per step, the loss and the
                    gradient norm before clipping.
 
@@ -42,9 +48,13 @@ What PEFT 0.21 does, which memllm implements (checked by asserts below):
   - LoRA: y = W x + (alpha / r) * B A dropout(x), patterns by module-name
     suffix.
 """
+import argparse
 import json
 import os
+import shutil
+import subprocess
 
+import peft
 import safetensors.torch
 import torch
 import transformers
@@ -110,10 +120,30 @@ def saved_name(param_name):
     return param_name.replace(".default", "")
 
 
+def memllm_train(memllm, mdir, dest):
+    """The 3 steps of test_train_reference.c, by memllm itself."""
+    out = os.path.join(dest, "trained")
+    shutil.rmtree(out, ignore_errors=True)
+    subprocess.run([memllm, "train", "--model", mdir, "--init", os.path.join(dest, "init"),
+                    "--data", os.path.join(dest, "examples.jsonl"), "--out", out, "--batch", "3",
+                    "--epochs", "4", "--max-steps", "3", "--lr", "1e-2", "--warmup", "1",
+                    "--weight-decay", "0.01", "--max-grad-norm", "1", "--dropout", "0",
+                    "--quiet"], check=True)
+    for name in os.listdir(out):
+        if name not in ("adapter_config.json", "adapter_model.safetensors"):
+            path = os.path.join(out, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    return out
+
+
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--memllm", default=os.path.join(ROOT, "build", "coordinator", "memllm"))
+    args = ap.parse_args()
     torch.manual_seed(0)
     os.makedirs(OUT, exist_ok=True)
-    for name in ["tiny-mistral", "tiny-llama"]:
+    for seed, name in enumerate(["tiny-mistral", "tiny-llama"]):
+        torch.manual_seed(seed)  # PEFT draws lora_A from the global generator
         mdir = os.path.join(MODELS, name)
         tok = transformers.AutoTokenizer.from_pretrained(mdir)
         model = transformers.AutoModelForCausalLM.from_pretrained(mdir, dtype=torch.float32)
@@ -137,6 +167,15 @@ def main():
         dest = os.path.join(OUT, name)
         os.makedirs(dest, exist_ok=True)
         pm.save_pretrained(os.path.join(dest, "init"))
+        # PEFT writes target_modules from a set, in hash order: sorted, a
+        # rerun writes the same bytes
+        cfg_path = os.path.join(dest, "init", "adapter_config.json")
+        with open(cfg_path) as f:
+            saved = json.load(f)
+        saved["target_modules"] = sorted(saved["target_modules"])
+        with open(cfg_path, "w") as f:
+            json.dump(saved, f, indent=2, sort_keys=True)
+            f.write("\n")
         st = safetensors.torch.load_file(os.path.join(dest, "init", "adapter_model.safetensors"))
         assert set(st) == {saved_name(n) for n, _ in params}, sorted(st)
 
@@ -165,6 +204,8 @@ def main():
             return total / n_targets
 
         out = {}
+        with torch.no_grad():
+            out["init_logits"] = pm(input_ids=torch.tensor([batch[0][0]])).logits[0].clone()
         loss = loss_and_grads()
         out["loss"] = torch.tensor([[loss]])
         for n, p in params:
@@ -184,12 +225,18 @@ def main():
             sched.step()
         for n, p in params:
             out["step3." + saved_name(n)] = p.detach().clone().reshape(p.shape[0], -1)
+        trained = memllm_train(args.memllm, mdir, dest)
+        base = transformers.AutoModelForCausalLM.from_pretrained(mdir, dtype=torch.float32)
+        peer = peft.PeftModel.from_pretrained(base, trained)
+        peer.eval()
+        with torch.no_grad():
+            out["trained_logits"] = peer(input_ids=torch.tensor([batch[0][0]])).logits[0].clone()
         safetensors.torch.save_file({k: v.contiguous() for k, v in out.items()},
                                     os.path.join(dest, "reference.safetensors"))
         ref = dict(HYPER, model=name, tied=tied, targets=n_targets, loss=loss, step_losses=losses,
                    step_grad_norms=norms, tokens=TOKENS, lengths=LENGTHS,
                    versions=dict(torch=torch.__version__, transformers=transformers.__version__,
-                                 peft=__import__("peft").__version__))
+                                 peft=peft.__version__))
         with open(os.path.join(dest, "reference.json"), "w") as f:
             json.dump(ref, f, indent=1)
             f.write("\n")

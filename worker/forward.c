@@ -23,6 +23,7 @@ static void scratch_free(struct stage_scratch *sc)
     free(sc->gate);
     free(sc->up);
     free(sc->lora_tmp);
+    free(sc->row_adapter);
     memset(sc, 0, sizeof(*sc));
 }
 
@@ -52,8 +53,9 @@ static int scratch_reserve(struct stage *s, int n, struct mm_err *err)
     sc->gate = malloc(t * (size_t)c->ffn_dim * sizeof(float));
     sc->up = malloc(t * (size_t)c->ffn_dim * sizeof(float));
     sc->lora_tmp = malloc(t * (size_t)(rank > 0 ? rank : 1) * sizeof(float));
+    sc->row_adapter = malloc(t * sizeof(int));
     if (!sc->x || !sc->xn || !sc->q || !sc->k || !sc->v || !sc->att || !sc->gate || !sc->up ||
-        !sc->lora_tmp) {
+        !sc->lora_tmp || !sc->row_adapter) {
         scratch_free(sc);
         mm_err_set(err, "forward: out of memory for a batch of %d tokens", n);
         return -1;
@@ -197,7 +199,8 @@ static void layer_forward(struct stage *s, int layer, const struct stage_batch *
     k_add_inplace(sc->x, sc->xn, (int64_t)n * c->dim);
 }
 
-/* Final norm and LM head over the rows that need logits. */
+/* Final norm and LM head over the rows that need logits, with each row's
+ * adapter's head part (kept rows keep their adapter in sc->row_adapter). */
 static void head_forward(struct stage *s, const struct stage_batch *b, float *logits)
 {
     const struct model_config *c = &s->model->cfg;
@@ -208,11 +211,37 @@ static void head_forward(struct stage *s, const struct stage_batch *b, float *lo
         if (rows != i)
             memcpy(sc->x + (size_t)rows * c->dim, sc->x + (size_t)i * c->dim,
                    (size_t)c->dim * sizeof(float));
+        sc->row_adapter[rows] = b->adapter ? b->adapter[i] : -1;
         rows++;
     }
     if (rows == 0) return;
     k_rmsnorm_forward(sc->xn, sc->x, s->model->out_norm, rows, c->dim, c->norm_eps);
     k_matmul_forward(logits, sc->xn, &s->model->lm_head, rows);
+    int vocab = (int)s->model->lm_head.rows;
+    for (int start = 0; start < rows;) {
+        int end = start + 1, ad = sc->row_adapter[start];
+        while (end < rows && sc->row_adapter[end] == ad)
+            end++;
+        if (ad >= 0)
+            lora_apply_head(&s->adapters[ad], s->model, sc->xn + (size_t)start * c->dim,
+                            end - start, logits + (size_t)start * vocab, sc->lora_tmp);
+        start = end;
+    }
+}
+
+/* Each sequence's adapter's token rows replace its embedded tokens'. */
+static void embed_rows(struct stage *s, const struct stage_batch *b)
+{
+    int dim = s->model->cfg.dim;
+    for (int start = 0; b->adapter && start < b->n;) {
+        int end = start + 1;
+        while (end < b->n && b->adapter[end] == b->adapter[start])
+            end++;
+        if (b->adapter[start] >= 0)
+            lora_apply_rows(&s->adapters[b->adapter[start]], b->tokens + start, end - start,
+                            s->scratch.x + (size_t)start * dim, dim);
+        start = end;
+    }
 }
 
 int stage_forward(struct stage *s, const struct stage_batch *b, float *hidden, float *logits,
@@ -222,9 +251,10 @@ int stage_forward(struct stage *s, const struct stage_batch *b, float *hidden, f
     const int dim = m->cfg.dim;
     if (check_batch(s, b, err) || scratch_reserve(s, b->n, err)) return -1;
 
-    if (model_is_first_stage(m))
+    if (model_is_first_stage(m)) {
         k_embedding_forward(s->scratch.x, b->tokens, b->n, &m->tok_embd);
-    else
+        embed_rows(s, b);
+    } else
         memcpy(s->scratch.x, hidden, (size_t)b->n * dim * sizeof(float));
 
     for (int i = 0; i < b->n; i++)

@@ -140,6 +140,66 @@ static int load_module(struct lora_adapter *a, const struct model *m, const stru
     return 0;
 }
 
+/* LoRA on the LM head (last stage): base_model.model.lm_head.lora_{A,B}. */
+static int load_head(struct lora_adapter *a, const struct model *m, const struct st_set *st,
+                     json_t *cfg, const char *dir, struct mm_err *err)
+{
+    const char *name_a = "base_model.model.lm_head.lora_A.weight";
+    if (!model_is_last_stage(m) || !st_set_find(st, name_a)) return 0;
+    if (load_f32(st, name_a, 0, m->lm_head.cols, 1, &a->head.a, dir, err) ||
+        load_f32(st, "base_model.model.lm_head.lora_B.weight", m->lm_head.rows, a->head.a.rows, 0,
+                 &a->head.b, dir, err))
+        return -1;
+    double alpha = lora_pattern_value(json_object_get(cfg, "alpha_pattern"), "lm_head",
+                                      json_number_value(json_object_get(cfg, "lora_alpha")));
+    double r = (double)a->head.a.rows;
+    a->head.scale =
+        (float)(json_is_true(json_object_get(cfg, "use_rslora")) ? alpha / sqrt(r) : alpha / r);
+    if (a->head.a.rows > a->max_rank) a->max_rank = (int)a->head.a.rows;
+    return 0;
+}
+
+/* PEFT's trainable_token_indices (a list, or {"embed_tokens": list}) and
+ * their rows, where this stage uses them: the embedding (first stage) or a
+ * head tied to it (last stage). */
+static int load_rows(struct lora_adapter *a, const struct model *m, const struct st_set *st,
+                     json_t *cfg, const char *dir, struct mm_err *err)
+{
+    json_t *ids = json_object_get(cfg, "trainable_token_indices");
+    if (json_is_object(ids)) ids = json_object_get(ids, "embed_tokens");
+    if (!ids || json_is_null(ids)) return 0;
+    if (!model_is_first_stage(m) && !(model_is_last_stage(m) && m->cfg.tied_embeddings)) return 0;
+    const char *name = "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta";
+    struct k_matrix rows;
+    if (!json_is_array(ids) || json_array_size(ids) == 0) {
+        mm_err_set(err, "%s: trainable_token_indices is not a list of token ids", dir);
+        return -1;
+    }
+    if (load_f32(st, name, (int64_t)json_array_size(ids), m->cfg.dim, 0, &rows, dir, err))
+        return -1;
+    a->rows = (float *)rows.data;
+    a->n_rows = (int)rows.rows;
+    a->row_ids = malloc((size_t)a->n_rows * sizeof(int32_t));
+    if (!a->row_ids) {
+        mm_err_set(err, "%s: out of memory", dir);
+        return -1;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) >= m->cfg.vocab_size) {
+            mm_err_set(err, "%s: trainable_token_indices[%zu] is not a token id below %d", dir, i,
+                       m->cfg.vocab_size);
+            return -1;
+        }
+        a->row_ids[i] = (int32_t)json_integer_value(v);
+    }
+    if (a->n_rows > a->max_rank) a->max_rank = a->n_rows;
+    return 0;
+}
+
 int lora_load(struct lora_adapter *a, const struct model *m, const char *dir, const char *name,
               struct mm_err *err)
 {
@@ -174,6 +234,8 @@ int lora_load(struct lora_adapter *a, const struct model *m, const char *dir, co
             if (load_module(a, m, &st, cfg, dir, layer, (enum model_linear)l, err)) goto out;
             found += lora_module_at(a, layer, (enum model_linear)l)->a.data != NULL;
         }
+    if (load_head(a, m, &st, cfg, dir, err) || load_rows(a, m, &st, cfg, dir, err)) goto out;
+    found += lora_adapts_ends(a);
     if (found == 0) {
         mm_err_set(err,
                    "%s: no LoRA tensors for layers %d..%d of the base model (expected names like "
@@ -199,12 +261,87 @@ void lora_free(struct lora_adapter *a)
         }
     }
     free(a->modules);
+    free((void *)a->head.a.data);
+    free((void *)a->head.b.data);
+    free(a->rows);
+    free(a->row_ids);
     free(a->name);
     memset(a, 0, sizeof(*a));
 }
 
+/* An f32 copy of w, owned by the model, that w then points to. */
+static float *own_f32_copy(struct model *m, struct k_matrix *w, struct mm_err *err)
+{
+    float *f = malloc((size_t)(w->rows * w->cols) * sizeof(float));
+    if (!f || model_own(m, f, err)) {
+        free(f);
+        mm_err_set(err, "%s: out of memory for an f32 copy of a %lld x %lld matrix", m->path,
+                   (long long)w->rows, (long long)w->cols);
+        return NULL;
+    }
+    for (int64_t i = 0; i < w->rows; i++)
+        mm_dequantize_row(w->dtype, (const uint8_t *)w->data + (size_t)i * w->row_bytes,
+                          f + i * w->cols, w->cols);
+    w->dtype = MM_F32;
+    w->row_bytes = (size_t)w->cols * sizeof(float);
+    w->data = f;
+    return f;
+}
+
+/* The head and the embedding: token rows in, then the head's LoRA. */
+static int merge_ends(struct model *m, const struct lora_adapter *a, struct mm_err *err)
+{
+    int dim = m->cfg.dim;
+    if (a->n_rows > 0 && model_is_first_stage(m)) {
+        float *e = own_f32_copy(m, &m->tok_embd, err);
+        if (!e) return -1;
+        for (int i = 0; i < a->n_rows; i++)
+            memcpy(e + (size_t)a->row_ids[i] * dim, a->rows + (size_t)i * dim,
+                   (size_t)dim * sizeof(float));
+    }
+    int head_rows = a->n_rows > 0 && model_is_last_stage(m) && m->cfg.tied_embeddings;
+    if (!head_rows && !a->head.a.data) return 0;
+    float *h = own_f32_copy(m, &m->lm_head, err);
+    if (!h) return -1;
+    for (int i = 0; head_rows && i < a->n_rows; i++)
+        memcpy(h + (size_t)a->row_ids[i] * dim, a->rows + (size_t)i * dim,
+               (size_t)dim * sizeof(float));
+    if (a->head.a.data)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m->lm_head.rows, dim,
+                    (int)a->head.a.rows, a->head.scale, a->head.b.data, (int)a->head.a.rows,
+                    a->head.a.data, dim, 1.0f, h, dim);
+    return 0;
+}
+
+void lora_apply_rows(const struct lora_adapter *a, const int32_t *tokens, int n, float *x, int dim)
+{
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < a->n_rows; i++)
+            if (tokens[t] == a->row_ids[i])
+                memcpy(x + (size_t)t * dim, a->rows + (size_t)i * dim, (size_t)dim * sizeof(float));
+}
+
+void lora_apply_head(const struct lora_adapter *a, const struct model *m, const float *xn, int n,
+                     float *logits, float *tmp)
+{
+    int vocab = (int)m->lm_head.rows;
+    if (a->n_rows > 0 && m->cfg.tied_embeddings) {
+        struct k_matrix rows = {MM_F32, a->n_rows, m->cfg.dim, (size_t)m->cfg.dim * sizeof(float),
+                                a->rows};
+        k_matmul_forward(tmp, xn, &rows, n);
+        for (int t = 0; t < n; t++)
+            for (int i = 0; i < a->n_rows; i++)
+                logits[(size_t)t * vocab + a->row_ids[i]] = tmp[(size_t)t * a->n_rows + i];
+    }
+    if (a->head.a.data) {
+        k_matmul_forward(tmp, xn, &a->head.a, n);
+        k_matmul_accumulate(logits, tmp, &a->head.b, n, a->head.scale);
+    }
+}
+
 int lora_merge(struct model *m, const struct lora_adapter *a, struct mm_err *err)
 {
+    if (merge_ends(m, a, err)) return -1;
     for (int layer = m->layer_begin; layer < m->layer_end; layer++)
         for (int l = 0; l < LIN_COUNT; l++) {
             const struct lora_module *mod = lora_module_at(a, layer, (enum model_linear)l);
