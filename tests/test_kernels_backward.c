@@ -1,0 +1,346 @@
+/* The backward of every training op against central finite differences of
+ * a double-precision reference forward written here: for a fixed random R,
+ * L(x) = sum(forward(x) * R), and each analytic gradient element is held to
+ * (L(x + h) - L(x - h)) / 2h. Also: the backward of a token does not depend
+ * on the other tokens of the call or on the thread count (kernels.h), the
+ * attention's training forward equals the inference one, cross-entropy rows
+ * of weight 0 are zero, and the f32 transposes are exact for every dtype. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "kernels.h"
+
+static uint64_t rng = 88172645463325252ULL;
+
+static double uniform(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+}
+
+static float *randf(size_t n, double scale)
+{
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(uniform() * scale);
+    return x;
+}
+
+/* Each analytic gradient element against the central difference of loss
+ * in double at x (x[i] moved by +-h). */
+static void check_fd(const char *what, float *x, size_t n, const float *grad,
+                     double (*loss)(const float *x, void *ctx), void *ctx, double h, double tol)
+{
+    double worst = 0, scale = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        float keep = x[i];
+        x[i] = (float)(keep + h);
+        double up = loss(x, ctx);
+        x[i] = (float)(keep - h);
+        double down = loss(x, ctx);
+        double step = (double)(float)(keep + h) - (double)(float)(keep - h);
+        x[i] = keep;
+        double fd = (up - down) / step, d = fabs(fd - grad[i]);
+        scale = fabs(fd) > scale ? fabs(fd) : scale;
+        if (d > worst) worst = d, at = i;
+    }
+    CHECKF(worst <= tol * (scale > 1 ? scale : 1), "%s: element %zu off by %g (largest %g)", what,
+           at, worst, scale);
+}
+
+/* ---- RMSNorm ---- */
+struct norm_ctx {
+    int n, dim;
+    const float *w, *r;
+};
+
+static double norm_loss(const float *x, void *c)
+{
+    const struct norm_ctx *k = c;
+    double l = 0;
+    for (int t = 0; t < k->n; t++) {
+        double ss = 0;
+        for (int i = 0; i < k->dim; i++)
+            ss += (double)x[t * k->dim + i] * x[t * k->dim + i];
+        double r = 1.0 / sqrt(ss / k->dim + 1e-5);
+        for (int i = 0; i < k->dim; i++)
+            l += x[t * k->dim + i] * r * k->w[i] * k->r[t * k->dim + i];
+    }
+    return l;
+}
+
+static void rmsnorm(void)
+{
+    int n = 5, dim = 37;
+    float *x = randf((size_t)n * dim, 1.0), *w = randf(dim, 1.0), *r = randf((size_t)n * dim, 1.0);
+    float *dx = calloc((size_t)n * dim, sizeof(float));
+    k_rmsnorm_backward(dx, r, x, w, n, dim, 1e-5f);
+    struct norm_ctx c = {n, dim, w, r};
+    check_fd("rmsnorm", x, (size_t)n * dim, dx, norm_loss, &c, 1e-2, 1e-3);
+    /* accumulates, and token 3 alone gives the same bits */
+    float *again = malloc((size_t)n * dim * sizeof(float)), *one = calloc(dim, sizeof(float));
+    for (int i = 0; i < n * dim; i++)
+        again[i] = 1.0f;
+    k_rmsnorm_backward(again, r, x, w, n, dim, 1e-5f);
+    k_rmsnorm_backward(one, r + 3 * dim, x + 3 * dim, w, 1, dim, 1e-5f);
+    CHECK(again[0] == 1.0f + dx[0]);
+    CHECK(memcmp(one, dx + 3 * dim, dim * sizeof(float)) == 0);
+    free(x), free(w), free(r), free(dx), free(again), free(one);
+}
+
+/* ---- RoPE ---- */
+struct rope_ctx {
+    int n, heads, hd;
+    const int32_t *pos;
+    const float *r;
+    enum k_rope_style style;
+};
+
+static double rope_loss(const float *x, void *c)
+{
+    const struct rope_ctx *k = c;
+    double l = 0;
+    int half = k->hd / 2;
+    for (int t = 0; t < k->n; t++)
+        for (int h = 0; h < k->heads; h++)
+            for (int i = 0; i < half; i++) {
+                double f = pow(10000.0, -(double)(2 * i) / k->hd), a = k->pos[t] * f;
+                int i0 = k->style == K_ROPE_NEOX ? i : 2 * i;
+                int i1 = k->style == K_ROPE_NEOX ? i + half : 2 * i + 1;
+                size_t b = ((size_t)t * k->heads + h) * k->hd;
+                double x0 = x[b + i0], x1 = x[b + i1];
+                l += (x0 * cos(a) - x1 * sin(a)) * k->r[b + i0] +
+                     (x1 * cos(a) + x0 * sin(a)) * k->r[b + i1];
+            }
+    return l;
+}
+
+static void rope(void)
+{
+    int n = 4, heads = 3, hd = 16;
+    int32_t pos[4] = {0, 5, 17, 200};
+    for (int s = 0; s < 2; s++) {
+        enum k_rope_style style = s ? K_ROPE_NORM : K_ROPE_NEOX;
+        size_t len = (size_t)n * heads * hd;
+        float *x = randf(len, 1.0), *r = randf(len, 1.0), *d = malloc(len * sizeof(float));
+        memcpy(d, r, len * sizeof(float));
+        k_rope_backward(d, pos, n, heads, hd, 10000.0f, style);
+        struct rope_ctx c = {n, heads, hd, pos, r, style};
+        check_fd(s ? "rope (norm)" : "rope (neox)", x, len, d, rope_loss, &c, 1e-2, 1e-3);
+        free(x), free(r), free(d);
+    }
+}
+
+/* ---- SwiGLU ---- */
+struct swiglu_ctx {
+    size_t n;
+    const float *up, *r;
+};
+
+static double swiglu_loss(const float *g, void *c)
+{
+    const struct swiglu_ctx *k = c;
+    double l = 0;
+    for (size_t i = 0; i < k->n; i++)
+        l += g[i] / (1.0 + exp(-(double)g[i])) * k->up[i] * k->r[i];
+    return l;
+}
+
+static double swiglu_loss_up(const float *up, void *c)
+{
+    const struct swiglu_ctx *k = c;
+    struct swiglu_ctx other = {k->n, up, k->r};
+    return swiglu_loss(k->up, &other);
+}
+
+static void swiglu(void)
+{
+    size_t n = 45;
+    float *g = randf(n, 4.0), *up = randf(n, 1.0), *r = randf(n, 1.0);
+    float *dg = malloc(n * sizeof(float)), *du = malloc(n * sizeof(float));
+    k_swiglu_backward(dg, du, r, g, up, (int64_t)n);
+    struct swiglu_ctx c = {n, up, r};
+    check_fd("swiglu (gate)", g, n, dg, swiglu_loss, &c, 1e-2, 1e-3);
+    struct swiglu_ctx cu = {n, g, r};
+    check_fd("swiglu (up)", up, n, du, swiglu_loss_up, &cu, 1e-2, 1e-3);
+    free(g), free(up), free(r), free(dg), free(du);
+}
+
+/* ---- attention ---- */
+struct att_ctx {
+    int n, heads, kvh, hd, window, which; /* which: 0 q, 1 k, 2 v */
+    float *q, *k, *v;
+    const float *r;
+};
+
+static double att_loss(const float *x, void *c)
+{
+    const struct att_ctx *a = c;
+    const float *q = a->which == 0 ? x : a->q, *k = a->which == 1 ? x : a->k;
+    const float *v = a->which == 2 ? x : a->v;
+    int qw = a->heads * a->hd, kw = a->kvh * a->hd, group = a->heads / a->kvh;
+    double l = 0, s[64];
+    for (int h = 0; h < a->heads; h++)
+        for (int t = 0; t < a->n; t++) {
+            int p0 = a->window > 0 && t - a->window + 1 > 0 ? t - a->window + 1 : 0;
+            double mx = -INFINITY, sum = 0;
+            for (int p = p0; p <= t; p++) {
+                double d = 0;
+                for (int i = 0; i < a->hd; i++)
+                    d += (double)q[t * qw + h * a->hd + i] * k[p * kw + (h / group) * a->hd + i];
+                s[p] = d / sqrt((double)a->hd);
+                mx = s[p] > mx ? s[p] : mx;
+            }
+            for (int p = p0; p <= t; p++)
+                sum += (s[p] = exp(s[p] - mx));
+            for (int i = 0; i < a->hd; i++) {
+                double o = 0;
+                for (int p = p0; p <= t; p++)
+                    o += s[p] / sum * v[p * kw + (h / group) * a->hd + i];
+                l += o * a->r[t * qw + h * a->hd + i];
+            }
+        }
+    return l;
+}
+
+static void attention(void)
+{
+    int n = 11, heads = 4, kvh = 2, hd = 16, window = 5;
+    size_t qn = (size_t)n * heads * hd, kn = (size_t)n * kvh * hd;
+    float *q = randf(qn, 1.0), *k = randf(kn, 1.0), *v = randf(kn, 1.0), *r = randf(qn, 1.0);
+    float *out = malloc(qn * sizeof(float)), *lse = malloc((size_t)heads * n * sizeof(float));
+    float *dq = malloc(qn * sizeof(float)), *dk = malloc(kn * sizeof(float));
+    float *dv = malloc(kn * sizeof(float));
+    float *scratch = malloc(2 * qn * sizeof(float));
+    k_attention_train_forward(out, lse, q, k, v, n, heads, kvh, hd, window);
+    /* the inference kernel on the same sequence */
+    float *ref = malloc(qn * sizeof(float));
+    k_attention_forward(ref, q, k, v, n, 0, heads, kvh, hd, window, 1);
+    double worst = 0;
+    for (size_t i = 0; i < qn; i++)
+        worst = fmax(worst, fabs((double)ref[i] - out[i]));
+    CHECKF(worst < 1e-5, "training attention vs inference: %g", worst);
+    k_attention_backward(dq, dk, dv, r, out, lse, q, k, v, n, heads, kvh, hd, window, scratch);
+    struct att_ctx c = {n, heads, kvh, hd, window, 0, q, k, v, r};
+    check_fd("attention dq", q, qn, dq, att_loss, &c, 1e-2, 2e-3);
+    c.which = 1;
+    check_fd("attention dk", k, kn, dk, att_loss, &c, 1e-2, 2e-3);
+    c.which = 2;
+    check_fd("attention dv", v, kn, dv, att_loss, &c, 1e-2, 2e-3);
+    /* the same bits on 1 thread as on 2 */
+    float *dq1 = malloc(qn * sizeof(float)), *dk1 = malloc(kn * sizeof(float));
+    float *dv1 = malloc(kn * sizeof(float));
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    k_attention_backward(dq1, dk1, dv1, r, out, lse, q, k, v, n, heads, kvh, hd, window, scratch);
+    omp_set_num_threads(threads > 1 ? threads : 2);
+    k_attention_backward(dq, dk, dv, r, out, lse, q, k, v, n, heads, kvh, hd, window, scratch);
+    omp_set_num_threads(threads);
+    CHECK(!memcmp(dq, dq1, qn * sizeof(float)) && !memcmp(dk, dk1, kn * sizeof(float)) &&
+          !memcmp(dv, dv1, kn * sizeof(float)));
+    free(q), free(k), free(v), free(r), free(out), free(lse), free(dq), free(dk), free(dv);
+    free(scratch), free(ref), free(dq1), free(dk1), free(dv1);
+}
+
+/* ---- cross-entropy ---- */
+struct ce_ctx {
+    int n, vocab;
+    const int32_t *target;
+    const float *w;
+};
+
+static double ce_loss(const float *x, void *c)
+{
+    const struct ce_ctx *k = c;
+    double l = 0;
+    for (int t = 0; t < k->n; t++) {
+        double mx = -INFINITY, s = 0;
+        for (int i = 0; i < k->vocab; i++)
+            mx = fmax(mx, x[t * k->vocab + i]);
+        for (int i = 0; i < k->vocab; i++)
+            s += exp(x[t * k->vocab + i] - mx);
+        l += k->w[t] * (mx + log(s) - x[t * k->vocab + k->target[t]]);
+    }
+    return l;
+}
+
+static void cross_entropy(void)
+{
+    int n = 3, vocab = 29;
+    int32_t target[3] = {4, 28, 0};
+    float w[3] = {1.0f, 0.0f, 1.0f}, loss[3];
+    float *x = randf((size_t)n * vocab, 3.0), *g = malloc((size_t)n * vocab * sizeof(float));
+    memcpy(g, x, (size_t)n * vocab * sizeof(float));
+    k_cross_entropy_backward(g, loss, target, w, n, vocab, 1.0f);
+    struct ce_ctx c = {n, vocab, target, w};
+    check_fd("cross-entropy", x, (size_t)n * vocab, g, ce_loss, &c, 1e-2, 1e-3);
+    int zero = 1;
+    for (int i = 0; i < vocab; i++)
+        zero &= g[vocab + i] == 0.0f;
+    CHECK(zero && loss[1] == 0.0f);
+    CHECK(fabs(loss[0] + loss[2] - ce_loss(x, &c)) < 1e-4);
+    free(x), free(g);
+}
+
+/* ---- transposes, and dx = dy W through the forward kernel ---- */
+static void transposes(void)
+{
+    enum mm_dtype types[] = {MM_F32, MM_F16, MM_BF16, MM_Q8_0, MM_Q4_0, MM_Q4_1};
+    int rows = 7, cols = 64;
+    float *src = randf((size_t)rows * cols, 1.0);
+    for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        size_t rb = mm_dtype_row_bytes(types[t], cols);
+        uint8_t *data = malloc(rb * rows);
+        for (int r = 0; r < rows; r++)
+            mm_quantize_row(types[t], src + r * cols, data + r * rb, cols);
+        struct k_matrix w = {types[t], rows, cols, rb, data};
+        float *wt = malloc((size_t)rows * cols * sizeof(float)),
+              *row = malloc(cols * sizeof(float));
+        k_matrix_transpose_f32(wt, &w);
+        int same = 1;
+        for (int r = 0; r < rows; r++) {
+            mm_dequantize_row(types[t], data + r * rb, row, cols);
+            for (int c = 0; c < cols; c++)
+                same &= wt[c * rows + r] == row[c];
+        }
+        CHECKF(same, "transpose of dtype %d", (int)types[t]);
+        free(data), free(wt), free(row);
+    }
+    /* dW[r, c] = sum_t dy[t, r] x[t, c] as a forward product over transposes */
+    int n = 7, out = 5, in = 13;
+    float *dy = randf((size_t)n * out, 1.0), *x = randf((size_t)n * in, 1.0);
+    float *dyt = malloc((size_t)n * out * sizeof(float)),
+          *xt = malloc((size_t)n * in * sizeof(float));
+    float *dw = malloc((size_t)out * in * sizeof(float));
+    k_transpose_f32(dyt, dy, n, out);
+    k_transpose_f32(xt, x, n, in);
+    struct k_matrix xm = {MM_F32, in, n, (size_t)n * sizeof(float), xt};
+    k_matmul_forward(dw, dyt, &xm, out);
+    double worst = 0;
+    for (int r = 0; r < out; r++)
+        for (int c = 0; c < in; c++) {
+            double s = 0;
+            for (int t = 0; t < n; t++)
+                s += (double)dy[t * out + r] * x[t * in + c];
+            worst = fmax(worst, fabs(s - dw[r * in + c]));
+        }
+    CHECKF(worst < 1e-5, "dW through transposes off by %g", worst);
+    free(src), free(dy), free(x), free(dyt), free(xt), free(dw);
+}
+
+int main(void)
+{
+    rmsnorm();
+    rope();
+    swiglu();
+    attention();
+    cross_entropy();
+    transposes();
+    return check_report("test_kernels_backward");
+}
