@@ -1,7 +1,9 @@
-/* memllm data mw on real Re-DocRED documents:
+/* memllm data mw and mr on real Re-DocRED documents:
  *   - document 472 of dev ("Ko Joo-yeon", 3 sentences) worked by hand: its
- *     three examples are written out below, derived from the document's
- *     labels, not by the code under test;
+ *     three MW examples and nine MR examples are written out below, derived
+ *     from the document's labels, not by the code under test (the MR
+ *     answers from a memory holding the document's gold facts, made by
+ *     `memllm memory import-docred`);
  *   - --val splits by document, the same way on every run, train and
  *     validation disjoint and together every document;
  *   - bad input (not an array, a label naming a missing entity) fails with
@@ -78,6 +80,55 @@ static const char expected[] = HEAD
     "language of work>>Korean;Epitaph>>cast member>>Ko Joo-yeon;Asako>>cast member>>Ko "
     "Joo-yeon})" TAIL HEAD S0 " " S1 "({USER_ST})" S2 MID "})" TAIL;
 
+/* The raw text of the three sentences (S2 above is JSON-escaped). */
+#define S2_RAW                                                                                     \
+    "Kyu Hyun Kim of Koreanfilm.org highlighted her performance in the film , saying , \" [ The "  \
+    "cast 's ] acting thunder is stolen by the ridiculously pretty Ko Joo - yeon , another "       \
+    "Korean child actress who we dearly hope continues her film career . \""
+#define CAST_READ "({MEM_READ(>>cast member>>Ko Joo-yeon)-->"
+/* All five subjects of (?, cast member, Ko Joo-yeon) in the labels (4, 6,
+ * 7, 10, 11; the one of entity 6 has no evidence but is a fact), as the
+ * memory orders equal scores: by text. */
+#define CAST_ANSWER "Asako;Blue Swallow;Epitaph;Fox Family;The Fox Family"
+
+/* Each read point: the call, the answers, the text on to the next read.
+ * Why there: a mention whose text is new, of an entity with a label to an
+ * entity mentioned before it; "Korean" (token 22) and every mention in
+ * sentence 2 repeat earlier text; "2007" (s1) has a label only with
+ * Epitaph, not yet mentioned. Dropped as too broad (7): the reverse queries
+ * on country of origin (Blue Swallow, The Fox Family, Fox Family, Epitaph),
+ * original language of work (Fox Family, Epitaph) and publication date
+ * (Epitaph's 2007). */
+static const struct {
+    const char *call, *answers, *cont;
+} mr_expected[] = {
+    /* February 22, 1994 (token 6): Ko Joo-yeon's date of birth */
+    {"({MEM_READ(Ko Joo-yeon>>date of birth>>)-->", "February 22, 1994",
+     " February 22 , 1994 ) is a"},
+    /* South Korean (13): place of birth (1 answer) before country of
+     * citizenship (2: South Korean, and Korean from the label without
+     * evidence), fewest first; their distinct answers */
+    {"({MEM_READ(Ko Joo-yeon>>place of birth>>;Ko Joo-yeon>>country of citizenship>>)-->",
+     "South Korean;Korean",
+     " South Korean actress who has gained attention in the Korean film industry for her roles "
+     "in"},
+    /* Blue Swallow (29): subject of cast member Ko Joo-yeon */
+    {CAST_READ, CAST_ANSWER, " Blue Swallow ("},
+    /* 2005 (32): Blue Swallow's publication date */
+    {"({MEM_READ(Blue Swallow>>publication date>>)-->", "2005", " 2005 ) and"},
+    /* The Fox Family (35) and Fox Family (36), two entities */
+    {CAST_READ, CAST_ANSWER, " The"},
+    {CAST_READ, CAST_ANSWER, " Fox Family ("},
+    /* 2006 (39): the publication date of both */
+    {"({MEM_READ(Fox Family>>publication date>>;The Fox Family>>publication date>>)-->", "2006",
+     " 2006 ) . In 2007 she appeared in the horror film"},
+    /* Epitaph (s1, 8) and Asako (s1, 10), cast members */
+    {CAST_READ, CAST_ANSWER, " Epitaph as"},
+    {CAST_READ, CAST_ANSWER,
+     " Asako , a young girl suffering from overbearing nightmares and aphasia , becoming so "
+     "immersed in the role that she had to deal with sudden nosebleeds while on set . " S2_RAW},
+};
+
 static void write_docs(const char *path, json_t *docs)
 {
     REQUIRE(json_dump_file(docs, path, 0) == 0, "cannot write %s", path);
@@ -98,6 +149,57 @@ static void hand_worked(json_t *all)
     CHECKF(got && !strcmp(got, expected), "document 472's examples:\n%s\nexpected:\n%s",
            got ? got : "(none)", expected);
     free(got);
+}
+
+static void hand_worked_mr(void)
+{
+    const char *import[] = {"memory",   "import-docred", path_in("one.json"),
+                            "--memory", path_in("gold"), NULL};
+    struct cmd_result r = run_memllm(NULL, bin, 0, import, NULL);
+    REQUIRE(r.status == 0, "import-docred exited %d: %s", r.status, r.err);
+    cmd_result_free(&r);
+    const char *args[] = {"data",          "mr",    path_in("one.json"),     "--memory",
+                          path_in("gold"), "--out", path_in("one_mr.jsonl"), NULL};
+    r = run_memllm(NULL, bin, 0, args, NULL);
+    CHECKF(r.status == 0 && strstr(r.err, "1 documents, 9 examples") &&
+               strstr(r.err, "7 queries too broad"),
+           "exit %d: %s", r.status, r.err);
+    cmd_result_free(&r);
+    const char *text = S0 " " S1 " " S2_RAW;
+    FILE *f = fopen(path_in("one_mr.jsonl"), "r");
+    REQUIRE(f, "no MR examples written");
+    char *line = NULL;
+    size_t cap = 0, n = 0;
+    while (getline(&line, &cap, f) > 0) {
+        json_t *j = json_loads(line, 0, NULL), *segs = json_object_get(j, "segments");
+        REQUIRE(j && json_array_size(segs) == 5, "line %zu: not 5 segments: %s", n + 1, line);
+        const char *seg[5];
+        int loss[5];
+        for (int i = 0; i < 5; i++) {
+            seg[i] = json_string_value(json_object_get(json_array_get(segs, (size_t)i), "text"));
+            loss[i] = json_is_true(json_object_get(json_array_get(segs, (size_t)i), "loss"));
+        }
+        CHECKF(!loss[0] && loss[1] && !loss[2] && !loss[3] && loss[4], "line %zu: loss flags",
+               n + 1);
+        if (n < sizeof(mr_expected) / sizeof(mr_expected[0])) {
+            CHECKF(!strcmp(seg[1], mr_expected[n].call), "read %zu: call %s", n + 1, seg[1]);
+            CHECKF(!strcmp(seg[2], mr_expected[n].answers), "read %zu: answers %s", n + 1, seg[2]);
+            CHECKF(!strcmp(seg[3], "})"), "read %zu: %s after the answers", n + 1, seg[3]);
+            CHECKF(!strcmp(seg[4], mr_expected[n].cont), "read %zu: continuation '%s'", n + 1,
+                   seg[4]);
+        }
+        /* the text before the read, then the continuation, is the document
+         * from its start */
+        size_t before = strlen(seg[0]);
+        CHECKF(!strncmp(text, seg[0], before) &&
+                   !strncmp(text + before, seg[4] + 1, strlen(seg[4]) - 1),
+               "read %zu: the text around it is not the document's", n + 1);
+        json_decref(j);
+        n++;
+    }
+    CHECKF(n == sizeof(mr_expected) / sizeof(mr_expected[0]), "%zu MR examples", n);
+    free(line);
+    fclose(f);
 }
 
 /* The set of documents a JSONL file's examples come from. */
@@ -199,6 +301,7 @@ int main(int argc, char **argv)
     json_t *all = json_load_file(dev, 0, &jerr);
     REQUIRE(json_array_size(all) == 500, "%s: %s", dev, jerr.text);
     hand_worked(all);
+    hand_worked_mr();
     split(json_array_size(all));
     bad_input(all);
     json_decref(all);

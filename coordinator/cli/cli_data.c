@@ -1,4 +1,4 @@
-/* memllm data mw FILE.json: MemLLM's training examples from DocRED /
+/* memllm data mw|mr FILE.json: MemLLM's training examples from DocRED /
  * Re-DocRED documents (train_examples.h), split by document. */
 #include <errno.h>
 #include <stdio.h>
@@ -8,7 +8,9 @@
 
 #include "cli.h"
 #include "cli_args.h"
+#include "cli_memory_internal.h"
 #include "memory_client_docred.h"
+#include "memory_service.h"
 #include "tokenizer.h"
 #include "train_examples.h"
 #include "train_rng.h"
@@ -17,20 +19,32 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: memllm data mw FILE.json --out TRAIN.jsonl [--val N --val-out VAL.jsonl]\n"
-            "                      [options]\n\n"
-            "Writes MemLLM's memory-write (mw) training examples, one JSON object a line,\n"
-            "from DocRED / Re-DocRED documents (a JSON array): for every sentence, the\n"
-            "write loop's prompt (the preceding sentences, the sentence, no loss) and the\n"
-            "answer \"s>>r>>o;...})\" (loss): the relations whose evidence holds the\n"
-            "sentence, both entities mentioned by then and one in it, in order of\n"
-            "mention; sentences with none train the empty answer \"})\"; examples of %d or\n"
-            "more relations are dropped. Counts go to stderr.\n\n"
+            "                      [options]\n"
+            "       memllm data mr FILE.json --memory DIR --out TRAIN.jsonl [...]\n\n"
+            "Writes MemLLM's training examples, one JSON object a line, from DocRED /\n"
+            "Re-DocRED documents (a JSON array), for memllm train.\n\n"
+            "mw (memory write): for every sentence, the write loop's prompt (the\n"
+            "preceding sentences, the sentence, no loss) and the answer\n"
+            "\"s>>r>>o;...})\" (loss): the relations whose evidence holds the sentence,\n"
+            "both entities mentioned by then and one in it, in order of mention;\n"
+            "sentences with none train the empty answer \"})\"; examples of %d or more\n"
+            "relations are dropped.\n\n"
+            "mr (memory read, the paper's Algorithm 1): a read before each first-seen\n"
+            "mention of an entity related to entities already mentioned; its queries\n"
+            "(the other entity and the relation; too-broad reverse ones and those with\n"
+            "more than 30 answers dropped; at most 3, fewest answers first) run against\n"
+            "--memory, a memory of the documents' gold facts (memllm memory\n"
+            "import-docred FILE.json --memory DIR); the answers (or the gold target when\n"
+            "all are empty) follow the call. Loss on the call and on the text to the\n"
+            "next read, not on the text before nor the answers.\n\n"
+            "Counts go to stderr.\n\n"
             "  --out FILE           training examples (required)\n"
+            "  --memory DIR         mr: the memory holding the documents' gold facts\n"
             "  --val N              the first N documents of a seeded shuffle go to\n"
             "                       validation (--val-out), by document\n"
             "  --val-out FILE       validation examples\n"
             "  --seed N             the shuffle's seed (0)\n"
-            "  --window N           preceding sentences in a prompt (default: all)\n"
+            "  --window N           mw: preceding sentences in a prompt (default: all)\n"
             "  --model PATH         count tokens with this model's tokenizer, drop the\n"
             "                       oldest preceding sentences of an example longer than\n"
             "                       --max-tokens, and drop an example still longer\n"
@@ -41,7 +55,7 @@ static void usage(FILE *out)
 }
 
 struct data_args {
-    const char *kind, *file, *out, *val_out, *model, *props;
+    const char *kind, *file, *out, *val_out, *model, *props, *memory;
     int val, seed, window, max_tokens;
 };
 
@@ -65,6 +79,7 @@ static int parse(int argc, char **argv, struct data_args *a)
         STR("--val-out", val_out);
         STR("--model", model);
         STR("--props", props);
+        STR("--memory", memory);
         INT("--val", val, 0, 1 << 30);
         INT("--seed", seed, 0, 0x7fffffff);
         INT("--window", window, 0, 1 << 20);
@@ -80,18 +95,22 @@ static int parse(int argc, char **argv, struct data_args *a)
         else
             a->file = argv[i];
     }
-    if (!a->kind || strcmp(a->kind, "mw") != 0) {
+    if (!a->kind || (strcmp(a->kind, "mw") != 0 && strcmp(a->kind, "mr") != 0)) {
         fprintf(stderr,
-                "memllm data: the kind of examples comes first: mw, not '%s' (see --help)\n",
+                "memllm data: the kind of examples comes first: mw or mr, not '%s' (see --help)\n",
                 a->kind ? a->kind : "");
         return -1;
     }
+    if (!strcmp(a->kind, "mr") != (a->memory != NULL)) {
+        fprintf(stderr, "memllm data: --memory DIR goes with mr, and only with it\n");
+        return -1;
+    }
     if (!a->file || !a->out) {
-        fprintf(stderr, "memllm data mw: FILE.json and --out are required (see --help)\n");
+        fprintf(stderr, "memllm data: FILE.json and --out are required (see --help)\n");
         return -1;
     }
     if ((a->val > 0) != (a->val_out != NULL)) {
-        fprintf(stderr, "memllm data mw: --val N and --val-out FILE go together\n");
+        fprintf(stderr, "memllm data: --val N and --val-out FILE go together\n");
         return -1;
     }
     return 0;
@@ -122,16 +141,26 @@ static char *validation_set(size_t n, int val, int seed)
     return is_val;
 }
 
-static void print_counts(const char *what, const struct examples_counts *c, int tokens)
+static void print_counts(const char *kind, const char *what, const struct examples_counts *c,
+                         int tokens)
 {
-    fprintf(stderr, "memllm data mw: %s: %lld documents, %lld examples (%lld with no relation)",
-            what, (long long)c->documents, (long long)c->examples, (long long)c->empty);
+    fprintf(stderr, "memllm data %s: %s: %lld documents, %lld examples", kind, what,
+            (long long)c->documents, (long long)c->examples);
+    if (!strcmp(kind, "mw")) fprintf(stderr, " (%lld with no relation)", (long long)c->empty);
     if (tokens) fprintf(stderr, ", %lld tokens", (long long)c->tokens);
-    fprintf(stderr,
-            "; dropped: %lld with %d or more relations, %lld longer than --max-tokens; %lld "
-            "shortened to fit\n",
-            (long long)c->many_relations, MW_MAX_RELATIONS, (long long)c->too_long,
-            (long long)c->shortened);
+    if (!strcmp(kind, "mw"))
+        fprintf(stderr,
+                "; dropped: %lld with %d or more relations, %lld longer than "
+                "--max-tokens; %lld shortened to fit\n",
+                (long long)c->many_relations, MW_MAX_RELATIONS, (long long)c->too_long,
+                (long long)c->shortened);
+    else
+        fprintf(stderr,
+                "; %lld reads answered with the gold target; dropped: %lld queries too "
+                "broad, %lld with more than 30 answers, %lld examples longer than "
+                "--max-tokens\n",
+                (long long)c->gold, (long long)c->broad, (long long)c->crowded,
+                (long long)c->too_long);
 }
 
 static int run(const struct data_args *a)
@@ -143,17 +172,34 @@ static int run(const struct data_args *a)
     struct tokenizer *tok = NULL;
     char *is_val = NULL, tmp_out[4200], tmp_val[4200];
     FILE *out = NULL, *val = NULL;
+    struct mm_embedder *emb = NULL;
+    struct mm_memory *mem = NULL;
     snprintf(tmp_out, sizeof(tmp_out), "%s.tmp", a->out);
     snprintf(tmp_val, sizeof(tmp_val), "%s.tmp", a->val_out ? a->val_out : "");
     if (!json_is_array(docs)) {
-        fprintf(stderr, "memllm data mw: %s:%d: %s\n", a->file, jerr.line,
+        fprintf(stderr, "memllm data %s: %s:%d: %s\n", a->kind, a->file, jerr.line,
                 docs ? "not a JSON array of documents" : jerr.text);
         goto done;
     }
     if (!(props = mm_docred_props(a->props, &err)) ||
         (a->model && !(tok = tok_load(a->model, &err)))) {
-        fprintf(stderr, "memllm data mw: %s\n", err.msg);
+        fprintf(stderr, "memllm data %s: %s\n", a->kind, err.msg);
         goto done;
+    }
+    if (a->memory) {
+        uint32_t shards = mm_memory_shards_on_disk(a->memory);
+        if (shards == 0) {
+            fprintf(stderr,
+                    "memllm data mr: %s holds no memory (build it with memllm memory "
+                    "import-docred %s --memory %s)\n",
+                    a->memory, a->file, a->memory);
+            goto done;
+        }
+        if (!(emb = cli_memory_embedder(NULL, a->memory, 1, &err)) ||
+            !(mem = mm_memory_open_local(a->memory, shards, emb, 0, &err))) {
+            fprintf(stderr, "memllm data mr: %s: %s\n", a->memory, err.msg);
+            goto done;
+        }
     }
     size_t n = json_array_size(docs);
     if (a->val > 0 && (size_t)a->val >= n) {
@@ -164,16 +210,19 @@ static int run(const struct data_args *a)
     out = fopen(tmp_out, "w");
     val = a->val_out ? fopen(tmp_val, "w") : NULL;
     if (!is_val || !out || (a->val_out && !val)) {
-        fprintf(stderr, "memllm data mw: %s: %s\n", !out ? tmp_out : tmp_val, strerror(errno));
+        fprintf(stderr, "memllm data: %s: %s\n", !out ? tmp_out : tmp_val, strerror(errno));
         goto done;
     }
     struct examples_options o = {a->window > 0 ? a->window : -1, tok,
                                  a->max_tokens ? a->max_tokens : 1024};
     struct examples_counts train = {0}, valid = {0};
     for (size_t d = 0; d < n; d++) {
-        if (examples_mw(is_val[d] ? val : out, json_array_get(docs, d), d, props, &o,
-                        is_val[d] ? &valid : &train, &err)) {
-            fprintf(stderr, "memllm data mw: %s: document %zu: %s\n", a->file, d, err.msg);
+        FILE *f = is_val[d] ? val : out;
+        struct examples_counts *c = is_val[d] ? &valid : &train;
+        json_t *doc = json_array_get(docs, d);
+        if (mem ? examples_mr(f, doc, d, props, mem, &o, c, &err)
+                : examples_mw(f, doc, d, props, &o, c, &err)) {
+            fprintf(stderr, "memllm data %s: %s: document %zu: %s\n", a->kind, a->file, d, err.msg);
             goto done;
         }
     }
@@ -184,11 +233,11 @@ static int run(const struct data_args *a)
         val = NULL;
     }
     if (bad || rename(tmp_out, a->out) != 0 || (a->val_out && rename(tmp_val, a->val_out) != 0)) {
-        fprintf(stderr, "memllm data mw: writing the examples failed: %s\n", strerror(errno));
+        fprintf(stderr, "memllm data: writing the examples failed: %s\n", strerror(errno));
         goto done;
     }
-    print_counts("training", &train, tok != NULL);
-    if (a->val_out) print_counts("validation", &valid, tok != NULL);
+    print_counts(a->kind, "training", &train, tok != NULL);
+    if (a->val_out) print_counts(a->kind, "validation", &valid, tok != NULL);
     rc = 0;
 done:
     if (out) fclose(out);
@@ -198,6 +247,11 @@ done:
         if (a->val_out) unlink(tmp_val);
     }
     free(is_val);
+    if (mem && mm_memory_close(mem, &err)) {
+        fprintf(stderr, "memllm data: %s: %s\n", a->memory, err.msg);
+        rc = 1;
+    }
+    if (emb) mm_embedder_free(emb);
     if (tok) tok_free(tok);
     json_decref(props);
     json_decref(docs);

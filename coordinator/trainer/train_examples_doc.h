@@ -1,0 +1,35 @@
+/* Shared by train_examples_mw.c and train_examples_mr.c: a DocRED
+ * document checked and flattened, and how an example line is written. */
+#ifndef MEMLLM_COORDINATOR_TRAIN_EXAMPLES_DOC_H
+#define MEMLLM_COORDINATOR_TRAIN_EXAMPLES_DOC_H
+
+#include "train_examples.h"
+
+/* A DocRED document, checked and flattened. */
+struct doc {
+    char **sents; /* tokens joined by spaces, as `memllm annotate` reads them */
+    int n_sents;
+    char **names;    /* [entities] canonical names; NULL: none */
+    int *first_sent; /* [entities] */
+    int n_entities;
+    json_t *tokens, *vertex, *labels; /* the document's "sents", "vertexSet", "labels" */
+};
+
+/* Reads and checks every field the examples use, so that a bad document
+ * fails whole and names what is wrong. */
+int doc_read(struct doc *d, json_t *j, struct mm_err *err);
+void doc_free(struct doc *d);
+
+/* Whether a name or label can be carried by the API (no separators in it). */
+int api_safe(const char *s);
+
+/* Tokens of an example (prompt, then the rest) as `memllm train` counts
+ * them; -1 on a failure. */
+int64_t count_tokens(const struct tokenizer *tok, const char *prompt, const char *ans,
+                     struct mm_err *err);
+
+/* One JSONL line {"kind", "doc", "title", "segments"}; takes segments. */
+int write_example(FILE *out, const char *kind, size_t index, const char *title, json_t *segments,
+                  struct mm_err *err);
+
+#endif
