@@ -303,15 +303,18 @@ static json_t *config_json(const struct train_params *p)
         for (int i = 0; i < p->cfg.n_tokens; i++)
             json_array_append_new(tokens, json_integer(p->cfg.token_ids[i]));
     }
-    return json_pack("{s:s, s:s, s:o, s:i, s:f, s:f, s:o, s:O, s:O, s:s, s:b, s:b, s:b, s:o, "
+    /* "o" takes a reference: the patterns' own are the params' */
+    json_t *rank_pattern = p->cfg.rank_pattern ? json_incref(p->cfg.rank_pattern) : json_object();
+    json_t *alpha_pattern =
+        p->cfg.alpha_pattern ? json_incref(p->cfg.alpha_pattern) : json_object();
+    return json_pack("{s:s, s:s, s:o, s:i, s:f, s:f, s:o, s:o, s:o, s:s, s:b, s:b, s:b, s:o, "
                      "s:b, s:s}",
                      "peft_type", "LORA", "task_type", "CAUSAL_LM", "base_model_name_or_path",
                      json_null(), "r", p->cfg.rank, "lora_alpha", p->cfg.alpha, "lora_dropout",
                      (double)p->cfg.dropout, "target_modules", targets, "rank_pattern",
-                     p->cfg.rank_pattern ? p->cfg.rank_pattern : json_object(), "alpha_pattern",
-                     p->cfg.alpha_pattern ? p->cfg.alpha_pattern : json_object(), "bias", "none",
-                     "fan_in_fan_out", 0, "use_rslora", 0, "use_dora", 0, "trainable_token_indices",
-                     tokens, "inference_mode", 1, "peft_version", "0.21.2");
+                     rank_pattern, "alpha_pattern", alpha_pattern, "bias", "none", "fan_in_fan_out",
+                     0, "use_rslora", 0, "use_dora", 0, "trainable_token_indices", tokens,
+                     "inference_mode", 1, "peft_version", "0.21.2");
 }
 
 int train_params_save(const struct train_params *p, const char *dir, enum mm_dtype dtype,
