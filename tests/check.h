@@ -38,8 +38,20 @@ static int check_failures;
     } while (0)
 
 #define CHECK_NEAR(a, b, tol)                                                                      \
-    CHECKF(fabs((double)(a) - (double)(b)) <= (tol), "%g vs %g (tol %g)", (double)(a),            \
+    CHECKF(fabs((double)(a) - (double)(b)) <= (tol), "%g vs %g (tol %g)", (double)(a),             \
            (double)(b), (double)(tol))
+
+/* The largest |a[i] - b[i]|; NaN anywhere makes it NaN, which fails any
+ * "<= tol" check. */
+static inline double max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d;
+    }
+    return m;
+}
 
 /* Path of a file under an environment-named folder (set by ctest). */
 static inline const char *test_path(const char *env, const char *rel, char *buf, size_t n)

@@ -67,14 +67,6 @@ static double cosine(const float *a, const float *b, int dim)
     return ab / sqrt(aa * bb);
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++)
-        m = fmax(m, fabs((double)a[i] - b[i]));
-    return m;
-}
-
 static void check_token_ids(struct mm_embedder *e, const struct fixture *f)
 {
     json_t *texts = json_object_get(f->root, "texts");
@@ -175,10 +167,8 @@ static char *read_file(const char *path, size_t *len)
 static void check_llamacpp_vectors(const char *model_dir)
 {
     char inp_path[1024], out_path[1024];
-    test_path("MEMLLM_DATA", "vocab/ggml-vocab-bert-bge.gguf.inp", inp_path,
-              sizeof(inp_path));
-    test_path("MEMLLM_DATA", "vocab/ggml-vocab-bert-bge.gguf.out", out_path,
-              sizeof(out_path));
+    test_path("MEMLLM_DATA", "vocab/ggml-vocab-bert-bge.gguf.inp", inp_path, sizeof(inp_path));
+    test_path("MEMLLM_DATA", "vocab/ggml-vocab-bert-bge.gguf.out", out_path, sizeof(out_path));
     struct mm_err err = {{0}};
     struct tokenizer *t = tok_load(model_dir, &err);
     REQUIRE(t, "%s", err.msg);

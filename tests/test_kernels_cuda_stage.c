@@ -108,16 +108,6 @@ static int rows_differ(const float *a, const float *b, int rows, int vocab)
     return bad;
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m)) m = d; /* NaN counts as a failure */
-    }
-    return m;
-}
-
 static int argmax_row(const float *row, int vocab)
 {
     return k_argmax(row, vocab);

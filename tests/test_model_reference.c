@@ -40,16 +40,6 @@ static void feed(struct stage *s, const int32_t *ids, int n, int pos0, int chunk
     }
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m)) m = d; /* NaN counts as a failure */
-    }
-    return m;
-}
-
 static void check_logits(struct stage *s, const struct model_reference *r, int adapter,
                          const float *want, const char *what)
 {

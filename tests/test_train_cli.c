@@ -82,6 +82,15 @@ static int same_file(const char *a, const char *b)
     return same;
 }
 
+/* Whether dirs a and b hold the same bytes in file `name`. */
+static int same_in(const char *a, const char *b, const char *name)
+{
+    char pa[2100], pb[2100];
+    snprintf(pa, sizeof(pa), "%s/%s", a, name);
+    snprintf(pb, sizeof(pb), "%s/%s", b, name);
+    return same_file(pa, pb);
+}
+
 static int exists(const char *path)
 {
     return access(path, F_OK) == 0;
@@ -193,13 +202,10 @@ static void resume_after_kill(void)
     r = train(0, path_in("train.jsonl"), cut, resume);
     CHECKF(r.status == 0, "resumed run exited %d: %s", r.status, r.err);
     cmd_result_free(&r);
-    char a[2100], b[2100];
-    snprintf(a, sizeof(a), "%s/adapter_model.safetensors", whole);
-    snprintf(b, sizeof(b), "%s/adapter_model.safetensors", cut);
-    CHECKF(same_file(a, b), "the resumed adapter differs from the uninterrupted one");
-    snprintf(a, sizeof(a), "%s/loss.csv", whole);
-    snprintf(b, sizeof(b), "%s/loss.csv", cut);
-    CHECKF(same_file(a, b), "the resumed loss curve differs from the uninterrupted one");
+    CHECKF(same_in(whole, cut, "adapter_model.safetensors"),
+           "the resumed adapter differs from the uninterrupted one");
+    CHECKF(same_in(whole, cut, "loss.csv"),
+           "the resumed loss curve differs from the uninterrupted one");
 }
 
 static void ranks_agree(void)
@@ -216,10 +222,8 @@ static void ranks_agree(void)
     r = train(2, path_in("train.jsonl"), two, extra);
     CHECKF(r.status == 0, "2 ranks exited %d: %s", r.status, r.err);
     cmd_result_free(&r);
-    char a[2100], b[2100];
-    snprintf(a, sizeof(a), "%s/adapter_model.safetensors", one);
-    snprintf(b, sizeof(b), "%s/adapter_model.safetensors", two);
-    CHECKF(same_file(a, b), "2 ranks wrote another adapter than 1 rank");
+    CHECKF(same_in(one, two, "adapter_model.safetensors"),
+           "2 ranks wrote another adapter than 1 rank");
 }
 
 /* A bad input: exit non-zero, the message names `want`, no adapter. */

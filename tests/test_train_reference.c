@@ -60,21 +60,44 @@ static const struct st_tensor *ref_tensor(const struct st_file *ref, const char 
     return t;
 }
 
-static void gradients(const char *name, const char *dir, const struct st_file *ref)
+/* A fixture model with its tokenizer and the reference's examples. */
+struct fixture_run {
+    struct model *m;
+    struct tokenizer *tok;
+    struct train_set set;
+};
+
+static void fixture_open(struct fixture_run *f, const char *name, const char *dir)
 {
     char path[2048];
     struct mm_err err = {{0}};
     snprintf(path, sizeof(path), "%s/models/%s", fixtures, name);
-    struct model *m = model_load(path, 0, -1, &err);
-    REQUIRE(m, "%s", err.msg);
-    struct tokenizer *tok = tok_load(path, &err);
-    REQUIRE(tok, "%s", err.msg);
+    f->m = model_load(path, 0, -1, &err);
+    REQUIRE(f->m, "%s", err.msg);
+    f->tok = tok_load(path, &err);
+    REQUIRE(f->tok, "%s", err.msg);
+    snprintf(path, sizeof(path), "%s/examples.jsonl", dir);
+    REQUIRE(train_set_load(&f->set, path, f->tok, 256, &err) == 0, "%s", err.msg);
+}
+
+static void fixture_close(struct fixture_run *f)
+{
+    train_set_free(&f->set);
+    tok_free(f->tok);
+    model_free(f->m);
+}
+
+static void gradients(const char *name, const char *dir, const struct st_file *ref)
+{
+    char path[2048];
+    struct mm_err err = {{0}};
+    struct fixture_run f;
+    fixture_open(&f, name, dir);
+    struct model *m = f.m;
+    const struct train_set set = f.set;
     struct train_params p;
     snprintf(path, sizeof(path), "%s/init", dir);
     REQUIRE(train_params_load(&p, m, path, 0.0f, &err) == 0, "%s", err.msg);
-    struct train_set set;
-    snprintf(path, sizeof(path), "%s/examples.jsonl", dir);
-    REQUIRE(train_set_load(&set, path, tok, 256, &err) == 0, "%s", err.msg);
     struct train_model tm;
     REQUIRE(train_model_init(&tm, m, &p, 256, &err) == 0, "%s", err.msg);
     struct grad_sum sum;
@@ -108,10 +131,8 @@ static void gradients(const char *name, const char *dir, const struct st_file *r
     free(g);
     grad_sum_free(&sum);
     train_model_free(&tm);
-    train_set_free(&set);
     train_params_free(&p);
-    tok_free(tok);
-    model_free(m);
+    fixture_close(&f);
 }
 
 /* `model` (under models/) trained from the reference's init for 3 steps. */
@@ -172,16 +193,6 @@ static void steps(const char *name, const char *model_rel, const char *dir,
 /* Largest |memllm - PEFT| logit allowed, as test_model_reference.c's. */
 #define LOGIT_TOL 1e-4
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m)) m = d; /* NaN counts as a failure */
-    }
-    return m;
-}
-
 /* Example 0's logits through the inference stage with adapter dir `adapter`
  * (at run time, then merged) against PEFT's `key` logits. */
 static void inference(const char *name, const char *dir, const char *adapter, const char *key,
@@ -189,15 +200,10 @@ static void inference(const char *name, const char *dir, const char *adapter, co
 {
     char path[2048];
     struct mm_err err = {{0}};
-    snprintf(path, sizeof(path), "%s/models/%s", fixtures, name);
-    struct model *m = model_load(path, 0, -1, &err);
-    REQUIRE(m, "%s", err.msg);
-    struct tokenizer *tok = tok_load(path, &err);
-    REQUIRE(tok, "%s", err.msg);
-    struct train_set set;
-    snprintf(path, sizeof(path), "%s/examples.jsonl", dir);
-    REQUIRE(train_set_load(&set, path, tok, 256, &err) == 0, "%s", err.msg);
-    const struct train_example *e = &set.ex[0];
+    struct fixture_run f;
+    fixture_open(&f, name, dir);
+    struct model *m = f.m;
+    const struct train_example *e = &f.set.ex[0];
     int vocab = m->cfg.vocab_size;
     const struct st_tensor *want = st_find(ref, key);
     REQUIRE(want && want->nbytes == (size_t)e->n * vocab * sizeof(float),
@@ -231,9 +237,7 @@ static void inference(const char *name, const char *dir, const char *adapter, co
     free(logits);
     stage_free(&s);
     lora_free(&a);
-    train_set_free(&set);
-    tok_free(tok);
-    model_free(m);
+    fixture_close(&f);
 }
 
 int main(int argc, char **argv)

@@ -8,15 +8,15 @@ static int launched_by_mpirun(void)
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
 }
 
-int cluster_init(struct cluster *c, int n_stages, int n_shards, struct mm_err *err)
+/* One process as rank 0 of 1, or, launched by mpirun, MPI started and
+ * this rank's place in the world. */
+static void start(struct cluster *c)
 {
     memset(c, 0, sizeof(*c));
     c->comm = MPI_COMM_NULL;
     c->world = 1;
-    c->n_stages = n_stages > 0 ? n_stages : 0;
-    c->n_shards = n_shards > 0 ? n_shards : 0;
     c->role = ROLE_COORDINATOR;
-    if (!launched_by_mpirun()) return 0;
+    if (!launched_by_mpirun()) return;
     int initialized;
     MPI_Initialized(&initialized);
     if (!initialized) {
@@ -27,6 +27,14 @@ int cluster_init(struct cluster *c, int n_stages, int n_shards, struct mm_err *e
     MPI_Comm_dup(MPI_COMM_WORLD, &c->comm);
     MPI_Comm_rank(c->comm, &c->rank);
     MPI_Comm_size(c->comm, &c->world);
+}
+
+int cluster_init(struct cluster *c, int n_stages, int n_shards, struct mm_err *err)
+{
+    start(c);
+    c->n_stages = n_stages > 0 ? n_stages : 0;
+    c->n_shards = n_shards > 0 ? n_shards : 0;
+    if (!c->mpi) return 0;
     if (n_shards < 0 && c->world > c->n_stages) c->n_shards = c->world - 1 - c->n_stages;
     if (c->world != 1 + c->n_stages + c->n_shards) {
         mm_err_set(err,
@@ -49,21 +57,7 @@ int cluster_init(struct cluster *c, int n_stages, int n_shards, struct mm_err *e
 
 int cluster_init_peers(struct cluster *c)
 {
-    memset(c, 0, sizeof(*c));
-    c->comm = MPI_COMM_NULL;
-    c->world = 1;
-    c->role = ROLE_COORDINATOR;
-    if (!launched_by_mpirun()) return 0;
-    int initialized;
-    MPI_Initialized(&initialized);
-    if (!initialized) {
-        MPI_Init(NULL, NULL);
-        c->started = 1;
-    }
-    c->mpi = 1;
-    MPI_Comm_dup(MPI_COMM_WORLD, &c->comm);
-    MPI_Comm_rank(c->comm, &c->rank);
-    MPI_Comm_size(c->comm, &c->world);
+    start(c);
     return 0;
 }
 

@@ -107,6 +107,16 @@ oom:
 }
 
 /* A name or label the API cannot carry: the separators inside it. */
+void doc_label(const struct doc *d, size_t l, json_t *props, int *h, int *t, const char **r)
+{
+    json_t *lab = json_array_get(d->labels, l);
+    *h = (int)json_integer_value(json_object_get(lab, "h"));
+    *t = (int)json_integer_value(json_object_get(lab, "t"));
+    const char *pid = json_string_value(json_object_get(lab, "r"));
+    *r = json_string_value(json_object_get(props, pid));
+    if (!*r) *r = pid;
+}
+
 int api_safe(const char *s)
 {
     return s && *s && !strstr(s, ">>") && !strchr(s, ';') && !strstr(s, "({") && !strstr(s, "})");

@@ -20,6 +20,10 @@ struct doc {
 int doc_read(struct doc *d, json_t *j, struct mm_err *err);
 void doc_free(struct doc *d);
 
+/* Label l's entities and relation label (props: id -> label; an id not
+ * in it stands for itself). */
+void doc_label(const struct doc *d, size_t l, json_t *props, int *h, int *t, const char **r);
+
 /* Whether a name or label can be carried by the API (no separators in it). */
 int api_safe(const char *s);
 

@@ -123,15 +123,10 @@ static int plan_read(const struct doc *d, json_t *props, const char *seen, int e
     struct mm_query q[MAX_Q];
     char *text[MAX_Q];
     int nq = 0;
-    size_t l;
-    json_t *lab;
-    json_array_foreach(d->labels, l, lab)
-    {
-        int h = (int)json_integer_value(json_object_get(lab, "h"));
-        int t = (int)json_integer_value(json_object_get(lab, "t"));
-        const char *pid = json_string_value(json_object_get(lab, "r"));
-        const char *r = json_string_value(json_object_get(props, pid));
-        if (!r) r = pid;
+    for (size_t l = 0; l < json_array_size(d->labels); l++) {
+        int h, t;
+        const char *r;
+        doc_label(d, l, props, &h, &t, &r);
         int subject_wanted = h == e && t != e && seen[t];
         if (!(t == e && h != e && seen[h]) && !subject_wanted) continue;
         const char *given = subject_wanted ? d->names[t] : d->names[h];

@@ -50,14 +50,11 @@ static char *answer(const struct doc *d, json_t *props, int s, int *n_rel)
     struct rel *rels = calloc(n_labels + 1, sizeof(*rels));
     if (!rels) return NULL;
     int n = 0;
-    json_t *lab;
-    json_array_foreach(d->labels, l, lab)
-    {
-        int h = (int)json_integer_value(json_object_get(lab, "h"));
-        int t = (int)json_integer_value(json_object_get(lab, "t"));
-        const char *pid = json_string_value(json_object_get(lab, "r"));
-        const char *r = json_string_value(json_object_get(props, pid));
-        if (!r) r = pid;
+    for (l = 0; l < n_labels; l++) {
+        json_t *lab = json_array_get(d->labels, l);
+        int h, t;
+        const char *r;
+        doc_label(d, l, props, &h, &t, &r);
         if (!has_evidence(lab, s) || d->first_sent[h] > s || d->first_sent[t] > s) continue;
         int ph = pos_in_sentence(d, h, s), pt = pos_in_sentence(d, t, s);
         if (ph < 0 && pt < 0) continue;
