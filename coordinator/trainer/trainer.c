@@ -257,8 +257,11 @@ int trainer_run(const struct trainer_options *o, const struct cluster *c, struct
                 "%lld steps of %d examples; %zu trainable parameters; %d rank(s)\n",
                 r.train.n, (long long)r.train.tokens, (long long)r.train.targets, r.val.n,
                 (long long)r.total_steps, o->batch, r.p.count, c->world);
-    int64_t shuffled = -1, tokens_done = 0;
-    double t0 = progress_now(), last_print = 0;
+    /* the rates and the ETA count this run's steps (a resumed run starts
+     * mid-way); the first step also pays for touching fresh memory, hence
+     * the steady rate after it */
+    int64_t shuffled = -1, tokens_done = 0, first_step = r.step, tokens_first = 0;
+    double t0 = progress_now(), t_first = 0, last_print = 0;
     while (r.step < r.total_steps) {
         int64_t epoch = r.step / r.steps_per_epoch;
         if (epoch != shuffled) {
@@ -274,6 +277,10 @@ int trainer_run(const struct trainer_options *o, const struct cluster *c, struct
             goto out;
         }
         tokens_done += all_tokens[0];
+        if (r.step == first_step + 1) {
+            t_first = progress_now();
+            tokens_first = tokens_done;
+        }
         double val = NAN;
         int last = r.step == r.total_steps;
         if (r.val.n > 0 && ((o->val_every > 0 && r.step % o->val_every == 0) || last) &&
@@ -282,12 +289,12 @@ int trainer_run(const struct trainer_options *o, const struct cluster *c, struct
         if (trainer_log_step(&r.log, r.step, loss, val, norm, err)) goto out;
         double now = progress_now(), rate = (double)tokens_done / (now - t0);
         if (lead && !o->quiet && (now - last_print >= 1.0 || last || !isnan(val))) {
-            double eta = (double)(r.total_steps - r.step) * (now - t0) / (double)r.step;
+            double eta =
+                (double)(r.total_steps - r.step) * (now - t0) / (double)(r.step - first_step);
             fprintf(stderr,
-                    "step %lld/%lld  epoch %lld  loss %.4f%s  grad-norm %.3g  %.0f tok/s  "
-                    "ETA %.0f s",
-                    (long long)r.step, (long long)r.total_steps, (long long)epoch + 1, loss, "",
-                    norm, rate, eta);
+                    "step %lld/%lld  epoch %lld  loss %.4f  grad-norm %.3g  %.0f tok/s  ETA %.0f s",
+                    (long long)r.step, (long long)r.total_steps, (long long)epoch + 1, loss, norm,
+                    rate, eta);
             if (!isnan(val)) fprintf(stderr, "  val-loss %.4f", val);
             fputc('\n', stderr);
             last_print = now;
@@ -301,9 +308,18 @@ int trainer_run(const struct trainer_options *o, const struct cluster *c, struct
             trainer_log_write(&r.log, o->out, err) ||
             trainer_checkpoint_save(o->out, &r.p, &r.opt, r.step, &r.log, err))
             goto out;
-        if (!o->quiet)
-            fprintf(stderr, "memllm train: adapter written to %s (loss.csv, loss.png beside it)\n",
+        if (!o->quiet) {
+            double now = progress_now();
+            fprintf(stderr, "memllm train: %lld steps, %lld tokens in %.1f s: %.1f tok/s",
+                    (long long)(r.step - first_step), (long long)tokens_done, now - t0,
+                    tokens_done / (now - t0));
+            if (r.step - first_step > 1)
+                fprintf(stderr, " (%.1f tok/s after the first step)",
+                        (tokens_done - tokens_first) / (now - t_first));
+            fprintf(stderr,
+                    "\nmemllm train: adapter written to %s (loss.csv, loss.png beside it)\n",
                     o->out);
+        }
     }
     rc = 0;
 out:
