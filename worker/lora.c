@@ -159,15 +159,59 @@ static int load_head(struct lora_adapter *a, const struct model *m, const struct
     return 0;
 }
 
-/* PEFT's trainable_token_indices (a list, or {"embed_tokens": list}) and
- * their rows, where this stage uses them: the embedding (first stage) or a
- * head tied to it (last stage). */
+/* The embedding's ids in PEFT's trainable_token_indices: a list, or an
+ * object by module name (suffix). PEFT ties a tied head to the embedding's
+ * rows when the head is not listed or listed with the same ids; other
+ * entries give a module rows of its own, which memllm does not apply, so
+ * they are refused rather than ignored. *ids NULL: none. */
+static int token_ids_config(json_t *cfg, const struct model *m, json_t **ids, const char *dir,
+                            struct mm_err *err)
+{
+    json_t *v = json_object_get(cfg, "trainable_token_indices");
+    *ids = NULL;
+    if (!v || json_is_null(v)) return 0;
+    if (json_is_array(v)) {
+        *ids = v;
+        return 0;
+    }
+    if (!json_is_object(v)) {
+        mm_err_set(err, "%s: trainable_token_indices is neither a list nor an object", dir);
+        return -1;
+    }
+    json_t *head = NULL, *val;
+    const char *key;
+    json_object_foreach(v, key, val)
+    {
+        if (lora_pattern_matches(key, "model.embed_tokens")) {
+            *ids = val;
+        } else if (lora_pattern_matches(key, "lm_head") && m->cfg.tied_embeddings) {
+            head = val;
+        } else {
+            mm_err_set(err,
+                       "%s: trainable_token_indices for '%s' is not supported (only the "
+                       "embedding's, which a tied LM head shares)",
+                       dir, key);
+            return -1;
+        }
+    }
+    if (head && !json_equal(head, *ids)) {
+        mm_err_set(err,
+                   "%s: trainable_token_indices gives the tied LM head other ids than the "
+                   "embedding (rows of its own), which is not supported",
+                   dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* PEFT's trainable_token_indices and their rows, where this stage uses
+ * them: the embedding (first stage) or a head tied to it (last stage). */
 static int load_rows(struct lora_adapter *a, const struct model *m, const struct st_set *st,
                      json_t *cfg, const char *dir, struct mm_err *err)
 {
-    json_t *ids = json_object_get(cfg, "trainable_token_indices");
-    if (json_is_object(ids)) ids = json_object_get(ids, "embed_tokens");
-    if (!ids || json_is_null(ids)) return 0;
+    json_t *ids;
+    if (token_ids_config(cfg, m, &ids, dir, err)) return -1;
+    if (!ids) return 0;
     if (!model_is_first_stage(m) && !(model_is_last_stage(m) && m->cfg.tied_embeddings)) return 0;
     const char *name = "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta";
     struct k_matrix rows;
