@@ -16,4 +16,9 @@ if(MEMLLM_HAVE_CUDA)
          tiny-llama-gguf-f32)
   set_tests_properties(test_kernels_cuda_stage PROPERTIES
     SKIP_REGULAR_EXPRESSION "SKIP: no CUDA device")
+  # An adapter on the LM head and token rows: refused unless merged.
+  memllm_test(test_lora_head_cuda SOURCES test_lora_head_cuda.c
+    LIBS mm_worker_cuda PkgConfig::JANSSON m)
+  set_tests_properties(test_lora_head_cuda PROPERTIES
+    SKIP_REGULAR_EXPRESSION "SKIP: no CUDA device")
 endif()

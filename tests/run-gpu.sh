@@ -71,6 +71,7 @@ if [[ $parts == *" tests "* ]]; then
     check "cuda_$t" "$logs/tests.log" 240 "$build/tests/test_kernels_cuda_$t"
   done
   check cuda_stage "$logs/tests.log" 300 "$build/tests/test_kernels_cuda_stage" $fixtures
+  check lora_head "$logs/tests.log" 120 "$build/tests/test_lora_head_cuda"
   if [ -x "$build/coordinator/memllm" ]; then
     check device_cli "$logs/tests.log" 300 env MEMLLM_BIN="$build/coordinator/memllm" \
       "$build/tests/test_device_cli"

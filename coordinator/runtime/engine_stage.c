@@ -47,16 +47,8 @@ static int open_gpu(struct engine_stage *st, int n_adapters, int n_slots, int co
     if (!st->gpu) return -1;
     kc_ctx_set_numerics(stage_cuda_context(st->gpu),
                         fast ? KC_NUMERICS_FAST : KC_NUMERICS_INVARIANT);
-    for (int i = 0; i < n_adapters; i++) {
-        if (lora_adapts_ends(&st->adapters[i])) {
-            mm_err_set(err,
-                       "adapter '%s' adapts the LM head or token rows, which the CUDA stage does "
-                       "not apply yet: use --merge (one adapter) or --device cpu",
-                       st->adapters[i].name);
-            return -1;
-        }
+    for (int i = 0; i < n_adapters; i++)
         if (stage_cuda_add_adapter(st->gpu, &st->adapters[i], err)) return -1;
-    }
     return 0;
 #else
     (void)st;

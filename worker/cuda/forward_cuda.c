@@ -202,6 +202,16 @@ struct kc_ctx *stage_cuda_context(struct stage_cuda *s)
 
 int stage_cuda_add_adapter(struct stage_cuda *s, const struct lora_adapter *a, struct mm_err *err)
 {
+    /* Only the CPU stage applies the LM head's LoRA and token rows: such an
+     * adapter is refused rather than run without them. Merged, it is plain
+     * weights, which this stage runs. */
+    if (lora_adapts_ends(a)) {
+        mm_err_set(err,
+                   "adapter '%s' adapts the LM head or token rows, which the CUDA stage does "
+                   "not apply yet: use --merge (one adapter) or --device cpu",
+                   a->name);
+        return -1;
+    }
     struct cuda_adapter *grown = realloc(s->adapters, (size_t)(s->n_adapters + 1) * sizeof(*grown));
     if (!grown) {
         mm_err_set(err, "cuda stage: out of memory for adapter %s", a->name);
