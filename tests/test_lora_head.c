@@ -6,7 +6,8 @@
  *   - every prompt position's logits within 1e-4 of HF PEFT's, the prompt fed
  *     at once, token by token and in chunks of 7, at run time and merged
  *     (lora_merge), on one stage and on two (the first holding the rows, the
- *     last the head's LoRA and, tied, the rows again);
+ *     last the head's LoRA and, tied, the rows again); the same from
+ *     tiny-llama's GGUF (Q/K rows permuted, token_embd as the head);
  *   - batch invariance with the adapter per row: the prompt with the adapter
  *     and without it in one batch, only some rows asking for logits, gives
  *     each row the logits of its sequence alone, bit for bit;
@@ -36,6 +37,7 @@
 struct fixture {
     const char *name;
     char dir[1024], adapter[1100];
+    char model[1100]; /* what model_load opens: dir, or a GGUF of the same weights */
     struct model_reference ref;
     float *peft; /* PEFT's logits with the adapter [n_prompt, vocab] */
     json_t *ids; /* the adapter's trainable_token_indices */
@@ -47,6 +49,7 @@ static void fixture_load(struct fixture *f, const char *name)
     test_path("MEMLLM_FIXTURES", "models/", f->dir, sizeof(f->dir));
     strncat(f->dir, name, sizeof(f->dir) - strlen(f->dir) - 1);
     snprintf(f->adapter, sizeof(f->adapter), "%s/adapter-head", f->dir);
+    snprintf(f->model, sizeof(f->model), "%s", f->dir);
     model_reference_load(f->dir, &f->ref);
     f->peft = model_reference_f32(f->adapter, "logits.f32", (size_t)f->ref.n_prompt * f->ref.vocab);
     char path[1200];
@@ -83,7 +86,7 @@ static void pipeline_open(struct pipeline *p, const struct fixture *f, int n_sta
     memset(p, 0, sizeof(*p));
     p->n = n_stages;
     for (int i = 0; i < n_stages; i++) {
-        p->model[i] = model_load(f->dir, cuts[n_stages - 1][i], cuts[n_stages - 1][i + 1], &err);
+        p->model[i] = model_load(f->model, cuts[n_stages - 1][i], cuts[n_stages - 1][i + 1], &err);
         REQUIRE(p->model[i], "%s", err.msg);
         REQUIRE(lora_load(&p->adapter[i], p->model[i], f->adapter, "head", &err) == 0, "%s",
                 err.msg);
@@ -338,7 +341,7 @@ static json_t *ids_copy(const struct fixture *f)
 static void check_config_forms(const struct fixture *f, int tied)
 {
     struct mm_err err = {{0}};
-    struct model *m = model_load(f->dir, 0, -1, &err);
+    struct model *m = model_load(f->model, 0, -1, &err);
     REQUIRE(m, "%s", err.msg);
     check_config_form(f, m, json_pack("{s:o}", "embed_tokens", ids_copy(f)), NULL);
     check_config_form(f, m, json_pack("{s:o}", "model.embed_tokens", ids_copy(f)), NULL);
@@ -395,9 +398,31 @@ static void run_fixture(const char *name, int tied)
     fixture_free(&f);
 }
 
+/* tiny-llama's GGUF (Q/K rows permuted for llama.cpp's rope; token_embd is
+ * the head) with tiny-llama's adapter: the embedding and head are not
+ * permuted, so the rows and the head's LoRA apply as stored. */
+static void run_gguf(void)
+{
+    struct fixture f;
+    fixture_load(&f, "tiny-llama");
+    f.name = "tiny-llama-gguf-f32";
+    test_path("MEMLLM_FIXTURES", "models/tiny-llama-gguf-f32/model.gguf", f.model, sizeof(f.model));
+    for (int stages = 1; stages <= 2; stages++) {
+        struct pipeline p;
+        pipeline_open(&p, &f, stages, 1);
+        CHECK(p.model[0]->gguf && p.model[0]->cfg.tied_embeddings);
+        check_against_peft(&p, &f, 0, stages == 1 ? "one stage" : "two stages");
+        pipeline_merge(&p);
+        check_against_peft(&p, &f, -1, stages == 1 ? "one stage, merged" : "two stages, merged");
+        pipeline_close(&p);
+    }
+    fixture_free(&f);
+}
+
 int main(void)
 {
     run_fixture("tiny-llama", 1);
+    run_gguf();
     run_fixture("tiny-mistral", 0);
     return check_report("test_lora_head");
 }
