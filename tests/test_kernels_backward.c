@@ -1,10 +1,13 @@
 /* The backward of every training op against central finite differences of
  * a double-precision reference forward written here: for a fixed random R,
  * L(x) = sum(forward(x) * R), and each analytic gradient element is held to
- * (L(x + h) - L(x - h)) / 2h. Also: the backward of a token does not depend
- * on the other tokens of the call or on the thread count (kernels.h), the
- * attention's training forward equals the inference one, cross-entropy rows
- * of weight 0 are zero, and the f32 transposes are exact for every dtype. */
+ * (L(x + h) - L(x - h)) / 2h. Also: a token's gradients do not depend on the
+ * other tokens of the call or on the thread count (kernels.h), nor a
+ * query's attention outputs and dq on the tokens after it; the attention's
+ * training forward equals the inference one (head_dim 16 and 64);
+ * cross-entropy rows of weight 0 are zero and grad_scale scales only the
+ * gradient; the f32 transposes are exact for every dtype, and LoRA's
+ * dW = dy^T x through them and the forward matmul is right. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -209,9 +212,12 @@ static double att_loss(const float *x, void *c)
     return l;
 }
 
-static void attention(void)
+/* One sequence's attention: training forward vs inference, each gradient
+ * against finite differences, the same bits on 1 thread as on 2, and a
+ * query's outputs and dq the same bits in a prefix of the sequence (what it
+ * reads, keys at or before it, is the same there). */
+static void attention(int n, int heads, int kvh, int hd, int window)
 {
-    int n = 11, heads = 4, kvh = 2, hd = 16, window = 5;
     size_t qn = (size_t)n * heads * hd, kn = (size_t)n * kvh * hd;
     float *q = randf(qn, 1.0), *k = randf(kn, 1.0), *v = randf(kn, 1.0), *r = randf(qn, 1.0);
     float *out = malloc(qn * sizeof(float)), *lse = malloc((size_t)heads * n * sizeof(float));
@@ -222,10 +228,8 @@ static void attention(void)
     /* the inference kernel on the same sequence */
     float *ref = malloc(qn * sizeof(float));
     k_attention_forward(ref, q, k, v, n, 0, heads, kvh, hd, window, 1);
-    double worst = 0;
-    for (size_t i = 0; i < qn; i++)
-        worst = fmax(worst, fabs((double)ref[i] - out[i]));
-    CHECKF(worst < 1e-5, "training attention vs inference: %g", worst);
+    double worst = max_abs_diff(ref, out, qn);
+    CHECKF(worst < 1e-5, "training attention vs inference (head_dim %d): %g", hd, worst);
     k_attention_backward(dq, dk, dv, r, out, lse, q, k, v, n, heads, kvh, hd, window, scratch);
     struct att_ctx c = {n, heads, kvh, hd, window, 0, q, k, v, r};
     check_fd("attention dq", q, qn, dq, att_loss, &c, 1e-2, 2e-3);
@@ -234,18 +238,32 @@ static void attention(void)
     c.which = 2;
     check_fd("attention dv", v, kn, dv, att_loss, &c, 1e-2, 2e-3);
     /* the same bits on 1 thread as on 2 */
+    float *out1 = malloc(qn * sizeof(float)), *lse1 = malloc((size_t)heads * n * sizeof(float));
     float *dq1 = malloc(qn * sizeof(float)), *dk1 = malloc(kn * sizeof(float));
     float *dv1 = malloc(kn * sizeof(float));
     int threads = omp_get_max_threads();
     omp_set_num_threads(1);
+    k_attention_train_forward(out1, lse1, q, k, v, n, heads, kvh, hd, window);
     k_attention_backward(dq1, dk1, dv1, r, out, lse, q, k, v, n, heads, kvh, hd, window, scratch);
     omp_set_num_threads(threads > 1 ? threads : 2);
     k_attention_backward(dq, dk, dv, r, out, lse, q, k, v, n, heads, kvh, hd, window, scratch);
     omp_set_num_threads(threads);
+    CHECK(!memcmp(out, out1, qn * sizeof(float)) &&
+          !memcmp(lse, lse1, (size_t)heads * n * sizeof(float)));
     CHECK(!memcmp(dq, dq1, qn * sizeof(float)) && !memcmp(dk, dk1, kn * sizeof(float)) &&
           !memcmp(dv, dv1, kn * sizeof(float)));
+    /* the first m tokens alone (q, k, v, dout: the leading rows; lse: [heads, m]) */
+    int m = n / 2 + 1;
+    size_t qm = (size_t)m * heads * hd;
+    k_attention_train_forward(out1, lse1, q, k, v, m, heads, kvh, hd, window);
+    k_attention_backward(dq1, dk1, dv1, r, out1, lse1, q, k, v, m, heads, kvh, hd, window, scratch);
+    int same_lse = 1;
+    for (int h = 0; h < heads; h++)
+        same_lse &= !memcmp(lse + (size_t)h * n, lse1 + (size_t)h * m, m * sizeof(float));
+    CHECK(same_lse && !memcmp(out, out1, qm * sizeof(float)));
+    CHECK(!memcmp(dq, dq1, qm * sizeof(float)));
     free(q), free(k), free(v), free(r), free(out), free(lse), free(dq), free(dk), free(dv);
-    free(scratch), free(ref), free(dq1), free(dk1), free(dv1);
+    free(scratch), free(ref), free(out1), free(lse1), free(dq1), free(dk1), free(dv1);
 }
 
 /* ---- cross-entropy ---- */
@@ -274,25 +292,90 @@ static void cross_entropy(void)
 {
     int n = 3, vocab = 29;
     int32_t target[3] = {4, 28, 0};
-    float w[3] = {1.0f, 0.0f, 1.0f}, loss[3];
-    float *x = randf((size_t)n * vocab, 3.0), *g = malloc((size_t)n * vocab * sizeof(float));
-    memcpy(g, x, (size_t)n * vocab * sizeof(float));
+    float w[3] = {1.5f, 0.0f, 0.5f}, loss[3], scaled_loss[3];
+    size_t len = (size_t)n * vocab;
+    float *x = randf(len, 3.0), *g = malloc(len * sizeof(float));
+    float *scaled = malloc(len * sizeof(float));
+    memcpy(g, x, len * sizeof(float));
     k_cross_entropy_backward(g, loss, target, w, n, vocab, 1.0f);
     struct ce_ctx c = {n, vocab, target, w};
-    check_fd("cross-entropy", x, (size_t)n * vocab, g, ce_loss, &c, 1e-2, 1e-3);
+    check_fd("cross-entropy", x, len, g, ce_loss, &c, 1e-2, 1e-3);
     int zero = 1;
     for (int i = 0; i < vocab; i++)
         zero &= g[vocab + i] == 0.0f;
     CHECK(zero && loss[1] == 0.0f);
     CHECK(fabs(loss[0] + loss[2] - ce_loss(x, &c)) < 1e-4);
-    free(x), free(g);
+    /* grad_scale (a power of two here, so exactly) scales the gradient, not the loss */
+    memcpy(scaled, x, len * sizeof(float));
+    k_cross_entropy_backward(scaled, scaled_loss, target, w, n, vocab, 0.25f);
+    int quarter = 1;
+    for (size_t i = 0; i < len; i++)
+        quarter &= scaled[i] == 0.25f * g[i];
+    CHECK(quarter && !memcmp(loss, scaled_loss, sizeof(loss)));
+    free(x), free(g), free(scaled);
+}
+
+/* ---- batch and thread-count invariance of the row ops ----
+ * At sizes past K_PARALLEL_MIN_WORK, so that 2 threads do split the rows:
+ * every token's result the same bits on 1 thread as on 2, and alone. */
+static void row_ops_invariance(void)
+{
+    int n = 64, dim = 577, heads = 9, hd = 64, vocab = 4099, ce_n = 9, t = 37;
+    size_t len = (size_t)n * dim, rlen = (size_t)n * heads * hd, clen = (size_t)ce_n * vocab;
+    float *x = randf(len, 1.0), *w = randf(dim, 1.0), *dy = randf(len, 1.0);
+    float *rot = randf(rlen, 1.0), *gate = randf(rlen, 4.0), *up = randf(rlen, 1.0);
+    float *logits = randf(clen, 3.0), *cw = randf(ce_n, 1.0);
+    int32_t *pos = malloc(n * sizeof(int32_t)), target[9];
+    for (int i = 0; i < n; i++)
+        pos[i] = 3 * i + 1;
+    for (int i = 0; i < ce_n; i++)
+        target[i] = (int32_t)(i * 977 % vocab);
+    cw[4] = 0.0f;
+    int threads = omp_get_max_threads();
+    /* [0]: 1 thread, [1]: 2 threads; each output set in turn */
+    float *dx[2], *drot[2], *dg[2], *du[2], *ce[2], cl[2][9];
+    for (int run = 0; run < 2; run++) {
+        omp_set_num_threads(run + 1);
+        dx[run] = calloc(len, sizeof(float));
+        k_rmsnorm_backward(dx[run], dy, x, w, n, dim, 1e-5f);
+        drot[run] = malloc(rlen * sizeof(float));
+        memcpy(drot[run], rot, rlen * sizeof(float));
+        k_rope_backward(drot[run], pos, n, heads, hd, 10000.0f, K_ROPE_NEOX);
+        dg[run] = malloc(rlen * sizeof(float)), du[run] = malloc(rlen * sizeof(float));
+        k_swiglu_backward(dg[run], du[run], rot, gate, up, (int64_t)rlen);
+        ce[run] = malloc(clen * sizeof(float));
+        memcpy(ce[run], logits, clen * sizeof(float));
+        k_cross_entropy_backward(ce[run], cl[run], target, cw, ce_n, vocab, 0.5f);
+    }
+    omp_set_num_threads(threads);
+    CHECK(!memcmp(dx[0], dx[1], len * sizeof(float)));
+    CHECK(!memcmp(drot[0], drot[1], rlen * sizeof(float)));
+    CHECK(!memcmp(dg[0], dg[1], rlen * sizeof(float)) &&
+          !memcmp(du[0], du[1], rlen * sizeof(float)));
+    CHECK(!memcmp(ce[0], ce[1], clen * sizeof(float)) && !memcmp(cl[0], cl[1], sizeof(cl[0])));
+    /* token t alone (row 3 for cross-entropy) */
+    float *one = calloc(dim, sizeof(float)), *one_rot = malloc((size_t)heads * hd * sizeof(float));
+    float *one_ce = malloc(vocab * sizeof(float)), one_loss;
+    k_rmsnorm_backward(one, dy + (size_t)t * dim, x + (size_t)t * dim, w, 1, dim, 1e-5f);
+    memcpy(one_rot, rot + (size_t)t * heads * hd, (size_t)heads * hd * sizeof(float));
+    k_rope_backward(one_rot, pos + t, 1, heads, hd, 10000.0f, K_ROPE_NEOX);
+    memcpy(one_ce, logits + (size_t)3 * vocab, vocab * sizeof(float));
+    k_cross_entropy_backward(one_ce, &one_loss, target + 3, cw + 3, 1, vocab, 0.5f);
+    CHECK(!memcmp(one, dx[1] + (size_t)t * dim, dim * sizeof(float)));
+    CHECK(!memcmp(one_rot, drot[1] + (size_t)t * heads * hd, (size_t)heads * hd * sizeof(float)));
+    CHECK(!memcmp(one_ce, ce[1] + (size_t)3 * vocab, vocab * sizeof(float)) &&
+          one_loss == cl[1][3]);
+    for (int run = 0; run < 2; run++)
+        free(dx[run]), free(drot[run]), free(dg[run]), free(du[run]), free(ce[run]);
+    free(x), free(w), free(dy), free(rot), free(gate), free(up), free(logits), free(cw), free(pos);
+    free(one), free(one_rot), free(one_ce);
 }
 
 /* ---- transposes, and dx = dy W through the forward kernel ---- */
 static void transposes(void)
 {
     enum mm_dtype types[] = {MM_F32, MM_F16, MM_BF16, MM_Q8_0, MM_Q4_0, MM_Q4_1};
-    int rows = 7, cols = 64;
+    int rows = 7, cols = 320; /* past the 256-column chunk it dequantizes in */
     float *src = randf((size_t)rows * cols, 1.0);
     for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
         size_t rb = mm_dtype_row_bytes(types[t], cols);
@@ -339,8 +422,11 @@ int main(void)
     rmsnorm();
     rope();
     swiglu();
-    attention();
+    attention(11, 4, 2, 16, 5); /* GQA, a window shorter than the sequence */
+    attention(10, 4, 2, 64, 3);
+    attention(7, 2, 2, 64, 0); /* no grouping, no window */
     cross_entropy();
+    row_ops_invariance();
     transposes();
     return check_report("test_kernels_backward");
 }
