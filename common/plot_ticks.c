@@ -38,8 +38,9 @@ static size_t list_ticks(struct tick_set set, double lo, double hi, double *at)
     double first = lo, last = hi;
     if (set.kind == TICKS_VALUES) first = pow(10.0, lo), last = pow(10.0, hi);
     double k0 = ceil(first / set.step), k1 = floor(last / set.step);
-    if (k1 - k0 + 1 > MAX_LISTED) return MAX_LISTED;
-    for (double k = k0; k <= k1; k++) {
+    /* an infinite end, or multiples beyond where k++ still counts: unusable */
+    if (!(fabs(k0) < 1e15 && fabs(k1) < 1e15)) return 0;
+    for (double k = k0; k <= k1 && n < MAX_LISTED; k++) {
         double v = k * set.step;
         if (set.kind == TICKS_VALUES) {
             if (v <= 0) continue;
