@@ -1,5 +1,6 @@
 /* memllm's LoRA gradients and AdamW steps against PyTorch + PEFT
- * (tools/make_train_reference.py -> tests/fixtures/train/<model>/), on the
+ * (tools/make_train_reference.py -> tests/fixtures/train/<model>/: grads.safetensors,
+ * steps/, logits.safetensors; tools/README.md), on the
  * tiny Mistral (sliding window, GQA, untied head) and the tiny Llama (tied
  * embeddings, rank and alpha patterns), with a loss mask, dropout off, LoRA
  * on every linear layer and the LM head, and MemLLM's three tokens'
@@ -49,14 +50,12 @@ static double rel_error(const float *a, const struct st_tensor *ref)
     return scale > 0 ? diff / scale : diff;
 }
 
-static const struct st_tensor *ref_tensor(const struct st_file *ref, const char *prefix,
-                                          const char *name, size_t count)
+/* The reference's tensor `name` (the adapter's names), f32 of `count` values. */
+static const struct st_tensor *ref_tensor(const struct st_file *ref, const char *name, size_t count)
 {
-    char key[512];
-    snprintf(key, sizeof(key), "%s%s", prefix, name);
-    const struct st_tensor *t = st_find(ref, key);
+    const struct st_tensor *t = st_find(ref, name);
     REQUIRE(t && t->dtype == MM_F32 && t->nbytes == count * sizeof(float),
-            "reference lacks f32 '%s' of %zu values", key, count);
+            "reference lacks f32 '%s' of %zu values", name, count);
     return t;
 }
 
@@ -123,7 +122,7 @@ static void gradients(const char *name, const char *dir, const struct st_file *r
     for (int i = 0; i < p.n_t; i++) {
         const struct train_tensor *t = &p.t[i];
         size_t count = (size_t)(t->rows * t->cols);
-        double e = rel_error(g + t->off, ref_tensor(ref, "grad.", t->name, count));
+        double e = rel_error(g + t->off, ref_tensor(ref, t->name, count));
         CHECKF(e <= 1e-4, "%s: gradient of %s off by %.3g of its largest element", name, t->name,
                e);
     }
@@ -137,7 +136,7 @@ static void gradients(const char *name, const char *dir, const struct st_file *r
 
 /* `model` (under models/) trained from the reference's init for 3 steps. */
 static void steps(const char *name, const char *model_rel, const char *dir,
-                  const struct st_file *ref)
+                  const struct st_file *grads, const struct st_file *stepped)
 {
     char model[2048], init[2048], data[2048], out[] = "/tmp/memllm_trainref_XXXXXX";
     REQUIRE(mkdtemp(out), "mkdtemp");
@@ -163,8 +162,8 @@ static void steps(const char *name, const char *model_rel, const char *dir,
         REQUIRE(t->dtype == MM_F32, "%s is not f32", t->name);
         size_t count = t->nbytes / sizeof(float);
         const float *x = (const float *)t->data;
-        const float *want = (const float *)ref_tensor(ref, "step3.", t->name, count)->data;
-        const float *g = (const float *)ref_tensor(ref, "grad.", t->name, count)->data;
+        const float *want = (const float *)ref_tensor(stepped, t->name, count)->data;
+        const float *g = (const float *)ref_tensor(grads, t->name, count)->data;
         double gmax = 0, wmax = 0;
         for (size_t j = 0; j < count; j++) {
             gmax = fabs(g[j]) > gmax ? fabs(g[j]) : gmax;
@@ -240,6 +239,16 @@ static void inference(const char *name, const char *dir, const char *adapter, co
     fixture_close(&f);
 }
 
+static struct st_file *open_reference(const char *dir, const char *file)
+{
+    char path[1400];
+    struct mm_err err = {{0}};
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    struct st_file *f = st_open(path, &err);
+    REQUIRE(f, "%s", err.msg);
+    return f;
+}
+
 int main(int argc, char **argv)
 {
     REQUIRE(argc == 3, "usage: test_train_reference MEMLLM_BIN FIXTURES_DIR");
@@ -247,20 +256,22 @@ int main(int argc, char **argv)
     fixtures = argv[2];
     const char *names[] = {"tiny-mistral", "tiny-llama"};
     for (int i = 0; i < 2; i++) {
-        char dir[1200], path[1300];
-        struct mm_err err = {{0}};
+        char dir[1200];
         snprintf(dir, sizeof(dir), "%s/train/%s", fixtures, names[i]);
-        snprintf(path, sizeof(path), "%s/reference.safetensors", dir);
-        struct st_file *ref = st_open(path, &err);
-        REQUIRE(ref, "%s", err.msg);
-        gradients(names[i], dir, ref);
-        inference(names[i], dir, "init", "init_logits", ref);
-        inference(names[i], dir, "trained", "trained_logits", ref);
-        steps(names[i], names[i], dir, ref);
+        struct st_file *grads = open_reference(dir, "grads.safetensors");
+        struct st_file *stepped = open_reference(dir, "steps/adapter_model.safetensors");
+        struct st_file *logits = open_reference(dir, "logits.safetensors");
+        gradients(names[i], dir, grads);
+        inference(names[i], dir, "init", "init", logits);
+        inference(names[i], dir, "trained", "trained", logits);
+        steps(names[i], names[i], dir, grads, stepped);
         /* the same Llama as GGUF, whose Q/K rows are permuted for llama.cpp's
          * rope: the adapter it trains must come out in PEFT's order */
-        if (i == 1) steps("tiny-llama (GGUF)", "tiny-llama-gguf-f32/model.gguf", dir, ref);
-        st_close(ref);
+        if (i == 1)
+            steps("tiny-llama (GGUF)", "tiny-llama-gguf-f32/model.gguf", dir, grads, stepped);
+        st_close(logits);
+        st_close(stepped);
+        st_close(grads);
     }
     return check_report("test_train_reference");
 }
