@@ -6,10 +6,16 @@
  *     `memllm memory import-docred`);
  *   - --val splits by document, the same way on every run, train and
  *     validation disjoint and together every document;
+ *   - with --model, the tokens are counted as `memllm train` counts them
+ *     (its loader, train_set_load, reads the same totals back, SmolLM2's
+ *     tokenizer, which lacks MemLLM's tokens, on documents whose answers
+ *     start with "." after "-->": tokenized together, they would merge) and
+ *     --max-tokens keeps exactly what the loader accepts under that limit:
+ *     MR drops the longer examples, MW first drops preceding sentences;
  *   - bad input (not an array, a label naming a missing entity) fails with
  *     the file and document named and writes no output.
  *
- *   test_train_examples MEMLLM_BIN DATA_DIR */
+ *   test_train_examples MEMLLM_BIN DATA_DIR MODELS_DIR */
 #include <jansson.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,6 +23,7 @@
 
 #include "check.h"
 #include "run_cmd.h"
+#include "train_data.h"
 
 static const char *bin;
 static char dev[1024], tmp[] = "/tmp/memllm_data_XXXXXX";
@@ -68,17 +75,23 @@ static char *slurp(const char *path)
  * entity, apart from "The Fox Family"). Sentence 1: the labels with
  * evidence 1: 2007 (token 1) first, then Epitaph (8) in label order, then
  * Asako (10). Sentence 2: no label has evidence 2: the empty answer. */
-static const char expected[] = HEAD
-    "({USER_ST})" S0 MID
-    "Ko Joo-yeon>>date of birth>>February 22, 1994;Ko Joo-yeon>>place of birth>>South "
-    "Korean;Ko Joo-yeon>>country of citizenship>>South Korean;Fox Family>>cast member>>Ko "
-    "Joo-yeon;Blue Swallow>>cast member>>Ko Joo-yeon;Fox Family>>country of origin>>South "
-    "Korean;Blue Swallow>>country of origin>>South Korean;Fox Family>>original language of "
-    "work>>Korean;Blue Swallow>>publication date>>2005;Fox Family>>publication date>>2006})" TAIL
-        HEAD S0 "({USER_ST})" S1 MID
-    "Epitaph>>publication date>>2007;Epitaph>>country of origin>>South Korean;Epitaph>>original "
-    "language of work>>Korean;Epitaph>>cast member>>Ko Joo-yeon;Asako>>cast member>>Ko "
-    "Joo-yeon})" TAIL HEAD S0 " " S1 "({USER_ST})" S2 MID "})" TAIL;
+#define ANSWER0                                                                                    \
+    "Ko Joo-yeon>>date of birth>>February 22, 1994;Ko Joo-yeon>>place of birth>>South "            \
+    "Korean;Ko Joo-yeon>>country of citizenship>>South Korean;Fox Family>>cast member>>Ko "        \
+    "Joo-yeon;Blue Swallow>>cast member>>Ko Joo-yeon;Fox Family>>country of origin>>South "        \
+    "Korean;Blue Swallow>>country of origin>>South Korean;Fox Family>>original language of "       \
+    "work>>Korean;Blue Swallow>>publication date>>2005;Fox Family>>publication date>>2006})"
+#define ANSWER1                                                                                    \
+    "Epitaph>>publication date>>2007;Epitaph>>country of origin>>South Korean;Epitaph>>original "  \
+    "language of work>>Korean;Epitaph>>cast member>>Ko Joo-yeon;Asako>>cast member>>Ko "           \
+    "Joo-yeon})"
+static const char expected[] =
+    HEAD "({USER_ST})" S0 MID ANSWER0 TAIL HEAD S0 "({USER_ST})" S1 MID ANSWER1 TAIL HEAD S0 " " S1
+         "({USER_ST})" S2 MID "})" TAIL;
+/* --window 0: no preceding sentence in any prompt */
+static const char expected_window0[] =
+    HEAD "({USER_ST})" S0 MID ANSWER0 TAIL HEAD "({USER_ST})" S1 MID ANSWER1 TAIL HEAD
+         "({USER_ST})" S2 MID "})" TAIL;
 
 /* The raw text of the three sentences (S2 above is JSON-escaped). */
 #define S2_RAW                                                                                     \
@@ -148,6 +161,16 @@ static void hand_worked(json_t *all)
     char *got = slurp(path_in("one.jsonl"));
     CHECKF(got && !strcmp(got, expected), "document 472's examples:\n%s\nexpected:\n%s",
            got ? got : "(none)", expected);
+    free(got);
+
+    const char *window0[] = {"data", "mw",    path_in("one.json"),     "--window",
+                             "0",    "--out", path_in("one_w0.jsonl"), NULL};
+    r = run_memllm(NULL, bin, 0, window0, NULL);
+    CHECKF(r.status == 0, "--window 0: exit %d: %s", r.status, r.err);
+    cmd_result_free(&r);
+    got = slurp(path_in("one_w0.jsonl"));
+    CHECKF(got && !strcmp(got, expected_window0), "--window 0:\n%s\nexpected:\n%s",
+           got ? got : "(none)", expected_window0);
     free(got);
 }
 
@@ -264,6 +287,117 @@ static void split(size_t n_docs)
     free(val);
 }
 
+/* The examples of `path` as the trainer loads them (no length limit). */
+static void load_examples(struct train_set *set, const struct tokenizer *tok, const char *path)
+{
+    struct mm_err err = {{0}};
+    REQUIRE(train_set_load(set, path, tok, 1 << 30, &err) == 0, "%s", err.msg);
+}
+
+static int by_value(const void *a, const void *b)
+{
+    return *(const int *)a - *(const int *)b;
+}
+
+/* `memllm data KIND few.json [--memory] --model MODEL --out OUT
+ * [--max-tokens N]`; returns its stderr (the counts). */
+static char *data_with_model(const char *kind, const char *model, const char *out, int max_tokens)
+{
+    char limit[32];
+    snprintf(limit, sizeof(limit), "%d", max_tokens);
+    const char *args[16] = {"data",  kind, path_in("few.json"), "--model", model,
+                            "--out", out,  "--max-tokens",      limit};
+    int n = 9;
+    if (!strcmp(kind, "mr")) {
+        args[n++] = "--memory";
+        args[n++] = path_in("few_gold");
+    }
+    args[n] = NULL;
+    struct cmd_result r = run_memllm(NULL, bin, 0, args, NULL);
+    CHECKF(r.status == 0, "data %s --max-tokens %d: exit %d: %s", kind, max_tokens, r.status,
+           r.err);
+    char *counts = strdup(r.err ? r.err : "");
+    cmd_result_free(&r);
+    return counts;
+}
+
+static void token_limit(json_t *all, const char *models)
+{
+    /* 332 ("Mono (software)") has reads answered ".NET Framework;..." */
+    const size_t docs[] = {0, 1, 2, 332};
+    json_t *few = json_array();
+    for (size_t d = 0; d < sizeof(docs) / sizeof(docs[0]); d++)
+        json_array_append(few, json_array_get(all, docs[d]));
+    write_docs(path_in("few.json"), few);
+    json_decref(few);
+    const char *import[] = {"memory",   "import-docred",     path_in("few.json"),
+                            "--memory", path_in("few_gold"), NULL};
+    struct cmd_result r = run_memllm(NULL, bin, 0, import, NULL);
+    REQUIRE(r.status == 0, "import-docred exited %d: %s", r.status, r.err);
+    cmd_result_free(&r);
+    char model[1200];
+    snprintf(model, sizeof(model), "%s/SmolLM2-135M-Instruct.Q4_1.gguf", models);
+    struct mm_err err = {{0}};
+    struct tokenizer *tok = tok_load(model, &err);
+    REQUIRE(tok, "%s", err.msg);
+
+    const char *kinds[] = {"mw", "mr"};
+    for (int k = 0; k < 2; k++) {
+        const char *kind = kinds[k];
+        /* no limit: the totals printed are the loader's */
+        char *counts = data_with_model(kind, model, path_in("all.jsonl"), 1 << 24);
+        struct train_set all_set, kept;
+        load_examples(&all_set, tok, path_in("all.jsonl"));
+        char want[64];
+        snprintf(want, sizeof(want), "%d examples", all_set.n);
+        CHECKF(strstr(counts, want), "%s: the loader reads %d examples; counts: %s", kind,
+               all_set.n, counts);
+        snprintf(want, sizeof(want), "%lld tokens", (long long)all_set.tokens);
+        CHECKF(strstr(counts, want), "%s: the loader counts %lld tokens; counts: %s", kind,
+               (long long)all_set.tokens, counts);
+        free(counts);
+
+        /* the median length as the limit: about half the examples over it */
+        REQUIRE(all_set.n >= 4, "%s: only %d examples", kind, all_set.n);
+        int *len = malloc((size_t)all_set.n * sizeof(int)), over = 0;
+        REQUIRE(len, "out of memory");
+        for (int i = 0; i < all_set.n; i++)
+            len[i] = all_set.ex[i].n;
+        qsort(len, (size_t)all_set.n, sizeof(int), by_value);
+        int limit = len[all_set.n / 2];
+        for (int i = 0; i < all_set.n; i++)
+            over += len[i] > limit;
+        free(len);
+        REQUIRE(over > 0, "%s: no example longer than the median %d", kind, limit);
+
+        counts = data_with_model(kind, model, path_in("kept.jsonl"), limit);
+        struct mm_err lerr = {{0}};
+        CHECKF(train_set_load(&kept, path_in("kept.jsonl"), tok, limit, &lerr) == 0,
+               "%s --max-tokens %d: the trainer refuses what data kept: %s", kind, limit, lerr.msg);
+        if (!strcmp(kind, "mr")) {
+            /* MR has nothing to shorten: exactly the longer examples go */
+            snprintf(want, sizeof(want), "%d examples longer than --max-tokens", over);
+            CHECKF(kept.n == all_set.n - over && strstr(counts, want),
+                   "mr --max-tokens %d: %d of %d kept, %d are longer; counts: %s", limit, kept.n,
+                   all_set.n, over, counts);
+        } else {
+            /* MW keeps an example by cutting its oldest preceding sentences
+             * where it can: at least those within the limit, at most all;
+             * whatever was not kept is counted as dropped */
+            snprintf(want, sizeof(want), "%d longer than --max-tokens", all_set.n - kept.n);
+            CHECKF(kept.n >= all_set.n - over && kept.n <= all_set.n && strstr(counts, want),
+                   "mw --max-tokens %d: %d of %d kept, %d are longer; counts: %s", limit, kept.n,
+                   all_set.n, over, counts);
+            CHECKF(kept.n == all_set.n - over || !strstr(counts, "; 0 shortened"),
+                   "mw: longer examples kept without shortening: %s", counts);
+        }
+        free(counts);
+        train_set_free(&kept);
+        train_set_free(&all_set);
+    }
+    tok_free(tok);
+}
+
 static void expect_error(const char *file, const char *want)
 {
     const char *args[] = {"data", "mw", file, "--out", path_in("bad.jsonl"), NULL};
@@ -293,7 +427,7 @@ static void bad_input(json_t *all)
 
 int main(int argc, char **argv)
 {
-    REQUIRE(argc == 3, "usage: test_train_examples MEMLLM_BIN DATA_DIR");
+    REQUIRE(argc == 4, "usage: test_train_examples MEMLLM_BIN DATA_DIR MODELS_DIR");
     bin = argv[1];
     snprintf(dev, sizeof(dev), "%s/redocred/dev_revised.json", argv[2]);
     REQUIRE(mkdtemp(tmp), "mkdtemp");
@@ -303,7 +437,11 @@ int main(int argc, char **argv)
     hand_worked(all);
     hand_worked_mr();
     split(json_array_size(all));
+    token_limit(all, argv[3]);
     bad_input(all);
     json_decref(all);
+    char cmd[sizeof(tmp) + 16];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+    CHECK(system(cmd) == 0);
     return check_report("test_train_examples");
 }

@@ -6,6 +6,6 @@ add_dependencies(test_train_cli memllm)
 memllm_test(test_train_reference SOURCES test_train_reference.c LIBS mm_trainer mm_worker
   ARGS $<TARGET_FILE:memllm> ${MEMLLM_FIXTURES})
 add_dependencies(test_train_reference memllm)
-memllm_test(test_train_examples SOURCES test_train_examples.c LIBS PkgConfig::JANSSON
-  ARGS $<TARGET_FILE:memllm> ${MEMLLM_DATA})
+memllm_test(test_train_examples SOURCES test_train_examples.c LIBS mm_trainer
+  ARGS $<TARGET_FILE:memllm> ${MEMLLM_DATA} ${MEMLLM_MODELS_DIR})
 add_dependencies(test_train_examples memllm)

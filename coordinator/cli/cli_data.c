@@ -213,8 +213,7 @@ static int run(const struct data_args *a)
         fprintf(stderr, "memllm data: %s: %s\n", !out ? tmp_out : tmp_val, strerror(errno));
         goto done;
     }
-    struct examples_options o = {a->window > 0 ? a->window : -1, tok,
-                                 a->max_tokens ? a->max_tokens : 1024};
+    struct examples_options o = {a->window, tok, a->max_tokens};
     struct examples_counts train = {0}, valid = {0};
     for (size_t d = 0; d < n; d++) {
         FILE *f = is_val[d] ? val : out;
@@ -264,7 +263,7 @@ int cli_data(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    struct data_args a = {0};
+    struct data_args a = {.window = -1, .max_tokens = 1024};
     if (parse(argc, argv, &a)) return 2;
     return run(&a);
 }

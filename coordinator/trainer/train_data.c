@@ -50,9 +50,8 @@ static int token_list(json_t *arr, int32_t **ids, size_t *n, struct mm_err *err)
     return 0;
 }
 
-/* One line's example; *err names the problem (the caller adds the line). */
-static int parse_example(struct train_example *e, const char *line, size_t len,
-                         const struct tokenizer *tok, struct mm_err *err)
+int train_example_parse(struct train_example *e, const char *line, size_t len,
+                        const struct tokenizer *tok, struct mm_err *err)
 {
     json_error_t jerr;
     json_t *j = json_loadb(line, len, 0, &jerr);
@@ -147,7 +146,7 @@ int train_set_load(struct train_set *s, const char *path, const struct tokenizer
         memset(e, 0, sizeof(*e));
         e->line = lineno;
         s->n++;
-        if (parse_example(e, line, (size_t)len, tok, err)) {
+        if (train_example_parse(e, line, (size_t)len, tok, err)) {
             mm_err_prefix(err, "%s: line %d: ", path, lineno);
             goto out;
         }
@@ -177,12 +176,17 @@ out:
     return rc;
 }
 
+void train_example_free(struct train_example *e)
+{
+    free(e->tokens);
+    free(e->target);
+    memset(e, 0, sizeof(*e));
+}
+
 void train_set_free(struct train_set *s)
 {
-    for (int i = 0; i < s->n; i++) {
-        free(s->ex[i].tokens);
-        free(s->ex[i].target);
-    }
+    for (int i = 0; i < s->n; i++)
+        train_example_free(&s->ex[i]);
     free(s->ex);
     memset(s, 0, sizeof(*s));
 }

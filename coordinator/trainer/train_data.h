@@ -35,4 +35,12 @@ int train_set_load(struct train_set *s, const char *path, const struct tokenizer
                    int max_tokens, struct mm_err *err);
 void train_set_free(struct train_set *s);
 
+/* One line's example, into e (zeroed by the caller; free it with
+ * train_example_free whatever the outcome); *err names the problem without
+ * the line. `memllm data` counts its examples' tokens with it, so that
+ * what it keeps under --max-tokens is what train_set_load accepts. */
+int train_example_parse(struct train_example *e, const char *line, size_t len,
+                        const struct tokenizer *tok, struct mm_err *err);
+void train_example_free(struct train_example *e);
+
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "memory_client_docred.h"
+#include "train_data.h"
 
 void doc_free(struct doc *d)
 {
@@ -122,30 +123,33 @@ int api_safe(const char *s)
     return s && *s && !strstr(s, ">>") && !strchr(s, ';') && !strstr(s, "({") && !strstr(s, "})");
 }
 
-/* Tokens of an example as `memllm train` counts them; -1 on a failure. */
-int64_t count_tokens(const struct tokenizer *tok, const char *prompt, const char *ans,
-                     struct mm_err *err)
-{
-    int32_t *ids = NULL;
-    size_t a = 0, b = 0;
-    if (tok_encode(tok, prompt, strlen(prompt), tok_add_bos_default(tok), 1, &ids, &a, err))
-        return -1;
-    free(ids);
-    ids = NULL;
-    if (tok_encode(tok, ans, strlen(ans), 0, 1, &ids, &b, err)) return -1;
-    free(ids);
-    return (int64_t)(a + b);
-}
-
-int write_example(FILE *out, const char *kind, size_t index, const char *title, json_t *segments,
-                  struct mm_err *err)
+int put_example(FILE *out, const char *kind, size_t index, const char *title, json_t *segments,
+                const struct examples_options *o, int64_t *tokens, struct mm_err *err)
 {
     json_t *line = json_pack("{s:s, s:I, s:s, s:o}", "kind", kind, "doc", (json_int_t)index,
                              "title", title ? title : "", "segments", segments);
     char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(line);
-    int bad = !text || fprintf(out, "%s\n", text) < 0;
+    if (!text) {
+        mm_err_set(err, "out of memory");
+        return -1;
+    }
+    int rc = 1;
+    *tokens = 0;
+    if (o->tok) {
+        struct train_example e = {0};
+        if (train_example_parse(&e, text, strlen(text), o->tok, err)) {
+            rc = -1;
+        } else {
+            *tokens = e.n;
+            rc = e.n <= o->max_tokens;
+        }
+        train_example_free(&e);
+    }
+    if (rc == 1 && fprintf(out, "%s\n", text) < 0) {
+        mm_err_set(err, "cannot write the example");
+        rc = -1;
+    }
     free(text);
-    if (bad) mm_err_set(err, "cannot write the example");
-    return bad ? -1 : 0;
+    return rc;
 }

@@ -27,13 +27,11 @@ void doc_label(const struct doc *d, size_t l, json_t *props, int *h, int *t, con
 /* Whether a name or label can be carried by the API (no separators in it). */
 int api_safe(const char *s);
 
-/* Tokens of an example (prompt, then the rest) as `memllm train` counts
- * them; -1 on a failure. */
-int64_t count_tokens(const struct tokenizer *tok, const char *prompt, const char *ans,
-                     struct mm_err *err);
-
-/* One JSONL line {"kind", "doc", "title", "segments"}; takes segments. */
-int write_example(FILE *out, const char *kind, size_t index, const char *title, json_t *segments,
-                  struct mm_err *err);
+/* Writes one JSONL line {"kind", "doc", "title", "segments"} (takes
+ * segments). With o->tok the line's tokens are counted as `memllm train`
+ * counts them (train_example_parse) into *tokens, and a line of more than
+ * o->max_tokens is not written. 1: written, 0: too long, -1: error. */
+int put_example(FILE *out, const char *kind, size_t index, const char *title, json_t *segments,
+                const struct examples_options *o, int64_t *tokens, struct mm_err *err);
 
 #endif

@@ -287,41 +287,29 @@ int examples_mr(FILE *out, json_t *doc, size_t index, json_t *props, struct mm_m
         cont[0] = ' ';
         memcpy(cont + 1, text + cont_at, cont_len);
         cont[cont_len + 1] = 0;
-        int64_t tokens = 0;
-        if (o->tok) {
-            size_t rest_len = strlen(call) + strlen(rp[j].answers) + 2 + strlen(cont) + 1;
-            char *before = strndup(text, (size_t)rp[j].at), *rest = malloc(rest_len);
-            if (before && rest) {
-                snprintf(rest, rest_len, "%s%s})%s", call, rp[j].answers, cont);
-                tokens = count_tokens(o->tok, before, rest, err);
-            }
-            free(before);
-            free(rest);
-            if (tokens < 0) {
-                free(call);
-                free(cont);
-                goto done;
-            }
-        }
-        if (o->tok && tokens > o->max_tokens) {
-            c->too_long++;
-        } else {
-            json_t *segs = json_array();
-            json_array_append_new(segs, segment(text, (size_t)rp[j].at, 0));
-            json_array_append_new(segs, segment(call, strlen(call), 1));
-            json_array_append_new(segs, segment(rp[j].answers, strlen(rp[j].answers), 0));
-            json_array_append_new(segs, segment("})", 2, 0));
-            json_array_append_new(segs, segment(cont, strlen(cont), 1));
-            if (write_example(out, "mr", index, title, segs, err)) {
-                free(call);
-                free(cont);
-                goto done;
-            }
-            c->examples++;
-            c->tokens += tokens;
-        }
+        json_t *segs = json_array();
+        json_array_append_new(segs, segment(text, (size_t)rp[j].at, 0));
+        json_array_append_new(segs, segment(call, strlen(call), 1));
+        json_array_append_new(segs, segment(rp[j].answers, strlen(rp[j].answers), 0));
+        json_array_append_new(segs, segment("})", 2, 0));
+        json_array_append_new(segs, segment(cont, strlen(cont), 1));
         free(call);
         free(cont);
+        int64_t tokens = 0;
+        int put = -1;
+        if (!segs || json_array_size(segs) != 5) {
+            json_decref(segs);
+            mm_err_set(err, "out of memory");
+        } else {
+            put = put_example(out, "mr", index, title, segs, o, &tokens, err);
+        }
+        if (put < 0) goto done;
+        if (put == 0) {
+            c->too_long++;
+            continue;
+        }
+        c->examples++;
+        c->tokens += tokens;
     }
     rc = 0;
 done:

@@ -101,40 +101,37 @@ int examples_mw(FILE *out, json_t *doc, size_t index, json_t *props,
             free(ans);
             continue;
         }
-        int first = o->window < 0 || s - o->window < 0 ? 0 : s - o->window;
-        char *prompt = NULL;
+        /* over --max-tokens: the oldest preceding sentences go first */
+        int widest = o->window < 0 || s - o->window < 0 ? 0 : s - o->window, first = widest;
         int64_t tokens = 0;
+        int put;
         for (;; first++) {
-            prompt = memllm_write_prompt(&mwd, first, s, err);
-            if (!prompt) break;
-            if (!o->tok) break;
-            tokens = count_tokens(o->tok, prompt, ans, err);
-            if (tokens < 0 || tokens <= o->max_tokens || first == s) break;
-            free(prompt);
-            prompt = NULL;
-        }
-        if (!prompt || tokens < 0) {
-            free(prompt);
-            free(ans);
-            goto done;
-        }
-        if (o->tok && tokens > o->max_tokens) {
-            c->too_long++;
-        } else {
-            c->shortened += first > (o->window < 0 || s - o->window < 0 ? 0 : s - o->window);
+            char *prompt = memllm_write_prompt(&mwd, first, s, err);
+            if (!prompt) {
+                put = -1;
+                break;
+            }
             json_t *segs = json_pack("[{s:s, s:b}, {s:s, s:b}]", "text", prompt, "loss", 0, "text",
                                      ans, "loss", 1);
-            if (!segs || write_example(out, "mw", index, title, segs, err)) {
-                free(prompt);
-                free(ans);
-                goto done;
+            free(prompt);
+            if (!segs) {
+                mm_err_set(err, "out of memory");
+                put = -1;
+                break;
             }
-            c->examples++;
-            c->empty += n_rel == 0;
-            c->tokens += tokens;
+            put = put_example(out, "mw", index, title, segs, o, &tokens, err);
+            if (put != 0 || first == s) break;
         }
-        free(prompt);
         free(ans);
+        if (put < 0) goto done;
+        if (put == 0) {
+            c->too_long++;
+            continue;
+        }
+        c->examples++;
+        c->empty += n_rel == 0;
+        c->tokens += tokens;
+        c->shortened += first > widest;
     }
     rc = 0;
 done:
