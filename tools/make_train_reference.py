@@ -257,6 +257,9 @@ def check_rows_and_head(pm, model_cfg, ids):
         assert head_part > 1e-3 * full.abs().max().item(), "tied head adds nothing to the rows' gradient"
     else:
         assert head_part < 1e-6, "untied head changes the rows' gradient"
+    print(f"  {ROWS} {list(rows.shape)}: the full new rows, looked up as they are; "
+          f"head {'tied to them' if tied else 'keeps its own rows'} (head part of their gradient: "
+          f"max {head_part:.3g}); head logits = W' h + {scale:g} B A h (max diff {diff:.2g})")
     return tied
 
 
@@ -284,6 +287,7 @@ def check_lora_scales(pm, name):
         assert module.lora_A["default"].weight.shape[0] == r, module_name
         assert module.scaling["default"] == alpha / r, (module_name, module.scaling["default"], alpha / r)
     assert (n_patterned > 0) == bool(patterns), f"{name}: {n_patterned} modules use a pattern"
+    print(f"  scale = alpha / r per module; {n_patterned} modules take r or alpha from {patterns or 'no pattern'}")
 
 
 def check_dropout_placement(model_dir, name):
@@ -410,10 +414,13 @@ def build(name, seed, memllm):
     pm, peft_warnings = make_peft(model_dir, name, seed)
     pm.eval()  # dropout is 0 anyway; eval also fixes any other train-only path
     model_cfg = pm.base_model.model.config
+    print(name)
     tied = check_rows_and_head(pm, model_cfg, batch[0][0])
     tie_warning = [w for w in peft_warnings if "tie_word_embeddings" in w]
     assert bool(tie_warning) == tied, peft_warnings
     ensure_tying = check_tied_configs(model_dir, tied)
+    if tied:
+        print(f"  LoRA on the tied lm_head: accepted with a warning; ensure_weight_tying=True: {ensure_tying}")
     check_lora_scales(pm, name)
     check_dropout_placement(model_dir, name)
 
@@ -453,7 +460,8 @@ def build(name, seed, memllm):
         peft_ensure_weight_tying=ensure_tying,
         versions=dict(torch=torch.__version__, transformers=transformers.__version__, peft=peft.__version__))
     (dest / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
-    print(f"{name}: loss {loss:.6f}; steps: " +
+    print("  dropout on LoRA's input only; clipping, schedule and AdamW as replayed in float64")
+    print(f"  loss {loss:.6f}; steps: " +
           ", ".join(f"loss {s['loss']:.5f} lr {s['lr']:.4g} |g| {s['grad_norm']:.4f}" for s in log) +
           f"; {len(params)} trainable tensors")
 
