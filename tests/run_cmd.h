@@ -95,6 +95,17 @@ static inline void memllm_argv(char **argv, const char *mpirun, const char *bin,
     argv[n] = NULL;
 }
 
+/* dir/name in one of 8 rotating buffers: a test's scratch files, several
+ * of them alive in one call. */
+static inline char *path_under(const char *dir, const char *name)
+{
+    static char buf[8][2048];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, 2048, "%s/%s", dir, name);
+    return p;
+}
+
 /* run_cmd of memllm_argv. */
 static inline struct cmd_result run_memllm(const char *mpirun, const char *bin, int ranks,
                                            const char *const *head, const char *const *tail)

@@ -54,11 +54,7 @@ static void write_text(const char *path, const char *const *lines, size_t n)
 
 static char *path_in(const char *name)
 {
-    static char buf[8][2048];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, 2048, "%s/%s", tmp, name);
-    return p;
+    return path_under(tmp, name);
 }
 
 static char *slurp(const char *path, size_t *n)

@@ -30,11 +30,7 @@ static char dev[1024], tmp[] = "/tmp/memllm_data_XXXXXX";
 
 static char *path_in(const char *name)
 {
-    static char buf[8][2048];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, 2048, "%s/%s", tmp, name);
-    return p;
+    return path_under(tmp, name);
 }
 
 static char *slurp(const char *path)
