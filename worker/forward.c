@@ -53,7 +53,7 @@ static int scratch_reserve(struct stage *s, int n, struct mm_err *err)
     sc->gate = malloc(t * (size_t)c->ffn_dim * sizeof(float));
     sc->up = malloc(t * (size_t)c->ffn_dim * sizeof(float));
     sc->lora_tmp = malloc(t * (size_t)(rank > 0 ? rank : 1) * sizeof(float));
-    sc->row_adapter = malloc(t * sizeof(int));
+    sc->row_adapter = malloc(t * sizeof(int32_t));
     if (!sc->x || !sc->xn || !sc->q || !sc->k || !sc->v || !sc->att || !sc->gate || !sc->up ||
         !sc->lora_tmp || !sc->row_adapter) {
         scratch_free(sc);
@@ -126,6 +126,16 @@ static int check_batch(const struct stage *s, const struct stage_batch *b, struc
     return stage_batch_check(b, &lim, err);
 }
 
+/* The end of the run of equal values v[start] == v[start + 1] == ...: the
+ * batch's tokens of one slot, or of one adapter, come in such runs. */
+static int run_end(const int32_t *v, int n, int start)
+{
+    int end = start + 1;
+    while (end < n && v[end] == v[start])
+        end++;
+    return end;
+}
+
 /* out = x W^T, plus each token's adapter update scale * (x A^T) B^T. */
 static void linear(struct stage *s, float *out, const float *x, int layer, enum model_linear l,
                    const struct stage_batch *b)
@@ -133,10 +143,8 @@ static void linear(struct stage *s, float *out, const float *x, int layer, enum 
     const struct k_matrix *w = &s->model->layers[layer - s->model->layer_begin].lin[l];
     k_matmul_forward(out, x, w, b->n);
     if (!b->adapter) return;
-    for (int start = 0; start < b->n;) {
-        int end = start + 1;
-        while (end < b->n && b->adapter[end] == b->adapter[start])
-            end++;
+    for (int start = 0, end; start < b->n; start = end) {
+        end = run_end(b->adapter, b->n, start);
         if (b->adapter[start] >= 0) {
             const struct lora_module *mod =
                 lora_module_at(&s->adapters[b->adapter[start]], layer, l);
@@ -147,7 +155,6 @@ static void linear(struct stage *s, float *out, const float *x, int layer, enum 
                                     end - start, mod->scale);
             }
         }
-        start = end;
     }
 }
 
@@ -158,10 +165,8 @@ static void attention(struct stage *s, int layer, const struct stage_batch *b)
     struct stage_scratch *sc = &s->scratch;
     int local = layer - s->model->layer_begin;
     int kv_dim = model_config_kv_dim(c), q_dim = model_config_q_dim(c);
-    for (int start = 0; start < b->n;) {
-        int end = start + 1;
-        while (end < b->n && b->slot[end] == b->slot[start])
-            end++;
+    for (int start = 0, end; start < b->n; start = end) {
+        end = run_end(b->slot, b->n, start);
         int slot = b->slot[start], pos0 = b->pos[start], n = end - start;
         float *kc = kv_cache_k(&s->kv, local, slot), *vc = kv_cache_v(&s->kv, local, slot);
         memcpy(kc + (size_t)pos0 * kv_dim, sc->k + (size_t)start * kv_dim,
@@ -170,7 +175,6 @@ static void attention(struct stage *s, int layer, const struct stage_batch *b)
                (size_t)n * kv_dim * sizeof(float));
         k_attention_forward(sc->att + (size_t)start * q_dim, sc->q + (size_t)start * q_dim, kc, vc,
                             n, pos0, c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window, 1);
-        start = end;
     }
 }
 
@@ -218,14 +222,12 @@ static void head_forward(struct stage *s, const struct stage_batch *b, float *lo
     k_rmsnorm_forward(sc->xn, sc->x, s->model->out_norm, rows, c->dim, c->norm_eps);
     k_matmul_forward(logits, sc->xn, &s->model->lm_head, rows);
     int vocab = (int)s->model->lm_head.rows;
-    for (int start = 0; start < rows;) {
-        int end = start + 1, ad = sc->row_adapter[start];
-        while (end < rows && sc->row_adapter[end] == ad)
-            end++;
+    for (int start = 0, end; start < rows; start = end) {
+        end = run_end(sc->row_adapter, rows, start);
+        int ad = sc->row_adapter[start];
         if (ad >= 0)
             lora_apply_head(&s->adapters[ad], s->model, sc->xn + (size_t)start * c->dim,
                             end - start, logits + (size_t)start * vocab, sc->lora_tmp);
-        start = end;
     }
 }
 
@@ -233,14 +235,11 @@ static void head_forward(struct stage *s, const struct stage_batch *b, float *lo
 static void embed_rows(struct stage *s, const struct stage_batch *b)
 {
     int dim = s->model->cfg.dim;
-    for (int start = 0; b->adapter && start < b->n;) {
-        int end = start + 1;
-        while (end < b->n && b->adapter[end] == b->adapter[start])
-            end++;
+    for (int start = 0, end; b->adapter && start < b->n; start = end) {
+        end = run_end(b->adapter, b->n, start);
         if (b->adapter[start] >= 0)
             lora_apply_rows(&s->adapters[b->adapter[start]], b->tokens + start, end - start,
                             s->scratch.x + (size_t)start * dim, dim);
-        start = end;
     }
 }
 

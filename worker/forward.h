@@ -29,7 +29,7 @@ struct stage_batch {
 struct stage_scratch {
     int cap_tokens;
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *lora_tmp;
-    int *row_adapter; /* the adapter of each row that needs logits */
+    int32_t *row_adapter; /* the adapter of each row that needs logits */
     int lora_rank_cap;
 };
 
