@@ -108,6 +108,14 @@ static struct mention *mentions(const struct doc *d, int **start, int *n)
     return m;
 }
 
+/* Whether text[at, at + len) stands whole somewhere in text[0, at). */
+static int appeared_before(const char *text, int at, int len)
+{
+    for (int p = 0; p + len <= at; p++)
+        if (!memcmp(text + p, text + at, (size_t)len)) return 1;
+    return 0;
+}
+
 struct read_point {
     int at; /* text offset the read stands before */
     char *queries, *answers;
@@ -253,12 +261,8 @@ int examples_mr(FILE *out, json_t *doc, size_t index, json_t *props, struct mm_m
         int e = m[i].entity, at = m[i].start, len = m[i].end - m[i].start;
         /* a target whose text appeared before is no read point: the model
          * can copy it */
-        char *prior = strndup(text, (size_t)at), *mtext = strndup(text + at, (size_t)len);
-        int fresh = prior && mtext && !strstr(prior, mtext);
-        free(prior);
-        free(mtext);
         int got = 0;
-        if (fresh && d.names[e] && (n_rp == 0 || rp[n_rp - 1].at < at) &&
+        if (!appeared_before(text, at, len) && d.names[e] && (n_rp == 0 || rp[n_rp - 1].at < at) &&
             (got = plan_read(&d, props, seen, e, at, mem, &rp[n_rp], c, err)) < 0)
             goto done;
         n_rp += got;
