@@ -136,9 +136,8 @@ static int train_step(struct run *r, double *mean_loss, double *grad_norm, int64
     for (int i = 0; i < count; i++)
         targets += r->train.ex[r->order[first + i]].n_target;
     float scale = (float)(1.0 / (double)targets);
-    int64_t loss_q[1] = {0};
+    int64_t acc[2] = {0, 0}; /* the loss in fixed point, the tokens run */
     grad_sum_zero(&r->sum);
-    *tokens = 0;
     for (int i = r->c->rank; i < count; i += r->c->world) {
         int idx = r->order[first + i];
         const struct train_example *e = &r->train.ex[idx];
@@ -151,14 +150,15 @@ static int train_step(struct run *r, double *mean_loss, double *grad_norm, int64
             mm_err_prefix(err, "%s: line %d: ", r->o->data, e->line);
             return -1;
         }
-        loss_q[0] += llrint(ldexp(loss, LOSS_BITS));
-        *tokens += e->n;
+        acc[0] += llrint(ldexp(loss, LOSS_BITS));
+        acc[1] += e->n;
     }
-    if (allreduce(r, r->sum.q, r->sum.count) || allreduce(r, loss_q, 1)) {
+    if (allreduce(r, r->sum.q, r->sum.count) || allreduce(r, acc, 2)) {
         mm_err_set(err, "step %lld: MPI_Allreduce of the gradients failed", (long long)r->step);
         return -1;
     }
-    *mean_loss = ldexp((double)loss_q[0], -LOSS_BITS) / (double)targets;
+    *mean_loss = ldexp((double)acc[0], -LOSS_BITS) / (double)targets;
+    *tokens = acc[1];
     grad_sum_read(&r->sum, r->g);
     *grad_norm = grad_clip(r->g, r->p.count, r->o->max_grad_norm);
     double lr = lr_linear_warmup(r->o->lr, r->step, r->o->warmup, r->schedule_steps);
@@ -271,12 +271,7 @@ int trainer_run(const struct trainer_options *o, const struct cluster *c, struct
         double loss, norm;
         int64_t tokens;
         if (train_step(&r, &loss, &norm, &tokens, err)) goto out;
-        int64_t all_tokens[1] = {tokens};
-        if (allreduce(&r, all_tokens, 1)) {
-            mm_err_set(err, "MPI_Allreduce failed");
-            goto out;
-        }
-        tokens_done += all_tokens[0];
+        tokens_done += tokens;
         if (r.step == first_step + 1) {
             t_first = progress_now();
             tokens_first = tokens_done;

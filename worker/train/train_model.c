@@ -26,6 +26,7 @@ struct train_work {
     float *hx, *hxn, *hdxn, *hu, *logits, *hloss, *hw; /* the LM head's chunk */
     float *att_scratch;                                /* k_attention_backward's */
     int32_t *pos, *rows, *htarget;
+    const float *xt_of; /* the input whose transpose xt holds (no dropout), or NULL */
 };
 
 static int wide_dim(const struct model_config *c)
@@ -330,8 +331,12 @@ static void linear_bwd(struct train_model *tm, struct train_work *w, uint64_t ke
     float *db = grad + p->t[mod->b].off;
     for (size_t i = 0; i < (size_t)out * r; i++)
         db[i] += mod->scale * w->gb[i];
-    /* dA = g^T drop(x): [r, in] */
-    k_transpose_f32(w->xt, dropped(tm, key, layer, lin, x, n, in, pos, w->xd), n, in);
+    /* dA = g^T drop(x): [r, in]. Without dropout q, k and v (gate and up)
+     * share their input, and its transpose. */
+    if (p->cfg.dropout > 0.0f || x != w->xt_of) {
+        k_transpose_f32(w->xt, dropped(tm, key, layer, lin, x, n, in, pos, w->xd), n, in);
+        w->xt_of = p->cfg.dropout > 0.0f ? NULL : x;
+    }
     k_transpose_f32(w->gt, w->g, n, r);
     struct k_matrix xt = {MM_F32, in, n, (size_t)n * sizeof(float), w->xt};
     k_matmul_forward(w->ga, w->gt, &xt, r);
@@ -421,6 +426,7 @@ static double head(struct train_model *tm, struct train_work *w, uint64_t key,
     int dim = c->dim, vocab = c->vocab_size, n_tok = p->cfg.n_tokens;
     double loss = 0;
     for (int r0 = 0; r0 < n_rows; r0 += HEAD_CHUNK) {
+        w->xt_of = NULL; /* each chunk refills the same buffers */
         int nr = n_rows - r0 < HEAD_CHUNK ? n_rows - r0 : HEAD_CHUNK;
         const int32_t *rows = w->rows + r0; /* positions, which the dropout hash uses */
         for (int i = 0; i < nr; i++) {
@@ -491,6 +497,7 @@ int train_model_example(struct train_model *tm, const int32_t *tokens, const uin
         }
     struct train_work w;
     carve_work(tm, &w);
+    w.xt_of = NULL;
     int n_rows = 0;
     for (int t = 0; t < n; t++) {
         w.pos[t] = t;
