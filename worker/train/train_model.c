@@ -51,8 +51,9 @@ static struct k_matrix *wt_at(struct train_model *tm, int layer, int lin)
 static int max_rank(const struct train_params *p)
 {
     int r = 1;
-    for (int i = 0; i < p->n_t; i++)
-        if (strstr(p->t[i].name, "lora_A") && p->t[i].rows > r) r = (int)p->t[i].rows;
+    size_t n = (size_t)p->model->cfg.n_layers * LIN_COUNT + 1;
+    for (size_t i = 0; i < n; i++)
+        if (p->mod[i].rank > r) r = p->mod[i].rank;
     return r;
 }
 

@@ -165,13 +165,15 @@ int train_params_init(struct train_params *p, const struct model *m,
         train_params_free(p);
         return -1;
     }
-    for (int i = 0; i < p->n_t; i++) {
-        const struct train_tensor *t = &p->t[i];
-        if (!strstr(t->name, "lora_A")) continue;
+    size_t n_mod = (size_t)m->cfg.n_layers * LIN_COUNT + 1;
+    for (size_t k = 0; k < n_mod; k++) {
+        int a = p->mod[k].a; /* each lora_A draws from its tensor's own stream */
+        if (a < 0) continue;
+        const struct train_tensor *t = &p->t[a];
         float bound = 1.0f / sqrtf((float)t->cols);
         for (int64_t j = 0; j < t->rows * t->cols; j++)
             p->value[t->off + (size_t)j] =
-                bound * (2.0f * train_rng_uniform(seed, (uint64_t)i, (uint64_t)j) - 1.0f);
+                bound * (2.0f * train_rng_uniform(seed, (uint64_t)a, (uint64_t)j) - 1.0f);
     }
     if (p->rows_t >= 0) copy_token_rows(p);
     return 0;
