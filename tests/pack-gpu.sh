@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 out=${1:?usage: tests/pack-gpu.sh OUT_DIR [BUILD_DIR]}
 build=${2:-build-gpu}
 programs=(tests/test_kernels_cuda_matmul tests/test_kernels_cuda_ops
-  tests/test_kernels_cuda_attention tests/test_kernels_cuda_stage tests/test_lora_head_cuda
+  tests/test_kernels_cuda_attention tests/test_kernels_cuda_train tests/test_kernels_cuda_stage
+  tests/test_lora_head_cuda tests/test_train_cuda
   tests/test_device_cli
   bench/bench_cuda coordinator/memllm)
 

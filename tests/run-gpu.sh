@@ -10,11 +10,15 @@
 #   2. compute-sanitizer memcheck over the same tests;
 #   3. the GPU benchmark next to HF transformers (SmolLM2-135M and
 #      Mistral-7B shapes, random bf16 weights), invariant and fast figures
-#      side by side.
+#      side by side;
+#   4. (part "train") the CUDA trainer's speed next to PyTorch + PEFT on
+#      the same GPU (bench/compare_torch_train.py --device cuda), on the
+#      HF directory TRAIN_BENCH_HF (config and tokenizer; random weights
+#      are made when it has none).
 #
 #   tests/run-gpu.sh [BUILD_DIR] [LOG_DIR]
 #
-# RUN_GPU_PARTS (default "tests bench memcheck") picks the parts, in that
+# RUN_GPU_PARTS (default "tests bench memcheck"; "train" on request) picks the parts, in that
 # order, for a session short of device time.
 #
 # BUILD_DIR (default build) is a build with the CUDA backend: its tests/,
@@ -67,9 +71,10 @@ fi
 cat "$logs/device.txt"
 
 if [[ $parts == *" tests "* ]]; then
-  for t in matmul ops attention; do
+  for t in matmul ops attention train; do
     check "cuda_$t" "$logs/tests.log" 240 "$build/tests/test_kernels_cuda_$t"
   done
+  check train_cuda "$logs/tests.log" 240 "$build/tests/test_train_cuda" "$MEMLLM_FIXTURES"
   check cuda_stage "$logs/tests.log" 300 "$build/tests/test_kernels_cuda_stage" $fixtures
   check lora_head "$logs/tests.log" 120 "$build/tests/test_lora_head_cuda"
   if [ -x "$build/coordinator/memllm" ]; then
@@ -87,13 +92,21 @@ if [[ $parts == *" bench "* ]]; then
   grep -v -E "^==" "$logs/bench.log" | tail -n 80
 fi
 
+if [[ $parts == *" train "* ]]; then
+  check train_bench "$logs/train.log" 500 python3 bench/compare_torch_train.py --device cuda \
+    --memllm "$build/coordinator/memllm" --hf "${TRAIN_BENCH_HF:?the train part needs TRAIN_BENCH_HF}"
+  grep -v -E "^==" "$logs/train.log" | tail -n 30
+fi
+
 if [[ $parts != *" memcheck "* ]]; then
   :
 elif command -v compute-sanitizer >/dev/null; then
-  for t in matmul ops attention; do
+  for t in matmul ops attention train; do
     check "memcheck_$t" "$logs/memcheck.log" 600 compute-sanitizer --tool memcheck \
       --error-exitcode 9 "$build/tests/test_kernels_cuda_$t"
   done
+  check memcheck_train_cuda "$logs/memcheck.log" 600 compute-sanitizer --tool memcheck \
+    --error-exitcode 9 "$build/tests/test_train_cuda" "$MEMLLM_FIXTURES"
   check memcheck_stage "$logs/memcheck.log" 600 compute-sanitizer --tool memcheck \
     --error-exitcode 9 "$build/tests/test_kernels_cuda_stage" tiny-mistral tiny-llama-bf16
   grep -h -E "ERROR SUMMARY|Invalid|========= [A-Z]" "$logs/memcheck.log" | sort | uniq -c | head -n 20

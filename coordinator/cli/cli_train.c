@@ -48,6 +48,8 @@ static void usage(FILE *out)
             "  --resume             continue from OUT/checkpoint (same data and options)\n"
             "  --dtype f32|f16|bf16 of the saved adapter (f32)\n"
             "  --threads N          OpenMP threads\n"
+            "  --device cpu|cuda    where the forward and backward run (cpu; cuda: each\n"
+            "                       rank on its node-local GPU, the base in f32 there)\n"
             "  --quiet              no progress lines\n");
 }
 
@@ -87,6 +89,16 @@ static int parse_dtype(const char *v, enum mm_dtype *d)
         fprintf(stderr, "memllm train: --dtype '%s': use f32, f16 or bf16\n", v);
         return -1;
     }
+    return 0;
+}
+
+static int parse_device(const char *v, int *cuda)
+{
+    if (strcmp(v, "cpu") && strcmp(v, "cuda")) {
+        fprintf(stderr, "memllm train: --device: '%s' is not cpu or cuda\n", v);
+        return -1;
+    }
+    *cuda = !strcmp(v, "cuda");
     return 0;
 }
 
@@ -135,6 +147,7 @@ static int parse_opt(int argc, char **argv, int *i, struct trainer_options *o, i
     NUM("--save-every", cli_int("--save-every", v, 0, 1 << 30, &o->save_every));
     NUM("--dtype", parse_dtype(v, &o->dtype));
     NUM("--threads", cli_int("--threads", v, 1, 4096, threads));
+    NUM("--device", parse_device(v, &o->cuda));
 #undef STR
 #undef NUM
     if (!strcmp(argv[*i], "--resume")) return o->resume = 1;

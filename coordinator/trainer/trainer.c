@@ -18,6 +18,10 @@
 #include "train_model.h"
 #include "train_rng.h"
 #include "trainer_log.h"
+#ifdef MEMLLM_HAVE_CUDA
+#include "forward_cuda.h"
+#include "train_model_cuda.h"
+#endif
 
 /* The loss is summed exactly too, in units of 2^-LOSS_BITS, so every rank
  * count prints the same figures. */
@@ -50,7 +54,10 @@ struct run {
     struct tokenizer *tok;
     struct train_set train, val;
     struct train_params p;
-    struct train_model tm;
+    struct train_model tm; /* the CPU's, unless gpu */
+#ifdef MEMLLM_HAVE_CUDA
+    struct train_model_cuda *gpu; /* --device cuda */
+#endif
     struct grad_sum sum;
     struct adamw opt;
     float *g;   /* one example's gradient, then the batch's */
@@ -104,6 +111,50 @@ static int allreduce(const struct run *r, int64_t *v, size_t n)
                : -1;
 }
 
+/* An example's forward (and backward when grad is not NULL) on this rank's
+ * device: train_model_example's contract on either. */
+static int run_example(struct run *r, const struct train_example *e, float scale, uint64_t key,
+                       float *grad, double *loss, int *n_loss, struct mm_err *err)
+{
+#ifdef MEMLLM_HAVE_CUDA
+    if (r->gpu)
+        return train_model_cuda_example(r->gpu, e->tokens, e->target, e->n, scale, key, grad, loss,
+                                        n_loss, err);
+#endif
+    return train_model_example(&r->tm, e->tokens, e->target, e->n, scale, key, grad, loss, n_loss,
+                               err);
+}
+
+/* After the parameters changed. */
+static int refresh(struct run *r, struct mm_err *err)
+{
+#ifdef MEMLLM_HAVE_CUDA
+    if (r->gpu) return train_model_cuda_refresh(r->gpu, err);
+#endif
+    (void)err;
+    train_model_refresh(&r->tm);
+    return 0;
+}
+
+/* The forward and backward's state on the chosen device. */
+static int open_model(struct run *r, int max_tokens, struct mm_err *err)
+{
+    if (!r->o->cuda) return train_model_init(&r->tm, r->m, &r->p, max_tokens, err);
+#ifdef MEMLLM_HAVE_CUDA
+    int device = stage_cuda_local_device(err);
+    if (device < 0) {
+        mm_err_prefix(err, "--device cuda");
+        return -1;
+    }
+    r->gpu = train_model_cuda_init(r->m, &r->p, max_tokens, device, err);
+    return r->gpu ? 0 : -1;
+#else
+    mm_err_set(err, "--device cuda: this memllm was built without the CUDA backend (nvcc was not "
+                    "found when it was built)");
+    return -1;
+#endif
+}
+
 /* Mean loss over the validation examples' target tokens. */
 static int validate(struct run *r, double *mean, struct mm_err *err)
 {
@@ -112,9 +163,7 @@ static int validate(struct run *r, double *mean, struct mm_err *err)
         const struct train_example *e = &r->val.ex[i];
         double loss;
         int n_loss;
-        if (train_model_example(&r->tm, e->tokens, e->target, e->n, 1.0f, 0, NULL, &loss, &n_loss,
-                                err))
-            return -1;
+        if (run_example(r, e, 1.0f, 0, NULL, &loss, &n_loss, err)) return -1;
         acc[0] += llrint(ldexp(loss, LOSS_BITS));
         acc[1] += n_loss;
     }
@@ -144,8 +193,7 @@ static int train_step(struct run *r, double *mean_loss, double *grad_norm, int64
         uint64_t key = train_rng_u64(r->o->seed, 0x44524f50ULL + (uint64_t)epoch, (uint64_t)idx);
         double loss;
         int n_loss;
-        if (train_model_example(&r->tm, e->tokens, e->target, e->n, scale, key, r->g, &loss,
-                                &n_loss, err) ||
+        if (run_example(r, e, scale, key, r->g, &loss, &n_loss, err) ||
             grad_sum_add(&r->sum, r->g, err)) {
             mm_err_prefix(err, "%s: line %d: ", r->o->data, e->line);
             return -1;
@@ -163,7 +211,7 @@ static int train_step(struct run *r, double *mean_loss, double *grad_norm, int64
     *grad_norm = grad_clip(r->g, r->p.count, r->o->max_grad_norm);
     double lr = lr_linear_warmup(r->o->lr, r->step, r->o->warmup, r->schedule_steps);
     adamw_step(&r->opt, r->p.value, r->g, lr);
-    train_model_refresh(&r->tm);
+    if (refresh(r, err)) return -1;
     r->step++;
     return 0;
 }
@@ -191,8 +239,8 @@ static int setup(struct run *r, struct mm_err *err)
         if (r->train.ex[i].n > longest) longest = r->train.ex[i].n;
     for (int i = 0; i < r->val.n; i++)
         if (r->val.ex[i].n > longest) longest = r->val.ex[i].n;
-    if (train_model_init(&r->tm, r->m, &r->p, longest, err) ||
-        grad_sum_init(&r->sum, r->p.count, err) || adamw_init(&r->opt, r->p.count, err))
+    if (open_model(r, longest, err) || grad_sum_init(&r->sum, r->p.count, err) ||
+        adamw_init(&r->opt, r->p.count, err))
         return -1;
     r->opt.beta1 = o->beta1;
     r->opt.beta2 = o->beta2;
@@ -218,6 +266,9 @@ static void teardown(struct run *r)
     adamw_free(&r->opt);
     grad_sum_free(&r->sum);
     if (r->tm.m) train_model_free(&r->tm);
+#ifdef MEMLLM_HAVE_CUDA
+    train_model_cuda_free(r->gpu);
+#endif
     train_params_free(&r->p);
     train_set_free(&r->train);
     train_set_free(&r->val);
@@ -245,7 +296,7 @@ int trainer_run(const struct trainer_options *o, const struct cluster *c, struct
     if (o->resume) {
         int found;
         if (trainer_checkpoint_load(o->out, &r.p, &r.opt, &r.step, &r.log, &found, err)) goto out;
-        train_model_refresh(&r.tm);
+        if (refresh(&r, err)) goto out;
         if (lead && !o->quiet)
             fprintf(stderr, "memllm train: %s at step %lld of %lld\n",
                     found ? "resuming" : "no checkpoint yet, starting", (long long)r.step,

@@ -31,6 +31,7 @@ struct trainer_options {
     int val_every, save_every; /* steps; 0: at the end only */
     int resume;
     int quiet;           /* no progress lines */
+    int cuda;            /* --device cuda: each rank on its node-local GPU */
     enum mm_dtype dtype; /* of the saved adapter */
 };
 

@@ -189,6 +189,12 @@ int kc_copy(struct kc_ctx *c, void *dst, const void *src, size_t bytes, struct m
                       "copy on the device", err);
 }
 
+int kc_zero(struct kc_ctx *c, void *dev, size_t bytes, struct mm_err *err)
+{
+    if (bytes == 0) return 0;
+    return kc_cuda_ok(cudaMemsetAsync(dev, 0, bytes, c->stream), "zero device memory", err);
+}
+
 int kc_matrix_upload(struct kc_ctx *c, struct kc_matrix *dst, const struct k_matrix *src,
                      struct mm_err *err)
 {

@@ -13,6 +13,19 @@ static __global__ void swiglu_kernel(float *out, const float *gate, const float 
         out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
+/* dgate = dout * up * silu'(gate), dup = dout * silu(gate): the CPU op's
+ * expressions. */
+static __global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *dout,
+                                              const float *gate, const float *up, int64_t len)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < len;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float g = gate[i], s = 1.0f / (1.0f + expf(-g)), d = dout[i];
+        dgate[i] = d * up[i] * (s * (1.0f + g * (1.0f - s)));
+        dup[i] = d * (g * s);
+    }
+}
+
 static __global__ void gelu_kernel(float *out, const float *x, int64_t len)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < len;
@@ -33,6 +46,16 @@ extern "C" int kc_swiglu_forward(struct kc_ctx *c, float *out, const float *gate
     if (len <= 0) return 0;
     swiglu_kernel<<<kc_grid(len, THREADS), THREADS, 0, c->stream>>>(out, gate, up, len);
     return kc_launched("swiglu", err);
+}
+
+extern "C" int kc_swiglu_backward(struct kc_ctx *c, float *dgate, float *dup, const float *dout,
+                                  const float *gate, const float *up, int64_t len,
+                                  struct mm_err *err)
+{
+    if (len <= 0) return 0;
+    swiglu_backward_kernel<<<kc_grid(len, THREADS), THREADS, 0, c->stream>>>(dgate, dup, dout, gate,
+                                                                             up, len);
+    return kc_launched("swiglu backward", err);
 }
 
 extern "C" int kc_gelu_forward(struct kc_ctx *c, float *out, const float *x, int64_t len,

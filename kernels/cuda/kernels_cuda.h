@@ -26,8 +26,9 @@
  *
  * Backward passes (the trainer) slot in beside each forward, in the same
  * .cu file, as kc_<op>_backward(ctx, d_input..., d_output..., saved
- * forward inputs..., err), following the CPU ops' signatures; the matmul's
- * backward is two more cuBLAS calls on the same workspace (see matmul.cu). */
+ * forward inputs..., err), following the CPU ops' signatures (the
+ * "Training" section at the end); the trainer's products are f32 cuBLAS
+ * calls (kc_gemm_f32, gemm.c). */
 #ifndef MEMLLM_KERNELS_CUDA_H
 #define MEMLLM_KERNELS_CUDA_H
 
@@ -115,6 +116,8 @@ int kc_upload(struct kc_ctx *c, void *dev, const void *host, size_t bytes, struc
 int kc_download(struct kc_ctx *c, void *host, const void *dev, size_t bytes, struct mm_err *err);
 /* Device -> device, in stream order. */
 int kc_copy(struct kc_ctx *c, void *dst, const void *src, size_t bytes, struct mm_err *err);
+/* bytes of device memory set to 0, in stream order. */
+int kc_zero(struct kc_ctx *c, void *dev, size_t bytes, struct mm_err *err);
 
 /* A weight matrix in device memory: struct k_matrix's layout, data on the
  * device, 16-byte aligned (as kc_matrix_upload and kc_alloc place it). */
@@ -275,6 +278,65 @@ int kc_attention_decode(struct kc_ctx *c, float *out, const float *q, const floa
 int kc_argmax(struct kc_ctx *c, int32_t *ids, const float *x, int n, int dim, struct mm_err *err);
 int kc_topk(struct kc_ctx *c, int32_t *ids, float *vals, const float *x, int n, int dim, int k,
             struct mm_err *err);
+
+/* ---- Training (the CUDA trainer, worker/train/cuda) ----
+ * The backward ops follow the CPU ops of the same names (kernels.h), on
+ * device memory; their sums run in a fixed order, so a run gives the same
+ * bits every time (not the CPU's bits: tests compare within f32 rounding). */
+
+/* Row-major f32 C = alpha op(A) op(B) + beta C through cuBLAS in full f32:
+ * op(A) is [m, k] (A stored [m, k], or [k, m] with trans_a), op(B) [k, n];
+ * lda, ldb, ldc: the row strides in floats. */
+int kc_gemm_f32(struct kc_ctx *c, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                const float *a, int lda, const float *b, int ldb, float beta, float *out, int ldc,
+                struct mm_err *err);
+
+/* As k_rmsnorm_backward (accumulates into dx), k_rope_backward,
+ * k_swiglu_backward and k_cross_entropy_backward. */
+int kc_rmsnorm_backward(struct kc_ctx *c, float *dx, const float *dy, const float *x,
+                        const float *weight, int n, int dim, float eps, struct mm_err *err);
+int kc_rope_backward(struct kc_ctx *c, float *dx, const int32_t *pos, int n, int n_heads,
+                     int head_dim, float theta, enum k_rope_style style, struct mm_err *err);
+int kc_swiglu_backward(struct kc_ctx *c, float *dgate, float *dup, const float *dout,
+                       const float *gate, const float *up, int64_t len, struct mm_err *err);
+int kc_cross_entropy_backward(struct kc_ctx *c, float *logits, float *loss, const int32_t *target,
+                              const float *weight, int n, int vocab, float grad_scale,
+                              struct mm_err *err);
+
+/* Attention of one training sequence (k_attention_train_forward's shapes
+ * and mask), keeping the probabilities probs [n_heads, n, n] instead of the
+ * log-sum-exp; the backward overwrites dq, dk, dv given dout, with scratch
+ * of n * n floats. */
+int kc_attention_train_forward(struct kc_ctx *c, float *out, float *probs, const float *q,
+                               const float *k, const float *v, int n, int n_heads, int n_kv_heads,
+                               int head_dim, int window, struct mm_err *err);
+int kc_attention_backward(struct kc_ctx *c, float *dq, float *dk, float *dv, const float *dout,
+                          const float *probs, const float *q, const float *k, const float *v, int n,
+                          int n_heads, int n_kv_heads, int head_dim, float *scratch,
+                          struct mm_err *err);
+
+/* out (= or += with accumulate) x with LoRA dropout p: element (t, col)
+ * dropped where train_rng_uniform(key, module, pos[t] * in + col) < p,
+ * else scaled by 1 / (1 - p): the CPU trainer's mask. x, out: [n, in]. */
+int kc_dropout(struct kc_ctx *c, float *out, const float *x, const int32_t *pos, int n, int in,
+               uint64_t key, uint64_t module, float p, int accumulate, struct mm_err *err);
+/* out[i] = x[rows[i]] / out[rows[i]] = x[i], rows of dim floats. */
+int kc_gather_rows(struct kc_ctx *c, float *out, const float *x, const int32_t *rows, int n_rows,
+                   int dim, struct mm_err *err);
+int kc_scatter_rows(struct kc_ctx *c, float *out, const float *x, const int32_t *rows, int n_rows,
+                    int dim, struct mm_err *err);
+/* Trainable token rows: x[t] = rows[map[t]] where map[t] >= 0; the
+ * backward adds each token's dx row to its row's gradient, in token order. */
+int kc_token_rows_forward(struct kc_ctx *c, float *x, const int32_t *map, const float *rows, int n,
+                          int dim, struct mm_err *err);
+int kc_token_rows_backward(struct kc_ctx *c, float *grad, const float *dx, const int32_t *map,
+                           int n, int n_tokens, int dim, struct mm_err *err);
+/* Columns ids[0..n_ids) of logits [n, vocab]: set from cols [n, n_ids], or
+ * copied into cols (and zeroed in logits with zero). */
+int kc_columns_set(struct kc_ctx *c, float *logits, const float *cols, const int32_t *ids, int n,
+                   int n_ids, int vocab, struct mm_err *err);
+int kc_columns_take(struct kc_ctx *c, float *cols, float *logits, const int32_t *ids, int n,
+                    int n_ids, int vocab, int zero, struct mm_err *err);
 
 #ifdef __cplusplus
 }

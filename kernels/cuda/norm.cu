@@ -48,6 +48,28 @@ static __global__ void add_rmsnorm_kernel(float *x, const float *y, float *out, 
         ot[i] = __fmul_rn(__fmul_rn(xt[i], r), weight[i]);
 }
 
+/* dx += d rmsnorm(x) * weight / dx given dy: the CPU op's formula,
+ * r = 1 / sqrt(mean(x^2) + eps), dx += r w dy - x r^3 sum(dy w x) / dim. */
+static __global__ void rmsnorm_backward_kernel(float *dx, const float *dy, const float *x,
+                                               const float *weight, int dim, float eps)
+{
+    __shared__ float red[KC_WARP];
+    const int64_t off = (int64_t)blockIdx.x * dim;
+    const float *xt = x + off, *gt = dy + off;
+    float *dt = dx + off;
+    float ss = 0.0f, gwx = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        ss = __fmaf_rn(xt[i], xt[i], ss);
+        gwx += gt[i] * weight[i] * xt[i];
+    }
+    ss = kc_block_reduce(ss, red, kc_add_op());
+    gwx = kc_block_reduce(gwx, red, kc_add_op());
+    float r = 1.0f / sqrtf(ss / (float)dim + eps);
+    float c = gwx * r * r * r / (float)dim;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        dt[i] += r * weight[i] * gt[i] - xt[i] * c;
+}
+
 static __global__ void layernorm_kernel(float *out, const float *x, const float *weight,
                                         const float *bias, int dim, float eps)
 {
@@ -92,4 +114,13 @@ extern "C" int kc_layernorm_forward(struct kc_ctx *c, float *out, const float *x
     if (n <= 0 || dim <= 0) return 0;
     layernorm_kernel<<<n, THREADS, 0, c->stream>>>(out, x, weight, bias, dim, eps);
     return kc_launched("layernorm", err);
+}
+
+extern "C" int kc_rmsnorm_backward(struct kc_ctx *c, float *dx, const float *dy, const float *x,
+                                   const float *weight, int n, int dim, float eps,
+                                   struct mm_err *err)
+{
+    if (n <= 0 || dim <= 0) return 0;
+    rmsnorm_backward_kernel<<<n, THREADS, 0, c->stream>>>(dx, dy, x, weight, dim, eps);
+    return kc_launched("rmsnorm backward", err);
 }

@@ -14,14 +14,15 @@ struct rope_freqs {
     float inv[K_MAX_HEAD_DIM / 2];
 };
 
-/* cos and sin of token t's angles into shared memory, then a barrier. */
+/* cos and sin of token t's angles into shared memory, then a barrier.
+ * sign -1 gives the inverse rotation (the backward), as the CPU op. */
 static __device__ __forceinline__ void rope_angles(float *cs, float *sn, int32_t pos, int half,
-                                                   const struct rope_freqs &f)
+                                                   const struct rope_freqs &f, float sign = 1.0f)
 {
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
         float angle = (float)pos * f.inv[i];
         cs[i] = cosf(angle);
-        sn[i] = sinf(angle);
+        sn[i] = sign * sinf(angle);
     }
     __syncthreads();
 }
@@ -52,11 +53,11 @@ static __device__ __forceinline__ void rope_rotate(float *xt, float *copy, int n
 }
 
 static __global__ void rope_kernel(float *x, const int32_t *pos, int n_heads, int head_dim,
-                                   enum k_rope_style style, const struct rope_freqs f)
+                                   enum k_rope_style style, const struct rope_freqs f, float sign)
 {
     __shared__ float cs[K_MAX_HEAD_DIM / 2], sn[K_MAX_HEAD_DIM / 2];
     int t = blockIdx.x;
-    rope_angles(cs, sn, pos[t], head_dim / 2, f);
+    rope_angles(cs, sn, pos[t], head_dim / 2, f, sign);
     rope_rotate(x + (int64_t)t * n_heads * head_dim, nullptr, n_heads, head_dim, style, cs, sn);
 }
 
@@ -102,8 +103,19 @@ extern "C" int kc_rope_forward(struct kc_ctx *c, float *x, const int32_t *pos, i
     struct rope_freqs f;
     if (rope_freqs_of(&f, head_dim, theta, err)) return -1;
     if (n <= 0 || n_heads <= 0) return 0;
-    rope_kernel<<<n, THREADS, 0, c->stream>>>(x, pos, n_heads, head_dim, style, f);
+    rope_kernel<<<n, THREADS, 0, c->stream>>>(x, pos, n_heads, head_dim, style, f, 1.0f);
     return kc_launched("rope", err);
+}
+
+extern "C" int kc_rope_backward(struct kc_ctx *c, float *dx, const int32_t *pos, int n, int n_heads,
+                                int head_dim, float theta, enum k_rope_style style,
+                                struct mm_err *err)
+{
+    struct rope_freqs f;
+    if (rope_freqs_of(&f, head_dim, theta, err)) return -1;
+    if (n <= 0 || n_heads <= 0) return 0;
+    rope_kernel<<<n, THREADS, 0, c->stream>>>(dx, pos, n_heads, head_dim, style, f, -1.0f);
+    return kc_launched("rope backward", err);
 }
 
 extern "C" int kc_rope_kv_store(struct kc_ctx *c, float *q, float *k, const float *v,
