@@ -1,6 +1,7 @@
-/* memllm data mw and mr on real Re-DocRED documents:
+/* memllm data mw, mr and text on real Re-DocRED documents:
  *   - document 472 of dev ("Ko Joo-yeon", 3 sentences) worked by hand: its
- *     three MW examples and nine MR examples are written out below, derived
+ *     three MW examples, nine MR examples and one plain-text example are
+ *     written out below, derived
  *     from the document's labels, not by the code under test (the MR
  *     answers from a memory holding the document's gold facts, made by
  *     `memllm memory import-docred`);
@@ -89,6 +90,10 @@ static const char expected_window0[] =
     HEAD "({USER_ST})" S0 MID ANSWER0 TAIL HEAD "({USER_ST})" S1 MID ANSWER1 TAIL HEAD
          "({USER_ST})" S2 MID "})" TAIL;
 
+/* The plain-text baseline's one example of the document: all its text. */
+static const char expected_text[] = "{\"kind\":\"text\",\"doc\":0,\"title\":\"Ko "
+                                    "Joo-yeon\",\"segments\":[{\"text\":\"" S0 " " S1 " " S2 TAIL;
+
 /* The raw text of the three sentences (S2 above is JSON-escaped). */
 #define S2_RAW                                                                                     \
     "Kyu Hyun Kim of Koreanfilm.org highlighted her performance in the film , saying , \" [ The "  \
@@ -167,6 +172,17 @@ static void hand_worked(json_t *all)
     got = slurp(path_in("one_w0.jsonl"));
     CHECKF(got && !strcmp(got, expected_window0), "--window 0:\n%s\nexpected:\n%s",
            got ? got : "(none)", expected_window0);
+    free(got);
+
+    const char *text[] = {"data", "text", path_in("one.json"), "--out", path_in("one_text.jsonl"),
+                          NULL};
+    r = run_memllm(NULL, bin, 0, text, NULL);
+    CHECKF(r.status == 0 && strstr(r.err, "1 documents, 1 examples"), "text: exit %d: %s", r.status,
+           r.err);
+    cmd_result_free(&r);
+    got = slurp(path_in("one_text.jsonl"));
+    CHECKF(got && !strcmp(got, expected_text), "text:\n%s\nexpected:\n%s", got ? got : "(none)",
+           expected_text);
     free(got);
 }
 

@@ -1,4 +1,4 @@
-/* memllm data mw|mr FILE.json: MemLLM's training examples from DocRED /
+/* memllm data mw|mr|text FILE.json: MemLLM's training examples from DocRED /
  * Re-DocRED documents (train_examples.h), split by document. */
 #include <errno.h>
 #include <stdio.h>
@@ -20,7 +20,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: memllm data mw FILE.json --out TRAIN.jsonl [--val N --val-out VAL.jsonl]\n"
             "                      [options]\n"
-            "       memllm data mr FILE.json --memory DIR --out TRAIN.jsonl [...]\n\n"
+            "       memllm data mr FILE.json --memory DIR --out TRAIN.jsonl [...]\n"
+            "       memllm data text FILE.json --out TRAIN.jsonl [...]\n\n"
             "Writes MemLLM's training examples, one JSON object a line, from DocRED /\n"
             "Re-DocRED documents (a JSON array), for memllm train.\n\n"
             "mw (memory write): for every sentence, the write loop's prompt (the\n"
@@ -37,6 +38,8 @@ static void usage(FILE *out)
             "import-docred FILE.json --memory DIR); the answers (or the gold target when\n"
             "all are empty) follow the call. Loss on the call and on the text to the\n"
             "next read, not on the text before nor the answers.\n\n"
+            "text (the plain-text baseline): each document's text, every token a\n"
+            "target, no API call.\n\n"
             "Counts go to stderr.\n\n"
             "  --out FILE           training examples (required)\n"
             "  --memory DIR         mr: the memory holding the documents' gold facts\n"
@@ -95,9 +98,11 @@ static int parse(int argc, char **argv, struct data_args *a)
         else
             a->file = argv[i];
     }
-    if (!a->kind || (strcmp(a->kind, "mw") != 0 && strcmp(a->kind, "mr") != 0)) {
+    if (!a->kind || (strcmp(a->kind, "mw") != 0 && strcmp(a->kind, "mr") != 0 &&
+                     strcmp(a->kind, "text") != 0)) {
         fprintf(stderr,
-                "memllm data: the kind of examples comes first: mw or mr, not '%s' (see --help)\n",
+                "memllm data: the kind of examples comes first: mw, mr or text, not '%s' (see "
+                "--help)\n",
                 a->kind ? a->kind : "");
         return -1;
     }
@@ -154,6 +159,8 @@ static void print_counts(const char *kind, const char *what, const struct exampl
                 "--max-tokens; %lld shortened to fit\n",
                 (long long)c->many_relations, MW_MAX_RELATIONS, (long long)c->too_long,
                 (long long)c->shortened);
+    else if (!strcmp(kind, "text"))
+        fprintf(stderr, "; dropped: %lld longer than --max-tokens\n", (long long)c->too_long);
     else
         fprintf(stderr,
                 "; %lld reads answered with the gold target; dropped: %lld queries too "
@@ -219,8 +226,10 @@ static int run(const struct data_args *a)
         FILE *f = is_val[d] ? val : out;
         struct examples_counts *c = is_val[d] ? &valid : &train;
         json_t *doc = json_array_get(docs, d);
-        if (mem ? examples_mr(f, doc, d, props, mem, &o, c, &err)
-                : examples_mw(f, doc, d, props, &o, c, &err)) {
+        int bad = mem                        ? examples_mr(f, doc, d, props, mem, &o, c, &err)
+                  : !strcmp(a->kind, "text") ? examples_text(f, doc, d, &o, c, &err)
+                                             : examples_mw(f, doc, d, props, &o, c, &err);
+        if (bad) {
             fprintf(stderr, "memllm data %s: %s: document %zu: %s\n", a->kind, a->file, d, err.msg);
             goto done;
         }

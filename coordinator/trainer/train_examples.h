@@ -24,7 +24,10 @@
  * most 30) are the read's result, or e's name when all came back empty.
  * One example per read point: the text before it (no loss), the call
  * "({MEM_READ(q1;q2)-->" (loss), the answers and "})" (no loss: the runtime
- * writes them), and the text on to the next read point (loss). */
+ * writes them), and the text on to the next read point (loss).
+ *
+ * Text, the plain-text baseline: one example per document, its text, all
+ * loss. */
 #ifndef MEMLLM_COORDINATOR_TRAIN_EXAMPLES_H
 #define MEMLLM_COORDINATOR_TRAIN_EXAMPLES_H
 
@@ -61,6 +64,12 @@ struct examples_counts {
  * naming the field. */
 int examples_mw(FILE *out, json_t *doc, size_t index, json_t *props,
                 const struct examples_options *o, struct examples_counts *c, struct mm_err *err);
+
+/* Writes document `doc` as one plain-text example (the baseline without
+ * memory): its sentences joined by spaces, every token a target. A
+ * document longer than o->max_tokens is counted as too long and skipped. */
+int examples_text(FILE *out, json_t *doc, size_t index, const struct examples_options *o,
+                  struct examples_counts *c, struct mm_err *err);
 
 /* Writes document `doc` as MR examples, reading the answers from mem. */
 int examples_mr(FILE *out, json_t *doc, size_t index, json_t *props, struct mm_memory *mem,
