@@ -11,5 +11,6 @@ int cli_annotate(int argc, char **argv);
 int cli_edit(int argc, char **argv);
 int cli_data(int argc, char **argv);
 int cli_train(int argc, char **argv);
+int cli_eval(int argc, char **argv);
 
 #endif

@@ -13,7 +13,6 @@
 #include "memory_service.h"
 #include "tokenizer.h"
 #include "train_examples.h"
-#include "train_rng.h"
 
 static void usage(FILE *out)
 {
@@ -121,31 +120,6 @@ static int parse(int argc, char **argv, struct data_args *a)
     return 0;
 }
 
-/* Which documents go to validation: the first `val` of a shuffle drawn
- * from the seed (Fisher-Yates), so mw and mr split alike. */
-static char *validation_set(size_t n, int val, int seed)
-{
-    size_t *order = malloc((n ? n : 1) * sizeof(size_t));
-    char *is_val = calloc(n ? n : 1, 1);
-    if (!order || !is_val) {
-        free(order);
-        free(is_val);
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++)
-        order[i] = i;
-    for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)(train_rng_u64((uint64_t)seed, 0x53504c4954ULL, i) % i);
-        size_t t = order[i - 1];
-        order[i - 1] = order[j];
-        order[j] = t;
-    }
-    for (size_t i = 0; i < n && (int)i < val; i++)
-        is_val[order[i]] = 1;
-    free(order);
-    return is_val;
-}
-
 static void print_counts(const char *kind, const char *what, const struct examples_counts *c,
                          int tokens)
 {
@@ -213,7 +187,7 @@ static int run(const struct data_args *a)
         fprintf(stderr, "memllm data mw: --val %d leaves no training document of %zu\n", a->val, n);
         goto done;
     }
-    is_val = validation_set(n, a->val, a->seed);
+    is_val = examples_validation_set(n, a->val, a->seed);
     out = fopen(tmp_out, "w");
     val = a->val_out ? fopen(tmp_val, "w") : NULL;
     if (!is_val || !out || (a->val_out && !val)) {

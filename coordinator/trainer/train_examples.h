@@ -59,6 +59,11 @@ struct examples_counts {
     int64_t gold;           /* MR reads answered with the gold target (all empty) */
 };
 
+/* Which of n documents go to validation (is_val[i] = 1, malloc'd; NULL
+ * when out of memory): the first `val` of a shuffle drawn from the seed
+ * (Fisher-Yates), so every kind of example, and memllm eval, split alike. */
+char *examples_validation_set(size_t n, int val, int seed);
+
 /* Writes document `doc` (a DocRED object, the index-th of its file) as MW
  * examples to out. props: relation id -> label. A malformed document fails,
  * naming the field. */

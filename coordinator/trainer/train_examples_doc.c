@@ -7,6 +7,7 @@
 
 #include "memory_client_docred.h"
 #include "train_data.h"
+#include "train_rng.h"
 
 void doc_free(struct doc *d)
 {
@@ -152,4 +153,29 @@ int put_example(FILE *out, const char *kind, size_t index, const char *title, js
     }
     free(text);
     return rc;
+}
+
+/* Which documents go to validation: the first `val` of a shuffle drawn
+ * from the seed (Fisher-Yates), so mw and mr split alike. */
+char *examples_validation_set(size_t n, int val, int seed)
+{
+    size_t *order = malloc((n ? n : 1) * sizeof(size_t));
+    char *is_val = calloc(n ? n : 1, 1);
+    if (!order || !is_val) {
+        free(order);
+        free(is_val);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(train_rng_u64((uint64_t)seed, 0x53504c4954ULL, i) % i);
+        size_t t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+    for (size_t i = 0; i < n && (int)i < val; i++)
+        is_val[order[i]] = 1;
+    free(order);
+    return is_val;
 }

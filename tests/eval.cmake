@@ -1,0 +1,5 @@
+# memllm eval: each measure's scoring against hand-worked figures, and the
+# command end to end with SmolLM2 and the committed adapters.
+memllm_test(test_eval_extract SOURCES test_eval_extract.c LIBS mm_eval mm_memory_client
+  ARGS $<TARGET_FILE:memllm> ${MEMLLM_DATA} ${MEMLLM_MODELS_DIR} ${CMAKE_SOURCE_DIR}/adapters)
+add_dependencies(test_eval_extract memllm)
