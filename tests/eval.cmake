@@ -3,3 +3,7 @@
 memllm_test(test_eval_extract SOURCES test_eval_extract.c LIBS mm_eval mm_memory_client
   ARGS $<TARGET_FILE:memllm> ${MEMLLM_DATA} ${MEMLLM_MODELS_DIR} ${CMAKE_SOURCE_DIR}/adapters)
 add_dependencies(test_eval_extract memllm)
+# The committed MR adapter reads through the runtime on a held-out document.
+memllm_test(test_adapter_mr SOURCES test_adapter_mr.c LIBS PkgConfig::JANSSON
+  ARGS $<TARGET_FILE:memllm> ${MEMLLM_DATA} ${MEMLLM_MODELS_DIR} ${CMAKE_SOURCE_DIR}/adapters)
+add_dependencies(test_adapter_mr memllm)
