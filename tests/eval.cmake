@@ -7,3 +7,7 @@ add_dependencies(test_eval_extract memllm)
 memllm_test(test_adapter_mr SOURCES test_adapter_mr.c LIBS PkgConfig::JANSSON
   ARGS $<TARGET_FILE:memllm> ${MEMLLM_DATA} ${MEMLLM_MODELS_DIR} ${CMAKE_SOURCE_DIR}/adapters)
 add_dependencies(test_adapter_mr memllm)
+memllm_test(test_eval_ppl SOURCES test_eval_ppl.c LIBS mm_eval mm_cli
+  ARGS $<TARGET_FILE:memllm> ${MEMLLM_DATA} ${MEMLLM_MODELS_DIR} ${CMAKE_SOURCE_DIR}/adapters
+       ${MPIEXEC_EXECUTABLE})
+add_dependencies(test_eval_ppl memllm)

@@ -15,7 +15,9 @@ static void usage(FILE *out)
                  "one 'name: value' line per figure.\n\n"
                  "commands:\n"
                  "  extract   the MW model's facts against the documents' gold relations:\n"
-                 "            precision, recall, F1\n");
+                 "            precision, recall, F1\n"
+                 "  ppl       perplexity by token class (overall, entity, target) with no\n"
+                 "            reads, gold reads or the model's own reads\n");
 }
 
 int cli_eval(int argc, char **argv)
@@ -25,6 +27,7 @@ int cli_eval(int argc, char **argv)
         return 2;
     }
     if (!strcmp(argv[1], "extract")) return cli_eval_extract(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "ppl")) return cli_eval_ppl(argc - 1, argv + 1);
     /* --help anywhere with no measure named first: the list of measures */
     if (argv[1][0] == '-' && cli_wants_help(argc, argv)) {
         usage(stdout);

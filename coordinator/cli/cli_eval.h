@@ -4,5 +4,6 @@
 #define MEMLLM_COORDINATOR_CLI_EVAL_H
 
 int cli_eval_extract(int argc, char **argv);
+int cli_eval_ppl(int argc, char **argv);
 
 #endif

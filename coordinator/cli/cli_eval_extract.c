@@ -46,28 +46,29 @@ struct extract_run {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: memllm eval extract FILE.json --model PATH --adapter DIR --memory DIR\n"
-                 "                           [--val N [--seed S]] [options]\n\n"
-                 "The MW model writes every sentence of the documents (a DocRED / Re-DocRED\n"
-                 "JSON array) into --memory, as memllm annotate does, and its facts are scored\n"
-                 "against each document's gold relations: a fact s>>r>>o is correct when a\n"
-                 "gold relation has the same relation label and s and o are mention names\n"
-                 "(any alias; case and spaces ignored) of its two entities. Prints documents, gold,\n"
-                 "facts, correct, recalled, precision, recall, f1 and delay, one 'name: value'\n"
-                 "a line. --val N --seed S picks the validation documents memllm data held\n"
-                 "out with the same options; without --val, every document.\n\n"
-                 "Under mpirun: mpirun -np 1+P+S memllm eval extract ... --stages P --memshards "
-                 "S\n\n" CLI_MODEL_HELP CLI_MEMORY_REQUIRED_HELP CLI_MEMORY_HELP
-                 "  --use-adapter NAME   the write model's adapter (default: the only one)\n"
-                 "  --delay N            late stopping: cut points compared (default 5, 0: stop\n"
-                 "                       at the first \"})\")\n"
-                 "  --window N           preceding sentences in the prompt (default: all)\n"
-                 "  --max-tokens N       tokens written per sentence (default 256)\n"
-                 "  --batch N            sentences decoded together (default 16)\n"
-                 "  --val N              only the N validation documents of memllm data's split\n"
-                 "  --seed N             that split's seed (default 0)\n"
-                 "  --props FILE         relation labels, a JSON object id -> label (default:\n"
-                 "                       the built-in Wikidata table)\n");
+    fprintf(out,
+            "usage: memllm eval extract FILE.json --model PATH --adapter DIR --memory DIR\n"
+            "                           [--val N [--seed S]] [options]\n\n"
+            "The MW model writes every sentence of the documents (a DocRED / Re-DocRED\n"
+            "JSON array) into --memory, as memllm annotate does, and its facts are scored\n"
+            "against each document's gold relations: a fact s>>r>>o is correct when a\n"
+            "gold relation has the same relation label and s and o are mention names\n"
+            "(any alias; case and spaces ignored) of its two entities. Prints documents, gold,\n"
+            "facts, correct, recalled, precision, recall, f1 and delay, one 'name: value'\n"
+            "a line. --val N --seed S picks the validation documents memllm data held\n"
+            "out with the same options; without --val, every document.\n\n"
+            "Under mpirun: mpirun -np 1+P+S memllm eval extract ... --stages P --memshards "
+            "S\n\n" CLI_MODEL_HELP CLI_MEMORY_REQUIRED_HELP CLI_MEMORY_HELP
+            "  --use-adapter NAME   the write model's adapter (default: the only one)\n"
+            "  --delay N            late stopping: cut points compared (default 5, 0: stop\n"
+            "                       at the first \"})\")\n"
+            "  --window N           preceding sentences in the prompt (default: all)\n"
+            "  --max-tokens N       tokens written per sentence (default 256)\n"
+            "  --batch N            sentences decoded together (default 16)\n"
+            "  --val N              only the N validation documents of memllm data's split\n"
+            "  --seed N             that split's seed (default 0)\n"
+            "  --props FILE         relation labels, a JSON object id -> label (default:\n"
+            "                       the built-in Wikidata table)\n");
 }
 
 static int parse_args(int argc, char **argv, struct extract_opts *o)

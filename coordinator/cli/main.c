@@ -19,7 +19,7 @@ static const struct command commands[] = {
     {"annotate", cli_annotate, "write the facts of a corpus into the memory (MemLLM write loop)"},
     {"edit", cli_edit, "add, replace and delete facts as an undoable batch"},
     {"data", cli_data, "MemLLM training examples from DocRED / Re-DocRED documents"},
-    {"eval", cli_eval, "MemLLM's evaluation: extraction F1 of the write model"},
+    {"eval", cli_eval, "MemLLM's evaluation: extraction F1, perplexity with and without memory"},
     {"train", cli_train,
      "LoRA finetuning on MemLLM training examples (data parallel under mpirun)"},
 };

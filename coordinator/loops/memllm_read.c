@@ -142,8 +142,8 @@ static json_t *answer_json(const struct mm_answer *a)
 
 /* Runs the call's queries; *joined receives the distinct answers joined by
  * ";" (malloc'd; NULL when there is none). Adds the queries to `entry`. */
-static int run_queries(struct memllm_reader *r, const char *queries, json_t *entry, char **joined,
-                       struct mm_err *err)
+int memllm_read_answer(struct mm_memory *m, const struct mm_query_options *qo, const char *queries,
+                       json_t *entry, char **joined, double *seconds, struct mm_err *err)
 {
     *joined = NULL;
     char *copy = strdup(queries);
@@ -177,8 +177,8 @@ static int run_queries(struct memllm_reader *r, const char *queries, json_t *ent
     }
     struct mm_answers out[MAX_QUERIES];
     double t0 = progress_now();
-    int failed = nq > 0 && mm_memory_query(r->m, q, (size_t)nq, &r->q, out, err);
-    r->query_s += progress_now() - t0;
+    int failed = nq > 0 && mm_memory_query(m, q, (size_t)nq, qo, out, err);
+    *seconds += progress_now() - t0;
     if (failed) goto done;
     size_t cap = 1, used = 0, kept = 0;
     char *buf = malloc(cap);
@@ -199,7 +199,7 @@ static int run_queries(struct memllm_reader *r, const char *queries, json_t *ent
                 seen = l == len && !memcmp(p, a->text, len);
                 p += l + (p[l] == ';');
             }
-            if (seen || kept == r->q.qthr) continue;
+            if (seen || kept == qo->qthr) continue;
             char *grown = realloc(buf, used + len + 2);
             if (!grown) {
                 free(buf);
@@ -243,7 +243,7 @@ static int process(struct memllm_reader *r, struct gen_sequence *s, struct mm_er
     json_array_append_new(st->trace, entry);
     char *answers = NULL;
     int repeat = st->queries && !strcmp(st->queries, queries);
-    if (!repeat && run_queries(r, queries, entry, &answers, err)) {
+    if (!repeat && memllm_read_answer(r->m, &r->q, queries, entry, &answers, &r->query_s, err)) {
         free(queries);
         return -1;
     }

@@ -42,6 +42,15 @@ json_t *memllm_reader_trace(const struct memllm_reader *r, int request);
 /* Reads answered or dropped so far, and the seconds spent in the memory. */
 void memllm_reader_stats(const struct memllm_reader *r, long *reads, double *seconds);
 
+/* Answers a call's query text "q1;q2;..." from the memory as the loop
+ * does: at most 3 queries (malformed ones skipped), the distinct answers
+ * joined by ";" (at most qo->qthr) into *joined (malloc'd; NULL when none
+ * came back); the queries and their answers go into the JSON object entry
+ * (the trace's "queries"), the seconds spent in the memory are added to
+ * *seconds. */
+int memllm_read_answer(struct mm_memory *m, const struct mm_query_options *qo, const char *queries,
+                       json_t *entry, char **joined, double *seconds, struct mm_err *err);
+
 /* text without its "({" ... "})" API spans (malloc'd). */
 char *memllm_strip_api(const char *text);
 

@@ -34,4 +34,28 @@ int api_safe(const char *s);
 int put_example(FILE *out, const char *kind, size_t index, const char *title, json_t *segments,
                 const struct examples_options *o, int64_t *tokens, struct mm_err *err);
 
+/* The paper's Algorithm 1 over a document (train_examples.h, MR): its
+ * text, its mentions in text order, and its read points, each with the
+ * queries and the memory's answers (or the gold target) that `memllm data
+ * mr` writes and that `memllm eval ppl` inserts. */
+struct mr_mention {
+    int entity;
+    int start, end; /* byte offsets in the document text */
+};
+struct mr_read {
+    int at;      /* text offset the read stands before: a mention's start */
+    int mention; /* that mention's index */
+    char *queries, *answers;
+};
+struct mr_plan {
+    char *text; /* the sentences joined by spaces */
+    struct mr_mention *m;
+    int n_m;
+    struct mr_read *rp;
+    int n_rp;
+};
+int mr_plan_document(struct mr_plan *p, const struct doc *d, json_t *props, struct mm_memory *mem,
+                     struct examples_counts *c, struct mm_err *err);
+void mr_plan_free(struct mr_plan *p);
+
 #endif

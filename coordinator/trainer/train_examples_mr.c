@@ -31,14 +31,9 @@ static int is_too_broad(const char *relation)
     return 0;
 }
 
-struct mention {
-    int entity;
-    int start, end; /* byte offsets in the document text */
-};
-
 static int by_start(const void *a, const void *b)
 {
-    const struct mention *x = a, *y = b;
+    const struct mr_mention *x = a, *y = b;
     return x->start != y->start ? (x->start > y->start) - (x->start < y->start)
                                 : (x->entity > y->entity) - (x->entity < y->entity);
 }
@@ -82,12 +77,12 @@ static char *doc_text(const struct doc *d, int ***start)
 }
 
 /* Every mention, in text order. */
-static struct mention *mentions(const struct doc *d, int **start, int *n)
+static struct mr_mention *mentions(const struct doc *d, int **start, int *n)
 {
     size_t total = 0;
     for (int e = 0; e < d->n_entities; e++)
         total += json_array_size(json_array_get(d->vertex, (size_t)e));
-    struct mention *m = malloc((total + 1) * sizeof(*m));
+    struct mr_mention *m = malloc((total + 1) * sizeof(*m));
     if (!m) return NULL;
     *n = 0;
     for (int e = 0; e < d->n_entities; e++) {
@@ -101,7 +96,7 @@ static struct mention *mentions(const struct doc *d, int **start, int *n)
             int b = (int)json_integer_value(json_array_get(pos, 1));
             int n_tok = (int)json_array_size(json_array_get(d->tokens, (size_t)s));
             if (a < 0 || b <= a || b > n_tok) continue;
-            m[(*n)++] = (struct mention){e, start[s][a], start[s][b] - (b < n_tok ? 1 : 0)};
+            m[(*n)++] = (struct mr_mention){e, start[s][a], start[s][b] - (b < n_tok ? 1 : 0)};
         }
     }
     qsort(m, (size_t)*n, sizeof(*m), by_start);
@@ -116,15 +111,10 @@ static int appeared_before(const char *text, int at, int len)
     return 0;
 }
 
-struct read_point {
-    int at; /* text offset the read stands before */
-    char *queries, *answers;
-};
-
 /* The read before mention m (entity e), or none (*rp untouched, 0):
  * queries on the seen entities' relations with e, answered by the memory. */
 static int plan_read(const struct doc *d, json_t *props, const char *seen, int e, int at,
-                     struct mm_memory *mem, struct read_point *rp, struct examples_counts *c,
+                     struct mm_memory *mem, struct mr_read *rp, struct examples_counts *c,
                      struct mm_err *err)
 {
     enum { MAX_Q = 64 };
@@ -238,36 +228,67 @@ static json_t *segment(const char *text, size_t len, int loss)
     return json_pack("{s:s%, s:b}", "text", text, len, "loss", loss);
 }
 
+void mr_plan_free(struct mr_plan *p)
+{
+    for (int j = 0; p->rp && j < p->n_rp; j++) {
+        free(p->rp[j].queries);
+        free(p->rp[j].answers);
+    }
+    free(p->rp);
+    free(p->m);
+    free(p->text);
+    memset(p, 0, sizeof(*p));
+}
+
+int mr_plan_document(struct mr_plan *p, const struct doc *d, json_t *props, struct mm_memory *mem,
+                     struct examples_counts *c, struct mm_err *err)
+{
+    memset(p, 0, sizeof(*p));
+    int rc = -1, **start = NULL;
+    char *seen = NULL;
+    p->text = doc_text(d, &start);
+    p->m = p->text ? mentions(d, start, &p->n_m) : NULL;
+    seen = calloc((size_t)d->n_entities + 1, 1);
+    p->rp = calloc((size_t)p->n_m + 1, sizeof(*p->rp));
+    if (!p->text || !p->m || !seen || !p->rp) {
+        mm_err_set(err, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < p->n_m; i++) {
+        int e = p->m[i].entity, at = p->m[i].start, len = p->m[i].end - p->m[i].start;
+        /* a target whose text appeared before is no read point: the model
+         * can copy it */
+        int got = 0;
+        if (!appeared_before(p->text, at, len) && d->names[e] &&
+            (p->n_rp == 0 || p->rp[p->n_rp - 1].at < at) &&
+            (got = plan_read(d, props, seen, e, at, mem, &p->rp[p->n_rp], c, err)) < 0)
+            goto done;
+        if (got) p->rp[p->n_rp++].mention = i;
+        seen[e] = 1;
+    }
+    rc = 0;
+done:
+    for (int s = 0; start && s < d->n_sents; s++)
+        free(start[s]);
+    free(start);
+    free(seen);
+    if (rc) mr_plan_free(p);
+    return rc;
+}
+
 int examples_mr(FILE *out, json_t *doc, size_t index, json_t *props, struct mm_memory *mem,
                 const struct examples_options *o, struct examples_counts *c, struct mm_err *err)
 {
     struct doc d;
-    int rc = -1, n_m = 0, n_rp = 0, **start = NULL;
-    char *text = NULL, *seen = NULL;
-    struct mention *m = NULL;
-    struct read_point *rp = NULL;
-    if (doc_read(&d, doc, err)) goto done;
+    struct mr_plan p = {0};
+    int rc = -1;
+    if (doc_read(&d, doc, err)) return -1;
     const char *title = json_string_value(json_object_get(doc, "title"));
     c->documents++;
-    text = doc_text(&d, &start);
-    m = text ? mentions(&d, start, &n_m) : NULL;
-    seen = calloc((size_t)d.n_entities + 1, 1);
-    rp = calloc((size_t)n_m + 1, sizeof(*rp));
-    if (!text || !m || !seen || !rp) {
-        mm_err_set(err, "out of memory");
-        goto done;
-    }
-    for (int i = 0; i < n_m; i++) {
-        int e = m[i].entity, at = m[i].start, len = m[i].end - m[i].start;
-        /* a target whose text appeared before is no read point: the model
-         * can copy it */
-        int got = 0;
-        if (!appeared_before(text, at, len) && d.names[e] && (n_rp == 0 || rp[n_rp - 1].at < at) &&
-            (got = plan_read(&d, props, seen, e, at, mem, &rp[n_rp], c, err)) < 0)
-            goto done;
-        n_rp += got;
-        seen[e] = 1;
-    }
+    if (mr_plan_document(&p, &d, props, mem, c, err)) goto done;
+    const char *text = p.text;
+    int n_rp = p.n_rp;
+    struct mr_read *rp = p.rp;
     for (int j = 0; j < n_rp; j++) {
         int end = j + 1 < n_rp ? rp[j + 1].at : (int)strlen(text);
         size_t call_len = strlen(rp[j].queries) + 16;
@@ -317,17 +338,7 @@ int examples_mr(FILE *out, json_t *doc, size_t index, json_t *props, struct mm_m
     }
     rc = 0;
 done:
-    for (int j = 0; rp && j < n_rp; j++) {
-        free(rp[j].queries);
-        free(rp[j].answers);
-    }
-    for (int s = 0; start && s < d.n_sents; s++)
-        free(start[s]);
-    free(start);
-    free(rp);
-    free(seen);
-    free(m);
-    free(text);
+    mr_plan_free(&p);
     doc_free(&d);
     return rc;
 }
