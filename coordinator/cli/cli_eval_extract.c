@@ -157,7 +157,7 @@ static int document_done(void *ctx, const struct mw_document *doc, struct mm_err
     struct extract_run *run = ctx;
     struct eval_doc *d = (struct eval_doc *)doc;
     if (extract_score_document(d->json, run->props, d->facts, d->n_facts, &run->counts, err)) {
-        mm_err_prefix(err, "%s: document %s: ", run->o->file, d->id);
+        mm_err_prefix(err, "%s: document %s", run->o->file, d->id);
         return -1;
     }
     return 0;
@@ -200,7 +200,7 @@ static int load_docs(struct extract_run *run, json_t *all, struct mm_err *err)
         d->json = json_array_get(all, i);
         if (doc_read(&d->doc, d->json, err)) {
             free(is_val);
-            mm_err_prefix(err, "%s: document %zu: ", o->file, i);
+            mm_err_prefix(err, "%s: document %zu", o->file, i);
             return -1;
         }
         run->n_docs++;

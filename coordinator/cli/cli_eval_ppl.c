@@ -109,6 +109,13 @@ static int parse_args(int argc, char **argv, struct ppl_eval_opts *o)
         fprintf(stderr, "memllm eval ppl: FILE.json and --gold DIR are required (see --help)\n");
         return -1;
     }
+    if (o->mem.dir && !strcmp(o->mem.dir, o->gold)) {
+        fprintf(stderr,
+                "memllm eval ppl: --memory and --gold name the same memory (%s): leave "
+                "--memory out and the model's reads go to --gold\n",
+                o->gold);
+        return -1;
+    }
     return cli_model_ready("eval ppl", &o->model) || cli_memory_ready("eval ppl", &o->mem, 0) ? -1
                                                                                               : 0;
 }
@@ -150,7 +157,7 @@ static int open_inputs(struct ppl_eval_run *run, const struct ppl_eval_opts *o, 
     }
     if (!(run->emb = cli_memory_embedder(NULL, o->gold, 1, err)) ||
         !(run->gold = mm_memory_open_local(o->gold, shards, run->emb, 0, err))) {
-        mm_err_prefix(err, "--gold %s: ", o->gold);
+        mm_err_prefix(err, "--gold %s", o->gold);
         return -1;
     }
     if (o->trace && !(run->trace = fopen(o->trace, "w"))) {
@@ -184,7 +191,7 @@ static int score_docs(struct engine *e, struct ppl_eval_run *run, const struct p
         struct examples_counts ec = {0};
         json_t *reads = json_array();
         if (doc_read(&d, json_array_get(run->docs, i), err)) {
-            mm_err_prefix(err, "%s: document %zu: ", o->file, i);
+            mm_err_prefix(err, "%s: document %zu", o->file, i);
             json_decref(reads);
             rc = -1;
             break;
@@ -199,7 +206,7 @@ static int score_docs(struct engine *e, struct ppl_eval_run *run, const struct p
             mr_plan_free(&plan);
         }
         doc_free(&d);
-        if (rc) mm_err_prefix(err, "%s: document %zu: ", o->file, i);
+        if (rc) mm_err_prefix(err, "%s: document %zu", o->file, i);
         if (rc == 0 && run->trace) {
             json_t *line = json_pack("{s:I, s:o}", "doc", (json_int_t)i, "reads", reads);
             reads = NULL;

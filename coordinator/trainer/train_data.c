@@ -87,12 +87,12 @@ int train_example_parse(struct train_example *e, const char *line, size_t len,
         size_t n = 0;
         if (!text) {
             if (token_list(given, &ids, &n, err)) {
-                mm_err_prefix(err, "segment %zu: ", i);
+                mm_err_prefix(err, "segment %zu", i);
                 goto out;
             }
         } else if (tok_encode(tok, json_string_value(text), json_string_length(text), 0, 1, &ids,
                               &n, err)) {
-            mm_err_prefix(err, "segment %zu: ", i);
+            mm_err_prefix(err, "segment %zu", i);
             goto out;
         }
         int bad = append(e, &cap, ids, n, json_is_true(loss));
@@ -147,7 +147,7 @@ int train_set_load(struct train_set *s, const char *path, const struct tokenizer
         e->line = lineno;
         s->n++;
         if (train_example_parse(e, line, (size_t)len, tok, err)) {
-            mm_err_prefix(err, "%s: line %d: ", path, lineno);
+            mm_err_prefix(err, "%s: line %d", path, lineno);
             goto out;
         }
         if (e->n > max_tokens) {

@@ -195,7 +195,7 @@ static int train_step(struct run *r, double *mean_loss, double *grad_norm, int64
         int n_loss;
         if (run_example(r, e, scale, key, r->g, &loss, &n_loss, err) ||
             grad_sum_add(&r->sum, r->g, err)) {
-            mm_err_prefix(err, "%s: line %d: ", r->o->data, e->line);
+            mm_err_prefix(err, "%s: line %d", r->o->data, e->line);
             return -1;
         }
         acc[0] += llrint(ldexp(loss, LOSS_BITS));

@@ -220,7 +220,7 @@ static int read_config(struct train_lora_config *cfg, json_t *j, const char *pat
     {
         unsigned bit;
         if (!json_is_string(v) || train_parse_targets(json_string_value(v), &bit, err)) {
-            mm_err_prefix(err, "%s: target_modules: ", path);
+            mm_err_prefix(err, "%s: target_modules", path);
             return -1;
         }
         cfg->targets |= bit;

@@ -204,7 +204,7 @@ static int alloc_all(struct train_model_cuda *tm, struct mm_err *err)
     tm->value = kc_alloc(2 * count * sizeof(float), err);
     tm->ibuf = kc_alloc((5 * n + TRAIN_MAX_TOKENS) * sizeof(int32_t), err);
     if (!tm->arena || !tm->value || !tm->ibuf) {
-        mm_err_prefix(err, "CUDA trainer, %zu MB of activations for %d tokens: ",
+        mm_err_prefix(err, "CUDA trainer, %zu MB of activations for %d tokens",
                       floats * sizeof(float) >> 20, tm->max_tokens);
         return -1;
     }
