@@ -106,6 +106,18 @@ static inline char *path_under(const char *dir, const char *name)
     return p;
 }
 
+/* The value of a "name: value" line of a command's output (the form every
+ * figure-printing memllm command uses), -1 when no line names it. */
+static inline double out_figure(const char *out, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *line = out; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+        if (!strncmp(line, name, len) && line[len] == ':' && line[len + 1] == ' ')
+            return atof(line + len + 2);
+    return -1;
+}
+
 /* run_cmd of memllm_argv. */
 static inline struct cmd_result run_memllm(const char *mpirun, const char *bin, int ranks,
                                            const char *const *head, const char *const *tail)

@@ -63,15 +63,6 @@ static void scoring(json_t *doc, json_t *props)
     json_decref(bad);
 }
 
-/* The value of "name: value" in out, or -1. */
-static double figure(const char *out, const char *name)
-{
-    char key[64];
-    snprintf(key, sizeof(key), "%s: ", name);
-    const char *at = strstr(out, key);
-    return at ? atof(at + strlen(key)) : -1;
-}
-
 static void end_to_end(const char *models, const char *adapters)
 {
     char model[1200], adapter[1200];
@@ -85,15 +76,15 @@ static void end_to_end(const char *models, const char *adapters)
     const char *names[] = {"documents", "sentences", "gold",   "facts", "correct",
                            "recalled",  "precision", "recall", "f1",    "delay"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        CHECKF(figure(r.out, names[i]) >= 0, "no '%s' line in:\n%s", names[i], r.out);
-    double facts = figure(r.out, "facts"), correct = figure(r.out, "correct");
-    CHECKF(figure(r.out, "documents") == 1 && figure(r.out, "sentences") == 3 &&
-               figure(r.out, "gold") == 20 && figure(r.out, "delay") == 5,
+        CHECKF(out_figure(r.out, names[i]) >= 0, "no '%s' line in:\n%s", names[i], r.out);
+    double facts = out_figure(r.out, "facts"), correct = out_figure(r.out, "correct");
+    CHECKF(out_figure(r.out, "documents") == 1 && out_figure(r.out, "sentences") == 3 &&
+               out_figure(r.out, "gold") == 20 && out_figure(r.out, "delay") == 5,
            "%s", r.out);
-    CHECKF(facts >= 1 && correct <= facts && figure(r.out, "recalled") <= 20, "%s", r.out);
-    CHECKF(fabs(figure(r.out, "precision") - correct / facts) < 1e-4, "%s", r.out);
+    CHECKF(facts >= 1 && correct <= facts && out_figure(r.out, "recalled") <= 20, "%s", r.out);
+    CHECKF(fabs(out_figure(r.out, "precision") - correct / facts) < 1e-4, "%s", r.out);
     printf("document 472 by the MW adapter: %.0f facts, %.0f correct, f1 %.4f\n", facts, correct,
-           figure(r.out, "f1"));
+           out_figure(r.out, "f1"));
     cmd_result_free(&r);
     const char *dump[] = {"memory", "dump", "--memory", in_tmp(1, "mem"), NULL};
     r = run_memllm(NULL, bin, 0, dump, NULL);

@@ -141,14 +141,6 @@ static void tokens_of_472(json_t *all, json_t *props, const char *models)
     tok_free(tok);
 }
 
-static double figure(const char *out, const char *name)
-{
-    char key[64];
-    snprintf(key, sizeof(key), "\n%s: ", name);
-    const char *at = strstr(out, key);
-    return at ? atof(at + strlen(key)) : -1;
-}
-
 /* memllm eval ppl on document 33; the output (malloc'd). */
 static char *eval_ppl(const char *reads, int with_adapter, int ranks)
 {
@@ -158,10 +150,8 @@ static char *eval_ppl(const char *reads, int with_adapter, int ranks)
                           adapter, NULL};
     struct cmd_result r = run_memllm(ranks ? mpirun : NULL, bin, ranks, args, NULL);
     REQUIRE(r.status == 0, "eval ppl --reads %s: exit %d: %s", reads, r.status, r.err);
-    char *out = malloc(strlen(r.out) + 2);
+    char *out = strdup(r.out);
     REQUIRE(out, "out of memory");
-    out[0] = '\n';
-    strcpy(out + 1, r.out);
     cmd_result_free(&r);
     return out;
 }
@@ -178,23 +168,25 @@ static void command(json_t *all)
                            "overall_ppl",   "overall_tokens", "entity_ppl",
                            "entity_tokens", "target_ppl",     "target_tokens"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        CHECKF(figure(none, names[i]) >= 0, "no '%s' in:%s", names[i], none);
+        CHECKF(out_figure(none, names[i]) >= 0, "no '%s' in:%s", names[i], none);
     const char *counts[] = {"overall_tokens", "entity_tokens", "target_tokens"};
     for (int k = 0; k < 3; k++)
-        CHECKF(figure(none, counts[k]) > 0 && figure(gold, counts[k]) == figure(none, counts[k]) &&
-                   figure(own, counts[k]) == figure(none, counts[k]) &&
-                   figure(base, counts[k]) == figure(none, counts[k]),
+        CHECKF(out_figure(none, counts[k]) > 0 &&
+                   out_figure(gold, counts[k]) == out_figure(none, counts[k]) &&
+                   out_figure(own, counts[k]) == out_figure(none, counts[k]) &&
+                   out_figure(base, counts[k]) == out_figure(none, counts[k]),
                "%s differ between conditions:%s%s%s", counts[k], none, gold, own);
-    CHECKF(figure(none, "reads") == 0 && figure(gold, "reads") >= 1, "reads:%s%s", none, gold);
-    CHECKF(figure(gold, "target_ppl") < 0.5 * figure(none, "target_ppl"),
-           "gold reads: TARGET ppl %.3f, without %.3f", figure(gold, "target_ppl"),
-           figure(none, "target_ppl"));
-    CHECKF(figure(own, "reads") >= 1, "the MR adapter placed no read:%s", own);
-    CHECKF(figure(base, "reads") == 0, "the base model read:%s", base);
+    CHECKF(out_figure(none, "reads") == 0 && out_figure(gold, "reads") >= 1, "reads:%s%s", none,
+           gold);
+    CHECKF(out_figure(gold, "target_ppl") < 0.5 * out_figure(none, "target_ppl"),
+           "gold reads: TARGET ppl %.3f, without %.3f", out_figure(gold, "target_ppl"),
+           out_figure(none, "target_ppl"));
+    CHECKF(out_figure(own, "reads") >= 1, "the MR adapter placed no read:%s", own);
+    CHECKF(out_figure(base, "reads") == 0, "the base model read:%s", base);
     printf("document 33, TARGET ppl: no reads %.3f, gold reads %.3f, the model's reads %.3f "
            "(%.0f); base model %.3f\n",
-           figure(none, "target_ppl"), figure(gold, "target_ppl"), figure(own, "target_ppl"),
-           figure(own, "reads"), figure(base, "target_ppl"));
+           out_figure(none, "target_ppl"), out_figure(gold, "target_ppl"),
+           out_figure(own, "target_ppl"), out_figure(own, "reads"), out_figure(base, "target_ppl"));
     if (mpirun) {
         char *mpi = eval_ppl("model", 1, 2);
         CHECKF(!strcmp(mpi, own), "under mpirun:%s\none process:%s", mpi, own);

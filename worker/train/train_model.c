@@ -480,14 +480,11 @@ static double head(struct train_model *tm, struct train_work *w, uint64_t key,
     return loss;
 }
 
-int train_model_example(struct train_model *tm, const int32_t *tokens, const uint8_t *target, int n,
-                        float grad_scale, uint64_t dropout_key, float *grad, double *loss,
-                        int *n_loss, struct mm_err *err)
+int train_example_check(const struct model_config *c, const int32_t *tokens, int n, int max_tokens,
+                        struct mm_err *err)
 {
-    const struct model_config *c = &tm->m->cfg;
-    const struct train_params *p = tm->p;
-    if (n < 2 || n > tm->max_tokens) {
-        mm_err_set(err, "training example of %d tokens: must have 2 to %d", n, tm->max_tokens);
+    if (n < 2 || n > max_tokens) {
+        mm_err_set(err, "training example of %d tokens: must have 2 to %d", n, max_tokens);
         return -1;
     }
     for (int t = 0; t < n; t++)
@@ -496,6 +493,16 @@ int train_model_example(struct train_model *tm, const int32_t *tokens, const uin
                        tokens[t], c->vocab_size);
             return -1;
         }
+    return 0;
+}
+
+int train_model_example(struct train_model *tm, const int32_t *tokens, const uint8_t *target, int n,
+                        float grad_scale, uint64_t dropout_key, float *grad, double *loss,
+                        int *n_loss, struct mm_err *err)
+{
+    const struct model_config *c = &tm->m->cfg;
+    const struct train_params *p = tm->p;
+    if (train_example_check(c, tokens, n, tm->max_tokens, err)) return -1;
     struct train_work w;
     carve_work(tm, &w);
     w.xt_of = NULL;

@@ -55,4 +55,9 @@ int train_model_example(struct train_model *tm, const int32_t *tokens, const uin
                         float grad_scale, uint64_t dropout_key, float *grad, double *loss,
                         int *n_loss, struct mm_err *err);
 
+/* Whether n tokens make an example either backend runs: 2 to max_tokens
+ * of them, each inside the model's vocabulary; -1 with err set if not. */
+int train_example_check(const struct model_config *c, const int32_t *tokens, int n, int max_tokens,
+                        struct mm_err *err);
+
 #endif

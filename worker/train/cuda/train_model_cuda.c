@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels_cuda.h"
+#include "train_model.h"
 
 /* What one layer's forward keeps for its backward (device pointers). */
 struct layer_acts {
@@ -562,16 +563,7 @@ int train_model_cuda_example(struct train_model_cuda *tm, const int32_t *tokens,
     const struct model_config *c = &tm->m->cfg;
     const struct train_params *p = tm->p;
     struct kc_ctx *k = tm->ctx;
-    if (n < 2 || n > tm->max_tokens) {
-        mm_err_set(err, "training example of %d tokens: must have 2 to %d", n, tm->max_tokens);
-        return -1;
-    }
-    for (int t = 0; t < n; t++)
-        if (tokens[t] < 0 || tokens[t] >= c->vocab_size) {
-            mm_err_set(err, "training example: token %d has id %d, outside the vocabulary of %d", t,
-                       tokens[t], c->vocab_size);
-            return -1;
-        }
+    if (train_example_check(c, tokens, n, tm->max_tokens, err)) return -1;
     if (grad) memset(grad, 0, p->count * sizeof(float));
     *loss = 0;
     int nr = stage_example(tm, tokens, target, n, err);
