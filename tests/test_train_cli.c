@@ -252,6 +252,16 @@ static void bad_input(void)
     snprintf(other, sizeof(other), "%s/../tiny-llama/adapter", model);
     const char *init[] = {"--init", other, NULL};
     expect_error(path_in("train.jsonl"), path_in("bad4"), init, "adapter");
+
+    const char *bogus_device[] = {"--device", "tpu", NULL};
+    expect_error(path_in("train.jsonl"), path_in("bad5"), bogus_device, "'tpu' is not cpu or cuda");
+    /* --device cuda: trains where a GPU is, else says why not and writes nothing */
+    const char *cuda[] = {"--device", "cuda", "--max-steps", "1", NULL};
+    struct cmd_result r = train(0, path_in("train.jsonl"), path_in("cuda"), cuda);
+    int wrote = exists(path_in("cuda/adapter_model.safetensors"));
+    CHECKF(r.status == 0 ? wrote : !wrote && strstr(r.err, "--device cuda"),
+           "--device cuda: exit %d, adapter %s: %s", r.status, wrote ? "written" : "absent", r.err);
+    cmd_result_free(&r);
 }
 
 int main(int argc, char **argv)
