@@ -297,9 +297,9 @@ static int feed_text(struct scorer *s, int from, int to, struct mm_err *err)
     return s->stop_at;
 }
 
-/* Replaces the context after text token t's predecessor with span (the
- * previous read's span cut out), and feeds it. */
-static int put_span(struct scorer *s, int t, const int32_t *span, int n, struct mm_err *err)
+/* Appends span to the context (the previous read's span cut out first), and
+ * feeds it. */
+static int put_span(struct scorer *s, const int32_t *span, int n, struct mm_err *err)
 {
     if (s->span_from >= 0) {
         /* the text tokens after the old span move back over it */
@@ -312,7 +312,6 @@ static int put_span(struct scorer *s, int t, const int32_t *span, int n, struct 
         if (s->kv > s->span_from) s->kv = s->span_from;
         s->n_ctx = w;
     }
-    (void)t;
     s->span_from = s->n_ctx;
     for (int i = 0; i < n; i++)
         if (ctx_push(s, span[i], -1, err)) return -1;
@@ -401,7 +400,7 @@ static int try_read(struct scorer *s, int t, struct mm_err *err)
         }
         s->n_ctx = saved_n;
         if (s->kv > saved_n) s->kv = saved_n;
-        rc = put_span(s, t, span.v, span.n, err);
+        rc = put_span(s, span.v, span.n, err);
         free(span.v);
         free(span.c);
         if (rc == 0) s->c->reads++;
@@ -473,7 +472,7 @@ int ppl_score_document(struct engine *e, const struct ppl_doc *pd, const struct 
             continue;
         }
         if (o->reads == PPL_READS_GOLD && j < pd->n_reads && t == pd->read_at[j]) {
-            if (put_span(&s, t, pd->call[j], pd->n_call[j], err)) goto done;
+            if (put_span(&s, pd->call[j], pd->n_call[j], err)) goto done;
             if (trace) json_array_append_new(trace, json_pack("{s:i}", "at", t));
             c->reads++;
             j++;
