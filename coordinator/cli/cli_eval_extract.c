@@ -11,17 +11,15 @@
 #include "cli_eval.h"
 #include "eval_extract.h"
 #include "memllm_write.h"
-#include "memory_client_docred.h"
 #include "progress.h"
-#include "train_examples.h"
 #include "train_examples_doc.h"
 
 struct extract_opts {
     struct cli_model_opts model;
     struct cli_memory_opts mem;
     struct mw_options mw;
-    const char *file, *props, *use_adapter;
-    int val, seed, batch;
+    struct cli_eval_docs docs;
+    int batch;
 };
 
 /* A chosen document, its facts gathered as its sentences finish. */
@@ -36,7 +34,7 @@ struct eval_doc {
 
 struct extract_run {
     const struct extract_opts *o;
-    json_t *props;
+    struct cli_eval_docs in; /* the file and the chosen documents */
     struct eval_doc *docs;
     int n_docs;
     struct extract_counts counts;
@@ -82,14 +80,9 @@ static int parse_args(int argc, char **argv, struct extract_opts *o)
         const char *v;
         int r;
         if ((r = cli_model_opt(argc, argv, &i, &o->model)) ||
-            (r = cli_memory_opt(argc, argv, &i, &o->mem))) {
+            (r = cli_memory_opt(argc, argv, &i, &o->mem)) ||
+            (r = cli_eval_docs_opt(argc, argv, &i, &o->docs, "extract"))) {
             if (r < 0) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--use-adapter", &v))) {
-            if (r < 0) return -1;
-            o->use_adapter = v;
-        } else if ((r = cli_opt(argc, argv, &i, "--props", &v))) {
-            if (r < 0) return -1;
-            o->props = v;
         } else if ((r = cli_opt(argc, argv, &i, "--delay", &v))) {
             if (r < 0 || cli_int("--delay", v, 0, 1000, &o->mw.delay)) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--window", &v))) {
@@ -98,19 +91,13 @@ static int parse_args(int argc, char **argv, struct extract_opts *o)
             if (r < 0 || cli_int("--max-tokens", v, 1, 1 << 20, &o->mw.max_tokens)) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--batch", &v))) {
             if (r < 0 || cli_int("--batch", v, 1, 4096, &o->batch)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--val", &v))) {
-            if (r < 0 || cli_int("--val", v, 1, 1 << 30, &o->val)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--seed", &v))) {
-            if (r < 0 || cli_int("--seed", v, 0, 0x7fffffff, &o->seed)) return -1;
-        } else if (argv[i][0] == '-' || o->file) {
+        } else {
             fprintf(stderr, "memllm eval extract: unexpected argument '%s' (see --help)\n",
                     argv[i]);
             return -1;
-        } else {
-            o->file = argv[i];
         }
     }
-    if (!o->file) {
+    if (!o->docs.file) {
         fprintf(stderr, "memllm eval extract: FILE.json is required (see --help)\n");
         return -1;
     }
@@ -156,8 +143,8 @@ static int document_done(void *ctx, const struct mw_document *doc, struct mm_err
 {
     struct extract_run *run = ctx;
     struct eval_doc *d = (struct eval_doc *)doc;
-    if (extract_score_document(d->json, run->props, d->facts, d->n_facts, &run->counts, err)) {
-        mm_err_prefix(err, "%s: document %s", run->o->file, d->id);
+    if (extract_score_document(d->json, run->in.labels, d->facts, d->n_facts, &run->counts, err)) {
+        mm_err_prefix(err, "%s: document %s", run->in.file, d->id);
         return -1;
     }
     return 0;
@@ -179,28 +166,20 @@ static void free_docs(struct extract_run *run)
 }
 
 /* The chosen documents of the file, read and checked before any writing. */
-static int load_docs(struct extract_run *run, json_t *all, struct mm_err *err)
+static int load_docs(struct extract_run *run, struct mm_err *err)
 {
-    const struct extract_opts *o = run->o;
-    size_t n = json_array_size(all);
-    if (o->val > 0 && (size_t)o->val >= n) {
-        mm_err_set(err, "%s: --val %d leaves no training document of %zu", o->file, o->val, n);
-        return -1;
-    }
-    char *is_val = o->val > 0 ? examples_validation_set(n, o->val, o->seed) : NULL;
+    size_t n = json_array_size(run->in.all);
     run->docs = calloc(n ? n : 1, sizeof(*run->docs));
-    if (!run->docs || (o->val > 0 && !is_val)) {
-        free(is_val);
+    if (!run->docs) {
         mm_err_set(err, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
-        if (is_val && !is_val[i]) continue;
+        if (!run->in.chosen[i]) continue;
         struct eval_doc *d = &run->docs[run->n_docs];
-        d->json = json_array_get(all, i);
+        d->json = json_array_get(run->in.all, i);
         if (doc_read(&d->doc, d->json, err)) {
-            free(is_val);
-            mm_err_prefix(err, "%s: document %zu", o->file, i);
+            mm_err_prefix(err, "%s: document %zu", run->in.file, i);
             return -1;
         }
         run->n_docs++;
@@ -208,13 +187,12 @@ static int load_docs(struct extract_run *run, json_t *all, struct mm_err *err)
         d->d = (struct mw_document){d->id, (const char *const *)d->doc.sents, d->doc.n_sents};
         run->total += d->doc.n_sents;
     }
-    free(is_val);
     return 0;
 }
 
 static int write_adapter(struct engine *e, const struct extract_opts *o, struct mm_err *err)
 {
-    if (o->use_adapter) return engine_adapter(e, o->use_adapter, err);
+    if (o->docs.use_adapter) return engine_adapter(e, o->docs.use_adapter, err);
     if (e->n_adapters == 1 && !e->merged) return 0;
     mm_err_set(err, "the MW adapter: load exactly one with --adapter, or name it with "
                     "--use-adapter");
@@ -227,16 +205,10 @@ static int extract_job(struct engine *e, struct mm_memory *m, const struct clust
     (void)cl;
     struct extract_run run = {.o = arg};
     const struct extract_opts *o = run.o;
-    json_error_t jerr;
-    json_t *all = json_load_file(o->file, 0, &jerr);
     struct memllm_writer *w = NULL;
     int rc = -1;
-    if (!json_is_array(all)) {
-        mm_err_set(err, "%s: %s", o->file, all ? "not a JSON array of documents" : jerr.text);
-        goto done;
-    }
-    if (!(run.props = mm_docred_props(o->props, err))) goto done;
-    if (load_docs(&run, all, err)) goto done;
+    run.in = o->docs;
+    if (cli_eval_docs_open(&run.in, err) || load_docs(&run, err)) goto done;
     struct mw_options mw = o->mw;
     if ((mw.adapter = write_adapter(e, o, err)) < 0) goto done;
     struct mw_callbacks cb = {.sentence = sentence_done, .document = document_done, .ctx = &run};
@@ -256,8 +228,7 @@ static int extract_job(struct engine *e, struct mm_memory *m, const struct clust
 done:
     memllm_writer_free(w);
     free_docs(&run);
-    json_decref(run.props);
-    json_decref(all);
+    cli_eval_docs_close(&run.in);
     return rc;
 }
 

@@ -10,7 +10,6 @@
 #include "cli_eval.h"
 #include "cli_memory_internal.h"
 #include "eval_ppl.h"
-#include "memory_client_docred.h"
 #include "memory_service.h"
 #include "progress.h"
 #include "train_examples.h"
@@ -18,9 +17,10 @@
 struct ppl_eval_opts {
     struct cli_model_opts model;
     struct cli_memory_opts mem;
-    const char *file, *props, *use_adapter, *gold, *trace;
+    struct cli_eval_docs docs;
+    const char *gold, *trace;
     enum ppl_reads reads;
-    int val, seed, max_call_tokens;
+    int max_call_tokens;
 };
 
 static void usage(FILE *out)
@@ -76,36 +76,25 @@ static int parse_args(int argc, char **argv, struct ppl_eval_opts *o)
         const char *v;
         int r;
         if ((r = cli_model_opt(argc, argv, &i, &o->model)) ||
-            (r = cli_memory_opt(argc, argv, &i, &o->mem))) {
+            (r = cli_memory_opt(argc, argv, &i, &o->mem)) ||
+            (r = cli_eval_docs_opt(argc, argv, &i, &o->docs, "ppl"))) {
             if (r < 0) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--use-adapter", &v))) {
-            if (r < 0) return -1;
-            o->use_adapter = v;
         } else if ((r = cli_opt(argc, argv, &i, "--gold", &v))) {
             if (r < 0) return -1;
             o->gold = v;
         } else if ((r = cli_opt(argc, argv, &i, "--trace", &v))) {
             if (r < 0) return -1;
             o->trace = v;
-        } else if ((r = cli_opt(argc, argv, &i, "--props", &v))) {
-            if (r < 0) return -1;
-            o->props = v;
         } else if ((r = cli_opt(argc, argv, &i, "--reads", &v))) {
             if (r < 0 || parse_reads(v, &o->reads)) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--max-call-tokens", &v))) {
             if (r < 0 || cli_int("--max-call-tokens", v, 4, 4096, &o->max_call_tokens)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--val", &v))) {
-            if (r < 0 || cli_int("--val", v, 1, 1 << 30, &o->val)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--seed", &v))) {
-            if (r < 0 || cli_int("--seed", v, 0, 0x7fffffff, &o->seed)) return -1;
-        } else if (argv[i][0] == '-' || o->file) {
+        } else {
             fprintf(stderr, "memllm eval ppl: unexpected argument '%s' (see --help)\n", argv[i]);
             return -1;
-        } else {
-            o->file = argv[i];
         }
     }
-    if (!o->file || !o->gold) {
+    if (!o->docs.file || !o->gold) {
         fprintf(stderr, "memllm eval ppl: FILE.json and --gold DIR are required (see --help)\n");
         return -1;
     }
@@ -122,7 +111,7 @@ static int parse_args(int argc, char **argv, struct ppl_eval_opts *o)
 
 static int reading_adapter(struct engine *e, const struct ppl_eval_opts *o, struct mm_err *err)
 {
-    if (o->use_adapter) return engine_adapter(e, o->use_adapter, err);
+    if (o->docs.use_adapter) return engine_adapter(e, o->docs.use_adapter, err);
     if (e->n_adapters > 1 && !e->merged) {
         mm_err_set(err, "%d adapters loaded: name the one that reads with --use-adapter",
                    e->n_adapters);
@@ -132,7 +121,7 @@ static int reading_adapter(struct engine *e, const struct ppl_eval_opts *o, stru
 }
 
 struct ppl_eval_run {
-    json_t *docs, *props;
+    struct cli_eval_docs in; /* the file and the chosen documents */
     struct mm_embedder *emb;
     struct mm_memory *gold;
     FILE *trace;
@@ -140,19 +129,14 @@ struct ppl_eval_run {
 
 static int open_inputs(struct ppl_eval_run *run, const struct ppl_eval_opts *o, struct mm_err *err)
 {
-    json_error_t jerr;
-    run->docs = json_load_file(o->file, 0, &jerr);
-    if (!json_is_array(run->docs)) {
-        mm_err_set(err, "%s: %s", o->file, run->docs ? "not a JSON array of documents" : jerr.text);
-        return -1;
-    }
-    if (!(run->props = mm_docred_props(o->props, err))) return -1;
+    run->in = o->docs;
+    if (cli_eval_docs_open(&run->in, err)) return -1;
     uint32_t shards = mm_memory_shards_on_disk(o->gold);
     if (shards == 0) {
         mm_err_set(err,
                    "--gold %s holds no memory (build it with memllm memory import-docred %s "
                    "--memory %s)",
-                   o->gold, o->file, o->gold);
+                   o->gold, o->docs.file, o->gold);
         return -1;
     }
     if (!(run->emb = cli_memory_embedder(NULL, o->gold, 1, err)) ||
@@ -170,33 +154,24 @@ static int open_inputs(struct ppl_eval_run *run, const struct ppl_eval_opts *o, 
 static int score_docs(struct engine *e, struct ppl_eval_run *run, const struct ppl_eval_opts *o,
                       const struct ppl_options *po, struct ppl_counts *c, struct mm_err *err)
 {
-    size_t n = json_array_size(run->docs);
-    if (o->val > 0 && (size_t)o->val >= n) {
-        mm_err_set(err, "%s: --val %d leaves no training document of %zu", o->file, o->val, n);
-        return -1;
-    }
-    char *is_val = o->val > 0 ? examples_validation_set(n, o->val, o->seed) : NULL;
-    if (o->val > 0 && !is_val) {
-        mm_err_set(err, "out of memory");
-        return -1;
-    }
+    size_t n = json_array_size(run->in.all);
     struct progress bar;
-    progress_start(&bar, "eval ppl", o->val > 0 ? o->val : (int64_t)n);
+    progress_start(&bar, "eval ppl", run->in.n_chosen);
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        if (is_val && !is_val[i]) continue;
+        if (!run->in.chosen[i]) continue;
         struct doc d;
         struct mr_plan plan;
         struct ppl_doc pd;
         struct examples_counts ec = {0};
         json_t *reads = json_array();
-        if (doc_read(&d, json_array_get(run->docs, i), err)) {
-            mm_err_prefix(err, "%s: document %zu", o->file, i);
+        if (doc_read(&d, json_array_get(run->in.all, i), err)) {
+            mm_err_prefix(err, "%s: document %zu", run->in.file, i);
             json_decref(reads);
             rc = -1;
             break;
         }
-        rc = mr_plan_document(&plan, &d, run->props, run->gold, &ec, err);
+        rc = mr_plan_document(&plan, &d, run->in.labels, run->gold, &ec, err);
         if (rc == 0) {
             rc = ppl_doc_build(&pd, &plan, e->tok, err);
             if (rc == 0) {
@@ -206,7 +181,7 @@ static int score_docs(struct engine *e, struct ppl_eval_run *run, const struct p
             mr_plan_free(&plan);
         }
         doc_free(&d);
-        if (rc) mm_err_prefix(err, "%s: document %zu", o->file, i);
+        if (rc) mm_err_prefix(err, "%s: document %zu", run->in.file, i);
         if (rc == 0 && run->trace) {
             json_t *line = json_pack("{s:I, s:o}", "doc", (json_int_t)i, "reads", reads);
             reads = NULL;
@@ -221,7 +196,6 @@ static int score_docs(struct engine *e, struct ppl_eval_run *run, const struct p
         progress_update(&bar, c->documents, c->n[PPL_OVERALL], "tokens");
     }
     if (rc == 0) progress_finish(&bar, c->documents, c->n[PPL_OVERALL], "tokens");
-    free(is_val);
     return rc;
 }
 
@@ -259,8 +233,7 @@ done:
         }
     }
     if (run.emb) mm_embedder_free(run.emb);
-    json_decref(run.props);
-    json_decref(run.docs);
+    cli_eval_docs_close(&run.in);
     return rc;
 }
 
