@@ -63,9 +63,6 @@ def main():
     args.memories = os.path.join(args.work, "memories")  # ignored by git: RocksDB and logs
     os.makedirs(args.memories, exist_ok=True)
     gold = os.path.join(args.memories, "gold")
-    if not os.path.isdir(gold):
-        subprocess.run([args.memllm, "memory", "import-docred", args.data, "--memory", gold],
-                       check=True, stdout=subprocess.DEVNULL)
     common = ["--val", args.val, "--model", args.model, "--threads", args.threads]
     mw, mr = (os.path.join(args.adapters, "smollm2-135m-" + k) for k in ("mw", "mr"))
     text = os.path.join(args.adapters, "smollm2-135m-text")
@@ -88,6 +85,10 @@ def main():
         ("MR, MW-written memory, its own reads", "ppl_mr_model_mw",
          ["--reads", "model", "--adapter", mr, "--memory", os.path.join(args.memories, "mw_d5")]),
     ]
+    missing = [n for _, n, _ in conditions if not os.path.exists(os.path.join(args.work, n + ".txt"))]
+    if missing and not os.path.isdir(gold):
+        subprocess.run([args.memllm, "memory", "import-docred", args.data, "--memory", gold],
+                       check=True, stdout=subprocess.DEVNULL)
     ppl = [(label, run(args, name, ppl_cmd + extra)) for label, name, extra in conditions]
 
     import matplotlib
