@@ -70,6 +70,9 @@ def main():
     extract = {}
     for delay in ("0", "5"):
         mem = os.path.join(args.memories, "mw_d" + delay)
+        cached = os.path.join(args.work, "extract_d" + delay + ".txt")
+        if not os.path.isdir(mem) and os.path.exists(cached):
+            os.remove(cached)  # its memory is gone: write it again
         extract[delay] = run(args, "extract_d" + delay,
                              [args.memllm, "eval", "extract", args.data, "--adapter", mw,
                               "--memory", mem, "--delay", delay] + common)
