@@ -29,7 +29,7 @@ struct train_work {
     const float *xt_of; /* the input whose transpose xt holds (no dropout), or NULL */
 };
 
-static int wide_dim(const struct model_config *c)
+int train_wide_dim(const struct model_config *c)
 {
     int w = c->dim;
     if (model_config_q_dim(c) > w) w = model_config_q_dim(c);
@@ -37,7 +37,7 @@ static int wide_dim(const struct model_config *c)
     return w;
 }
 
-static const struct k_matrix *base_matrix(const struct model *m, int layer, int lin)
+const struct k_matrix *train_base_matrix(const struct model *m, int layer, int lin)
 {
     return lin == TRAIN_LM_HEAD ? &m->lm_head : &m->layers[layer].lin[lin];
 }
@@ -48,7 +48,7 @@ static struct k_matrix *wt_at(struct train_model *tm, int layer, int lin)
                                         : (size_t)layer * LIN_COUNT + (size_t)lin];
 }
 
-static int max_rank(const struct train_params *p)
+int train_max_rank(const struct train_params *p)
 {
     int r = 1;
     size_t n = (size_t)p->model->cfg.n_layers * LIN_COUNT + 1;
@@ -73,7 +73,7 @@ static int make_transposes(struct train_model *tm, struct mm_err *err)
     for (int layer = 0; layer <= c->n_layers; layer++)
         for (int lin = 0; lin <= LIN_COUNT; lin++) {
             if ((layer == c->n_layers) != (lin == TRAIN_LM_HEAD)) continue;
-            const struct k_matrix *w = base_matrix(tm->m, layer, lin);
+            const struct k_matrix *w = train_base_matrix(tm->m, layer, lin);
             float *t = malloc((size_t)(w->rows * w->cols) * sizeof(float));
             if (!t) goto oom;
             k_matrix_transpose_f32(t, w);
@@ -128,7 +128,8 @@ static void carve_acts(struct train_model *tm)
 static size_t carve_work(const struct train_model *tm, struct train_work *w)
 {
     const struct model_config *c = &tm->m->cfg;
-    size_t n = (size_t)tm->max_tokens, wd = (size_t)wide_dim(c), r = (size_t)max_rank(tm->p);
+    size_t n = (size_t)tm->max_tokens, wd = (size_t)train_wide_dim(c),
+           r = (size_t)train_max_rank(tm->p);
     size_t hc = HEAD_CHUNK, vocab = (size_t)c->vocab_size, hr = (size_t)r;
     size_t big = wd > hc ? wd : hc; /* transposes of head chunks: vocab x hc */
     size_t wv = vocab > wd ? vocab : wd, nh = n > hc ? n : hc;
@@ -273,7 +274,7 @@ static const float *dropped(const struct train_model *tm, uint64_t key, int laye
 static void linear_fwd(struct train_model *tm, struct train_work *w, uint64_t key, int layer,
                        int lin, const float *x, int n, const int32_t *pos, float *out, float *u)
 {
-    const struct k_matrix *wm = base_matrix(tm->m, layer, lin);
+    const struct k_matrix *wm = train_base_matrix(tm->m, layer, lin);
     k_matmul_forward(out, x, wm, n);
     const struct train_module *mod = train_module_at(tm->p, layer, lin);
     if (mod->a < 0) return;

@@ -55,6 +55,13 @@ int train_model_example(struct train_model *tm, const int32_t *tokens, const uin
                         float grad_scale, uint64_t dropout_key, float *grad, double *loss,
                         int *n_loss, struct mm_err *err);
 
+/* Shared by both backends: the widest activation row (dim, q_dim or
+ * ffn_dim), the largest LoRA rank of p, and the base matrix of linear lin of
+ * a layer (the LM head for TRAIN_LM_HEAD). */
+int train_wide_dim(const struct model_config *c);
+int train_max_rank(const struct train_params *p);
+const struct k_matrix *train_base_matrix(const struct model *m, int layer, int lin);
+
 /* Whether n tokens make an example either backend runs: 2 to max_tokens
  * of them, each inside the model's vocabulary; -1 with err set if not. */
 int train_example_check(const struct model_config *c, const int32_t *tokens, int n, int max_tokens,

@@ -36,28 +36,6 @@ struct train_model_cuda {
     float *h_loss, *h_ones;
 };
 
-static int wide_dim(const struct model_config *c)
-{
-    int w = c->dim;
-    if (model_config_q_dim(c) > w) w = model_config_q_dim(c);
-    if (c->ffn_dim > w) w = c->ffn_dim;
-    return w;
-}
-
-static int max_rank(const struct train_params *p)
-{
-    int r = 1;
-    size_t n = (size_t)p->model->cfg.n_layers * LIN_COUNT + 1;
-    for (size_t i = 0; i < n; i++)
-        if (p->mod[i].rank > r) r = p->mod[i].rank;
-    return r;
-}
-
-static const struct k_matrix *base_matrix(const struct model *m, int layer, int lin)
-{
-    return lin == TRAIN_LM_HEAD ? &m->lm_head : &m->layers[layer].lin[lin];
-}
-
 static size_t w_index(const struct model *m, int layer, int lin)
 {
     return lin == TRAIN_LM_HEAD ? (size_t)m->cfg.n_layers * LIN_COUNT
@@ -134,7 +112,8 @@ static size_t carve(struct train_model_cuda *tm, int carve_now)
     const struct model_config *c = &tm->m->cfg;
     size_t n = (size_t)tm->max_tokens, dim = (size_t)c->dim, qd = (size_t)model_config_q_dim(c);
     size_t kvd = (size_t)model_config_kv_dim(c), ffn = (size_t)c->ffn_dim;
-    size_t wd = (size_t)wide_dim(c), r = (size_t)max_rank(tm->p), vocab = (size_t)c->vocab_size;
+    size_t wd = (size_t)train_wide_dim(c), r = (size_t)train_max_rank(tm->p),
+           vocab = (size_t)c->vocab_size;
     size_t nt = tm->p->cfg.n_tokens > 0 ? (size_t)tm->p->cfg.n_tokens : 1;
     size_t nn = n * n, total = 0;
     float *f = tm->arena;
@@ -310,7 +289,7 @@ static int lora_fwd(struct train_model_cuda *tm, uint64_t key, int layer, int li
 {
     const struct train_module *mod = train_module_at(tm->p, layer, lin);
     if (mod->a < 0) return 0;
-    const struct k_matrix *wm = base_matrix(tm->m, layer, lin);
+    const struct k_matrix *wm = train_base_matrix(tm->m, layer, lin);
     int in = (int)wm->cols, od = (int)wm->rows, r = mod->rank;
     const float *xd = dropped(tm, key, layer, lin, x, n, in, pos, err);
     return !xd ||
@@ -326,7 +305,7 @@ static int lora_fwd(struct train_model_cuda *tm, uint64_t key, int layer, int li
 static int linear_fwd(struct train_model_cuda *tm, uint64_t key, int layer, int lin, const float *x,
                       int n, const int32_t *pos, float *out, float *u, struct mm_err *err)
 {
-    const struct k_matrix *wm = base_matrix(tm->m, layer, lin);
+    const struct k_matrix *wm = train_base_matrix(tm->m, layer, lin);
     int in = (int)wm->cols, od = (int)wm->rows;
     return kc_gemm_f32(tm->ctx, 0, 1, n, od, in, 1.0f, x, in, tm->w[w_index(tm->m, layer, lin)], in,
                        0.0f, out, od, err) ||
@@ -343,7 +322,7 @@ static int lora_bwd(struct train_model_cuda *tm, uint64_t key, int layer, int li
 {
     const struct train_module *mod = train_module_at(tm->p, layer, lin);
     if (mod->a < 0) return 0;
-    const struct k_matrix *wm = base_matrix(tm->m, layer, lin);
+    const struct k_matrix *wm = train_base_matrix(tm->m, layer, lin);
     int in = (int)wm->cols, od = (int)wm->rows, r = mod->rank;
     float p = tm->p->cfg.dropout;
     const float *a = param(tm, tm->value, mod->a), *b = param(tm, tm->value, mod->b);
@@ -375,7 +354,7 @@ static int linear_bwd(struct train_model_cuda *tm, uint64_t key, int layer, int 
                       const float *u, const float *dy, int n, const int32_t *pos, float *dx,
                       int accumulate, struct mm_err *err)
 {
-    const struct k_matrix *wm = base_matrix(tm->m, layer, lin);
+    const struct k_matrix *wm = train_base_matrix(tm->m, layer, lin);
     int in = (int)wm->cols, od = (int)wm->rows;
     return kc_gemm_f32(tm->ctx, 0, 0, n, in, od, 1.0f, dy, od, tm->w[w_index(tm->m, layer, lin)],
                        in, accumulate ? 1.0f : 0.0f, dx, in, err) ||
