@@ -15,17 +15,9 @@
 #include "cli_args.h"
 #include "cli_memory_internal.h"
 #include "cluster.h"
-#include "edit_log.h"
+#include "edit_apply.h"
 #include "memory_service.h"
 #include "triple_text.h"
-
-enum edit_op { EDIT_ADD, EDIT_REPLACE, EDIT_DELETE };
-
-struct edit {
-    enum edit_op op;
-    struct mm_triple_text t;
-    int line;
-};
 
 struct edit_opts {
     const char *file, *undo, *dir, *embedder;
@@ -161,110 +153,32 @@ static int read_edits(struct edit_opts *o, struct mm_err *err)
     return rc;
 }
 
-struct edit_counts {
-    uint64_t added, existing, replaced, removed, deleted, not_found;
-};
-
-/* Applies edits [i, j) of one kind in one call where the client allows. */
-static int apply_run(struct mm_memory *m, const struct edit_opts *o, int i, int j,
-                     const char *source, struct edit_counts *c, struct mm_err *err)
-{
-    struct mm_fact *f = calloc((size_t)(j - i), sizeof(*f));
-    if (!f) {
-        mm_err_set(err, "out of memory");
-        return -1;
-    }
-    for (int k = i; k < j; k++) {
-        const struct edit *e = &o->edits[k];
-        f[k - i] = (struct mm_fact){e->t.s, e->t.r, e->t.o, {source, e->line, 0}};
-    }
-    int rc = 0;
-    enum edit_op op = o->edits[i].op;
-    if (op == EDIT_ADD) {
-        struct mm_write_report rep = {0};
-        rc = mm_memory_write(m, f, (size_t)(j - i), NULL, 0, &rep, err);
-        c->added += rep.facts_added;
-        c->existing += rep.facts_existing;
-    } else if (op == EDIT_DELETE) {
-        uint64_t deleted = 0;
-        rc = mm_memory_delete(m, f, (size_t)(j - i), &deleted, err);
-        c->deleted += deleted;
-        c->not_found += (uint64_t)(j - i) - deleted;
-    } else {
-        for (int k = 0; rc == 0 && k < j - i; k++) {
-            uint64_t removed = 0;
-            rc = mm_memory_replace(m, &f[k], &removed, err);
-            c->replaced++;
-            c->removed += removed;
-        }
-    }
-    if (rc) mm_err_prefix(err, "%s:%d", o->file, o->edits[i].line);
-    free(f);
-    return rc;
-}
-
 static int apply_batch(struct mm_memory *m, const struct edit_opts *o, struct mm_err *err)
 {
-    struct edit_batch b = {.file = strdup(o->file), .state = strdup("applying")};
-    int rc = b.file && b.state ? 0 : -1;
-    if (rc) mm_err_set(err, "out of memory");
-    /* The state of everything the batch can touch, before it starts. */
-    for (int i = 0; rc == 0 && i < o->n_edits; i++) {
-        const struct edit *e = &o->edits[i];
-        if (e->op == EDIT_REPLACE) rc = edit_snapshot(m, &b, e->t.s, e->t.r, NULL, err);
-        if (rc == 0) rc = edit_snapshot(m, &b, e->t.s, e->t.r, e->t.o, err);
-    }
-    if (rc == 0) rc = edit_log_create(o->dir, &b, err);
-    char source[EDIT_BATCH_ID_MAX + 8];
-    snprintf(source, sizeof(source), "edit:%s", b.id);
+    char id[EDIT_BATCH_ID_MAX];
     struct edit_counts c = {0};
-    for (int i = 0, j; rc == 0 && i < o->n_edits; i = j) {
-        for (j = i + 1; j < o->n_edits && o->edits[j].op == o->edits[i].op; j++)
-            ;
-        rc = apply_run(m, o, i, j, source, &c, err);
+    if (edit_apply(m, o->dir, o->file, o->edits, o->n_edits, id, &c, err)) {
+        if (id[0])
+            fprintf(stderr,
+                    "memllm edit: batch %s stopped part way; memllm edit --undo %s restores "
+                    "the memory\n",
+                    id, id);
+        return -1;
     }
-    if (rc == 0) {
-        free(b.state);
-        b.state = strdup("applied");
-        rc = b.state ? edit_log_save(o->dir, &b, err) : -1;
-    }
-    if (rc == 0)
-        printf("batch: %s\nadded: %llu\nexisting: %llu\nreplaced: %llu\nremoved: %llu\n"
-               "deleted: %llu\nnot_found: %llu\n",
-               b.id, (unsigned long long)c.added, (unsigned long long)c.existing,
-               (unsigned long long)c.replaced, (unsigned long long)c.removed,
-               (unsigned long long)c.deleted, (unsigned long long)c.not_found);
-    else if (b.id[0])
-        fprintf(stderr,
-                "memllm edit: batch %s stopped part way; memllm edit --undo %s restores "
-                "the memory\n",
-                b.id, b.id);
-    edit_batch_free(&b);
-    return rc;
+    printf("batch: %s\nadded: %llu\nexisting: %llu\nreplaced: %llu\nremoved: %llu\n"
+           "deleted: %llu\nnot_found: %llu\n",
+           id, (unsigned long long)c.added, (unsigned long long)c.existing,
+           (unsigned long long)c.replaced, (unsigned long long)c.removed,
+           (unsigned long long)c.deleted, (unsigned long long)c.not_found);
+    return 0;
 }
 
 static int undo_batch(struct mm_memory *m, const struct edit_opts *o, struct mm_err *err)
 {
-    struct edit_batch b;
-    if (edit_log_load(o->dir, o->undo, &b, err)) return -1;
-    int rc = 0;
-    if (!strcmp(b.state, "undone")) {
-        mm_err_set(err, "batch %s is undone already", b.id);
-        rc = -1;
-    }
-    if (rc == 0) rc = edit_undo(m, &b, err);
-    if (rc == 0) {
-        free(b.state);
-        b.state = strdup("undone");
-        rc = b.state ? edit_log_save(o->dir, &b, err) : -1;
-    }
-    size_t restored = 0;
-    for (size_t i = 0; i < b.n; i++)
-        restored += b.facts[i].existed;
-    if (rc == 0)
-        printf("undone: %s\nrestored: %zu\nremoved: %zu\n", b.id, restored, b.n - restored);
-    edit_batch_free(&b);
-    return rc;
+    size_t restored, removed;
+    if (edit_apply_undo(m, o->dir, o->undo, &restored, &removed, err)) return -1;
+    printf("undone: %s\nrestored: %zu\nremoved: %zu\n", o->undo, restored, removed);
+    return 0;
 }
 
 static int run_edit(struct mm_memory *m, const struct edit_opts *o)
