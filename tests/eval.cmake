@@ -11,3 +11,7 @@ memllm_test(test_eval_ppl SOURCES test_eval_ppl.c LIBS mm_eval mm_cli
   ARGS $<TARGET_FILE:memllm> ${MEMLLM_DATA} ${MEMLLM_MODELS_DIR} ${CMAKE_SOURCE_DIR}/adapters
        ${MPIEXEC_EXECUTABLE})
 add_dependencies(test_eval_ppl memllm)
+memllm_test(test_eval_edit SOURCES test_eval_edit.c LIBS mm_eval mm_memory_client
+  ARGS $<TARGET_FILE:memllm> ${MEMLLM_DATA} ${MEMLLM_MODELS_DIR} ${CMAKE_SOURCE_DIR}/adapters
+       ${MPIEXEC_EXECUTABLE})
+add_dependencies(test_eval_edit memllm)

@@ -70,6 +70,8 @@ static void usage(FILE *out)
                  "MemLLM's evaluation on DocRED / Re-DocRED documents; each measure prints\n"
                  "one 'name: value' line per figure.\n\n"
                  "commands:\n"
+                 "  edit      counterfactual knowledge edits through the memory: reliability,\n"
+                 "            generality and locality after T sequential edits, and undo\n"
                  "  extract   the MW model's facts against the documents' gold relations:\n"
                  "            precision, recall, F1\n"
                  "  ppl       perplexity by token class (overall, entity, target) with no\n"
@@ -82,6 +84,7 @@ int cli_eval(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (!strcmp(argv[1], "edit")) return cli_eval_edit(argc - 1, argv + 1);
     if (!strcmp(argv[1], "extract")) return cli_eval_extract(argc - 1, argv + 1);
     if (!strcmp(argv[1], "ppl")) return cli_eval_ppl(argc - 1, argv + 1);
     /* --help anywhere with no measure named first: the list of measures */

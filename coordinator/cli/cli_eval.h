@@ -28,6 +28,7 @@ int cli_eval_docs_opt(int argc, char **argv, int *i, struct cli_eval_docs *d, co
 int cli_eval_docs_open(struct cli_eval_docs *d, struct mm_err *err);
 void cli_eval_docs_close(struct cli_eval_docs *d);
 
+int cli_eval_edit(int argc, char **argv);
 int cli_eval_extract(int argc, char **argv);
 int cli_eval_ppl(int argc, char **argv);
 
