@@ -1,6 +1,7 @@
-/* A progress bar on stderr for long jobs (generation, imports). Drawn only
- * when stderr is a terminal, at most ten times a second; a log file gets the
- * final summary line alone. */
+/* A progress bar on stderr for long jobs (generation, imports): on a
+ * terminal redrawn in place at most ten times a second; in a log file a
+ * line every 30 seconds (a background job shows it is alive), and the final
+ * summary line. */
 #ifndef MEMLLM_COMMON_PROGRESS_H
 #define MEMLLM_COMMON_PROGRESS_H
 
