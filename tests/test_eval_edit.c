@@ -4,7 +4,7 @@
  *     relation in another document and none of (s, r)'s objects' names,
  *     its mention names kept; the alias; the prompts of both kinds (the
  *     generic template, an alias, the fact in words, "s's r is "); the
- *     same cases for the same seed;
+ *     same cases for the same seed; which facts an edit touches;
  *   - answers: API spans and leading spaces dropped; a name said when the
  *     answer starts with it (case and white space ignored) and a word
  *     ends there;
@@ -127,6 +127,16 @@ static void cases(void)
     check_prompt(a, 0, "The country of Alpha Town is ");
     check_prompt(a, 1, "The country of Alpha is ");
     check_prompt(g, 1, "Gamma City is in the country ");
+    /* Gamma City's fact touches Alpha Town's edit when o' is its object */
+    struct edit_case probe = *g;
+    char *delta_names[] = {"delta  Republic"};
+    probe.o_names = delta_names;
+    probe.n_o_names = 1;
+    CHECK(edit_case_touches(&probe, a, 1));
+    probe.o_names = (char *[]){"Zeta"};
+    CHECK(!edit_case_touches(&probe, a, 1));
+    probe.s = "alpha  town";
+    CHECK(edit_case_touches(&probe, a, 1));
     struct edit_case odd = *g;
     odd.r = "sport";
     check_prompt(&odd, 1, "Gamma City's sport is ");

@@ -45,7 +45,8 @@ static void usage(FILE *out)
             "born in \"; generality), answered greedily with memory reads (as memllm generate\n"
             "--memory answers). After T = 1, 10, 100, ... --edits edits:\n"
             "reliability and generality (the answer starts with a name of o') over the T\n"
-            "edits, locality (the answers of --locality unedited facts unchanged). Then\n"
+            "edits, locality (the answers about --locality facts that no edit touches,\n"
+            "from the documents not evaluated, unchanged). Then\n"
             "every batch is undone and undo_restored is the share of answers as before.\n"
             "The memory is edited in place and restored by those undos (use a copy: memllm\n"
             "memory backup). Without --memory: the unedited model's figures (the plain-\n"
@@ -53,7 +54,9 @@ static void usage(FILE *out)
                 CLI_MEMORY_OPTIONAL_HELP CLI_MEMORY_HELP CLI_QUERY_HELP
             "  --edits N            sequential edits (default 1000; fewer when the\n"
             "                       documents have fewer cases)\n"
-            "  --locality N         facts no edit touches, asked at every T (default 100)\n"
+            "  --locality N         facts no edit touches (from the documents not evaluated,\n"
+            "                       else the cases not edited), asked at every T (default\n"
+            "                       100)\n"
             "  --max-tokens N       tokens generated per prompt (default 40)\n"
             "  --batch N            prompts decoded together (default 16; the answers do\n"
             "                       not depend on it)\n"
@@ -190,7 +193,9 @@ out:
 /* Prompts: [0, E) reliability, [E, 2E) generality, [2E, 2E + L) locality. */
 struct edit_run {
     struct cli_eval_docs in;
-    struct edit_cases cases;
+    struct edit_cases cases;        /* of the documents evaluated: [0, n_edits) are edited */
+    struct edit_cases others;       /* of the other documents: locality's candidates */
+    const struct edit_case **probe; /* [n_loc] locality's facts */
     int n_edits, n_loc, n_prompts;
     char **prompts;
     char **before; /* the answers before any edit */
@@ -214,8 +219,8 @@ static const char *prompt_kind(const struct edit_run *run, int i)
 
 static const struct edit_case *prompt_case(const struct edit_run *run, int i)
 {
-    return &run->cases
-                .c[i < 2 * run->n_edits ? i % run->n_edits : run->n_edits + i - 2 * run->n_edits];
+    return i < 2 * run->n_edits ? &run->cases.c[i % run->n_edits]
+                                : run->probe[i - 2 * run->n_edits];
 }
 
 static int trace_round(struct edit_run *run, const char *round, char **texts, int n,
@@ -227,8 +232,8 @@ static int trace_round(struct edit_run *run, const char *round, char **texts, in
         char *answer = edit_answer(texts[i]);
         json_t *line =
             json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "round", round, "kind", prompt_kind(run, i),
-                      "case", prompt_case(run, i) - run->cases.c, "prompt", run->prompts[i], "text",
-                      texts[i], "answer", answer ? answer : "");
+                      "case", edit_prompt ? i % run->n_edits : i - 2 * run->n_edits, "prompt",
+                      run->prompts[i], "text", texts[i], "answer", answer ? answer : "");
         free(answer);
         if (!line || json_dumpf(line, run->trace, JSON_COMPACT) || fputc('\n', run->trace) < 0) {
             json_decref(line);
@@ -276,14 +281,26 @@ static double share_unchanged(const struct edit_run *run, char **texts, int from
     return n ? (double)same / n : 0.0;
 }
 
+/* The edits are the first cases; locality's probes are facts no edit
+ * touches, from the documents not evaluated, else from the cases after
+ * the edits. */
 static int make_prompts(struct edit_run *run, const struct edit_eval_opts *o, struct mm_err *err)
 {
-    int n = run->cases.n;
-    run->n_loc = o->locality < n / 2 ? o->locality : n / 2;
-    run->n_edits = o->edits < n - run->n_loc ? o->edits : n - run->n_loc;
+    int n = run->cases.n, own = run->others.n == 0;
+    run->n_edits = o->edits < n - own ? o->edits : n - own;
     if (run->n_edits < 1) {
-        mm_err_set(err, "%s: the documents give %d edit cases; at least 2 are needed", o->docs.file,
-                   n);
+        mm_err_set(err, "%s: the documents give %d edit cases; at least %d are needed",
+                   o->docs.file, n, 1 + own);
+        return -1;
+    }
+    const struct edit_cases *pool = own ? &run->cases : &run->others;
+    if (!(run->probe = calloc((size_t)o->locality, sizeof(*run->probe)))) goto oom;
+    for (int k = own ? run->n_edits : 0; k < pool->n && run->n_loc < o->locality; k++)
+        if (!edit_case_touches(&pool->c[k], run->cases.c, run->n_edits))
+            run->probe[run->n_loc++] = &pool->c[k];
+    if (run->n_loc == 0) {
+        mm_err_set(err, "%s: no fact is left that the %d edits do not touch, to probe locality",
+                   o->docs.file, run->n_edits);
         return -1;
     }
     run->n_prompts = 2 * run->n_edits + run->n_loc;
@@ -300,6 +317,24 @@ static int make_prompts(struct edit_run *run, const struct edit_eval_opts *o, st
 oom:
     mm_err_set(err, "out of memory");
     return -1;
+}
+
+/* The cases of the documents not evaluated (none when all are). */
+static int other_cases(struct edit_run *run, const struct edit_eval_opts *o, struct mm_err *err)
+{
+    size_t n = json_array_size(run->in.all);
+    if (run->in.n_chosen == (int)n) return 0;
+    char *rest = malloc(n + 1);
+    if (!rest) {
+        mm_err_set(err, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        rest[i] = !run->in.chosen[i];
+    int rc = edit_cases_build(run->in.all, rest, run->in.labels, (uint64_t)o->docs.seed,
+                              &run->others, err);
+    free(rest);
+    return rc;
 }
 
 /* Asks every prompt of the T first edits and the locality probes again. */
@@ -415,7 +450,8 @@ static int edit_job(struct engine *e, struct mm_memory *m, const struct cluster 
     if (cli_eval_docs_open(&run.in, err) ||
         edit_cases_build(run.in.all, run.in.chosen, run.in.labels, (uint64_t)o->docs.seed,
                          &run.cases, err) ||
-        make_prompts(&run, o, err) || (adapter = answering_adapter(e, o, err)) < -1)
+        other_cases(&run, o, err) || make_prompts(&run, o, err) ||
+        (adapter = answering_adapter(e, o, err)) < -1)
         goto done;
     if (o->trace && !(run.trace = fopen(o->trace, "w"))) {
         mm_err_set(err, "%s: cannot open for writing", o->trace);
@@ -461,6 +497,8 @@ done:
     free(run.before);
     free(run.now);
     free(run.ids);
+    free(run.probe);
+    edit_cases_free(&run.others);
     edit_cases_free(&run.cases);
     cli_eval_docs_close(&run.in);
     return rc;

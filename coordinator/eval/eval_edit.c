@@ -55,6 +55,18 @@ static int names_have(char *const *names, int n, const char *name)
     return 0;
 }
 
+int edit_case_touches(const struct edit_case *probe, const struct edit_case *edits, int n)
+{
+    for (int k = 0; k < n; k++) {
+        const char *named[] = {edits[k].s, edits[k].o, edits[k].o_new};
+        for (int j = 0; j < 3; j++)
+            if (same_name(probe->s, named[j]) ||
+                names_have(probe->o_names, probe->n_o_names, named[j]))
+                return 1;
+    }
+    return 0;
+}
+
 /* Appends entity e's mention names not there yet. */
 static int add_mention_names(const struct doc *d, int e, char ***names, int *n)
 {

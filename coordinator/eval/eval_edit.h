@@ -14,8 +14,10 @@
  * answer is the generated text without its API spans and leading spaces;
  * it says a name when it starts with it (case and white space ignored,
  * the name followed by a non-alphanumeric character or the end). Cases are
- * shuffled by the seed: the first T are the edits, later ones probe
- * locality (facts no edit touches). */
+ * shuffled by the seed: the first T are the edits. Locality is probed with
+ * facts the edits do not touch (edit_case_touches), from the documents not
+ * evaluated (else the later cases of those evaluated), asked with the
+ * reliability template. */
 #ifndef MEMLLM_COORDINATOR_EVAL_EDIT_H
 #define MEMLLM_COORDINATOR_EVAL_EDIT_H
 
@@ -47,6 +49,10 @@ struct edit_cases {
 int edit_cases_build(json_t *all, const char *chosen, json_t *props, uint64_t seed,
                      struct edit_cases *out, struct mm_err *err);
 void edit_cases_free(struct edit_cases *x);
+
+/* Whether an entity of the probe (s, or a name of one of its objects) is
+ * named s, o or o' by one of the n edits. */
+int edit_case_touches(const struct edit_case *probe, const struct edit_case *edits, int n);
 
 /* The case's prompt (malloc'd; NULL: out of memory): reliability's, or
  * with `general` generality's. */
