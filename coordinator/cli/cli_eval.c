@@ -63,6 +63,17 @@ void cli_eval_docs_close(struct cli_eval_docs *d)
     d->labels = d->all = NULL;
 }
 
+int cli_eval_docs_adapter(struct engine *e, const struct cli_eval_docs *d, struct mm_err *err)
+{
+    if (d->use_adapter) return engine_adapter(e, d->use_adapter, err);
+    if (e->n_adapters > 1 && !e->merged) {
+        mm_err_set(err, "%d adapters loaded: name the one to measure with --use-adapter",
+                   e->n_adapters);
+        return -2;
+    }
+    return e->n_adapters == 1 && !e->merged ? 0 : -1;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: memllm eval MEASURE FILE.json [options]\n"

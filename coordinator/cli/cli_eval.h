@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "engine.h"
 #include "err.h"
 
 /* The documents a measure reads, and the options that choose them. */
@@ -27,6 +28,12 @@ int cli_eval_docs_opt(int argc, char **argv, int *i, struct cli_eval_docs *d, co
  * without --val). */
 int cli_eval_docs_open(struct cli_eval_docs *d, struct mm_err *err);
 void cli_eval_docs_close(struct cli_eval_docs *d);
+
+/* The adapter a measure runs (an engine adapter index): the one
+ * --use-adapter names, else the only one loaded (and not merged), else the
+ * base model (-1); -2 (said in err) when several are loaded and none is
+ * named. */
+int cli_eval_docs_adapter(struct engine *e, const struct cli_eval_docs *d, struct mm_err *err);
 
 int cli_eval_edit(int argc, char **argv);
 int cli_eval_extract(int argc, char **argv);

@@ -429,17 +429,6 @@ static int edit_rounds(struct engine *e, struct mm_memory *m, const struct edit_
     return 0;
 }
 
-static int answering_adapter(struct engine *e, const struct edit_eval_opts *o, struct mm_err *err)
-{
-    if (o->docs.use_adapter) return engine_adapter(e, o->docs.use_adapter, err);
-    if (e->n_adapters > 1 && !e->merged) {
-        mm_err_set(err, "%d adapters loaded: name the one that answers with --use-adapter",
-                   e->n_adapters);
-        return -2;
-    }
-    return e->n_adapters == 1 && !e->merged ? 0 : -1;
-}
-
 static int edit_job(struct engine *e, struct mm_memory *m, const struct cluster *cl, void *arg,
                     struct mm_err *err)
 {
@@ -451,7 +440,7 @@ static int edit_job(struct engine *e, struct mm_memory *m, const struct cluster 
         edit_cases_build(run.in.all, run.in.chosen, run.in.labels, (uint64_t)o->docs.seed,
                          &run.cases, err) ||
         other_cases(&run, o, err) || make_prompts(&run, o, err) ||
-        (adapter = answering_adapter(e, o, err)) < -1)
+        (adapter = cli_eval_docs_adapter(e, &o->docs, err)) < -1)
         goto done;
     if (o->trace && !(run.trace = fopen(o->trace, "w"))) {
         mm_err_set(err, "%s: cannot open for writing", o->trace);

@@ -110,17 +110,6 @@ static int parse_args(int argc, char **argv, struct ppl_eval_opts *o)
                                                                                               : 0;
 }
 
-static int reading_adapter(struct engine *e, const struct ppl_eval_opts *o, struct mm_err *err)
-{
-    if (o->docs.use_adapter) return engine_adapter(e, o->docs.use_adapter, err);
-    if (e->n_adapters > 1 && !e->merged) {
-        mm_err_set(err, "%d adapters loaded: name the one that reads with --use-adapter",
-                   e->n_adapters);
-        return -2;
-    }
-    return e->n_adapters == 1 && !e->merged ? 0 : -1;
-}
-
 struct ppl_eval_run {
     struct cli_eval_docs in; /* the file and the chosen documents */
     struct mm_embedder *emb;
@@ -210,7 +199,7 @@ static int ppl_job(struct engine *e, struct mm_memory *m, const struct cluster *
     struct ppl_options po = {.reads = o->reads, .max_call_tokens = o->max_call_tokens};
     int rc = -1;
     if (open_inputs(&run, o, err)) goto done;
-    if ((po.adapter = reading_adapter(e, o, err)) < -1) goto done;
+    if ((po.adapter = cli_eval_docs_adapter(e, &o->docs, err)) < -1) goto done;
     po.mem = m ? m : run.gold;
     po.query = o->mem.q;
     if (score_docs(e, &run, o, &po, &c, err)) goto done;
