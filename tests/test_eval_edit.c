@@ -140,6 +140,8 @@ static void cases(void)
     struct edit_case odd = *g;
     odd.r = "sport";
     check_prompt(&odd, 1, "Gamma City's sport is ");
+    odd.r = "member of";
+    check_prompt(&odd, 0, "The member of Gamma City is ");
     REQUIRE(edit_cases_build(all, chosen, props, 7, &y, &err) == 0, "%s", err.msg);
     CHECK(y.n == x.n);
     for (int i = 0; i < x.n && i < y.n; i++)

@@ -322,7 +322,10 @@ char *edit_case_prompt(const struct edit_case *c, int general)
     if (!general || c->alias) {
         size_t n = strlen(c->r) + 16;
         if (!(head = malloc(n))) return NULL;
-        snprintf(head, n, "The %s of ", c->r);
+        size_t len = strlen(c->r);
+        /* "The part of s is", not "The part of of s is" */
+        int ends_of = len >= 3 && !strcmp(c->r + len - 3, " of");
+        snprintf(head, n, ends_of ? "The %s " : "The %s of ", c->r);
         before = head;
         name = general ? c->alias : c->s;
     } else {

@@ -6,7 +6,8 @@
  * (s, r), with o' an object of the same relation r in another document
  * whose name is none of (s, r)'s objects' names. The edit replaces every
  * (s, r, *) in the memory with (s, r, o'). Each case is asked with
- *   reliability: "The r of s is "      (the edited prompt),
+ *   reliability: "The r of s is "      (the edited prompt; "The r s is " for
+ *                                      an r ending in " of"),
  *   generality:  "The r of A is " with A another mention name of s in its
  *                document, else the fact in words ("s was born in " for
  *                place of birth; 40 relations), else "s's r is ",
