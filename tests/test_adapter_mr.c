@@ -6,6 +6,8 @@
  * issues a well-formed read ("s>>r>>" or ">>r>>o" queries), the runtime
  * answers it from the memory with the facts'
  * provenance, and the trace says so. The base model issues no read there.
+ * The plain-text baseline (adapters/smollm2-135m-text) is the same LoRA
+ * (rank, alpha, dropout, modules, trainable token rows).
  *
  *   test_adapter_mr MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR */
 #include <stdlib.h>
@@ -43,11 +45,36 @@ static json_t *reads_of(const char *file)
     return reads ? reads : json_array();
 }
 
+static json_t *adapter_config(const char *dir, const char *name)
+{
+    char file[1300];
+    snprintf(file, sizeof(file), "%s/%s/adapter_config.json", dir, name);
+    json_error_t jerr;
+    json_t *c = json_load_file(file, 0, &jerr);
+    REQUIRE(c, "%s: %s", file, jerr.text);
+    return c;
+}
+
+static void same_lora(const char *adapters)
+{
+    json_t *mr = adapter_config(adapters, "smollm2-135m-mr"),
+           *text = adapter_config(adapters, "smollm2-135m-text");
+    const char *keys[] = {"r", "lora_alpha", "lora_dropout", "target_modules",
+                          "trainable_token_indices"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        CHECKF(json_object_get(mr, keys[i]) &&
+                   json_equal(json_object_get(mr, keys[i]), json_object_get(text, keys[i])),
+               "the text baseline's %s differs from the MR adapter's", keys[i]);
+    json_decref(mr);
+    json_decref(text);
+}
+
 int main(int argc, char **argv)
 {
     REQUIRE(argc == 5, "usage: test_adapter_mr MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR");
     bin = argv[1];
     REQUIRE(mkdtemp(tmp), "mkdtemp");
+    same_lora(argv[4]);
     char dev[1200], model[1200], adapter[1200];
     snprintf(dev, sizeof(dev), "%s/redocred/dev_revised.json", argv[2]);
     snprintf(model, sizeof(model), "%s/SmolLM2-135M-Instruct.Q4_1.gguf", argv[3]);
