@@ -63,6 +63,16 @@ void cli_eval_docs_close(struct cli_eval_docs *d)
     d->labels = d->all = NULL;
 }
 
+int cli_eval_reader_opt(int argc, char **argv, int *i, struct cli_model_opts *model,
+                        struct cli_memory_opts *mem, struct cli_eval_docs *d, const char *cmd)
+{
+    int r;
+    if ((r = cli_model_opt(argc, argv, i, model)) || (r = cli_memory_opt(argc, argv, i, mem)) ||
+        (r = cli_query_opt(argc, argv, i, &mem->q)))
+        return r;
+    return cli_eval_docs_opt(argc, argv, i, d, cmd);
+}
+
 int cli_eval_docs_adapter(struct engine *e, const struct cli_eval_docs *d, struct mm_err *err)
 {
     if (d->use_adapter) return engine_adapter(e, d->use_adapter, err);

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "cli_args.h"
 #include "engine.h"
 #include "err.h"
 
@@ -24,6 +25,11 @@ struct cli_eval_docs {
  * argv[*i]: 1 consumed, 0 not one of them, -1 a bad value (said on
  * stderr, naming cmd). */
 int cli_eval_docs_opt(int argc, char **argv, int *i, struct cli_eval_docs *d, const char *cmd);
+/* The options of a measure whose model reads the memory (ppl, edit): a
+ * model option, a memory option, a query threshold or one of the
+ * documents' (cli_eval_docs_opt); as cli_eval_docs_opt. */
+int cli_eval_reader_opt(int argc, char **argv, int *i, struct cli_model_opts *model,
+                        struct cli_memory_opts *mem, struct cli_eval_docs *d, const char *cmd);
 /* Loads the file and the labels and chooses the documents (all of them
  * without --val). */
 int cli_eval_docs_open(struct cli_eval_docs *d, struct mm_err *err);

@@ -75,10 +75,7 @@ static int parse_args(int argc, char **argv, struct ppl_eval_opts *o)
     for (int i = 1; i < argc; i++) {
         const char *v;
         int r;
-        if ((r = cli_model_opt(argc, argv, &i, &o->model)) ||
-            (r = cli_memory_opt(argc, argv, &i, &o->mem)) ||
-            (r = cli_query_opt(argc, argv, &i, &o->mem.q)) ||
-            (r = cli_eval_docs_opt(argc, argv, &i, &o->docs, "ppl"))) {
+        if ((r = cli_eval_reader_opt(argc, argv, &i, &o->model, &o->mem, &o->docs, "ppl"))) {
             if (r < 0) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--gold", &v))) {
             if (r < 0) return -1;

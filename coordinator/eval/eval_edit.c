@@ -1,9 +1,9 @@
 #include "eval_edit.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval_names.h"
 #include "memllm_read.h"
 #include "train_examples_doc.h"
 #include "train_rng.h"
@@ -23,35 +23,10 @@ static int by_relation_name(const void *a, const void *b)
     return c;
 }
 
-/* Where `name` begins text, case and white space ignored: the length of
- * text it covers, 0 when it does not (or is followed by a letter or digit). */
-static size_t name_prefix(const char *text, const char *name)
-{
-    const char *t = text;
-    for (;;) {
-        while (isspace((unsigned char)*name))
-            name++;
-        if (!*name) break;
-        while (isspace((unsigned char)*t))
-            t++;
-        if (!*t || tolower((unsigned char)*t) != tolower((unsigned char)*name)) return 0;
-        t++;
-        name++;
-    }
-    if (t == text || isalnum((unsigned char)*t)) return 0;
-    return (size_t)(t - text);
-}
-
-static int same_name(const char *a, const char *b)
-{
-    size_t n = name_prefix(a, b);
-    return n > 0 && a[n + strspn(a + n, " \t\n")] == '\0';
-}
-
 static int names_have(char *const *names, int n, const char *name)
 {
     for (int i = 0; i < n; i++)
-        if (same_name(names[i], name)) return 1;
+        if (eval_same_name(names[i], name)) return 1;
     return 0;
 }
 
@@ -60,7 +35,7 @@ int edit_case_touches(const struct edit_case *probe, const struct edit_case *edi
     for (int k = 0; k < n; k++) {
         const char *named[] = {edits[k].s, edits[k].o, edits[k].o_new};
         for (int j = 0; j < 3; j++)
-            if (same_name(probe->s, named[j]) ||
+            if (eval_same_name(probe->s, named[j]) ||
                 names_have(probe->o_names, probe->n_o_names, named[j]))
                 return 1;
     }
@@ -213,7 +188,7 @@ static int add_case(const struct builder *b, int i, size_t l, struct edit_cases 
     json_array_foreach(json_array_get(d->vertex, (size_t)h), k, m)
     {
         const char *a = json_string_value(json_object_get(m, "name"));
-        if (a && api_safe(a) && !same_name(a, s)) {
+        if (a && api_safe(a) && !eval_same_name(a, s)) {
             if (!(c.alias = strdup(a))) goto oom;
             break;
         }
@@ -362,6 +337,6 @@ char *edit_answer(const char *text)
 int edit_answer_says(const char *answer, char *const *names, int n)
 {
     for (int i = 0; i < n; i++)
-        if (name_prefix(answer, names[i]) > 0) return 1;
+        if (eval_name_prefix(answer, names[i]) > 0) return 1;
     return 0;
 }

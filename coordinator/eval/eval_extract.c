@@ -1,26 +1,10 @@
 #include "eval_extract.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval_names.h"
 #include "train_examples_doc.h"
-
-/* Whether a and b are the same name: case and white space ignored (the
- * text spells "Ko Joo - yeon" where the mention's name is "Ko Joo-yeon"). */
-static int same_name(const char *a, const char *b)
-{
-    for (;;) {
-        while (isspace((unsigned char)*a))
-            a++;
-        while (isspace((unsigned char)*b))
-            b++;
-        if (!*a || !*b) return !*a && !*b;
-        if (tolower((unsigned char)*a) != tolower((unsigned char)*b)) return 0;
-        a++;
-        b++;
-    }
-}
 
 /* Whether `name` is one of entity e's mention names. */
 static int names_entity(const struct doc *d, int e, const char *name)
@@ -30,7 +14,7 @@ static int names_entity(const struct doc *d, int e, const char *name)
     json_array_foreach(json_array_get(d->vertex, (size_t)e), k, m)
     {
         const char *n = json_string_value(json_object_get(m, "name"));
-        if (n && same_name(n, name)) return 1;
+        if (n && eval_same_name(n, name)) return 1;
     }
     return 0;
 }
