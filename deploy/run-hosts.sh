@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs a memllm command across several hosts with P pipeline stages and S
+# memory shards as MPI ranks (1 coordinator + P + S), placed by the hostfile
+# (the counterpart of deploy/run-local.sh, which runs them all here).
+#
+#   deploy/run-hosts.sh HOSTFILE P S memllm-command [options...]
+#   deploy/run-hosts.sh deploy/hostfile 2 2 generate --model /models/M.gguf \
+#       --memory /data/memory --input requests.jsonl
+#   deploy/run-hosts.sh deploy/hostfile-shards 0 2 edit edits.jsonl --memory /data/memory
+#
+# The hostfile is Open MPI's (deploy/hostfile.example): ranks fill its hosts
+# in order, each up to its slots, so rank 0 (the coordinator) goes on the
+# first host, the P stages next, then the S shards; its slots must add up to
+# 1 + P + S. Run it on the first host. The binary, the model and adapters
+# must be at the same paths on every host, and --memory must name a
+# directory on each shard's host.
+#
+#   MEMLLM_BIN          the binary (default: build/coordinator/memllm here)
+#   MEMLLM_THREADS      compute threads of each rank (default: all the cores
+#                       of its host)
+#   MEMLLM_MPIRUN_ARGS  more mpirun options, split at spaces: how Open MPI
+#                       starts its daemons and which networks it uses, e.g.
+#                       "--mca plm_rsh_agent ssh --mca btl_tcp_if_include eth1"
+set -euo pipefail
+if [ $# -lt 4 ]; then
+  sed -n '2,23p' "$0" >&2
+  exit 2
+fi
+hostfile=$1 stages=$2 shards=$3
+shift 3
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${MEMLLM_BIN:-$here/build/coordinator/memllm}
+ranks=$((1 + stages + shards))
+
+# A hostfile with fewer slots than ranks would make mpirun refuse, and one
+# with more would leave ranks where the file does not say: check it here and
+# say which.
+slots=$(awk '{ sub(/#.*/, "") } NF { n = 1; for (i = 2; i <= NF; i++)
+  if ($i ~ /^slots=/) n = substr($i, 7); s += n } END { print s + 0 }' "$hostfile")
+if [ "$slots" -ne "$ranks" ]; then
+  echo "run-hosts.sh: $hostfile has $slots slots; 1 coordinator + $stages stages + $shards shards" \
+    "need $ranks" >&2
+  exit 2
+fi
+
+mpi_flags=(--hostfile "$hostfile" -np "$ranks" --map-by slot)
+[ "$(id -u)" -eq 0 ] && mpi_flags+=(--allow-run-as-root)
+# shellcheck disable=SC2206 # word splitting is the documented interface
+mpi_flags+=(${MEMLLM_MPIRUN_ARGS:-})
+env_flags=(-x GOMP_SPINCOUNT="${GOMP_SPINCOUNT:-10000}")
+[ -z "${MEMLLM_THREADS:-}" ] || env_flags+=(-x OMP_NUM_THREADS="$MEMLLM_THREADS")
+[ -z "${MEMLLM_MODELS_DIR:-}" ] || env_flags+=(-x MEMLLM_MODELS_DIR="$MEMLLM_MODELS_DIR")
+# P = 0 for the memory's own commands (memory, edit), which have no stages.
+layout=()
+[ "$stages" -eq 0 ] || layout+=(--stages "$stages")
+[ "$shards" -eq 0 ] || layout+=(--memshards "$shards")
+exec mpirun "${mpi_flags[@]}" "${env_flags[@]}" "$bin" "$@" "${layout[@]}"
