@@ -173,22 +173,6 @@ static int default_adapter(struct engine *e, const struct gen_opts *o, struct mm
 
 /* --- single prompt: stream the text as it comes ------------------------------------------ */
 
-/* Text that could still become the start of a stop string is held back, so
- * what reaches stdout never has to be taken back. */
-static size_t held_back(const struct gen_sequence *s)
-{
-    size_t hold = 0;
-    for (int i = 0; i < s->req->n_stop; i++) {
-        size_t sl = strlen(s->req->stop[i]);
-        for (size_t k = sl > 1 ? sl - 1 : 0; k > hold; k--)
-            if (k <= s->text_len && !memcmp(s->text + s->text_len - k, s->req->stop[i], k)) {
-                hold = k;
-                break;
-            }
-    }
-    return hold;
-}
-
 /* What the hooks of one run share. */
 struct gen_ctx {
     struct memllm_reader *reader; /* NULL: no memory */
@@ -210,7 +194,7 @@ static int stream_text(void *ctx, struct gen_sequence *s, int32_t token, const c
 {
     struct gen_ctx *g = ctx;
     if (g->reader) return memllm_read_on_token(g->reader, s, token, piece, len, err);
-    size_t upto = s->text_len - held_back(s);
+    size_t upto = s->text_len - gen_sequence_stop_prefix(s);
     if (upto > g->printed) {
         fwrite(s->text + g->printed, 1, upto - g->printed, stdout);
         fflush(stdout);

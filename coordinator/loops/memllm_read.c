@@ -61,6 +61,21 @@ void memllm_reader_free(struct memllm_reader *r)
     free(r);
 }
 
+int memllm_reader_reset(struct memllm_reader *r, int request, struct mm_err *err)
+{
+    struct read_state *st = &r->st[request];
+    json_t *trace = json_array();
+    if (!trace) {
+        mm_err_set(err, "out of memory");
+        return -1;
+    }
+    free(st->queries);
+    json_decref(st->trace);
+    memset(st, 0, sizeof(*st));
+    st->trace = trace;
+    return 0;
+}
+
 void memllm_reader_stats(const struct memllm_reader *r, long *reads, double *seconds)
 {
     *reads = r->reads;

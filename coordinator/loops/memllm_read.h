@@ -36,6 +36,10 @@ int memllm_read_before_sample(void *ctx, struct gen_sequence *s, const float *lo
 int memllm_read_on_token(void *ctx, struct gen_sequence *s, int32_t token, const char *piece,
                          size_t len, struct mm_err *err);
 
+/* Request i's state starts afresh (its index now belongs to another
+ * request: a service reuses indices as sequences come and go). */
+int memllm_reader_reset(struct memllm_reader *r, int request, struct mm_err *err);
+
 /* The reads of request i so far: a JSON array (borrowed). */
 json_t *memllm_reader_trace(const struct memllm_reader *r, int request);
 

@@ -121,6 +121,20 @@ fail:
     return -1;
 }
 
+size_t gen_sequence_stop_prefix(const struct gen_sequence *s)
+{
+    size_t hold = 0;
+    for (int i = 0; i < s->req->n_stop; i++) {
+        size_t sl = strlen(s->req->stop[i]);
+        for (size_t k = sl > 1 ? sl - 1 : 0; k > hold; k--)
+            if (k <= s->text_len && !memcmp(s->text + s->text_len - k, s->req->stop[i], k)) {
+                hold = k;
+                break;
+            }
+    }
+    return hold;
+}
+
 /* Ends the sequence at the first stop string in its text, if any. Only the
  * tail that the last piece could have completed is searched. */
 static void check_stop_strings(struct gen_sequence *s, size_t piece_len)
@@ -187,8 +201,8 @@ struct batch_buf {
     char *piece; /* one token's decoded text */
 };
 
-int scheduler_run(struct engine *e, const struct gen_request *reqs, int n_reqs,
-                  int max_batch_tokens, const struct scheduler_hooks *h, struct mm_err *err)
+int scheduler_serve(struct engine *e, const struct gen_source *src, int max_batch_tokens,
+                    const struct scheduler_hooks *h, struct mm_err *err)
 {
     const int n_slots = e->n_slots;
     if (max_batch_tokens < n_slots) max_batch_tokens = n_slots;
@@ -205,20 +219,22 @@ int scheduler_run(struct engine *e, const struct gen_request *reqs, int n_reqs,
         .piece = malloc(tok_decoder_max_out(e->tok)),
     };
     const size_t piece_cap = tok_decoder_max_out(e->tok);
-    int rc = -1, next = 0, running = 0;
+    int rc = -1, running = 0;
     if (!seqs || !active || !b.tokens || !b.pos || !b.slot || !b.adapter || !b.want || !b.owner ||
         !b.logits || !b.piece) {
         mm_err_set(err, "generate: out of memory");
         goto out;
     }
     for (;;) {
-        for (int sl = 0; sl < n_slots && next < n_reqs; sl++) {
+        for (int sl = 0; sl < n_slots; sl++) {
             if (active[sl]) continue;
+            int index;
+            const struct gen_request *r = src->next(src->ctx, running == 0, &index);
+            if (!r) break;
             /* The slot's old cache goes: the first batch starts at 0. */
-            if (sequence_start(e, &seqs[sl], &reqs[next], next, sl, err)) goto out;
+            if (sequence_start(e, &seqs[sl], r, index, sl, err)) goto out;
             active[sl] = 1;
             running++;
-            next++;
         }
         if (running == 0) break;
 
@@ -282,4 +298,27 @@ out:
     free(b.logits);
     free(b.piece);
     return rc;
+}
+
+/* An array of requests as a source: each in turn, then none. */
+struct array_source {
+    const struct gen_request *reqs;
+    int n, next;
+};
+
+static const struct gen_request *array_next(void *ctx, int wait, int *index)
+{
+    (void)wait;
+    struct array_source *a = ctx;
+    if (a->next == a->n) return NULL;
+    *index = a->next;
+    return &a->reqs[a->next++];
+}
+
+int scheduler_run(struct engine *e, const struct gen_request *reqs, int n_reqs,
+                  int max_batch_tokens, const struct scheduler_hooks *h, struct mm_err *err)
+{
+    struct array_source a = {.reqs = reqs, .n = n_reqs};
+    struct gen_source src = {.next = array_next, .ctx = &a};
+    return scheduler_serve(e, &src, max_batch_tokens, h, err);
 }

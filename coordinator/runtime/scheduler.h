@@ -88,9 +88,34 @@ void gen_sequence_truncate(struct gen_sequence *s, int n);
  * context is what the model sees). Everything after `from` is fed again. */
 void gen_sequence_cut(struct gen_sequence *s, int from, int to);
 
+/* How many bytes at the end of the sequence's text could still become the
+ * start of one of its stop strings: a stream holds them back, so that what
+ * it has sent never has to be taken back. */
+size_t gen_sequence_stop_prefix(const struct gen_sequence *s);
+
 /* Runs every request to completion. max_batch_tokens bounds one step's
  * batch (and so the scratch memory). */
 int scheduler_run(struct engine *e, const struct gen_request *reqs, int n_reqs,
                   int max_batch_tokens, const struct scheduler_hooks *hooks, struct mm_err *err);
+
+/* Where scheduler_serve takes its requests from, between steps: a service's
+ * queue that clients fill while the batch runs. */
+struct gen_source {
+    /* The next request to start, with the index its sequence carries
+     * (gen_sequence.index, what the hooks see), or NULL when none is ready.
+     * With `wait` (no sequence is running) it blocks until one is; NULL
+     * then means none will come again and the run ends. The request must
+     * stay valid until its sequence has finished (on_finish). */
+    const struct gen_request *(*next)(void *ctx, int wait, int *index);
+    void *ctx;
+};
+
+/* Runs the requests `src` hands out as they come, each joining the batch
+ * at the first free slot, until it has no more. scheduler_run is this with
+ * an array for source. A request must be valid (a prompt shorter than the
+ * context, sampling parameters sampler_init takes): one that is not ends
+ * the run with an error. */
+int scheduler_serve(struct engine *e, const struct gen_source *src, int max_batch_tokens,
+                    const struct scheduler_hooks *hooks, struct mm_err *err);
 
 #endif
