@@ -12,5 +12,6 @@ int cli_edit(int argc, char **argv);
 int cli_data(int argc, char **argv);
 int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_serve(int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@ static const struct command commands[] = {
     {"eval", cli_eval, "MemLLM's evaluation: extraction F1, perplexity with and without memory"},
     {"train", cli_train,
      "LoRA finetuning on MemLLM training examples (data parallel under mpirun)"},
+    {"serve", cli_serve, "an OpenAI-compatible HTTP service: completions, chat, MemLLM reads"},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

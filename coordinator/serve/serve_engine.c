@@ -1,0 +1,113 @@
+#include "serve_engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static struct serve_job *job_of(const struct gen_sequence *s)
+{
+    return s->req->user;
+}
+
+static const struct gen_request *next_job(void *ctx, int wait, int *index)
+{
+    struct serve_engine *se = ctx;
+    const struct gen_request *r = serve_queue_next(se->q, wait, index);
+    /* The index's read state belonged to the job that had it before. A
+     * failed reset leaves the job without a trace; it reads all the same. */
+    if (r && se->reader) memllm_reader_reset(se->reader, *index, NULL);
+    return r;
+}
+
+static int before_sample(void *ctx, struct gen_sequence *s, const float *logits, struct mm_err *err)
+{
+    struct serve_engine *se = ctx;
+    if (!job_of(s)->r.memory) return 0;
+    return memllm_read_before_sample(se->reader, s, logits, err);
+}
+
+static int cancelled(struct serve_engine *se, struct serve_job *j)
+{
+    pthread_mutex_lock(&se->q->mu);
+    int c = j->cancelled;
+    pthread_mutex_unlock(&se->q->mu);
+    return c;
+}
+
+static int record_logprob(struct serve_job *j, const struct gen_sequence *s, const char *piece,
+                          size_t len, struct mm_err *err)
+{
+    if (j->n_tok == j->cap_tok) {
+        int cap = j->cap_tok ? 2 * j->cap_tok : 64;
+        float *lp = realloc(j->logprobs, (size_t)cap * sizeof(*lp));
+        if (lp) j->logprobs = lp;
+        char **tt = lp ? realloc(j->token_texts, (size_t)cap * sizeof(*tt)) : NULL;
+        if (!tt) {
+            mm_err_set(err, "serve: out of memory");
+            return -1;
+        }
+        j->token_texts = tt;
+        j->cap_tok = cap;
+    }
+    if (!(j->token_texts[j->n_tok] = strndup(piece, len))) {
+        mm_err_set(err, "serve: out of memory");
+        return -1;
+    }
+    j->logprobs[j->n_tok++] = s->logprobs[s->n_generated - 1];
+    return 0;
+}
+
+static int on_token(void *ctx, struct gen_sequence *s, int32_t token, const char *piece, size_t len,
+                    struct mm_err *err)
+{
+    struct serve_engine *se = ctx;
+    struct serve_job *j = job_of(s);
+    if (cancelled(se, j)) {
+        s->finish = "cancelled";
+        return 0;
+    }
+    /* A read can still roll the text back: memory jobs get theirs at the
+     * end. */
+    if (j->r.memory) return memllm_read_on_token(se->reader, s, token, piece, len, err);
+    if (j->r.logprobs && record_logprob(j, s, piece, len, err)) return -1;
+    size_t upto = s->text_len - gen_sequence_stop_prefix(s);
+    if (upto > j->published) {
+        if (serve_job_publish(se->q, j, s->text + j->published, upto - j->published)) {
+            mm_err_set(err, "serve: out of memory");
+            return -1;
+        }
+        j->published = upto;
+    }
+    return 0;
+}
+
+static int on_finish(void *ctx, struct gen_sequence *s, struct mm_err *err)
+{
+    struct serve_engine *se = ctx;
+    struct serve_job *j = job_of(s);
+    int rc = 0;
+    if (j->r.memory) {
+        char *plain = memllm_strip_api(s->text);
+        j->text_with_api = strdup(s->text);
+        j->reads = json_deep_copy(memllm_reader_trace(se->reader, s->index));
+        rc = !plain || !j->text_with_api || !j->reads ||
+             serve_job_publish(se->q, j, plain, strlen(plain));
+        free(plain);
+    } else if (s->text_len > j->published) {
+        rc = serve_job_publish(se->q, j, s->text + j->published, s->text_len - j->published);
+    }
+    j->finish = s->finish;
+    j->n_generated = s->n_generated;
+    serve_queue_finish(se->q, j);
+    if (rc) mm_err_set(err, "serve: out of memory");
+    return rc ? -1 : 0;
+}
+
+int serve_engine_run(struct serve_engine *se, struct mm_err *err)
+{
+    struct gen_source src = {.next = next_job, .ctx = se};
+    struct scheduler_hooks h = {
+        .before_sample = before_sample, .on_token = on_token, .on_finish = on_finish, .ctx = se};
+    if (scheduler_serve(se->e, &src, se->max_batch_tokens, &h, err) == 0) return 0;
+    serve_queue_fail(se->q, err->msg);
+    return -1;
+}

@@ -1,0 +1,107 @@
+/* The hand-over between the HTTP threads and the engine thread.
+ *
+ * An HTTP thread fills a job (the request and the storage it points to)
+ * and submits it; the engine thread takes jobs from the queue between
+ * scheduler steps (serve_queue_next is a gen_source), and publishes the
+ * text as it is generated and the result when the sequence ends. The HTTP
+ * thread waits on the job's condition variable and reads what was
+ * published. One mutex guards the queue and every job's shared fields.
+ *
+ * Bounds: at most max_running jobs in the engine (its slots) and
+ * max_waiting queued; a submit beyond them is refused (the client gets
+ * 429), never queued without bound.
+ *
+ * A job is shared by the HTTP thread and, once submitted, the engine: it
+ * is freed when both have released it. */
+#ifndef MEMLLM_COORDINATOR_SERVE_QUEUE_H
+#define MEMLLM_COORDINATOR_SERVE_QUEUE_H
+
+#include <jansson.h>
+#include <pthread.h>
+
+#include "scheduler.h"
+#include "serve_request.h"
+
+struct serve_job {
+    /* Filled by the HTTP thread before submitting; read-only after. */
+    struct gen_request req; /* req.user: this job */
+    int32_t *prompt_ids;
+    struct serve_request r; /* the parsed body (req.stop points into it) */
+    int32_t stop_tokens[1];
+
+    /* Published by the engine thread under the queue's mutex. */
+    char *out; /* the answer's text so far (streams read it as it grows) */
+    size_t out_len, out_cap;
+    int done;
+    const char *finish;  /* "stop", "length", "eos", or "cancelled" */
+    int n_generated;     /* usage.completion_tokens */
+    char *text_with_api; /* memory: the text with its API spans */
+    json_t *reads;       /* memory: the read trace */
+    char *error;         /* the engine failed: the job has no result */
+
+    /* The engine thread's own (the HTTP thread reads them once done). */
+    int index;          /* gen_sequence.index while running */
+    size_t published;   /* bytes of the sequence's text published */
+    float *logprobs;    /* [n_tok] */
+    char **token_texts; /* [n_tok] */
+    int n_tok, cap_tok;
+
+    int cancelled; /* the client went away: stop generating */
+    int refs;
+    pthread_cond_t cond;
+};
+
+struct serve_queue {
+    pthread_mutex_t mu;
+    pthread_cond_t work;        /* signalled when a job arrives or the queue closes */
+    struct serve_job **waiting; /* ring of max_waiting */
+    int head, n_waiting, max_waiting;
+    struct serve_job **running; /* [max_running], by job index */
+    int n_running, max_running;
+    int closed;
+};
+
+int serve_queue_init(struct serve_queue *q, int max_running, int max_waiting, struct mm_err *err);
+void serve_queue_destroy(struct serve_queue *q);
+
+/* A new job, held once by the caller. NULL when out of memory. */
+struct serve_job *serve_job_new(void);
+/* Drops one hold; the last frees the job. */
+void serve_job_release(struct serve_queue *q, struct serve_job *j);
+
+enum serve_submit {
+    SERVE_SUBMIT_OK,
+    SERVE_SUBMIT_FULL,   /* every slot and queue place taken: 429 */
+    SERVE_SUBMIT_CLOSED, /* draining: 503 */
+};
+enum serve_submit serve_queue_submit(struct serve_queue *q, struct serve_job *j);
+
+/* Waits until the job has more than `have` bytes of text, is done, or
+ * `ms` milliseconds passed. Returns 1 when there is something new (text or
+ * done), 0 on timeout. */
+int serve_job_wait(struct serve_queue *q, struct serve_job *j, size_t have, int ms);
+/* The client went away: a waiting job is dropped, a running one ends at
+ * its next token. */
+void serve_queue_cancel(struct serve_queue *q, struct serve_job *j);
+
+/* Sequences running and jobs waiting, for /health. */
+void serve_queue_counts(struct serve_queue *q, int *running, int *waiting);
+
+/* --- the engine thread's side --------------------------------------------------------- */
+
+/* gen_source.next (ctx: the queue): the next job not cancelled, or NULL.
+ * With `wait` it blocks until a job comes or the queue is closed and
+ * empty. *index: a free index in [0, max_running). */
+const struct gen_request *serve_queue_next(void *ctx, int wait, int *index);
+/* Appends text to what the job's client sees. */
+int serve_job_publish(struct serve_queue *q, struct serve_job *j, const char *text, size_t len);
+/* The job's sequence has ended (results set): its client is woken and the
+ * engine's hold released. */
+void serve_queue_finish(struct serve_queue *q, struct serve_job *j);
+/* Stops taking jobs: queued ones still run, then serve_queue_next returns
+ * NULL. */
+void serve_queue_close(struct serve_queue *q);
+/* The engine failed: every queued and running job ends with `message`. */
+void serve_queue_fail(struct serve_queue *q, const char *message);
+
+#endif
