@@ -54,6 +54,14 @@ if python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-package
   fi
 fi
 
+# What the tests need from PyPI: the real OpenAI client drives memllm serve
+# (tests/serve/test_serve.py). Installed only when missing, so a second run
+# reaches no registry.
+if ! python3 -c 'import openai' 2>/dev/null; then
+  echo "[install-deps] Python test packages: openai" >&2
+  "${pip_cmd[@]}" openai
+fi
+
 if [ "$want_tools" -eq 1 ]; then
   echo "[install-deps] Python tools: numpy safetensors tokenizers gguf torch transformers peft sentence-transformers" >&2
   "${pip_cmd[@]}" numpy safetensors tokenizers gguf torch transformers peft \
