@@ -106,6 +106,20 @@ def generate(prompt, *args):
     return r.stdout[:-1]
 
 
+def generate_all(prompts, max_tokens):
+    """`memllm generate --greedy --input` of several prompts (one model load):
+    their texts."""
+    with tempfile.TemporaryDirectory(prefix="memllm-serve-gen-") as tmp:
+        path = os.path.join(tmp, "in.jsonl")
+        with open(path, "w") as f:
+            for p in prompts:
+                f.write(json.dumps({"prompt": p, "max_tokens": max_tokens}) + "\n")
+        r = subprocess.run([BIN, "generate", "--model", MODEL, "--input", path, "--greedy",
+                            *THREADS], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return [json.loads(line)["text"] for line in r.stdout.splitlines()]
+
+
 def check_error(status, body, want_status, names, what):
     check(status == want_status, f"{what}: status {status}, not {want_status}: {body}")
     err = body.get("error") if isinstance(body, dict) else None
@@ -132,10 +146,9 @@ def test_api():
 
         # Greedy completions: the same text as memllm generate, base and adapter.
         alone = {}
-        for p in PROMPTS:
+        for p, want in zip(PROMPTS, generate_all(PROMPTS, 24)):
             r = c.completions.create(model=BASE, prompt=p, max_tokens=24, temperature=0)
             alone[p] = r.choices[0].text
-            want = generate(p, "--max-tokens", "24")
             check(r.choices[0].text == want, f"completion of {p!r}: {r.choices[0].text!r}, "
                   f"memllm generate: {want!r}")
             check(r.usage.completion_tokens == 24 and r.choices[0].finish_reason == "length"
@@ -407,9 +420,8 @@ def test_limits():
             except urllib.error.URLError:
                 pass  # refused: the listening socket is closed
             [t.join(timeout=120) for t in threads]
-            for i in range(2):
+            for i, want in enumerate(generate_all(PROMPTS[:2], 128)):
                 st, _, b = results.get(i, (None, None, None))
-                want = generate(PROMPTS[i], "--max-tokens", "128")
                 check(st == 200 and b["choices"][0]["text"] == want,
                       f"in-flight request {i} after SIGTERM: {st} {b}, alone {want!r}")
             rc = s.proc.wait(timeout=60)
