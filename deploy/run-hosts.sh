@@ -18,12 +18,14 @@
 #   MEMLLM_BIN          the binary (default: build/coordinator/memllm here)
 #   MEMLLM_THREADS      compute threads of each rank (default: all the cores
 #                       of its host)
+#   MEMLLM_FAIL_SECONDS how long a host may be unreachable before the job
+#                       stops, naming it (default 30)
 #   MEMLLM_MPIRUN_ARGS  more mpirun options, split at spaces: how Open MPI
 #                       starts its daemons and which networks it uses, e.g.
 #                       "--mca plm_rsh_agent ssh --mca btl_tcp_if_include eth1"
 set -euo pipefail
 if [ $# -lt 4 ]; then
-  sed -n '2,23p' "$0" >&2
+  sed -n '2,25p' "$0" >&2
   exit 2
 fi
 hostfile=$1 stages=$2 shards=$3
@@ -43,7 +45,28 @@ if [ "$slots" -ne "$ranks" ]; then
   exit 2
 fi
 
-mpi_flags=(--hostfile "$hostfile" -np "$ranks" --map-by slot)
+# Each host's ranks by role, for the reader of a failure: Open MPI names
+# the host it lost, not what ran there.
+roles=$(awk -v P="$stages" '{ sub(/#.*/, "") } NF { n = 1; for (i = 2; i <= NF; i++)
+  if ($i ~ /^slots=/) n = substr($i, 7); line = ""
+  for (k = 0; k < n; k++) { role = r == 0 ? "coordinator" : r <= P ? "stage " r : "shard " r - P
+    line = line (k ? ", " : "") role " (rank " r++ ")" }
+  print "  " $1 ": " line }' "$hostfile")
+
+# A host that drops off the network (a partition, a dead link) sends no
+# FIN, and with Open MPI's own TCP keepalives (idle 300 s, then 9 probes 20 s
+# apart) its daemon would be missed after 8 minutes, the job hanging until
+# then. Probing an idle daemon connection after a quarter of the bound,
+# then 3 probes a sixth of it apart, mpirun drops the daemon after 3/4 of
+# the bound and stops the job in the rest (measured: 2-3 s); the lost
+# host's daemon, cut off from mpirun the same way, kills its ranks.
+fail_s=${MEMLLM_FAIL_SECONDS:-30}
+idle=$((fail_s / 4 > 0 ? fail_s / 4 : 1))
+probe_s=$((fail_s / 6 > 0 ? fail_s / 6 : 1))
+
+mpi_flags=(--hostfile "$hostfile" -np "$ranks" --map-by slot
+  --mca oob_tcp_keepalive_time "$idle" --mca oob_tcp_keepalive_intvl "$probe_s"
+  --mca oob_tcp_keepalive_probes 3)
 [ "$(id -u)" -eq 0 ] && mpi_flags+=(--allow-run-as-root)
 # shellcheck disable=SC2206 # word splitting is the documented interface
 mpi_flags+=(${MEMLLM_MPIRUN_ARGS:-})
@@ -54,4 +77,9 @@ env_flags=(-x GOMP_SPINCOUNT="${GOMP_SPINCOUNT:-10000}")
 layout=()
 [ "$stages" -eq 0 ] || layout+=(--stages "$stages")
 [ "$shards" -eq 0 ] || layout+=(--memshards "$shards")
-exec mpirun "${mpi_flags[@]}" "${env_flags[@]}" "$bin" "$@" "${layout[@]}"
+status=0
+mpirun "${mpi_flags[@]}" "${env_flags[@]}" "$bin" "$@" "${layout[@]}" || status=$?
+if [ "$status" -ne 0 ]; then
+  printf 'run-hosts.sh: the job failed (mpirun exit %s); the hosts ran:\n%s\n' "$status" "$roles" >&2
+fi
+exit "$status"

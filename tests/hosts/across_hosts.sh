@@ -14,21 +14,11 @@
 # And the traffic is TCP: each host's ranks are where the hostfile puts
 # them, the stage host's interface carried the stage-to-coordinator
 # traffic, and with no BTL but "self" the same job cannot start.
-# Exits 77 (ctest: skipped) where network namespaces cannot be made.
-#   MEMLLM_BIN, MEMLLM_MODELS_DIR: as the other tests get them.
+# Exits 77 (ctest: skipped) where network namespaces cannot be made
+# (tests/hosts/setup.sh).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-bin=${MEMLLM_BIN:?run under ctest}
-model=${MEMLLM_MODELS_DIR:?run under ctest}/SmolLM2-135M-Instruct.Q4_1.gguf
-hosts=$root/tests/hosts/hosts.sh
-"$hosts" check
-work=$(mktemp -d "${TMPDIR:-/tmp}/memllm-hosts.XXXXXX")
-state=$work/hosts
-# Whatever happens, the hosts and anything still running on them go.
-trap '"$hosts" down "$state"; rm -rf "$work"' EXIT
-"$hosts" up 3 "$state"
-mapfile -t names < <(awk '{ print $1 }' "$state/hosts")
-subnet=$(awk 'NR == 1 { sub(/\.[0-9]+$/, ".0/24", $2); print $2 }' "$state/hosts")
+# shellcheck source=tests/hosts/setup.sh
+. "$(dirname "$0")/setup.sh"
 
 failures=0
 fail() {
@@ -36,29 +26,6 @@ fail() {
   failures=$((failures + 1))
 }
 
-# deploy/hostfile.example with node0I replaced by host I's name; the memory's
-# own commands (no stages) drop the stage host, as the example says.
-awk -v names="${names[*]}" 'BEGIN { split(names, n, " ") }
-  { for (i in n) gsub("node0" i, n[i]) } 1' "$root/deploy/hostfile.example" >"$work/hostfile"
-grep -v "^${names[1]} " "$work/hostfile" >"$work/hostfile-shards"
-
-# Over TCP on the test's subnet, and nothing else between ranks: no shared
-# memory (vader, sm) even though all hosts share this machine. One rank per
-# core is not what 5 ranks on a CI machine's 2 cores get: ranks yield the
-# core while they wait, as Open MPI does by itself when it knows it is
-# oversubscribed.
-btl="tcp,self"
-mpi_args() {
-  echo "--mca plm_rsh_agent $root/tests/hosts/rsh-agent.sh --mca btl $btl" \
-    "--mca btl_tcp_if_include $subnet --mca oob_tcp_if_include $subnet" \
-    "--mca mpi_yield_when_idle 1"
-}
-# deploy/run-hosts.sh HOSTFILE P S ARGS... run on host 1, one thread a rank.
-across() {
-  MEMLLM_BIN=$bin MEMLLM_THREADS=1 MEMLLM_MPIRUN_ARGS="$(mpi_args) ${extra_mpi_args:-}" \
-    "$hosts" exec "$state" 1 "$root/deploy/run-hosts.sh" "$@"
-}
-extra_mpi_args=
 eth0_bytes() {
   "$hosts" exec "$state" "$1" cat /sys/class/net/eth0/statistics/rx_bytes \
     /sys/class/net/eth0/statistics/tx_bytes | paste -sd' '

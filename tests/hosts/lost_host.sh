@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# A job across hosts (tests/hosts/setup.sh: deploy/run-hosts.sh with
+# deploy/hostfile.example on three network namespaces) that loses a host
+# stops by itself within deploy/run-hosts.sh's bound (MEMLLM_FAIL_SECONDS,
+# default 30 s), exits non-zero with run-hosts.sh's list of each host's
+# roles, and leaves no daemon or rank running on any host:
+#   partition  host 2 (the stages) unplugged from the switch mid-job: no
+#              FIN, no RST, only silence; Open MPI names the host it lost;
+#   dead host  every process of host 3 (the shards' daemon and ranks)
+#              SIGKILLed mid-job. Open MPI names the host or not, depending
+#              on whether it first sees the daemon's connection close or
+#              its launcher (ssh here: the agent) exit.
+# Exits 77 (ctest: skipped) where network namespaces cannot be made.
+set -euo pipefail
+# shellcheck source=tests/hosts/setup.sh
+. "$(dirname "$0")/setup.sh"
+bound=30
+
+failures=0
+fail() {
+  echo "lost_host: FAIL: $*"
+  failures=$((failures + 1))
+}
+
+# Far more work than the test lasts: 2000 requests of 200 tokens, after a
+# first one of 1 token whose result says that the job is generating.
+{
+  echo '{"prompt": "Once upon a time", "max_tokens": 1}'
+  for i in $(seq 1 2000); do echo "{\"prompt\": \"Once upon a time $i\", \"max_tokens\": 200}"; done
+} >"$work/requests.jsonl"
+"$bin" memory write "Paris>>capital of>>France" --memory "$work/memory" --memshards 2 \
+  --embedder fallback >/dev/null
+
+# The processes left in host I's namespace, by name.
+left_on() {
+  local p
+  for p in $(ip netns pids "${names[$1 - 1]}"); do cat "/proc/$p/comm" 2>/dev/null || true; done |
+    paste -sd' '
+}
+
+# lose NAME I HOW: runs generate across the hosts, takes host I away
+# (HOW: "partition" or "kill") once its ranks run, and checks the job ends
+# within the bound naming host I, with nothing left running anywhere.
+lose() {
+  local name=$1 i=$2 how=$3 job start=$SECONDS t0 waited status=0 h rest
+  across "$work/hostfile" 2 2 generate --model "$model" --memory "$work/memory" \
+    --input "$work/requests.jsonl" >"$work/$name.out" 2>"$work/$name.err" &
+  job=$!
+  # Every rank started (host 2: the agent's shell, orted, 2 stages; host 3:
+  # the shell, orted, 2 shards) and the first results out: mid-job.
+  for _ in $(seq 1 600); do
+    [ "$(left_on 2 | grep -o memllm | wc -l)" -eq 2 ] &&
+      [ "$(left_on 3 | grep -o memllm | wc -l)" -eq 2 ] && [ -s "$work/$name.out" ] && break
+    kill -0 "$job" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! kill -0 "$job" 2>/dev/null || [ ! -s "$work/$name.out" ]; then
+    fail "$name: the job did not get going: $(tail -5 "$work/$name.err")"
+    return
+  fi
+  echo "lost_host: $name: mid-job $((SECONDS - start))s after the start"
+  t0=$SECONDS
+  case $how in
+    partition) "$hosts" link "$state" "$i" down ;;
+    kill)
+      # shellcheck disable=SC2046 # one pid a word
+      kill -9 $(ip netns pids "${names[$i - 1]}")
+      ;;
+  esac
+  # Twice the bound before the test gives up on it: a hang is a failure,
+  # and the hosts' 'down' kills whatever is left.
+  while kill -0 "$job" 2>/dev/null && [ $((SECONDS - t0)) -lt $((2 * bound)) ]; do sleep 0.2; done
+  waited=$((SECONDS - t0))
+  if kill -0 "$job" 2>/dev/null; then
+    fail "$name: the job still ran ${waited}s after host $i was lost"
+    return
+  fi
+  wait "$job" || status=$?
+  echo "lost_host: $name: the job stopped ${waited}s after host $i was lost (exit $status)"
+  [ "$status" -ne 0 ] || fail "$name: the job exited 0 after host $i was lost"
+  [ "$waited" -le "$bound" ] || fail "$name: the job took ${waited}s to stop, more than ${bound}s"
+  # Open MPI's message, besides run-hosts.sh's list of every host's roles.
+  [ "$how" != partition ] ||
+    grep -v "^  [^ ]*: .*rank" "$work/$name.err" | grep -q "${names[$i - 1]}" ||
+    fail "$name: no message names host $i (${names[$i - 1]}): $(tail -5 "$work/$name.err")"
+  # run-hosts.sh's own line for the host: its name and roles.
+  grep -q "^  ${names[$i - 1]}: .*rank" "$work/$name.err" ||
+    fail "$name: no line gives host $i's roles: $(tail -5 "$work/$name.err")"
+  # The surviving hosts' ranks and daemons are gone with the job; the lost
+  # host's daemon, cut off too, kills its ranks once it misses mpirun
+  # (within the bound).
+  for h in 1 2 3; do
+    for _ in $(seq 1 $((5 * bound))); do
+      [ -n "$(left_on "$h")" ] || break
+      sleep 0.2
+    done
+    rest=$(left_on "$h")
+    [ -z "$rest" ] || fail "$name: left running on host $h: $rest"
+  done
+  echo "lost_host: $name: nothing left on any host $((SECONDS - t0))s after host $i was lost"
+  [ "$how" != partition ] || "$hosts" link "$state" "$i" up
+}
+
+lose partition 2 partition
+lose dead-host 3 kill
+[ "$failures" -eq 0 ] || exit 1
+echo "lost_host: a partitioned or dead host stops the job within ${bound}s, nothing left running"
