@@ -9,7 +9,11 @@
 #   dead host  every process of host 3 (the shards' daemon and ranks)
 #              SIGKILLed mid-job. Open MPI names the host or not, depending
 #              on whether it first sees the daemon's connection close or
-#              its launcher (ssh here: the agent) exit.
+#              its launcher (ssh here: the agent) exit;
+#   annotate   the shards' host dies the same way once a document is done:
+#              the finished documents' facts are kept, and the job resumed
+#              across the hosts ends with the memory an uninterrupted run
+#              in one process writes (dump of both copies; verify clean).
 # Exits 77 (ctest: skipped) where network namespaces cannot be made.
 set -euo pipefail
 # shellcheck source=tests/hosts/setup.sh
@@ -38,24 +42,26 @@ left_on() {
     paste -sd' '
 }
 
-# lose NAME I HOW: runs generate across the hosts, takes host I away
-# (HOW: "partition" or "kill") once its ranks run, and checks the job ends
-# within the bound naming host I, with nothing left running anywhere.
+# lose NAME I HOW READY JOB-ARGS...: runs deploy/run-hosts.sh JOB-ARGS from
+# host 1 (output in $work/NAME.out and .err), takes host I away (HOW:
+# "partition" or "kill") once every rank runs and the file READY is not
+# empty (the job is under way), and checks the job ends within the bound,
+# with nothing left running anywhere.
 lose() {
-  local name=$1 i=$2 how=$3 job start=$SECONDS t0 waited status=0 h rest
-  across "$work/hostfile" 2 2 generate --model "$model" --memory "$work/memory" \
-    --input "$work/requests.jsonl" >"$work/$name.out" 2>"$work/$name.err" &
+  local name=$1 i=$2 how=$3 ready=$4 job start=$SECONDS t0 waited status=0 h rest
+  shift 4
+  across "$@" >"$work/$name.out" 2>"$work/$name.err" &
   job=$!
-  # Every rank started (host 2: the agent's shell, orted, 2 stages; host 3:
-  # the shell, orted, 2 shards) and the first results out: mid-job.
+  # Host 2: the agent's shell, orted and the 2 stages; host 3: the same
+  # with the 2 shards.
   for _ in $(seq 1 600); do
     [ "$(left_on 2 | grep -o memllm | wc -l)" -eq 2 ] &&
-      [ "$(left_on 3 | grep -o memllm | wc -l)" -eq 2 ] && [ -s "$work/$name.out" ] && break
+      [ "$(left_on 3 | grep -o memllm | wc -l)" -eq 2 ] && [ -s "$ready" ] && break
     kill -0 "$job" 2>/dev/null || break
     sleep 0.1
   done
-  if ! kill -0 "$job" 2>/dev/null || [ ! -s "$work/$name.out" ]; then
-    fail "$name: the job did not get going: $(tail -5 "$work/$name.err")"
+  if ! kill -0 "$job" 2>/dev/null || [ ! -s "$ready" ]; then
+    fail "$name: the job did not get going, or ended first: $(tail -5 "$work/$name.err")"
     return
   fi
   echo "lost_host: $name: mid-job $((SECONDS - start))s after the start"
@@ -101,7 +107,63 @@ lose() {
   [ "$how" != partition ] || "$hosts" link "$state" "$i" up
 }
 
-lose partition 2 partition
-lose dead-host 3 kill
+generate=(generate --model "$model" --memory "$work/memory" --input "$work/requests.jsonl")
+# The first result out: the job is generating.
+lose partition 2 partition "$work/partition.out" "$work/hostfile" 2 2 "${generate[@]}"
+lose dead-host 3 kill "$work/dead-host.out" "$work/hostfile" 2 2 "${generate[@]}"
+
+# annotate loses the shards' host once a document is done: what was
+# acknowledged is there, and the job resumed across the hosts reaches the
+# memory of an uninterrupted run in one process, both copies of every fact.
+python3 - "$work/corpus.jsonl" <<'PY'
+import json, sys
+capitals = [[("Paris", "France"), ("Rome", "Italy"), ("Berlin", "Germany")],
+            [("Madrid", "Spain"), ("Vienna", "Austria"), ("Oslo", "Norway")],
+            [("Athens", "Greece"), ("Warsaw", "Poland"), ("Prague", "Czechia")],
+            [("Tokyo", "Japan"), ("Seoul", "South Korea"), ("Cairo", "Egypt")]]
+with open(sys.argv[1], "w") as f:
+    for k, doc in enumerate(capitals):
+        text = " ".join(f"{city} is the capital of {country}." for city, country in doc)
+        f.write(json.dumps({"id": f"capitals-{k}", "text": text}) + "\n")
+PY
+# annotate_args DIR: the job's arguments, into $args.
+annotate_args() {
+  args=(annotate "$work/corpus.jsonl" --model "$model"
+    --adapter "mw=$root/adapters/smollm2-135m-mw" --memory "$1" --embedder fallback
+    --batch 4 --max-tokens 32)
+}
+annotate_args "$work/reference"
+"$bin" "${args[@]}" --memshards 2 >/dev/null 2>"$work/reference.err" ||
+  { echo "lost_host: FAIL: annotate in one process: $(tail -5 "$work/reference.err")"; exit 1; }
+"$bin" memory dump --copies --memory "$work/reference" >"$work/reference.dump"
+done_file=$work/resumed/annotate.done
+annotate_args "$work/resumed"
+lose annotate 3 kill "$done_file" "$work/hostfile" 2 2 "${args[@]}"
+finished=$(wc -l <"$done_file")
+echo "lost_host: annotate: $finished of 4 documents done when host 3 was lost"
+[ "$finished" -lt 4 ] || fail "annotate: every document was done before host 3 was lost"
+# A fact may have lost its second copy, on the other shard, with the host:
+# verify --repair writes it back.
+"$bin" memory verify --repair --memory "$work/resumed" >"$work/repair.out" 2>&1 ||
+  fail "annotate: verify --repair after the loss: $(cat "$work/repair.out")"
+"$bin" memory dump --memory "$work/resumed" | cut -f1 | sort >"$work/kept.facts"
+while read -r id; do
+  lost=$(grep -P "\t(.*; )?$id #" "$work/reference.dump" | cut -f1 | sort -u |
+    comm -23 - "$work/kept.facts")
+  [ -z "$lost" ] || fail "annotate: facts of $id, a finished document, lost: $lost"
+done <"$done_file"
+if across "$work/hostfile" 2 2 "${args[@]}" >"$work/resume.out" 2>"$work/resume.err"; then
+  grep -qx "already_done: $finished" "$work/resume.out" ||
+    fail "annotate resumed: not 'already_done: $finished': $(cat "$work/resume.out")"
+  "$bin" memory verify --memory "$work/resumed" >"$work/verify.out" 2>&1 ||
+    fail "annotate resumed: verify: $(cat "$work/verify.out")"
+  "$bin" memory dump --copies --memory "$work/resumed" >"$work/resumed.dump"
+  cmp -s "$work/reference.dump" "$work/resumed.dump" ||
+    fail "annotate resumed: $(diff "$work/reference.dump" "$work/resumed.dump")"
+else
+  fail "annotate resumed across hosts: $(tail -5 "$work/resume.err")"
+fi
+
 [ "$failures" -eq 0 ] || exit 1
-echo "lost_host: a partitioned or dead host stops the job within ${bound}s, nothing left running"
+echo "lost_host: a partitioned or dead host stops the job within ${bound}s, nothing left running;"
+echo "lost_host: annotate resumed after it reaches the uninterrupted memory"
