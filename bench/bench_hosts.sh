@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Pipeline figures across hosts against one host, in the same run: the
+# coordinator and 2 stages (bench_pipeline) with M = 2, 4, 8 micro-batches,
+# once under a plain mpirun on this machine (shared memory between ranks)
+# and once across three hosts made by tests/hosts/hosts.sh (network
+# namespaces; coordinator, stage 1 and stage 2 each on a host of its own,
+# so every hop is TCP), launched by deploy/run-hosts.sh as the tests do.
+# Prints decode tokens/s, the measured bubble, the activation hop and the
+# ratio of tokens/s across hosts to one host. Needs root (network
+# namespaces); asserts nothing.
+#
+#   bench/bench_hosts.sh [BUILD_DIR] [MODEL]   (default: build, SmolLM2-135M Q4_1)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+model=${2:-$root/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+bench=$build/bench/bench_pipeline
+hosts=$root/tests/hosts/hosts.sh
+[ -x "$bench" ] || { echo "bench_hosts: no $bench (build it first)" >&2; exit 2; }
+"$hosts" check
+work=$(mktemp -d "${TMPDIR:-/tmp}/memllm-bench-hosts.XXXXXX")
+trap '"$hosts" down "$work/hosts"; rm -rf "$work"' EXIT
+"$hosts" up 3 "$work/hosts"
+awk '{ print $1 " slots=1" }' "$work/hosts/hosts" >"$work/hostfile"
+subnet=$(awk 'NR == 1 { sub(/\.[0-9]+$/, ".0/24", $2); print $2 }' "$work/hosts/hosts")
+# As tests/hosts/setup.sh: TCP on the hosts' subnet only, and ranks that
+# yield their core while they wait (3 ranks may share fewer cores).
+tcp_args="--mca plm_rsh_agent $root/tests/hosts/rsh-agent.sh --mca btl tcp,self
+  --mca btl_tcp_if_include $subnet --mca oob_tcp_if_include $subnet --mca mpi_yield_when_idle 1"
+mpi_root=()
+[ "$(id -u)" -ne 0 ] || mpi_root=(--allow-run-as-root)
+
+# 'name: value' lines of bench_pipeline -> "tokens/s bubble hop_ms".
+figures() {
+  awk -F': ' '/^decode_tokens_per_s/ { t = $2 } /^bubble_fraction_measured/ { b = $2 }
+    /^activation_hop_ms/ { split($2, h, "[ (]+"); ms = h[1]; bytes = h[2] }
+    END { print t, b, ms, bytes }' "$1"
+}
+
+printf '%-3s %12s %12s %8s %8s %10s %12s %12s %7s\n' M "tok/s here" "tok/s hosts" \
+  "bubble" "bubble" "hop bytes" "hop ms here" "hop ms hosts" ratio
+for m in 2 4 8; do
+  args=("$model" --batch 8 --micro-batches "$m")
+  OMP_NUM_THREADS=1 mpirun --oversubscribe "${mpi_root[@]}" -np 3 "$bench" "${args[@]}" \
+    --stages 2 >"$work/here-$m.txt"
+  MEMLLM_BIN=$bench MEMLLM_THREADS=1 MEMLLM_MPIRUN_ARGS="$tcp_args" \
+    "$hosts" exec "$work/hosts" 1 "$root/deploy/run-hosts.sh" "$work/hostfile" 2 0 "${args[@]}" \
+    >"$work/hosts-$m.txt"
+  read -r t1 b1 h1 bytes <<<"$(figures "$work/here-$m.txt")"
+  read -r t2 b2 h2 _ <<<"$(figures "$work/hosts-$m.txt")"
+  printf '%-3s %12s %12s %8s %8s %10s %12s %12s %7.2f\n' "$m" "$t1" "$t2" "$b1" "$b2" "$bytes" \
+    "$h1" "$h2" "$(echo "$t2 / $t1" | bc -l)"
+done
+echo "(bubble: here, then across hosts; hop: one micro-batch of activations, one way;"
+echo " ratio: tokens/s across hosts / here)"
