@@ -77,9 +77,22 @@ env_flags=(-x GOMP_SPINCOUNT="${GOMP_SPINCOUNT:-10000}")
 layout=()
 [ "$stages" -eq 0 ] || layout+=(--stages "$stages")
 [ "$shards" -eq 0 ] || layout+=(--memshards "$shards")
+# mpirun's messages go to stderr as they come, and to a copy read if the
+# job fails.
+errors=$(mktemp "${TMPDIR:-/tmp}/memllm-run-hosts.XXXXXX")
+trap 'rm -f "$errors"' EXIT
+# (stdout to the saved fd 3, stderr through the pipe; pipefail gives
+# mpirun's status.)
 status=0
-mpirun "${mpi_flags[@]}" "${env_flags[@]}" "$bin" "$@" "${layout[@]}" || status=$?
+{ mpirun "${mpi_flags[@]}" "${env_flags[@]}" "$bin" "$@" "${layout[@]}" 2>&1 1>&3 3>&- |
+  tee "$errors" >&2 3>&-; } 3>&1 || status=$?
 if [ "$status" -ne 0 ]; then
+  # "Remote daemon: [[J,0],D] on node H": the host Open MPI lost.
+  sed -n 's/^ *Remote daemon: .* on node \([^ ]*\).*/\1/p' "$errors" | sort -u |
+    while read -r host; do
+      echo "run-hosts.sh: lost host $host, which ran:$(awk -v h="$host:" '$1 == h { $1 = ""; print }' \
+        <<<"$roles")" >&2
+    done
   printf 'run-hosts.sh: the job failed (mpirun exit %s); the hosts ran:\n%s\n' "$status" "$roles" >&2
 fi
 exit "$status"

@@ -5,7 +5,8 @@
 # default 30 s), exits non-zero with run-hosts.sh's list of each host's
 # roles, and leaves no daemon or rank running on any host:
 #   partition  host 2 (the stages) unplugged from the switch mid-job: no
-#              FIN, no RST, only silence; Open MPI names the host it lost;
+#              FIN, no RST, only silence; the job's error names the host
+#              and its roles;
 #   dead host  every process of host 3 (the shards' daemon and ranks)
 #              SIGKILLed mid-job. Open MPI names the host or not, depending
 #              on whether it first sees the daemon's connection close or
@@ -85,10 +86,11 @@ lose() {
   echo "lost_host: $name: the job stopped ${waited}s after host $i was lost (exit $status)"
   [ "$status" -ne 0 ] || fail "$name: the job exited 0 after host $i was lost"
   [ "$waited" -le "$bound" ] || fail "$name: the job took ${waited}s to stop, more than ${bound}s"
-  # Open MPI's message, besides run-hosts.sh's list of every host's roles.
+  # Open MPI names the host it lost, and run-hosts.sh what ran there.
   [ "$how" != partition ] ||
-    grep -v "^  [^ ]*: .*rank" "$work/$name.err" | grep -q "${names[$i - 1]}" ||
-    fail "$name: no message names host $i (${names[$i - 1]}): $(tail -5 "$work/$name.err")"
+    grep -qx "run-hosts.sh: lost host ${names[$i - 1]}, which ran: $roles" "$work/$name.err" ||
+    fail "$name: no line names host $i (${names[$i - 1]}) and its roles ($roles):" \
+      "$(tail -5 "$work/$name.err")"
   # run-hosts.sh's own line for the host: its name and roles.
   grep -q "^  ${names[$i - 1]}: .*rank" "$work/$name.err" ||
     fail "$name: no line gives host $i's roles: $(tail -5 "$work/$name.err")"
@@ -109,6 +111,7 @@ lose() {
 
 generate=(generate --model "$model" --memory "$work/memory" --input "$work/requests.jsonl")
 # The first result out: the job is generating.
+roles="stage 1 (rank 1), stage 2 (rank 2)"
 lose partition 2 partition "$work/partition.out" "$work/hostfile" 2 2 "${generate[@]}"
 lose dead-host 3 kill "$work/dead-host.out" "$work/hostfile" 2 2 "${generate[@]}"
 
