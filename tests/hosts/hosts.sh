@@ -47,6 +47,9 @@ why_not() {
     elif ! err=$(ip netns exec "$probe" ip link add p0 type veth peer name p1 2>&1); then
       ip netns del "$probe"
       echo "no veth pairs in a namespace: $err"
+    elif ! err=$(ip netns exec "$probe" ip link add br0 type bridge 2>&1); then
+      ip netns del "$probe"
+      echo "no bridge in a namespace: $err"
     else
       ip netns del "$probe"
     fi
