@@ -13,8 +13,8 @@ real `openai` client from PyPI and plain HTTP (urllib, http.client):
           and without API spans, as `memllm generate --memory` gives them.
   limits  API keys (401 without or with a wrong key), 429 with Retry-After
           when every slot and queue place is taken, a client that hangs up
-          mid-stream frees its sequence, and SIGTERM with requests in flight
-          answers them all and exits 0.
+          (mid-stream, or waiting for a whole answer) frees its sequence, and
+          SIGTERM with requests in flight answers them all and exits 0.
 
     test_serve.py api|memory|limits
 Environment (set by ctest): MEMLLM_BIN, MEMLLM_MODELS_DIR, MEMLLM_DATA,
@@ -398,6 +398,18 @@ def test_limits():
             b_conn.close()
             check(wait_health(s, 0, 0, 10), f"second hang-up not freed: {health(s)}")
             print(f"a hung-up stream's slot was free after {time.time() - t0:.2f} s")
+            # The same for a client that hangs up while waiting for a whole
+            # answer.
+            conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=120)
+            conn.request("POST", "/v1/completions",
+                         json.dumps({"prompt": "Once upon a time", "max_tokens": 3000,
+                                     "temperature": 0}),
+                         {"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+            check(wait_health(s, 1, 0, 10), f"the waiting request is not running: {health(s)}")
+            conn.sock.close()
+            conn.close()
+            check(wait_health(s, 0, 0, 10),
+                  f"a hung-up non-streaming request still holds its slot: {health(s)}")
 
             # SIGTERM with two requests in flight (one running, one queued):
             # both are answered in full, then memllm serve exits 0.
