@@ -6,8 +6,9 @@
 # namespaces; coordinator, stage 1 and stage 2 each on a host of its own,
 # so every hop is TCP), launched by deploy/run-hosts.sh as the tests do.
 # Prints decode tokens/s, the measured bubble, the activation hop and the
-# ratio of tokens/s across hosts to one host. Needs root (network
-# namespaces); asserts nothing.
+# ratio of tokens/s across hosts to one host; then memory-read latency
+# (bench_memory_mpi) to a shard rank on the same host and on another, and
+# in one process. Needs root (network namespaces); asserts nothing.
 #
 #   bench/bench_hosts.sh [BUILD_DIR] [MODEL]   (default: build, SmolLM2-135M Q4_1)
 set -euo pipefail
@@ -16,7 +17,9 @@ build=${1:-$root/build}
 model=${2:-$root/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 bench=$build/bench/bench_pipeline
 hosts=$root/tests/hosts/hosts.sh
-[ -x "$bench" ] || { echo "bench_hosts: no $bench (build it first)" >&2; exit 2; }
+for b in "$bench" "$build/bench/bench_memory_mpi"; do
+  [ -x "$b" ] || { echo "bench_hosts: no $b (build it first)" >&2; exit 2; }
+done
 "$hosts" check
 work=$(mktemp -d "${TMPDIR:-/tmp}/memllm-bench-hosts.XXXXXX")
 trap '"$hosts" down "$work/hosts"; rm -rf "$work"' EXIT
@@ -53,3 +56,24 @@ for m in 2 4 8; do
 done
 echo "(bubble: here, then across hosts; hop: one micro-batch of activations, one way;"
 echo " ratio: tokens/s across hosts / here)"
+
+# Memory reads: the coordinator on host 1, one shard rank on host 3 (one
+# shard: 2 ranks, no more than CI's cores; busy-polling ranks that share a
+# core wait for one another's time slices, which would be measured instead).
+# bench_memory_mpi times the same queries in-process too.
+mem=$build/bench/bench_memory_mpi
+awk 'NR == 1 || NR == 3 { print $1 " slots=1" }' "$work/hosts/hosts" >"$work/hostfile-shard"
+mpirun --oversubscribe "${mpi_root[@]}" -np 2 "$mem" --passes 3 >"$work/mem-here.txt"
+MEMLLM_BIN=$mem MEMLLM_THREADS=1 MEMLLM_MPIRUN_ARGS="$tcp_args" \
+  "$hosts" exec "$work/hosts" 1 "$root/deploy/run-hosts.sh" "$work/hostfile-shard" 0 1 --passes 3 \
+  >"$work/mem-hosts.txt"
+value() { awk -F': ' -v k="$2" '$1 == k { print $2 }' "$1"; }
+echo
+echo "memory reads, one query at a time ($(value "$work/mem-here.txt" queries), 1 shard), ms:"
+printf '%-28s %8s %8s %8s\n' "" p50 p99 mean
+for row in "in one process:$work/mem-here.txt:in_process" \
+  "shard rank, same host:$work/mem-here.txt:ranks" "shard rank, another host:$work/mem-hosts.txt:ranks"; do
+  IFS=: read -r label file key <<<"$row"
+  printf '%-28s %8s %8s %8s\n' "$label" "$(value "$file" "${key}_p50_ms")" \
+    "$(value "$file" "${key}_p99_ms")" "$(value "$file" "${key}_mean_ms")"
+done
