@@ -68,8 +68,8 @@ static int cmp_double(const void *a, const void *b)
 static int import_doc(void *ctx, const struct mm_docred_doc *doc)
 {
     struct mm_err err;
-    if (doc->nfacts && mm_memory_write(ctx, doc->facts, doc->nfacts, doc->aliases, doc->naliases,
-                                       NULL, &err))
+    if (doc->nfacts &&
+        mm_memory_write(ctx, doc->facts, doc->nfacts, doc->aliases, doc->naliases, NULL, &err))
         die("import", &err);
     return 0;
 }
