@@ -82,10 +82,11 @@ layout=()
 errors=$(mktemp "${TMPDIR:-/tmp}/memllm-run-hosts.XXXXXX")
 trap 'rm -f "$errors"' EXIT
 # (stdout to the saved fd 3, stderr through the pipe; pipefail gives
-# mpirun's status.)
+# mpirun's status.) tee ignores Ctrl-C: mpirun, stopping the job on it,
+# still has messages to write, and a closed pipe would kill it midway.
 status=0
 { mpirun "${mpi_flags[@]}" "${env_flags[@]}" "$bin" "$@" "${layout[@]}" 2>&1 1>&3 3>&- |
-  tee "$errors" >&2 3>&-; } 3>&1 || status=$?
+  (trap '' INT TERM && exec tee "$errors" >&2 3>&-); } 3>&1 || status=$?
 if [ "$status" -ne 0 ]; then
   # "Remote daemon: [[J,0],D] on node H": the host Open MPI lost.
   sed -n 's/^ *Remote daemon: .* on node \([^ ]*\).*/\1/p' "$errors" | sort -u |
