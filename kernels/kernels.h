@@ -137,8 +137,10 @@ void k_attention_train_forward(float *out, float *lse, const float *q, const flo
                                const float *v, int n, int n_heads, int n_kv_heads, int head_dim,
                                int window);
 /* dq, dk, dv (overwritten) given dout and the forward's out and lse.
- * scratch: 2 * n_heads * n * head_dim floats (each query head's share of
- * dk and dv, summed over its group in head order). */
+ * scratch: k_attention_backward_scratch(...) floats (each query head's share
+ * of dk and dv, summed over its group in head order, and K and V
+ * transposed). */
+size_t k_attention_backward_scratch(int n, int n_heads, int n_kv_heads, int head_dim);
 void k_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
                           const float *lse, const float *q, const float *k, const float *v, int n,
                           int n_heads, int n_kv_heads, int head_dim, int window, float *scratch);

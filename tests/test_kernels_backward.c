@@ -223,7 +223,7 @@ static void attention(int n, int heads, int kvh, int hd, int window)
     float *out = malloc(qn * sizeof(float)), *lse = malloc((size_t)heads * n * sizeof(float));
     float *dq = malloc(qn * sizeof(float)), *dk = malloc(kn * sizeof(float));
     float *dv = malloc(kn * sizeof(float));
-    float *scratch = malloc(2 * qn * sizeof(float));
+    float *scratch = malloc(k_attention_backward_scratch(n, heads, kvh, hd) * sizeof(float));
     k_attention_train_forward(out, lse, q, k, v, n, heads, kvh, hd, window);
     /* the inference kernel on the same sequence */
     float *ref = malloc(qn * sizeof(float));
@@ -424,7 +424,9 @@ int main(void)
     swiglu();
     attention(11, 4, 2, 16, 5); /* GQA, a window shorter than the sequence */
     attention(10, 4, 2, 64, 3);
-    attention(7, 2, 2, 64, 0); /* no grouping, no window */
+    attention(7, 2, 2, 64, 0);   /* no grouping, no window */
+    attention(37, 4, 2, 16, 0);  /* several blocks of keys, the last partial */
+    attention(40, 3, 1, 32, 20); /* a window that starts inside a block */
     cross_entropy();
     row_ops_invariance();
     transposes();

@@ -131,7 +131,7 @@ static void test_attention(struct kc_ctx *c, int n, int heads, int kv_heads, int
     float *q = rnd(qn, 1), *k = rnd(kn, 1), *v = rnd(kn, 1), *dout = rnd(qn, 1);
     float *out = malloc(qn * 4), *lse = malloc((size_t)heads * n * 4);
     float *dq = malloc(qn * 4), *dk = malloc(kn * 4), *dv = malloc(kn * 4);
-    float *scratch = malloc((size_t)2 * heads * n * hd * 4);
+    float *scratch = malloc(k_attention_backward_scratch(n, heads, kv_heads, hd) * sizeof(float));
     k_attention_train_forward(out, lse, q, k, v, n, heads, kv_heads, hd, window);
     k_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, n, heads, kv_heads, hd, window,
                          scratch);

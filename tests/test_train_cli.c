@@ -222,6 +222,26 @@ static void ranks_agree(void)
            "2 ranks wrote another adapter than 1 rank");
 }
 
+/* With 3 threads, examples run 3 at a time (one per thread, each on its own
+ * copy of the activations): the same adapter and loss curve, validation
+ * included, as one thread running them one after the other. */
+static void threads_agree(void)
+{
+    const char *one = path_in("t1"), *three = path_in("t3");
+    const char *extra1[] = {"--epochs", "3", "--quiet", "--val", path_in("train.jsonl"), NULL};
+    const char *extra3[] = {"--epochs",  "3", "--quiet", "--val", path_in("train.jsonl"),
+                            "--threads", "3", NULL};
+    struct cmd_result r = train(0, path_in("train.jsonl"), one, extra1);
+    CHECKF(r.status == 0, "1 thread exited %d: %s", r.status, r.err);
+    cmd_result_free(&r);
+    r = train(0, path_in("train.jsonl"), three, extra3);
+    CHECKF(r.status == 0, "3 threads exited %d: %s", r.status, r.err);
+    cmd_result_free(&r);
+    CHECKF(same_in(one, three, "adapter_model.safetensors"),
+           "3 threads wrote another adapter than 1 thread");
+    CHECKF(same_in(one, three, "loss.csv"), "3 threads logged other losses than 1 thread");
+}
+
 /* A bad input: exit non-zero, the message names `want`, no adapter. */
 static void expect_error(const char *data, const char *out, const char *const *extra,
                          const char *want)
@@ -276,5 +296,6 @@ int main(int argc, char **argv)
     overfit();
     resume_after_kill();
     ranks_agree();
+    threads_agree();
     return check_report("test_train_cli");
 }

@@ -47,7 +47,8 @@ static void usage(FILE *out)
             "  --save-every N       checkpoint every N steps (0: at the end)\n"
             "  --resume             continue from OUT/checkpoint (same data and options)\n"
             "  --dtype f32|f16|bf16 of the saved adapter (f32)\n"
-            "  --threads N          OpenMP threads\n"
+            "  --threads N          threads (OpenMP): a step's examples run N at a time,\n"
+            "                       each on one thread with its own activations\n"
             "  --device cpu|cuda    where the forward and backward run (cpu; cuda: each\n"
             "                       rank on its node-local GPU, the base in f32 there)\n"
             "  --quiet              no progress lines\n");

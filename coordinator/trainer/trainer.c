@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,13 @@ struct run {
     struct train_set train, val;
     struct train_params p;
     struct train_model tm; /* the CPU's, unless gpu */
+    /* On the CPU, a step's examples run lanes at a time, one per thread:
+     * lane 0 on tm, lane i on copies[i - 1], each with its own gradient
+     * (lane 0's is g). Each example's kernels then run on one thread, with
+     * no barrier between two threads' kernels. */
+    int lanes;
+    struct train_model *copies;
+    float **grads;
 #ifdef MEMLLM_HAVE_CUDA
     struct train_model_cuda *gpu; /* --device cuda */
 #endif
@@ -112,17 +120,58 @@ static int allreduce(const struct run *r, int64_t *v, size_t n)
 }
 
 /* An example's forward (and backward when grad is not NULL) on this rank's
- * device: train_model_example's contract on either. */
-static int run_example(struct run *r, const struct train_example *e, float scale, uint64_t key,
-                       float *grad, double *loss, int *n_loss, struct mm_err *err)
+ * device, on one lane's copy of the model: train_model_example's contract on
+ * either. */
+static int run_example(struct run *r, int lane, const struct train_example *e, float scale,
+                       uint64_t key, float *grad, double *loss, int *n_loss, struct mm_err *err)
 {
 #ifdef MEMLLM_HAVE_CUDA
     if (r->gpu)
         return train_model_cuda_example(r->gpu, e->tokens, e->target, e->n, scale, key, grad, loss,
                                         n_loss, err);
 #endif
-    return train_model_example(&r->tm, e->tokens, e->target, e->n, scale, key, grad, loss, n_loss,
-                               err);
+    return train_model_example(lane ? &r->copies[lane - 1] : &r->tm, e->tokens, e->target, e->n,
+                               scale, key, grad, loss, n_loss, err);
+}
+
+/* Runs examples idx[0..n) of set, r->lanes at a time: with gradients
+ * (train: each example's dropout drawn from (seed, epoch, index), its
+ * gradient added to r->sum) or the forward only. acc gets the losses in
+ * fixed point, the tokens run and the target tokens. The sums are exact, so
+ * they do not depend on which lane ran which example or in what order. On
+ * failure, the error is the first failing example's. */
+static int run_examples(struct run *r, const struct train_set *set, const int *idx, int n,
+                        float scale, int64_t epoch, int train, int64_t acc[3], struct mm_err *err)
+{
+    int lanes = r->lanes < n ? r->lanes : n, failed = n;
+#pragma omp parallel for num_threads(lanes > 1 ? lanes : 1) if (lanes > 1) schedule(dynamic, 1)
+    for (int j = 0; j < n; j++) {
+        int lane = omp_get_thread_num();
+        const struct train_example *e = &set->ex[idx[j]];
+        uint64_t key =
+            train ? train_rng_u64(r->o->seed, 0x44524f50ULL + (uint64_t)epoch, (uint64_t)idx[j])
+                  : 0;
+        float *grad = !train ? NULL : lane ? r->grads[lane] : r->g;
+        double loss;
+        int n_loss;
+        struct mm_err e_err;
+        int rc = run_example(r, lane, e, scale, key, grad, &loss, &n_loss, &e_err);
+#pragma omp critical(trainer_sums)
+        {
+            if (rc == 0 && train) rc = grad_sum_add(&r->sum, grad, &e_err);
+            if (rc == 0) {
+                acc[0] += llrint(ldexp(loss, LOSS_BITS));
+                acc[1] += e->n;
+                acc[2] += n_loss;
+            } else if (j < failed) {
+                failed = j;
+                *err = e_err;
+            }
+        }
+    }
+    if (failed == n) return 0;
+    if (train) mm_err_prefix(err, "%s: line %d", r->o->data, set->ex[idx[failed]].line);
+    return -1;
 }
 
 /* After the parameters changed. */
@@ -155,18 +204,51 @@ static int open_model(struct run *r, int max_tokens, struct mm_err *err)
 #endif
 }
 
+/* The lanes of the CPU path: as many as OpenMP threads, each but the first
+ * a copy of the model with its own activations (train_model_init_copy) and
+ * gradient. */
+static int open_lanes(struct run *r, struct mm_err *err)
+{
+    r->lanes = 1;
+    int want = r->o->cuda ? 1 : omp_get_max_threads();
+    if (want < 2) return 0;
+    r->copies = calloc((size_t)want - 1, sizeof(*r->copies));
+    r->grads = calloc((size_t)want, sizeof(*r->grads));
+    if (!r->copies || !r->grads) {
+        mm_err_set(err, "trainer: out of memory for %d lanes", want);
+        return -1;
+    }
+    for (int lane = 1; lane < want; lane++) {
+        if (train_model_init_copy(&r->copies[lane - 1], &r->tm, err)) {
+            mm_err_prefix(err, "lane %d of %d (one per thread; --threads sets how many)", lane + 1,
+                          want);
+            return -1;
+        }
+        r->lanes++;
+        r->grads[lane] = malloc((r->p.count ? r->p.count : 1) * sizeof(float));
+        if (!r->grads[lane]) {
+            mm_err_set(err, "trainer: out of memory for the gradient of lane %d", lane + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Mean loss over the validation examples' target tokens. */
 static int validate(struct run *r, double *mean, struct mm_err *err)
 {
-    int64_t acc[2] = {0, 0}; /* loss in fixed point, target tokens */
-    for (int i = r->c->rank; i < r->val.n; i += r->c->world) {
-        const struct train_example *e = &r->val.ex[i];
-        double loss;
-        int n_loss;
-        if (run_example(r, e, 1.0f, 0, NULL, &loss, &n_loss, err)) return -1;
-        acc[0] += llrint(ldexp(loss, LOSS_BITS));
-        acc[1] += n_loss;
+    int64_t acc[3] = {0, 0, 0}; /* loss in fixed point, tokens, target tokens */
+    int n = 0, *idx = malloc((size_t)(r->val.n > 0 ? r->val.n : 1) * sizeof(int));
+    if (!idx) {
+        mm_err_set(err, "validation: out of memory");
+        return -1;
     }
+    for (int i = r->c->rank; i < r->val.n; i += r->c->world)
+        idx[n++] = i;
+    int rc = run_examples(r, &r->val, idx, n, 1.0f, 0, 0, acc, err);
+    free(idx);
+    if (rc) return -1;
+    acc[1] = acc[2];
     if (allreduce(r, acc, 2)) {
         mm_err_set(err, "validation: MPI_Allreduce failed");
         return -1;
@@ -185,22 +267,18 @@ static int train_step(struct run *r, double *mean_loss, double *grad_norm, int64
     for (int i = 0; i < count; i++)
         targets += r->train.ex[r->order[first + i]].n_target;
     float scale = (float)(1.0 / (double)targets);
-    int64_t acc[2] = {0, 0}; /* the loss in fixed point, the tokens run */
+    int64_t acc[3] = {0, 0, 0}; /* the loss in fixed point, the tokens run, the targets */
     grad_sum_zero(&r->sum);
-    for (int i = r->c->rank; i < count; i += r->c->world) {
-        int idx = r->order[first + i];
-        const struct train_example *e = &r->train.ex[idx];
-        uint64_t key = train_rng_u64(r->o->seed, 0x44524f50ULL + (uint64_t)epoch, (uint64_t)idx);
-        double loss;
-        int n_loss;
-        if (run_example(r, e, scale, key, r->g, &loss, &n_loss, err) ||
-            grad_sum_add(&r->sum, r->g, err)) {
-            mm_err_prefix(err, "%s: line %d", r->o->data, e->line);
-            return -1;
-        }
-        acc[0] += llrint(ldexp(loss, LOSS_BITS));
-        acc[1] += e->n;
+    int n = 0, *idx = malloc((size_t)(count > 0 ? count : 1) * sizeof(int));
+    if (!idx) {
+        mm_err_set(err, "step %lld: out of memory", (long long)r->step);
+        return -1;
     }
+    for (int i = r->c->rank; i < count; i += r->c->world)
+        idx[n++] = r->order[first + i];
+    int rc = run_examples(r, &r->train, idx, n, scale, epoch, 1, acc, err);
+    free(idx);
+    if (rc) return -1;
     if (allreduce(r, r->sum.q, r->sum.count) || allreduce(r, acc, 2)) {
         mm_err_set(err, "step %lld: MPI_Allreduce of the gradients failed", (long long)r->step);
         return -1;
@@ -239,8 +317,8 @@ static int setup(struct run *r, struct mm_err *err)
         if (r->train.ex[i].n > longest) longest = r->train.ex[i].n;
     for (int i = 0; i < r->val.n; i++)
         if (r->val.ex[i].n > longest) longest = r->val.ex[i].n;
-    if (open_model(r, longest, err) || grad_sum_init(&r->sum, r->p.count, err) ||
-        adamw_init(&r->opt, r->p.count, err))
+    if (open_model(r, longest, err) || open_lanes(r, err) ||
+        grad_sum_init(&r->sum, r->p.count, err) || adamw_init(&r->opt, r->p.count, err))
         return -1;
     r->opt.beta1 = o->beta1;
     r->opt.beta2 = o->beta2;
@@ -265,6 +343,12 @@ static void teardown(struct run *r)
     free(r->order);
     adamw_free(&r->opt);
     grad_sum_free(&r->sum);
+    for (int lane = 1; lane < r->lanes; lane++) {
+        train_model_free(&r->copies[lane - 1]);
+        free(r->grads[lane]);
+    }
+    free(r->copies);
+    free(r->grads);
     if (r->tm.m) train_model_free(&r->tm);
 #ifdef MEMLLM_HAVE_CUDA
     train_model_cuda_free(r->gpu);

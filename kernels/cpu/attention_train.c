@@ -4,15 +4,37 @@
  * dS = P (dP - D)).
  *
  * Query head h of token t attends to keys p with max(0, t - window + 1) <=
- * p <= t (window 0: all earlier ones). Work is split over query heads; the
- * key and value gradients that several query heads share are summed per
- * head first and then over the group's heads in head order, so the result
- * does not depend on the thread count. */
+ * p <= t (window 0: all earlier ones).
+ *
+ * Keys go in blocks of KB, aligned to multiples of KB from position 0, so
+ * that a block's scores are one SIMD vector: K and V are transposed per KV
+ * head ([head_dim, padded(n)], zero past n) and a score is a chain
+ * of FMAs over the head's features in order. Each sum has one fixed order:
+ * a score over the features, a query's dq over its keys in position order,
+ * a key's dk and dv over the queries in position order, the softmax sums in
+ * lane p % KB then the lanes pairwise. Lanes outside a query's keys are
+ * computed and then dropped (their weight is zero), so neither the sequence
+ * length nor the thread count changes a bit of any result.
+ *
+ * Work is split over query heads; the key and value gradients that several
+ * query heads share are summed per head first and then over the group's
+ * heads in head order. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+
+#define KB 16
+
+/* The rows of a head's transposed K or V: n rounded up to whole blocks,
+ * and one block more, so that rows are not a power of two apart (in L1,
+ * rows a multiple of 4 KB apart compete for the same few sets, and a block
+ * reads 64 of them). */
+static inline int padded(int n)
+{
+    return (n + KB - 1) / KB * KB + KB;
+}
 
 static inline int first_key(int t, int window)
 {
@@ -32,57 +54,210 @@ static inline float dot(const float *a, const float *b, int n)
     return k_sum_lanes(lane);
 }
 
-/* One (query, key) pair's share of the gradients: dq += ds k, dk += ds q,
- * dv += p dout (restrict: the compiler vectorizes without alias checks). */
-static inline void pair_grads(float *restrict dq, float *restrict dk, float *restrict dv,
-                              const float *restrict k, const float *restrict q,
-                              const float *restrict dout, float ds, float p, int n)
+/* kt[h][i][p] = x[p][h * head_dim + i]: each KV head's keys (or values)
+ * transposed, rows of np floats, zero past n. */
+static void transpose_heads(float *kt, const float *x, int n, int np, int n_kv_heads, int head_dim)
 {
-    for (int i = 0; i < n; i++) {
-        dq[i] += ds * k[i];
-        dk[i] += ds * q[i];
-        dv[i] += p * dout[i];
+    int64_t kw = (int64_t)n_kv_heads * head_dim;
+#pragma omp for schedule(static)
+    for (int h = 0; h < n_kv_heads; h++)
+        for (int i = 0; i < head_dim; i++) {
+            float *row = kt + ((int64_t)h * head_dim + i) * np;
+            for (int p = 0; p < n; p++)
+                row[p] = x[p * kw + (int64_t)h * head_dim + i];
+            for (int p = n; p < np; p++)
+                row[p] = 0.0f;
+        }
+}
+
+/* s[l] = q . key (b + l) for the KB keys of block b: kt is the head's
+ * transposed keys. */
+static inline void block_scores(float *restrict s, const float *restrict q,
+                                const float *restrict kt, int np, int b, int head_dim)
+{
+    float acc[KB] = {0};
+    for (int i = 0; i < head_dim; i++) {
+        const float *row = kt + (int64_t)i * np + b;
+#pragma omp simd
+        for (int l = 0; l < KB; l++)
+            acc[l] = fmaf(q[i], row[l], acc[l]);
     }
+    for (int l = 0; l < KB; l++)
+        s[l] = acc[l];
+}
+
+/* A lane's max or sum over the lanes, pairwise in a fixed order. */
+static inline float lanes_max(float *lane)
+{
+    for (int w = KB / 2; w > 0; w /= 2)
+        for (int l = 0; l < w; l++)
+            lane[l] = lane[l + w] > lane[l] ? lane[l + w] : lane[l];
+    return lane[0];
+}
+
+static inline float lanes_sum(float *lane)
+{
+    for (int w = KB / 2; w > 0; w /= 2)
+        for (int l = 0; l < w; l++)
+            lane[l] += lane[l + w];
+    return lane[0];
+}
+
+/* One query row of one head: out and lse. s: np floats of scratch. */
+static void forward_row(float *restrict ot, float *lse, const float *restrict qt,
+                        const float *restrict kt, const float *restrict vh, int64_t kw, int np,
+                        int t, int window, int head_dim, float scale, float *restrict s)
+{
+    int p0 = first_key(t, window), b0 = p0 / KB * KB;
+    float mx[KB], sum[KB];
+    for (int l = 0; l < KB; l++)
+        mx[l] = -INFINITY, sum[l] = 0.0f;
+    for (int b = b0; b <= t; b += KB) {
+        block_scores(s + b, qt, kt, np, b, head_dim);
+        for (int l = 0; l < KB; l++) {
+            int in = b + l >= p0 && b + l <= t;
+            s[b + l] = in ? s[b + l] * scale : -INFINITY;
+            mx[l] = s[b + l] > mx[l] ? s[b + l] : mx[l];
+        }
+    }
+    float m = lanes_max(mx);
+    for (int b = b0; b <= t; b += KB)
+        for (int l = 0; l < KB; l++) {
+            s[b + l] = k_exp_lane(s[b + l] - m);
+            sum[l] += s[b + l];
+        }
+    float total = lanes_sum(sum), inv = 1.0f / total;
+    float acc[K_MAX_HEAD_DIM];
+    for (int i = 0; i < head_dim; i++)
+        acc[i] = 0.0f;
+    for (int p = p0; p <= t; p++) {
+        float w = s[p] * inv;
+        const float *vp = vh + p * kw;
+        for (int i = 0; i < head_dim; i++)
+            acc[i] = fmaf(w, vp[i], acc[i]);
+    }
+    memcpy(ot, acc, (size_t)head_dim * sizeof(float));
+    *lse = m + logf(total);
 }
 
 void k_attention_train_forward(float *out, float *lse, const float *q, const float *k,
                                const float *v, int n, int n_heads, int n_kv_heads, int head_dim,
                                int window)
 {
-    int group = n_heads / n_kv_heads;
+    int group = n_heads / n_kv_heads, np = padded(n);
     int64_t qw = (int64_t)n_heads * head_dim, kw = (int64_t)n_kv_heads * head_dim;
+    int64_t per_head = (int64_t)head_dim * np;
     float scale = 1.0f / sqrtf((float)head_dim);
+    float *kt = malloc((size_t)(n_kv_heads * per_head) * sizeof(float));
+    if (!kt) abort(); /* ops cannot fail (kernels.h): the process is out of memory */
 #pragma omp parallel
     {
-        float *s = malloc((size_t)n * sizeof(float));
-        if (!s) abort(); /* ops cannot fail (kernels.h): the process is out of memory */
+        transpose_heads(kt, k, n, np, n_kv_heads, head_dim);
+        float *s = malloc((size_t)np * sizeof(float));
+        if (!s) abort();
 #pragma omp for collapse(2) schedule(static)
         for (int h = 0; h < n_heads; h++)
-            for (int t = 0; t < n; t++) {
-                const float *qt = q + t * qw + (int64_t)h * head_dim;
-                const float *kh = k + (int64_t)(h / group) * head_dim;
-                const float *vh = v + (int64_t)(h / group) * head_dim;
-                float *ot = out + t * qw + (int64_t)h * head_dim;
-                int p0 = first_key(t, window);
-                float mx = -INFINITY;
-                for (int p = p0; p <= t; p++) {
-                    s[p] = dot(qt, kh + p * kw, head_dim) * scale;
-                    mx = s[p] > mx ? s[p] : mx;
-                }
-                float sum = 0.0f;
-                for (int p = p0; p <= t; p++) {
-                    s[p] = expf(s[p] - mx);
-                    sum += s[p];
-                }
-                memset(ot, 0, (size_t)head_dim * sizeof(float));
-                for (int p = p0; p <= t; p++) {
-                    float w = s[p] / sum;
-                    for (int i = 0; i < head_dim; i++)
-                        ot[i] += w * vh[p * kw + i];
-                }
-                lse[(int64_t)h * n + t] = mx + logf(sum);
-            }
+            for (int t = 0; t < n; t++)
+                forward_row(out + t * qw + (int64_t)h * head_dim, lse + (int64_t)h * n + t,
+                            q + t * qw + (int64_t)h * head_dim, kt + (h / group) * per_head,
+                            v + (int64_t)(h / group) * head_dim, kw, np, t, window, head_dim, scale,
+                            s);
         free(s);
+    }
+    free(kt);
+}
+
+size_t k_attention_backward_scratch(int n, int n_heads, int n_kv_heads, int head_dim)
+{
+    return 2 * (size_t)(n_heads + n_kv_heads) * (size_t)head_dim * (size_t)padded(n);
+}
+
+/* Queries go in tiles of QT against each key block, so that the block's
+ * keys, values and gradients stay in L1 while the tile's queries pass over
+ * them, and a row of the block's dk and dv is loaded and stored once a tile.
+ * A key still gets its queries' shares in position order (the tiles in
+ * order, a tile's queries in order), a query its keys' in position order. */
+#define QT 16
+
+/* One head's queries t0..t1-1 against key block b: their dq (acc, [QT,
+ * head_dim]), the head's transposed dk and dv (dkt, dvt), accumulated. d:
+ * each query's rowsum(dout * out). */
+static void backward_tile(float *restrict acc, float *restrict dkt, float *restrict dvt,
+                          const float *restrict q, const float *restrict dout,
+                          const float *restrict d, const float *restrict lse,
+                          const float *restrict kt, const float *restrict vt,
+                          const float *restrict kh, int64_t qw, int64_t kw, int np, int b, int t0,
+                          int t1, int window, int head_dim, float scale)
+{
+    float prob[QT][KB], ds[QT][KB];
+    for (int t = t0; t < t1; t++) {
+        float s[KB], dp[KB];
+        int p0 = first_key(t, window), j = t - t0;
+        block_scores(s, q + t * qw, kt, np, b, head_dim);
+        block_scores(dp, dout + t * qw, vt, np, b, head_dim);
+#pragma omp simd
+        for (int l = 0; l < KB; l++) {
+            int in = b + l >= p0 && b + l <= t;
+            float e = k_exp_lane(fmaf(s[l], scale, -lse[t]));
+            prob[j][l] = in ? e : 0.0f;
+            ds[j][l] = prob[j][l] * (dp[l] - d[j]) * scale;
+        }
+    }
+    for (int i = 0; i < head_dim; i++) {
+        float *kr = dkt + (int64_t)i * np + b, *vr = dvt + (int64_t)i * np + b;
+        float ka[KB], va[KB];
+        for (int l = 0; l < KB; l++)
+            ka[l] = kr[l], va[l] = vr[l];
+        for (int t = t0; t < t1; t++) {
+            float qi = q[t * qw + i], gi = dout[t * qw + i];
+#pragma omp simd
+            for (int l = 0; l < KB; l++) {
+                ka[l] = fmaf(ds[t - t0][l], qi, ka[l]);
+                va[l] = fmaf(prob[t - t0][l], gi, va[l]);
+            }
+        }
+        for (int l = 0; l < KB; l++)
+            kr[l] = ka[l], vr[l] = va[l];
+    }
+    for (int t = t0; t < t1; t++) {
+        int p0 = first_key(t, window);
+        int first = b > p0 ? b : p0, last = b + KB - 1 < t ? b + KB - 1 : t;
+        float *at = acc + (t - t0) * head_dim;
+        for (int p = first; p <= last; p++) {
+            const float *kp = kh + p * kw;
+            for (int i = 0; i < head_dim; i++)
+                at[i] = fmaf(ds[t - t0][p - b], kp[i], at[i]);
+        }
+    }
+}
+
+/* One head's dq (overwritten) and transposed dk and dv (accumulated). */
+static void backward_head(float *dq, float *dkt, float *dvt, const float *dout, const float *out,
+                          const float *lse, const float *q, const float *kt, const float *vt,
+                          const float *kh, int64_t qw, int64_t kw, int n, int np, int window,
+                          int head_dim, float scale)
+{
+    float acc[QT * K_MAX_HEAD_DIM], d[QT];
+    for (int t0 = 0; t0 < n; t0 += QT) {
+        int t1 = t0 + QT < n ? t0 + QT : n;
+        for (int t = t0; t < t1; t++) {
+            d[t - t0] = dot(dout + t * qw, out + t * qw, head_dim);
+            for (int i = 0; i < head_dim; i++)
+                acc[(t - t0) * head_dim + i] = 0.0f;
+        }
+        /* the blocks that any query of the tile sees: from the first
+         * query's first key to the last query */
+        for (int b = first_key(t0, window) / KB * KB; b < t1; b += KB) {
+            /* the queries that see a key of this block */
+            int lo = b > t0 ? b : t0, hi = t1;
+            while (hi > lo && first_key(hi - 1, window) >= b + KB)
+                hi--;
+            if (lo < hi)
+                backward_tile(acc + (lo - t0) * head_dim, dkt, dvt, q, dout, d + (lo - t0), lse, kt,
+                              vt, kh, qw, kw, np, b, lo, hi, window, head_dim, scale);
+        }
+        for (int t = t0; t < t1; t++)
+            memcpy(dq + t * qw, acc + (t - t0) * head_dim, (size_t)head_dim * sizeof(float));
     }
 }
 
@@ -90,45 +265,39 @@ void k_attention_backward(float *dq, float *dk, float *dv, const float *dout, co
                           const float *lse, const float *q, const float *k, const float *v, int n,
                           int n_heads, int n_kv_heads, int head_dim, int window, float *scratch)
 {
-    int group = n_heads / n_kv_heads;
+    int group = n_heads / n_kv_heads, np = padded(n);
     int64_t qw = (int64_t)n_heads * head_dim, kw = (int64_t)n_kv_heads * head_dim;
-    int64_t part = (int64_t)n * head_dim;
+    int64_t per_head = (int64_t)head_dim * np;
     float scale = 1.0f / sqrtf((float)head_dim);
-    /* each query head's share of dK and dV, summed over its group below */
-    float *pk = scratch, *pv = scratch + n_heads * part;
-    memset(scratch, 0, (size_t)(2 * n_heads * part) * sizeof(float));
-#pragma omp parallel for schedule(static)
-    for (int h = 0; h < n_heads; h++) {
-        const float *kh = k + (int64_t)(h / group) * head_dim;
-        const float *vh = v + (int64_t)(h / group) * head_dim;
-        float *dkh = pk + h * part, *dvh = pv + h * part;
-        for (int t = 0; t < n; t++) {
-            const float *qt = q + t * qw + (int64_t)h * head_dim;
-            const float *gt = dout + t * qw + (int64_t)h * head_dim;
-            float *dqt = dq + t * qw + (int64_t)h * head_dim;
-            float d = dot(gt, out + t * qw + (int64_t)h * head_dim, head_dim);
-            float l = lse[(int64_t)h * n + t];
-            memset(dqt, 0, (size_t)head_dim * sizeof(float));
-            for (int p = first_key(t, window); p <= t; p++) {
-                const float *kp = kh + p * kw, *vp = vh + p * kw;
-                float prob = expf(dot(qt, kp, head_dim) * scale - l);
-                float ds = prob * (dot(gt, vp, head_dim) - d) * scale;
-                pair_grads(dqt, dkh + (int64_t)p * head_dim, dvh + (int64_t)p * head_dim, kp, qt,
-                           gt, ds, prob, head_dim);
-            }
+    /* each query head's transposed share of dK and dV, summed over its
+     * group below; the KV heads' transposed K and V */
+    float *pk = scratch, *pv = pk + n_heads * per_head;
+    float *kt = pv + n_heads * per_head, *vt = kt + n_kv_heads * per_head;
+    memset(scratch, 0, (size_t)(2 * n_heads * per_head) * sizeof(float));
+#pragma omp parallel
+    {
+        transpose_heads(kt, k, n, np, n_kv_heads, head_dim);
+        transpose_heads(vt, v, n, np, n_kv_heads, head_dim);
+#pragma omp for schedule(static)
+        for (int h = 0; h < n_heads; h++) {
+            int g = h / group;
+            int64_t hq = (int64_t)h * head_dim;
+            backward_head(dq + hq, pk + h * per_head, pv + h * per_head, dout + hq, out + hq,
+                          lse + (int64_t)h * n, q + hq, kt + g * per_head, vt + g * per_head,
+                          k + (int64_t)g * head_dim, qw, kw, n, np, window, head_dim, scale);
         }
-    }
-#pragma omp parallel for schedule(static)
-    for (int g = 0; g < n_kv_heads; g++)
-        for (int t = 0; t < n; t++)
-            for (int i = 0; i < head_dim; i++) {
-                float sk = 0.0f, sv = 0.0f;
-                for (int j = 0; j < group; j++) {
-                    int64_t at = (int64_t)(g * group + j) * part + (int64_t)t * head_dim + i;
-                    sk += pk[at];
-                    sv += pv[at];
+#pragma omp for schedule(static)
+        for (int g = 0; g < n_kv_heads; g++)
+            for (int i = 0; i < head_dim; i++)
+                for (int t = 0; t < n; t++) {
+                    float sk = 0.0f, sv = 0.0f;
+                    for (int j = 0; j < group; j++) {
+                        int64_t at = (int64_t)(g * group + j) * per_head + (int64_t)i * np + t;
+                        sk += pk[at];
+                        sv += pv[at];
+                    }
+                    dk[t * kw + (int64_t)g * head_dim + i] = sk;
+                    dv[t * kw + (int64_t)g * head_dim + i] = sv;
                 }
-                dk[t * kw + (int64_t)g * head_dim + i] = sk;
-                dv[t * kw + (int64_t)g * head_dim + i] = sv;
-            }
+    }
 }

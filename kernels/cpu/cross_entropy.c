@@ -1,9 +1,33 @@
 /* Cross-entropy of the next token, fused with its backward: the training
- * loss. Each row's sums run in one order (double accumulators, left to
- * right), so a row's loss and gradient do not depend on the other rows. */
+ * loss. Each row's sums run in one order (lane i % K_SUM_LANES, double
+ * accumulators, the lanes pairwise at the end), so a row's loss and
+ * gradient do not depend on the other rows. One exponential an element
+ * (k_exp_lane, which vectorizes), kept in the row until the sum is known. */
 #include <math.h>
 
 #include "internal.h"
+
+/* x[i] = e^(x[i] - mx); returns the sum of them. */
+static double exp_sum(float *x, int vocab, float mx)
+{
+    double lane[K_SUM_LANES] = {0};
+    int i = 0;
+    for (; i + K_SUM_LANES <= vocab; i += K_SUM_LANES) {
+#pragma omp simd
+        for (int l = 0; l < K_SUM_LANES; l++) {
+            x[i + l] = k_exp_lane(x[i + l] - mx);
+            lane[l] += (double)x[i + l];
+        }
+    }
+    for (int l = 0; i + l < vocab; l++) {
+        x[i + l] = k_exp_lane(x[i + l] - mx);
+        lane[l] += (double)x[i + l];
+    }
+    for (int w = K_SUM_LANES / 2; w > 0; w /= 2)
+        for (int l = 0; l < w; l++)
+            lane[l] += lane[l + w];
+    return lane[0];
+}
 
 void k_cross_entropy_backward(float *logits, float *loss, const int32_t *target,
                               const float *weight, int n, int vocab, float grad_scale)
@@ -17,17 +41,15 @@ void k_cross_entropy_backward(float *logits, float *loss, const int32_t *target,
             loss[t] = 0.0f;
             continue;
         }
-        float mx = x[0];
+        float mx = x[0], xt = x[target[t]];
         for (int i = 1; i < vocab; i++)
             mx = x[i] > mx ? x[i] : mx;
-        double sum = 0;
-        for (int i = 0; i < vocab; i++)
-            sum += exp((double)x[i] - mx);
+        double sum = exp_sum(x, vocab, mx);
         double lse = mx + log(sum);
-        loss[t] = (float)((double)weight[t] * (lse - x[target[t]]));
-        float g = grad_scale * weight[t];
+        loss[t] = (float)((double)weight[t] * (lse - xt));
+        float g = (float)((double)grad_scale * weight[t] / sum);
         for (int i = 0; i < vocab; i++)
-            x[i] = g * (float)exp((double)x[i] - lse);
-        x[target[t]] -= g;
+            x[i] *= g;
+        x[target[t]] -= grad_scale * weight[t];
     }
 }

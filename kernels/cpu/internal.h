@@ -4,7 +4,9 @@
 #ifndef MEMLLM_KERNELS_CPU_INTERNAL_H
 #define MEMLLM_KERNELS_CPU_INTERNAL_H
 
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dtype.h"
 #include "kernels.h"
@@ -284,6 +286,31 @@ static inline float k_sum_sq(const float *x, int n, float c)
     for (int l = 0; i + l < n; l++)
         lane[l] += (x[i + l] - c) * (x[i + l] - c);
     return k_sum_lanes(lane);
+}
+
+/* exp(x) without a branch or a call, so that a block's lanes vectorize:
+ * x = k ln 2 + r with |r| <= ln 2 / 2 (ln 2 in two parts, so r is exact),
+ * e^r = 1 + r + r^2 P(r) with Cephes' degree-5 minimax P (about 1 ulp),
+ * 2^k put into the exponent bits. Below -88 (k = -127) the result is 0 (a
+ * softmax weight that small is zero in float anyway); above 88 it is e^88. */
+static inline float k_exp_lane(float x)
+{
+    x = x > 88.0f ? 88.0f : x;
+    x = x < -88.0f ? -88.0f : x;
+    float k = floorf(fmaf(x, 1.44269504088896341f, 0.5f));
+    float r = fmaf(k, -0.693359375f, x);
+    r = fmaf(k, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    float e = fmaf(p, r * r, r) + 1.0f;
+    int32_t bits = ((int32_t)k + 127) * (1 << 23);
+    float scale;
+    memcpy(&scale, &bits, sizeof(scale));
+    return e * scale;
 }
 
 /* Enough multiply-adds to be worth waking the OpenMP threads for. */

@@ -159,7 +159,7 @@ static size_t carve_work(const struct train_model *tm, struct train_work *w)
                       hc * vocab,
                       hc,
                       hc,
-                      2 * (size_t)c->n_heads * n * (size_t)c->head_dim,
+                      k_attention_backward_scratch((int)n, c->n_heads, c->n_kv_heads, c->head_dim),
                       n,
                       n,
                       hc};
@@ -183,8 +183,9 @@ static size_t carve_work(const struct train_model *tm, struct train_work *w)
     return total;
 }
 
-int train_model_init(struct train_model *tm, const struct model *m, struct train_params *p,
-                     int max_tokens, struct mm_err *err)
+/* What every copy has of its own: the saved activations and the scratch. */
+static int init_state(struct train_model *tm, const struct model *m, struct train_params *p,
+                      int max_tokens, struct mm_err *err)
 {
     memset(tm, 0, sizeof(*tm));
     tm->m = m;
@@ -202,9 +203,24 @@ int train_model_init(struct train_model *tm, const struct model *m, struct train
     tm->arena = malloc(acts * sizeof(float));
     tm->work_floats = carve_work(tm, NULL);
     tm->work = malloc(tm->work_floats * sizeof(float));
-    tm->lora_t = malloc((p->count ? p->count : 1) * sizeof(float));
-    if (!tm->acts || !tm->arena || !tm->work || !tm->lora_t) {
+    if (!tm->acts || !tm->arena || !tm->work) {
         mm_err_set(err, "trainer: out of memory for the activations of %d tokens", max_tokens);
+        return -1;
+    }
+    carve_acts(tm);
+    return 0;
+}
+
+int train_model_init(struct train_model *tm, const struct model *m, struct train_params *p,
+                     int max_tokens, struct mm_err *err)
+{
+    if (init_state(tm, m, p, max_tokens, err)) {
+        train_model_free(tm);
+        return -1;
+    }
+    tm->lora_t = malloc((p->count ? p->count : 1) * sizeof(float));
+    if (!tm->lora_t) {
+        mm_err_set(err, "trainer: out of memory for the LoRA transposes");
         train_model_free(tm);
         return -1;
     }
@@ -212,20 +228,32 @@ int train_model_init(struct train_model *tm, const struct model *m, struct train
         train_model_free(tm);
         return -1;
     }
-    carve_acts(tm);
     train_model_refresh(tm);
+    return 0;
+}
+
+int train_model_init_copy(struct train_model *copy, const struct train_model *tm,
+                          struct mm_err *err)
+{
+    if (init_state(copy, tm->m, tm->p, tm->max_tokens, err)) {
+        train_model_free(copy);
+        return -1;
+    }
+    copy->wt = tm->wt;
+    copy->lora_t = tm->lora_t;
+    copy->shared = 1;
     return 0;
 }
 
 void train_model_free(struct train_model *tm)
 {
-    if (tm->wt) {
+    if (tm->wt && !tm->shared) {
         size_t n = (size_t)tm->m->cfg.n_layers * LIN_COUNT + 1;
         for (size_t i = 0; i < n; i++)
             free((void *)tm->wt[i].data);
+        free(tm->wt);
+        free(tm->lora_t);
     }
-    free(tm->wt);
-    free(tm->lora_t);
     free(tm->acts);
     free(tm->arena);
     free(tm->work);

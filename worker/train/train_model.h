@@ -1,10 +1,11 @@
 /* The forward and backward pass of one training example through the whole
  * model with LoRA (llm.c style: the forward keeps what the backward needs).
  *
- * One example at a time: an example's gradient then depends on nothing but
- * the example (the kernels are batch-invariant), so gradients are the same
- * bits however examples are grouped into micro-batches or spread over
- * ranks. The base weights stay as stored (quantized stays quantized, as
+ * One example at a time (a trainer runs several at once on copies, one per
+ * thread: train_model_init_copy): an example's gradient then depends on
+ * nothing but the example (the kernels are batch-invariant), so gradients
+ * are the same bits however examples are grouped into micro-batches, spread
+ * over ranks or over threads. The base weights stay as stored (quantized stays quantized, as
  * QLoRA) for the forward; the backward's dx = dy W runs on an f32 transpose
  * of each base matrix made once at start, through the same tiled dot
  * kernels as the forward. */
@@ -29,6 +30,7 @@ struct train_model {
     float *arena;                  /* saved activations */
     float *work;                   /* scratch of the backward */
     size_t work_floats;
+    int shared; /* wt and lora_t belong to another train_model (a copy) */
 };
 
 /* Prepares training of `p` on model `m` (every layer in this process) for
@@ -37,6 +39,13 @@ struct train_model {
 int train_model_init(struct train_model *tm, const struct model *m, struct train_params *p,
                      int max_tokens, struct mm_err *err);
 void train_model_free(struct train_model *tm);
+
+/* A copy of tm that runs other examples at the same time, on other threads:
+ * its own activations and scratch, tm's transposes (read-only while
+ * examples run; tm's refresh updates them for every copy). Free it before
+ * tm. */
+int train_model_init_copy(struct train_model *copy, const struct train_model *tm,
+                          struct mm_err *err);
 
 /* After the parameters changed (an optimizer step, a load): refreshes the
  * transposes of the LoRA matrices and the LM head's trainable rows. */
