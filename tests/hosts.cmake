@@ -4,11 +4,13 @@
 # Skipped (exit 77) where namespaces cannot be made: not root, no iproute2.
 # test_hosts_lost: a host partitioned or dead mid-job stops the job within
 # 30 s, naming it, with nothing left running on any host.
+# Label "hosts", not "model": what they prove (the TCP path, lost hosts) does
+# not change with OpenBLAS's core type, so run-all.sh runs them once.
 if(TARGET memllm AND NOT MEMLLM_SANITIZE)
   add_test(NAME test_hosts_across COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/hosts/across_hosts.sh)
   add_test(NAME test_hosts_lost COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/hosts/lost_host.sh)
   set_tests_properties(test_hosts_across test_hosts_lost PROPERTIES
     ENVIRONMENT "OMP_WAIT_POLICY=passive;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_BIN=$<TARGET_FILE:memllm>"
     SKIP_RETURN_CODE 77
-    LABELS model)
+    LABELS hosts)
 endif()
