@@ -110,25 +110,14 @@ static int read_edits(struct edit_opts *o, struct mm_err *err)
         if (strspn(line, " \t\r\n") == (size_t)len) continue;
         json_error_t jerr;
         json_t *j = json_loadb(line, (size_t)len, 0, &jerr);
-        const char *op = json_string_value(json_object_get(j, "op"));
-        const char *fact = json_string_value(json_object_get(j, "fact"));
-        struct edit e = {.line = lineno};
-        if (!json_is_object(j)) {
-            mm_err_set(err, "%s:%d: %s", o->file, lineno, j ? "not a JSON object" : jerr.text);
+        struct edit e;
+        if (!j) {
+            mm_err_set(err, "%s:%d: %s", o->file, lineno, jerr.text);
             rc = -1;
-        } else if (!op || !fact) {
-            mm_err_set(err, "%s:%d: needs \"op\" and \"fact\" strings", o->file, lineno);
-            rc = -1;
-        } else if (strcmp(op, "add") && strcmp(op, "replace") && strcmp(op, "delete")) {
-            mm_err_set(err, "%s:%d: op '%s': expected add, replace or delete", o->file, lineno, op);
-            rc = -1;
-        } else if (mm_triple_parse(fact, &e.t, err)) {
+        } else if (edit_from_json(j, lineno, &e, err)) {
             mm_err_prefix(err, "%s:%d", o->file, lineno);
             rc = -1;
         } else {
-            e.op = !strcmp(op, "add")       ? EDIT_ADD
-                   : !strcmp(op, "replace") ? EDIT_REPLACE
-                                            : EDIT_DELETE;
             if (o->n_edits == cap_edits) {
                 cap_edits = cap_edits ? 2 * cap_edits : 64;
                 struct edit *g = realloc(o->edits, (size_t)cap_edits * sizeof(*g));

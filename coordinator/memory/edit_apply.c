@@ -96,3 +96,25 @@ int edit_apply_undo(struct mm_memory *m, const char *dir, const char *id, size_t
     edit_batch_free(&b);
     return rc;
 }
+
+int edit_from_json(const json_t *j, int line, struct edit *e, struct mm_err *err)
+{
+    const char *op = json_string_value(json_object_get(j, "op"));
+    const char *fact = json_string_value(json_object_get(j, "fact"));
+    *e = (struct edit){.line = line};
+    if (!json_is_object(j)) {
+        mm_err_set(err, "not a JSON object");
+        return -1;
+    }
+    if (!op || !fact) {
+        mm_err_set(err, "needs \"op\" and \"fact\" strings");
+        return -1;
+    }
+    if (strcmp(op, "add") && strcmp(op, "replace") && strcmp(op, "delete")) {
+        mm_err_set(err, "op '%s': expected add, replace or delete", op);
+        return -1;
+    }
+    if (mm_triple_parse(fact, &e->t, err)) return -1;
+    e->op = !strcmp(op, "add") ? EDIT_ADD : !strcmp(op, "replace") ? EDIT_REPLACE : EDIT_DELETE;
+    return 0;
+}

@@ -4,6 +4,7 @@
 #ifndef MEMLLM_COORDINATOR_EDIT_APPLY_H
 #define MEMLLM_COORDINATOR_EDIT_APPLY_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "edit_log.h"
@@ -17,6 +18,11 @@ struct edit {
     struct mm_triple_text t;
     int line; /* its line in the edit file: the provenance's sentence */
 };
+
+/* One edit as `memllm edit` files and POST /v1/memory/edits give it:
+ * {"op": "add"|"replace"|"delete", "fact": "s>>r>>o"}. The message does
+ * not name where it came from (the caller prefixes that). */
+int edit_from_json(const json_t *j, int line, struct edit *e, struct mm_err *err);
 
 struct edit_counts {
     uint64_t added, existing, replaced, removed, deleted, not_found;
