@@ -28,7 +28,9 @@ static void usage(FILE *out)
             "Serves the model over HTTP with OpenAI's API: POST /v1/completions and\n"
             "/v1/chat/completions (\"stream\": true for server-sent events), GET /v1/models\n"
             "(the base model and each --adapter by name; a request's \"model\" picks one)\n"
-            "and GET /health. Requests from every client join one continuous batch.\n"
+            "GET /health and GET /metrics (Prometheus). Requests from every client join\n"
+            "one continuous batch. With --memory, /v1/memory/ queries, writes and edits\n"
+            "the memory (README's Service section lists the routes).\n"
             "With --memory, a request with \"memory\": true runs the MemLLM read loop and\n"
             "its answer carries \"memllm\": the text with and without the API spans and\n"
             "the read trace. Without --api-keys it listens on loopback only. SIGTERM\n"
@@ -38,8 +40,10 @@ static void usage(FILE *out)
             "                       needs --api-keys)\n"
             "  --port N             TCP port (required; 0: a free one, printed as\n"
             "                       \"memllm serve: listening on http://HOST:PORT\")\n"
-            "  --api-keys FILE      bearer tokens, one a line ('#' comments); every /v1/\n"
-            "                       request must carry one (401 otherwise)\n"
+            "  --api-keys FILE      bearer tokens, one a line ('#' comments): \"KEY\" or\n"
+            "                       \"KEY read-only|read-write\" (alone: read-write); every\n"
+            "                       /v1/ request and /metrics must carry one (401\n"
+            "                       otherwise), memory writes a read-write one (403)\n"
             "  --batch N            sequences decoded together (default 8)\n"
             "  --max-queue N        requests waiting for a sequence slot; beyond, 429\n"
             "                       (default 64)\n"
@@ -50,6 +54,33 @@ static void usage(FILE *out)
             "                       (default 60)\n");
 }
 
+/* One line of the keys file: "KEY" or "KEY ROLE", ROLE read-only or
+ * read-write. A key alone is read-write: the keys files of memllm serve
+ * before roles gave every key everything, and still do. */
+static int parse_key(char *line, const char *path, int line_no, struct serve_key *k)
+{
+    char *key = line + strspn(line, " \t");
+    size_t len = strcspn(key, " \t\r\n");
+    char *role = key + len + strspn(key + len, " \t");
+    size_t role_len = strcspn(role, " \t\r\n");
+    char *rest = role + role_len + strspn(role + role_len, " \t\r\n");
+    for (size_t i = 0; i < len; i++)
+        if (!isgraph((unsigned char)key[i])) {
+            fprintf(stderr, "memllm serve: %s:%d: a key is printable ASCII without spaces\n", path,
+                    line_no);
+            return -1;
+        }
+    if (*rest || (role_len && !(role_len == 9 && !strncmp(role, "read-only", 9)) &&
+                  !(role_len == 10 && !strncmp(role, "read-write", 10)))) {
+        fprintf(stderr, "memllm serve: %s:%d: expected \"KEY\" or \"KEY read-only|read-write\"\n",
+                path, line_no);
+        return -1;
+    }
+    k->writes = role_len != 9;
+    key[len] = 0;
+    return (k->key = strdup(key)) ? 0 : -1;
+}
+
 static int read_keys(const char *path, struct serve_options *s)
 {
     FILE *f = fopen(path, "r");
@@ -57,28 +88,21 @@ static int read_keys(const char *path, struct serve_options *s)
         fprintf(stderr, "memllm serve: --api-keys %s: cannot open\n", path);
         return -1;
     }
-    s->keys = calloc(MAX_KEYS, sizeof(char *));
+    s->keys = calloc(MAX_KEYS, sizeof(*s->keys));
     char line[1024];
     int line_no = 0, rc = s->keys ? 0 : -1;
     while (rc == 0 && fgets(line, sizeof(line), f)) {
         line_no++;
-        char *k = line + strspn(line, " \t");
-        size_t len = strcspn(k, "\r\n");
-        while (len > 0 && isspace((unsigned char)k[len - 1]))
-            len--;
-        k[len] = 0;
-        if (len == 0 || k[0] == '#') continue;
-        for (size_t i = 0; i < len && rc == 0; i++)
-            if (!isgraph((unsigned char)k[i])) {
-                fprintf(stderr, "memllm serve: %s:%d: a key is printable ASCII without spaces\n",
-                        path, line_no);
-                rc = -1;
-            }
-        if (rc == 0 && s->n_keys == MAX_KEYS) {
+        const char *k = line + strspn(line, " \t\r\n");
+        if (!*k || *k == '#') continue;
+        if (s->n_keys == MAX_KEYS) {
             fprintf(stderr, "memllm serve: %s: more than %d keys\n", path, MAX_KEYS);
             rc = -1;
+        } else if (parse_key(line, path, line_no, &s->keys[s->n_keys]) == 0) {
+            s->n_keys++;
+        } else {
+            rc = -1;
         }
-        if (rc == 0 && !(s->keys[s->n_keys++] = strdup(k))) rc = -1;
     }
     fclose(f);
     if (rc == 0 && s->n_keys == 0) {
@@ -91,7 +115,7 @@ static int read_keys(const char *path, struct serve_options *s)
 static void free_keys(struct serve_options *s)
 {
     for (int i = 0; i < s->n_keys; i++)
-        free(s->keys[i]);
+        free(s->keys[i].key);
     free(s->keys);
 }
 
@@ -178,6 +202,7 @@ static int parse_args(int argc, char **argv, struct serve_cli *o)
     model_name(o->s.model_path, o->name, sizeof(o->name));
     o->s.model_name = o->name;
     o->s.q = o->mem.q;
+    o->s.memory_dir = o->mem.dir;
     return 0;
 }
 

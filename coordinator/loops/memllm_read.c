@@ -144,7 +144,7 @@ static int find_call(const struct memllm_reader *r, const struct gen_sequence *s
     return 0;
 }
 
-static json_t *answer_json(const struct mm_answer *a)
+json_t *memllm_answer_json(const struct mm_answer *a)
 {
     json_t *prov = json_array();
     for (size_t i = 0; i < a->nprov; i++)
@@ -205,7 +205,7 @@ int memllm_read_answer(struct mm_memory *m, const struct mm_query_options *qo, c
         json_t *answers = json_object_get(json_array_get(qs, (size_t)row), "answers");
         for (size_t j = 0; j < out[i].n; j++) {
             const struct mm_answer *a = &out[i].a[j];
-            json_array_append_new(answers, answer_json(a));
+            json_array_append_new(answers, memllm_answer_json(a));
             /* Distinct answers across the queries, at most Qthr. */
             size_t len = strlen(a->text);
             int seen = 0;

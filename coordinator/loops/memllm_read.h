@@ -55,6 +55,11 @@ void memllm_reader_stats(const struct memllm_reader *r, long *reads, double *sec
 int memllm_read_answer(struct mm_memory *m, const struct mm_query_options *qo, const char *queries,
                        json_t *entry, char **joined, double *seconds, struct mm_err *err);
 
+/* One answer as the trace shows it: text, score, exact, entity, relation
+ * and provenance (source, sentence, time_ms); the memory API's queries
+ * answer the same way. */
+json_t *memllm_answer_json(const struct mm_answer *a);
+
 /* text without its "({" ... "})" API spans (malloc'd). */
 char *memllm_strip_api(const char *text);
 

@@ -58,8 +58,16 @@ int serve_run(struct engine *e, struct mm_memory *m, const struct serve_options 
         chat_template_free(&chat);
         return -1;
     }
-    struct serve_engine se = {.e = e, .q = &q, .max_batch_tokens = 512};
+    struct serve_metrics metrics;
+    if (serve_metrics_init(&metrics, e->n_slots, e->context)) {
+        mm_err_set(err, "serve: out of memory");
+        serve_queue_destroy(&q);
+        chat_template_free(&chat);
+        return -1;
+    }
+    struct serve_engine se = {.e = e, .q = &q, .metrics = &metrics, .max_batch_tokens = 512};
     if (m && !(se.reader = memllm_reader_new(e, m, &o->q, e->n_slots, err))) {
+        serve_metrics_destroy(&metrics);
         serve_queue_destroy(&q);
         chat_template_free(&chat);
         return -1;
@@ -69,6 +77,7 @@ int serve_run(struct engine *e, struct mm_memory *m, const struct serve_options 
     if (pipe(signal_pipe)) {
         mm_err_set(err, "serve: cannot make a pipe for signals");
         memllm_reader_free(se.reader);
+        serve_metrics_destroy(&metrics);
         serve_queue_destroy(&q);
         chat_template_free(&chat);
         return -1;
@@ -84,6 +93,10 @@ int serve_run(struct engine *e, struct mm_memory *m, const struct serve_options 
         .q = &q,
         .chat = &chat,
         .has_memory = m != NULL,
+        .memory = m,
+        .memory_dir = o->memory_dir,
+        .query = &o->q,
+        .metrics = &metrics,
         .model_name = o->model_name,
         .keys = o->keys,
         .n_keys = o->n_keys,
@@ -125,6 +138,7 @@ out:
     close(signal_pipe[0]);
     close(signal_pipe[1]);
     memllm_reader_free(se.reader);
+    serve_metrics_destroy(&metrics);
     serve_queue_destroy(&q);
     chat_template_free(&chat);
     return rc;

@@ -10,12 +10,14 @@
 
 #include "engine.h"
 #include "memory_client.h"
+#include "serve_http.h"
 
 struct serve_options {
     const char *host;
     int port; /* 0: a free one */
-    char **keys;
+    struct serve_key *keys;
     int n_keys;
+    const char *memory_dir; /* the memory's directory (edit undo records) */
     const char *model_path;
     const char *model_name; /* the base model in the API */
     size_t max_body;
@@ -27,7 +29,8 @@ struct serve_options {
 };
 
 /* Prints "memllm serve: listening on http://HOST:PORT" on stdout once it
- * listens. m: the memory (NULL: none). */
+ * listens. m: the memory (NULL: none); the caller closes it after this
+ * returns (on the same thread: under mpirun that is what MPI allows). */
 int serve_run(struct engine *e, struct mm_memory *m, const struct serve_options *o,
               struct mm_err *err);
 

@@ -1,7 +1,10 @@
 #include "serve_engine.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "progress.h"
 
 static struct serve_job *job_of(const struct gen_sequence *s)
 {
@@ -11,7 +14,11 @@ static struct serve_job *job_of(const struct gen_sequence *s)
 static const struct gen_request *next_job(void *ctx, int wait, int *index)
 {
     struct serve_engine *se = ctx;
-    const struct gen_request *r = serve_queue_next(se->q, wait, index);
+    const struct gen_request *r;
+    /* serve_queue_next stops waiting when a memop comes: run it, wait on. */
+    do
+        serve_queue_run_memops(se->q);
+    while (!(r = serve_queue_next(se->q, wait, index)) && wait && serve_queue_run_memops(se->q));
     /* The index's read state belonged to the job that had it before. A
      * failed reset leaves the job without a trace; it reads all the same. */
     if (r && se->reader) memllm_reader_reset(se->reader, *index, NULL);
@@ -21,8 +28,25 @@ static const struct gen_request *next_job(void *ctx, int wait, int *index)
 static int before_sample(void *ctx, struct gen_sequence *s, const float *logits, struct mm_err *err)
 {
     struct serve_engine *se = ctx;
-    if (!job_of(s)->r.memory) return 0;
-    return memllm_read_before_sample(se->reader, s, logits, err);
+    struct serve_job *j = job_of(s);
+    if (!j->r.memory || j->read_error) return 0;
+    long reads0, reads1;
+    double sec0, sec1;
+    memllm_reader_stats(se->reader, &reads0, &sec0);
+    struct mm_err rerr;
+    int rc = memllm_read_before_sample(se->reader, s, logits, &rerr);
+    memllm_reader_stats(se->reader, &reads1, &sec1);
+    if (reads1 > reads0) serve_metrics_reads(se->metrics, reads1 - reads0, sec1 - sec0);
+    if (rc >= 0) return rc;
+    /* The memory failed this job's read: this job ends with the error at
+     * its next token (on_token), the others go on. The token sampled
+     * meanwhile is never shown. */
+    if (!(j->read_error = strdup(rerr.msg))) {
+        mm_err_set(err, "serve: out of memory");
+        return -1;
+    }
+    fprintf(stderr, "memllm serve: a memory read failed (that request gets a 500): %s\n", rerr.msg);
+    return 0;
 }
 
 static int cancelled(struct serve_engine *se, struct serve_job *j)
@@ -61,10 +85,19 @@ static int on_token(void *ctx, struct gen_sequence *s, int32_t token, const char
 {
     struct serve_engine *se = ctx;
     struct serve_job *j = job_of(s);
+    serve_metrics_kv(se->metrics, s->index, s->n_tokens);
+    if (j->read_error) {
+        s->finish = "error";
+        return 0;
+    }
     if (cancelled(se, j)) {
         s->finish = "cancelled";
         return 0;
     }
+    double now = progress_now();
+    serve_metrics_observe(se->metrics, j->last_token ? &se->metrics->per_token : &se->metrics->ttft,
+                          now - (j->last_token ? j->last_token : j->submitted));
+    j->last_token = now;
     /* A read can still roll the text back: memory jobs get theirs at the
      * end. */
     if (j->r.memory) return memllm_read_on_token(se->reader, s, token, piece, len, err);
@@ -85,7 +118,14 @@ static int on_finish(void *ctx, struct gen_sequence *s, struct mm_err *err)
     struct serve_engine *se = ctx;
     struct serve_job *j = job_of(s);
     int rc = 0;
-    if (j->r.memory) {
+    serve_metrics_kv(se->metrics, s->index, 0);
+    serve_metrics_tokens(se->metrics, 0, s->n_generated);
+    if (j->read_error) {
+        /* Read by the HTTP thread once the job is done (under the queue's
+         * mutex, which serve_queue_finish takes). */
+        j->error = j->read_error;
+        j->read_error = NULL;
+    } else if (j->r.memory) {
         char *plain = memllm_strip_api(s->text);
         j->text_with_api = strdup(s->text);
         j->reads = json_deep_copy(memllm_reader_trace(se->reader, s->index));
@@ -107,7 +147,12 @@ int serve_engine_run(struct serve_engine *se, struct mm_err *err)
     struct gen_source src = {.next = next_job, .ctx = se};
     struct scheduler_hooks h = {
         .before_sample = before_sample, .on_token = on_token, .on_finish = on_finish, .ctx = se};
-    if (scheduler_serve(se->e, &src, se->max_batch_tokens, &h, err) == 0) return 0;
+    if (scheduler_serve(se->e, &src, se->max_batch_tokens, &h, err) == 0) {
+        /* A memop that came after the last job: serve_queue_memop refuses
+         * new ones once the queue is closed, so this is the last. */
+        serve_queue_run_memops(se->q);
+        return 0;
+    }
     serve_queue_fail(se->q, err->msg);
     return -1;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "progress.h"
 #include "serve_http_internal.h"
 
 /* The engine adapter `model` names: -1 for the base model (or none given),
@@ -130,6 +131,7 @@ enum MHD_Result serve_generate(struct serve_http *h, struct MHD_Connection *c, s
         serve_job_release(h->c.q, j);
         return serve_send_error(c, &e);
     }
+    j->submitted = progress_now();
     switch (serve_queue_submit(h->c.q, j)) {
     case SERVE_SUBMIT_FULL:
         serve_job_release(h->c.q, j);
@@ -140,6 +142,7 @@ enum MHD_Result serve_generate(struct serve_http *h, struct MHD_Connection *c, s
         serve_job_release(h->c.q, j);
         return serve_fail(c, 503, "server_error", "the server is shutting down");
     case SERVE_SUBMIT_OK:
+        serve_metrics_tokens(h->c.metrics, j->req.n_prompt, 0);
         break;
     }
     pthread_mutex_lock(&h->mu);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "serve_http_internal.h"
+#include "serve_memory.h"
 
 int serve_client_gone(int fd)
 {
@@ -73,28 +74,63 @@ static int same_key(const char *a, const char *b)
     return diff == 0;
 }
 
-static int authorized(const struct serve_http *h, struct MHD_Connection *c)
+/* What the request's key may do: -1 nothing (no key, or not one of
+ * ours), 0 read, 1 read and write. Without keys, everything (loopback
+ * only). Every key is compared, so the time says nothing of which. */
+static int key_role(const struct serve_http *h, struct MHD_Connection *c)
 {
     if (h->c.n_keys == 0) return 1;
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!auth || strncmp(auth, "Bearer ", 7)) return 0;
-    int ok = 0;
+    if (!auth || strncmp(auth, "Bearer ", 7)) return -1;
+    int role = -1;
     for (int i = 0; i < h->c.n_keys; i++)
-        ok |= same_key(auth + 7, h->c.keys[i]);
-    return ok;
+        if (same_key(auth + 7, h->c.keys[i].key)) role = h->c.keys[i].writes;
+    return role;
+}
+
+/* Run on the engine thread: that it runs at all shows the engine thread
+ * answers; the stats show the memory does. */
+static int check_ready(void *arg, struct mm_err *err)
+{
+    struct serve_http *h = arg;
+    struct mm_memory_stats st;
+    return h->c.memory ? mm_memory_stats(h->c.memory, &st, err) : 0;
 }
 
 static enum MHD_Result health(struct serve_http *h, struct MHD_Connection *c)
 {
+    struct serve_memop op = {.run = check_ready, .arg = h};
+    int down = serve_queue_memop(h->c.q, &op);
+    int failed = !down && op.rc;
     int running, queued;
     serve_queue_counts(h->c.q, &running, &queued);
     pthread_mutex_lock(&h->c.q->mu);
     int closed = h->c.q->closed;
     pthread_mutex_unlock(&h->c.q->mu);
-    return serve_send_json(c, closed ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK,
-                           json_pack("{s:s, s:i, s:i}", "status", closed ? "draining" : "ok",
-                                     "running", running, "queued", queued),
-                           NULL);
+    const char *status = closed ? "draining" : down || failed ? "unavailable" : "ok";
+    json_t *body =
+        json_pack("{s:s, s:i, s:i}", "status", status, "running", running, "queued", queued);
+    if (strcmp(status, "ok")) json_object_set_new(body, "error", json_string(op.err.msg));
+    return serve_send_json(c, strcmp(status, "ok") ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK,
+                           body, NULL);
+}
+
+static enum MHD_Result metrics(struct serve_http *h, struct MHD_Connection *c)
+{
+    int running, queued;
+    serve_queue_counts(h->c.q, &running, &queued);
+    char *text = serve_metrics_text(h->c.metrics, running, queued);
+    if (!text) return serve_fail(c, 500, "server_error", "out of memory");
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4");
+    enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return rc;
 }
 
 static json_t *model_entry(const char *id, const char *parent)
@@ -125,15 +161,25 @@ static enum MHD_Result route(struct serve_http *h, struct MHD_Connection *c, str
         if (!get) return serve_fail(c, 405, "invalid_request_error", "/health takes GET");
         return health(h, c);
     }
-    int is_models = !strcmp(url, "/v1/models");
+    int is_models = !strcmp(url, "/v1/models"), is_metrics = !strcmp(url, "/metrics");
+    int memory_writes = serve_memory_route_writes(url, method);
     enum serve_route r = SERVE_COMPLETIONS;
     if (!strcmp(url, "/v1/chat/completions"))
         r = SERVE_CHAT;
-    else if (!is_models && strcmp(url, "/v1/completions"))
+    else if (!is_models && !is_metrics && memory_writes < 0 && strcmp(url, "/v1/completions"))
         return serve_fail(c, 404, "not_found_error", "no such route");
-    if (!authorized(h, c))
+    int role = key_role(h, c);
+    if (role < 0)
         return serve_fail(c, 401, "authentication_error",
                           "missing or unknown API key (Authorization: Bearer KEY)");
+    if (memory_writes > 0 && role == 0)
+        return serve_fail(c, 403, "permission_error",
+                          "this API key is read-only; changing the memory needs a read-write key");
+    if (is_metrics) {
+        if (!get) return serve_fail(c, 405, "invalid_request_error", "/metrics takes GET");
+        return metrics(h, c);
+    }
+    if (memory_writes >= 0) return serve_memory(h, c, cn, url, method);
     if (is_models) {
         if (!get) return serve_fail(c, 405, "invalid_request_error", "/v1/models takes GET");
         return models(h, c);
@@ -160,6 +206,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (!cn) {
         if (!(cn = calloc(1, sizeof(*cn)))) return MHD_NO;
         *con_cls = cn;
+        cn->route = serve_metrics_route(url);
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > h->c.max_body) {
@@ -198,11 +245,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode why)
 {
-    (void)c;
     (void)why;
     struct serve_http *h = cls;
     struct conn *cn = *con_cls;
     if (!cn) return;
+    /* A client that went away before its answer was queued has no status:
+     * not counted. */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+    if (ci && ci->http_status) serve_metrics_request(h->c.metrics, cn->route, ci->http_status);
     if (cn->counted) {
         pthread_mutex_lock(&h->mu);
         h->in_flight--;

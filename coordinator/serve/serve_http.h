@@ -6,13 +6,18 @@
  * stream it as server-sent events. A client that disconnects has its job
  * cancelled, which frees its sequence at the next token.
  *
- *   GET  /health                  {"status": "ok"|"draining", "running", "queued"}
+ *   GET  /health                  {"status": "ok"|"unavailable"|"draining",
+ *                                 "running", "queued"}: ok (200) only when the
+ *                                 engine thread and the memory answered now
+ *   GET  /metrics                 Prometheus text (serve_metrics.h)
  *   GET  /v1/models               the base model and each adapter
  *   POST /v1/completions          OpenAI's completions
  *   POST /v1/chat/completions     OpenAI's chat completions
+ *   /v1/memory/...                the memory API (serve_memory.h)
  *
- * With keys, every /v1/ route needs "Authorization: Bearer KEY" (401
- * otherwise); /health never does. */
+ * With keys, every /v1/ route and /metrics need "Authorization: Bearer
+ * KEY" (401 otherwise), and the memory's write routes a read-write key
+ * (403 otherwise); /health never does. */
 #ifndef MEMLLM_COORDINATOR_SERVE_HTTP_H
 #define MEMLLM_COORDINATOR_SERVE_HTTP_H
 
@@ -20,16 +25,29 @@
 #include <stddef.h>
 
 #include "engine.h"
+#include "memory_client.h"
 #include "serve_chat_template.h"
+#include "serve_metrics.h"
 #include "serve_queue.h"
+
+/* An API key and what it may do. */
+struct serve_key {
+    char *key;
+    int writes; /* 1: read-write (memory writes, edits); 0: read-only */
+};
 
 struct serve_http_config {
     struct engine *e; /* its tokenizer, context and adapter names (read-only) */
     struct serve_queue *q;
     const struct chat_template *chat;
     int has_memory;
+    /* Only the engine thread touches these (through memops). */
+    struct mm_memory *memory; /* NULL: none */
+    const char *memory_dir;   /* where edit batches keep their undo records */
+    const struct mm_query_options *query;
+    struct serve_metrics *metrics;
     const char *model_name; /* the base model's name in the API */
-    char **keys;            /* API keys; none: no auth */
+    struct serve_key *keys; /* none: no auth */
     int n_keys;
     size_t max_body;        /* bytes */
     int max_tokens;         /* the most a request may ask for */

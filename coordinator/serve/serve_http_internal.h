@@ -30,6 +30,7 @@ struct conn {
     size_t len, cap;
     int too_large;
     int counted; /* in h->in_flight */
+    enum serve_metric_route route;
 };
 
 /* Whether the client of socket fd has hung up. */

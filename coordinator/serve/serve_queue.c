@@ -24,6 +24,8 @@ int serve_queue_init(struct serve_queue *q, int max_running, int max_waiting, st
     }
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->work, NULL);
+    pthread_cond_init(&q->memop_done, NULL);
+    q->memops_tail = &q->memops;
     return 0;
 }
 
@@ -31,6 +33,7 @@ void serve_queue_destroy(struct serve_queue *q)
 {
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->work);
+    pthread_cond_destroy(&q->memop_done);
     free(q->running);
     free(q->waiting);
 }
@@ -59,6 +62,7 @@ static void job_free(struct serve_job *j)
     free(j->text_with_api);
     json_decref(j->reads);
     free(j->error);
+    free(j->read_error);
     free(j->logprobs);
     for (int i = 0; i < j->n_tok; i++)
         free(j->token_texts[i]);
@@ -157,7 +161,7 @@ const struct gen_request *serve_queue_next(void *ctx, int wait, int *index)
                 j = NULL;
             }
         }
-        if (j || !wait || (q->closed && q->n_waiting == 0)) break;
+        if (j || !wait || q->memops || (q->closed && q->n_waiting == 0)) break;
         pthread_cond_wait(&q->work, &q->mu);
     }
     if (j) {
@@ -170,6 +174,45 @@ const struct gen_request *serve_queue_next(void *ctx, int wait, int *index)
     }
     pthread_mutex_unlock(&q->mu);
     return j ? &j->req : NULL;
+}
+
+int serve_queue_memop(struct serve_queue *q, struct serve_memop *op)
+{
+    pthread_mutex_lock(&q->mu);
+    int rc = 0;
+    if (q->closed) {
+        mm_err_set(&op->err, "the server is shutting down");
+        rc = -1;
+    } else {
+        op->done = 0;
+        op->next = NULL;
+        *q->memops_tail = op;
+        q->memops_tail = &op->next;
+        pthread_cond_signal(&q->work);
+        while (!op->done)
+            pthread_cond_wait(&q->memop_done, &q->mu);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+int serve_queue_run_memops(struct serve_queue *q)
+{
+    int ran = 0;
+    for (;;) {
+        pthread_mutex_lock(&q->mu);
+        struct serve_memop *op = q->memops;
+        if (op && !(q->memops = op->next)) q->memops_tail = &q->memops;
+        pthread_mutex_unlock(&q->mu);
+        if (!op) return ran;
+        int rc = op->run(op->arg, &op->err);
+        pthread_mutex_lock(&q->mu);
+        op->rc = rc;
+        op->done = 1;
+        pthread_cond_broadcast(&q->memop_done);
+        pthread_mutex_unlock(&q->mu);
+        ran++;
+    }
 }
 
 int serve_job_publish(struct serve_queue *q, struct serve_job *j, const char *text, size_t len)
@@ -242,6 +285,14 @@ void serve_queue_fail(struct serve_queue *q, const char *message)
         pthread_cond_broadcast(&j->cond);
         release_locked(j);
     }
+    for (struct serve_memop *op = q->memops; op; op = op->next) {
+        mm_err_set(&op->err, "%s", message);
+        op->rc = -1;
+        op->done = 1;
+    }
+    q->memops = NULL;
+    q->memops_tail = &q->memops;
+    pthread_cond_broadcast(&q->memop_done);
     pthread_cond_broadcast(&q->work);
     pthread_mutex_unlock(&q->mu);
 }

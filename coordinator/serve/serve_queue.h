@@ -28,6 +28,7 @@ struct serve_job {
     int32_t *prompt_ids;
     struct serve_request r; /* the parsed body (req.stop points into it) */
     int32_t stop_tokens[1];
+    double submitted; /* progress_now() at submission: time to first token */
 
     /* Published by the engine thread under the queue's mutex. */
     char *out; /* the answer's text so far (streams read it as it grows) */
@@ -45,16 +46,32 @@ struct serve_job {
     float *logprobs;    /* [n_tok] */
     char **token_texts; /* [n_tok] */
     int n_tok, cap_tok;
+    double last_token; /* progress_now() at the previous token; 0: none yet */
+    char *read_error;  /* a memory read failed: the job ends with it */
 
     int cancelled; /* the client went away: stop generating */
     int refs;
     pthread_cond_t cond;
 };
 
+/* A memory operation of the memory API, run by the engine thread between
+ * scheduler steps (serve_memory.h says why). The HTTP thread fills run and
+ * arg, submits, and waits until done. */
+struct serve_memop {
+    int (*run)(void *arg, struct mm_err *err); /* 0, or -1 with err set */
+    void *arg;
+    struct mm_err err;
+    int rc;
+    int done;
+    struct serve_memop *next;
+};
+
 struct serve_queue {
     pthread_mutex_t mu;
-    pthread_cond_t work;        /* signalled when a job arrives or the queue closes */
-    struct serve_job **waiting; /* ring of max_waiting */
+    pthread_cond_t work; /* signalled when a job or memop arrives or the queue closes */
+    pthread_cond_t memop_done;
+    struct serve_memop *memops, **memops_tail; /* FIFO */
+    struct serve_job **waiting;                /* ring of max_waiting */
     int head, n_waiting, max_waiting;
     struct serve_job **running; /* [max_running], by job index */
     int n_running, max_running;
@@ -84,15 +101,23 @@ int serve_job_wait(struct serve_queue *q, struct serve_job *j, size_t have, int 
  * its next token. */
 void serve_queue_cancel(struct serve_queue *q, struct serve_job *j);
 
+/* Runs op on the engine thread and waits for it: 0 when it ran (op->rc
+ * holds its result), -1 when the queue is closed (draining) or the engine
+ * failed (op->err says which). */
+int serve_queue_memop(struct serve_queue *q, struct serve_memop *op);
+
 /* Sequences running and jobs waiting, for /health. */
 void serve_queue_counts(struct serve_queue *q, int *running, int *waiting);
 
 /* --- the engine thread's side --------------------------------------------------------- */
 
 /* gen_source.next (ctx: the queue): the next job not cancelled, or NULL.
- * With `wait` it blocks until a job comes or the queue is closed and
- * empty. *index: a free index in [0, max_running). */
+ * With `wait` it blocks until a job comes, a memop is pending (see
+ * serve_queue_run_memops), or the queue is closed and empty. *index: a
+ * free index in [0, max_running). */
 const struct gen_request *serve_queue_next(void *ctx, int wait, int *index);
+/* Runs every pending memop (the engine thread). Returns how many ran. */
+int serve_queue_run_memops(struct serve_queue *q);
 /* Appends text to what the job's client sees. */
 int serve_job_publish(struct serve_queue *q, struct serve_job *j, const char *text, size_t len);
 /* The job's sequence has ended (results set): its client is woken and the
@@ -101,7 +126,8 @@ void serve_queue_finish(struct serve_queue *q, struct serve_job *j);
 /* Stops taking jobs: queued ones still run, then serve_queue_next returns
  * NULL. */
 void serve_queue_close(struct serve_queue *q);
-/* The engine failed: every queued and running job ends with `message`. */
+/* The engine failed: every queued and running job and pending memop ends
+ * with `message`. */
 void serve_queue_fail(struct serve_queue *q, const char *message);
 
 #endif
