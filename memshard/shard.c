@@ -10,6 +10,9 @@
 /* The approximate entity index's graph, next to the database it indexes. */
 #define ANN_GRAPH_FILE "memllm-names.hnsw"
 
+/* rocksdb::InfoLogLevel::FATAL_LEVEL (the C API has no names for the levels). */
+#define SHARD_LOG_FATAL 4
+
 static const char *const cf_names[CF_COUNT] = {"default", "names", "relations", "triples"};
 
 int shard_fail(struct shard_status *st, Memllm__Status code, const char *fmt, ...)
@@ -32,7 +35,7 @@ static int rocks_failed(char *rerr, struct shard_status *st, const char *what)
 
 static int open_db(struct mm_shard *sh, struct shard_status *st)
 {
-    if (shard_upgrade(sh, st) != 0) return -1;
+    if (shard_check_space(sh, st) != 0 || shard_upgrade(sh, st) != 0) return -1;
     const rocksdb_options_t *cf_opts[CF_COUNT];
     for (int i = 0; i < CF_COUNT; i++)
         cf_opts[i] = i == CF_TRIPLES ? sh->triple_options : sh->options;
@@ -43,6 +46,8 @@ static int open_db(struct mm_shard *sh, struct shard_status *st)
         sh->db = NULL;
         return rocks_failed(rerr, st, sh->dir);
     }
+    /* A new database handle: its files have seen no error. */
+    sh->faulted = 0;
     return 0;
 }
 
@@ -135,6 +140,11 @@ struct mm_shard *mm_shard_open(const char *dir, const struct mm_shard_options *o
     /* Keep RocksDB's info log small: a shard directory is user data. */
     rocksdb_options_set_max_log_file_size(sh->options, 1 << 20);
     rocksdb_options_set_keep_log_file_num(sh->options, 2);
+    /* Only fatal lines and the header written at open: RocksDB 7.8's info
+     * logger, once a write to LOG failed (a full disk), aborts the process
+     * on its next line (WritableFileWriter's sync_without_flush_called_
+     * assertion), and a failing database logs several. */
+    rocksdb_options_set_info_log_level(sh->options, SHARD_LOG_FATAL);
     /* Writes look up copies and names that are mostly absent: bloom filters,
      * in the SST files and in the memtables, answer those without a search. */
     rocksdb_block_based_table_options_t *table = rocksdb_block_based_options_create();
@@ -220,6 +230,7 @@ int shard_hello(struct mm_shard *sh, const Memllm__Hello *h, Memllm__HelloResult
         res->created = 0;
         return 0;
     }
+    if (shard_check_writable(sh, "hello", st) != 0) return -1;
     Memllm__Store__Meta m = MEMLLM__STORE__META__INIT;
     m.format = SHARD_FORMAT;
     m.shard_index = h->shard_index;
@@ -231,7 +242,8 @@ int shard_hello(struct mm_shard *sh, const Memllm__Hello *h, Memllm__HelloResult
     char *rerr = NULL;
     if (rc == 0) rocksdb_write_writebatch_wi(sh->db, sh->wopt, b, &rerr);
     rocksdb_writebatch_wi_destroy(b);
-    if (rc != 0 || rocks_failed(rerr, st, sh->dir)) return -1;
+    if (rc != 0) return -1;
+    if (rerr) return shard_storage_error(sh, rerr, "writing the meta record", st);
     if (load_meta(sh, st) < 0) return -1;
     res->created = 1;
     return 0;

@@ -35,6 +35,8 @@ int shard_checkpoint(struct mm_shard *sh, const char *dir, struct shard_status *
     if (stat(dir, &sb) == 0)
         return shard_fail(st, MEMLLM__STATUS__STATUS_INVALID_ARGUMENT,
                           "checkpoint: %s already exists", dir);
+    /* A checkpoint flushes the memtables: a write to the database. */
+    if (shard_check_writable(sh, "checkpoint", st) != 0) return -1;
     char *rerr = NULL;
     rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(sh->db, &rerr);
     if (!rerr) {
@@ -43,9 +45,9 @@ int shard_checkpoint(struct mm_shard *sh, const char *dir, struct shard_status *
         rocksdb_checkpoint_object_destroy(cp);
     }
     if (rerr) {
-        shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "checkpoint %s: %s", dir, rerr);
-        rocksdb_free(rerr);
-        return -1;
+        char what[4200];
+        snprintf(what, sizeof(what), "checkpoint %s", dir);
+        return shard_storage_error(sh, rerr, what, st);
     }
     return 0;
 }

@@ -62,6 +62,11 @@ struct mm_shard {
      * write needs no read to know whether they exist (and whether an id
      * collides). */
     struct id_map entity_ids, relation_ids;
+
+    /* A write to the database failed (shard_fault.c): no more writes until
+     * it is opened again. fault is the first failure's message. */
+    int faulted;
+    struct mm_err fault;
 };
 
 /* A handler's outcome: status and, when not OK, the message in err. */
@@ -113,6 +118,15 @@ int shard_get_message(struct mm_shard *sh, rocksdb_writebatch_wi_t *batch, int c
 /* Packs msg and puts it into the batch. */
 int shard_put_message(rocksdb_writebatch_wi_t *batch, struct mm_shard *sh, int cf, const void *key,
                       size_t klen, const ProtobufCMessage *msg, struct shard_status *st);
+
+/* Storage faults (shard_fault.c). shard_storage_error reports a failed
+ * RocksDB write, flush or checkpoint (`what`), naming the directory and the
+ * cause, frees rerr and latches the shard; shard_check_writable refuses a
+ * write (`what`) once latched; shard_check_space refuses to open a database
+ * on a disk with almost no room. Each returns 0 or -1. */
+int shard_storage_error(struct mm_shard *sh, char *rerr, const char *what, struct shard_status *st);
+int shard_check_writable(struct mm_shard *sh, const char *what, struct shard_status *st);
+int shard_check_space(const struct mm_shard *sh, struct shard_status *st);
 
 /* Loads the vector indexes from the names and relations families. */
 int shard_load_indexes(struct mm_shard *sh, struct shard_status *st);

@@ -255,11 +255,7 @@ static int rw_commit(struct write_ctx *c)
     /* the ops are sorted now: the hash no longer points at them */
     free(rw->slot);
     rw->slot = NULL;
-    if (rerr) {
-        shard_fail(c->st, MEMLLM__STATUS__STATUS_STORAGE, "%s: write failed: %s", c->sh->dir, rerr);
-        rocksdb_free(rerr);
-        return -1;
-    }
+    if (rerr) return shard_storage_error(c->sh, rerr, "write failed", c->st);
     return 0;
 }
 
@@ -786,7 +782,8 @@ int shard_write(struct mm_shard *sh, const Memllm__WriteRequest *w, Memllm__Writ
     struct write_ctx c = {.sh = sh, .ar = ar, .st = st, .w = w, .res = res, .now_ms = now_ms()};
     Memllm__TripleCopy **cleared = NULL;
     size_t ncleared = 0, capcleared = 0;
-    int rc = check_write(&c);
+    int rc = shard_check_writable(sh, "write", st);
+    if (rc == 0) rc = check_write(&c);
     for (size_t i = 0; rc == 0 && i < w->n_relations; i++) {
         uint64_t id;
         rc = mm_text_id_of(w->relations[i]->text, &id, &st->err) != 0
@@ -821,6 +818,7 @@ int shard_delete(struct mm_shard *sh, const Memllm__DeleteRequest *d, Memllm__De
 {
     char what[96];
     uint64_t id;
+    if (shard_check_writable(sh, "delete", st) != 0) return -1;
     for (size_t i = 0; i < d->n_copies; i++) {
         const Memllm__TripleCopy *t = d->copies[i];
         snprintf(what, sizeof(what), "delete: key of copy %zu", i);
@@ -861,9 +859,6 @@ int shard_delete(struct mm_shard *sh, const Memllm__DeleteRequest *d, Memllm__De
     char *rerr = NULL;
     if (rc == 0) rocksdb_write_writebatch_wi(sh->db, sh->wopt, batch, &rerr);
     rocksdb_writebatch_wi_destroy(batch);
-    if (rerr) {
-        rc = shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: write failed: %s", sh->dir, rerr);
-        rocksdb_free(rerr);
-    }
+    if (rerr) rc = shard_storage_error(sh, rerr, "delete failed", st);
     return rc;
 }

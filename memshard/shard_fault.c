@@ -1,0 +1,79 @@
+/* Storage faults: a failed RocksDB write names the shard's directory and
+ * the cause (a full disk, a read-only or failing file system), and latches.
+ *
+ * RocksDB 7.8 (Debian 12) aborts the process, an assertion in
+ * WritableFileWriter (sync_without_flush_called_), when a file writer that
+ * has seen an error is written again: the write-ahead log after a failed
+ * append, the info LOG after a failed line. So once a write, flush or
+ * checkpoint of a shard's database failed, the shard issues no more writes
+ * to it (reads go on) until the memory is opened again; closing is safe,
+ * as a database with its write-ahead log on flushes nothing at close. A
+ * shard also does not open on a disk with almost no room, where RocksDB's
+ * own LOG header would be such a failed write. */
+#include "shard_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+/* Opening writes the LOG header, an OPTIONS file and, when it recovers a
+ * write-ahead log, a table: below this, a shard refuses to open. */
+#define SHARD_MIN_FREE_BYTES (1u << 20)
+
+/* The cause of a RocksDB error, from the system's message it carries. */
+static const char *cause_of(const char *rocks_msg)
+{
+    static const int codes[] = {ENOSPC, EDQUOT, EROFS, EIO};
+    static const char *const causes[] = {"no space left on device", "disk quota exceeded",
+                                         "read-only file system", "input/output error"};
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        if (strstr(rocks_msg, strerror(codes[i]))) return causes[i];
+    return "storage error";
+}
+
+int shard_storage_error(struct mm_shard *sh, char *rerr, const char *what, struct shard_status *st)
+{
+    shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: %s: %s: %s", sh->dir, cause_of(rerr), what,
+               rerr);
+    rocksdb_free(rerr);
+    if (!sh->faulted) {
+        sh->faulted = 1;
+        sh->fault = st->err;
+    }
+    return -1;
+}
+
+int shard_check_writable(struct mm_shard *sh, const char *what, struct shard_status *st)
+{
+    if (!sh->faulted) return 0;
+    return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE,
+                      "%s: %s refused: the shard takes no writes after a failed one until the "
+                      "memory is opened again (%s)",
+                      sh->dir, what, sh->fault.msg);
+}
+
+int shard_check_space(const struct mm_shard *sh, struct shard_status *st)
+{
+    /* The shard's directory, or the memory's one above it before the
+     * database is created. */
+    char parent[4096];
+    const char *path = sh->dir;
+    struct statvfs sv;
+    int rc = statvfs(path, &sv);
+    if (rc != 0 && errno == ENOENT && strlen(sh->dir) < sizeof(parent)) {
+        strcpy(parent, sh->dir);
+        char *slash = strrchr(parent, '/');
+        if (slash) *slash = '\0';
+        path = slash && slash != parent ? parent : ".";
+        rc = statvfs(path, &sv);
+    }
+    /* Where the file system cannot say, RocksDB's own errors will. */
+    if (rc != 0) return 0;
+    unsigned long long avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
+    if (avail >= SHARD_MIN_FREE_BYTES) return 0;
+    return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE,
+                      "%s: no space left on device: %llu KiB free on %s, and a shard needs %u "
+                      "KiB to open",
+                      sh->dir, avail >> 10, path, SHARD_MIN_FREE_BYTES >> 10);
+}
