@@ -257,9 +257,19 @@ int mm_memory_query(struct mm_memory *m, const struct mm_query *q, size_t n,
 {
     char label[64];
     if (check_options(o, err) != 0) return -1;
+    /* Test-only fault injection: a shard that fails mid-service cannot be
+     * provoked for real in one process (the shards answer from memory once
+     * open), and memllm serve must fail only the request whose read it was
+     * (tests/serve/test_serve_memory_api.py). */
+    const char *fail = getenv("MEMLLM_TEST_FAIL_QUERIES_WITH");
     for (size_t i = 0; i < n; i++) {
         snprintf(label, sizeof(label), "entity of query %zu", i);
         if (mm_text_check(label, q[i].entity, err) != 0) return -1;
+        if (fail && *fail && strstr(q[i].entity, fail)) {
+            mm_err_set(err, "query %zu ('%s'): injected failure (MEMLLM_TEST_FAIL_QUERIES_WITH)", i,
+                       q[i].entity);
+            return -1;
+        }
         snprintf(label, sizeof(label), "relation of query %zu", i);
         if (mm_text_check(label, q[i].relation, err) != 0) return -1;
         out[i].a = NULL;

@@ -25,28 +25,44 @@ static const struct gen_request *next_job(void *ctx, int wait, int *index)
     return r;
 }
 
+/* A memory read failed (the reader's hook returned -1 with rerr): this job
+ * ends with the error at its next token (on_token) and its client gets a
+ * 500; the other jobs and the service go on. Only out of memory here fails
+ * the engine. */
+static int read_failed(struct serve_job *j, const struct mm_err *rerr, struct mm_err *err)
+{
+    if (!(j->read_error = strdup(rerr->msg))) {
+        mm_err_set(err, "serve: out of memory");
+        return -1;
+    }
+    fprintf(stderr, "memllm serve: a memory read failed (that request gets a 500): %s\n",
+            rerr->msg);
+    return 0;
+}
+
+/* The reads a reader hook answered (or dropped) and their time, for the
+ * metrics. */
+static void count_reads(struct serve_engine *se, long reads0, double sec0)
+{
+    long reads;
+    double sec;
+    memllm_reader_stats(se->reader, &reads, &sec);
+    if (reads > reads0) serve_metrics_reads(se->metrics, reads - reads0, sec - sec0);
+}
+
 static int before_sample(void *ctx, struct gen_sequence *s, const float *logits, struct mm_err *err)
 {
     struct serve_engine *se = ctx;
     struct serve_job *j = job_of(s);
     if (!j->r.memory || j->read_error) return 0;
-    long reads0, reads1;
-    double sec0, sec1;
-    memllm_reader_stats(se->reader, &reads0, &sec0);
+    long reads;
+    double sec;
+    memllm_reader_stats(se->reader, &reads, &sec);
     struct mm_err rerr;
     int rc = memllm_read_before_sample(se->reader, s, logits, &rerr);
-    memllm_reader_stats(se->reader, &reads1, &sec1);
-    if (reads1 > reads0) serve_metrics_reads(se->metrics, reads1 - reads0, sec1 - sec0);
-    if (rc >= 0) return rc;
-    /* The memory failed this job's read: this job ends with the error at
-     * its next token (on_token), the others go on. The token sampled
-     * meanwhile is never shown. */
-    if (!(j->read_error = strdup(rerr.msg))) {
-        mm_err_set(err, "serve: out of memory");
-        return -1;
-    }
-    fprintf(stderr, "memllm serve: a memory read failed (that request gets a 500): %s\n", rerr.msg);
-    return 0;
+    count_reads(se, reads, sec);
+    /* The token sampled after a failure is never shown. */
+    return rc >= 0 ? rc : read_failed(j, &rerr, err);
 }
 
 static int cancelled(struct serve_engine *se, struct serve_job *j)
@@ -85,6 +101,10 @@ static int on_token(void *ctx, struct gen_sequence *s, int32_t token, const char
 {
     struct serve_engine *se = ctx;
     struct serve_job *j = job_of(s);
+    /* The scheduler asks for new jobs only when a slot is free: with every
+     * slot busy, memops run here, between tokens, so they never wait for a
+     * sequence to end. */
+    serve_queue_run_memops(se->q);
     serve_metrics_kv(se->metrics, s->index, s->n_tokens);
     if (j->read_error) {
         s->finish = "error";
@@ -100,7 +120,17 @@ static int on_token(void *ctx, struct gen_sequence *s, int32_t token, const char
     j->last_token = now;
     /* A read can still roll the text back: memory jobs get theirs at the
      * end. */
-    if (j->r.memory) return memllm_read_on_token(se->reader, s, token, piece, len, err);
+    if (j->r.memory) {
+        long reads;
+        double sec;
+        memllm_reader_stats(se->reader, &reads, &sec);
+        struct mm_err rerr;
+        int rc = memllm_read_on_token(se->reader, s, token, piece, len, &rerr);
+        count_reads(se, reads, sec);
+        if (rc == 0) return 0;
+        s->finish = "error";
+        return read_failed(j, &rerr, err);
+    }
     if (j->r.logprobs && record_logprob(j, s, piece, len, err)) return -1;
     size_t upto = s->text_len - gen_sequence_stop_prefix(s);
     if (upto > j->published) {

@@ -26,8 +26,9 @@
  * thread support so only the thread that runs the engine may call it), and
  * the engine thread's own memory reads (the MemLLM read loop) run there
  * already. One thread for all of it serialises them with no lock and stays
- * right when the shards are ranks. An operation waits at most one decoding
- * step. */
+ * right when the shards are ranks. An operation waits at most one
+ * decoding step (serve_engine.c runs them between steps and between
+ * tokens). */
 #ifndef MEMLLM_COORDINATOR_SERVE_MEMORY_H
 #define MEMLLM_COORDINATOR_SERVE_MEMORY_H
 
