@@ -3,27 +3,19 @@
  *
  * Documents: plain text, JSONL or DocRED JSON files (corpus.h).
  *
- * Resuming: a document's id is appended (and fsynced) to DIR/annotate.done
- * only after the memory acknowledged all its facts. A restarted job skips
- * the documents listed there and redoes any other, which is harmless: a
- * fact written again only gains provenance, and provenance is kept once per
- * (source, sentence). */
-#include <errno.h>
-#include <fcntl.h>
+ * Resuming: DIR/annotate.done lists the finished documents (annotate_done.h);
+ * a restarted job skips them. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli.h"
+#include "annotate_done.h"
 #include "cli_args.h"
 #include "corpus.h"
 #include "memllm_write.h"
 #include "progress.h"
-
-#define DONE_FILE "annotate.done"
 
 struct annotate_opts {
     struct cli_model_opts model;
@@ -43,7 +35,7 @@ static void usage(FILE *out)
                  "CORPUS: plain text files (one document each, named after the file), .jsonl\n"
                  "files (one document per line: {\"id\", \"text\"} or {\"title\", \"sents\":\n"
                  "[[tokens]]}), or .json arrays of such documents (DocRED files).\n"
-                 "A restarted job skips the documents it finished (DIR/" DONE_FILE ").\n\n"
+                 "A restarted job skips the documents it finished (DIR/" ANNOTATE_DONE_FILE ").\n\n"
                  "Under mpirun: mpirun -np 1+P+S memllm annotate ... --stages P --memshards "
                  "S\n\n" CLI_MODEL_HELP CLI_MEMORY_REQUIRED_HELP CLI_MEMORY_HELP
                  "  --use-adapter NAME   the write model's adapter (default: the only adapter\n"
@@ -104,122 +96,18 @@ static int parse_args(int argc, char **argv, struct annotate_opts *o)
     return 0;
 }
 
-/* --- a set of document ids --------------------------------------------------------------- */
-
-struct id_set {
-    char **slot; /* open addressing; NULL: empty */
-    size_t cap, n;
-};
-
-static uint64_t hash_id(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
-static int id_set_has(const struct id_set *set, const char *id)
-{
-    if (set->cap == 0) return 0;
-    for (size_t i = hash_id(id) & (set->cap - 1);; i = (i + 1) & (set->cap - 1)) {
-        if (!set->slot[i]) return 0;
-        if (!strcmp(set->slot[i], id)) return 1;
-    }
-}
-
-/* Adds id (copied); 0 if it was there already, 1 if added, -1 when OOM. */
-static int id_set_add(struct id_set *set, const char *id)
-{
-    if (id_set_has(set, id)) return 0;
-    if (2 * (set->n + 1) > set->cap) {
-        size_t cap = set->cap ? 2 * set->cap : 1024;
-        char **slot = calloc(cap, sizeof(*slot));
-        if (!slot) return -1;
-        for (size_t k = 0; k < set->cap; k++) {
-            if (!set->slot[k]) continue;
-            size_t i = hash_id(set->slot[k]) & (cap - 1);
-            while (slot[i])
-                i = (i + 1) & (cap - 1);
-            slot[i] = set->slot[k];
-        }
-        free(set->slot);
-        set->slot = slot;
-        set->cap = cap;
-    }
-    size_t i = hash_id(id) & (set->cap - 1);
-    while (set->slot[i])
-        i = (i + 1) & (set->cap - 1);
-    if (!(set->slot[i] = strdup(id))) return -1;
-    set->n++;
-    return 1;
-}
-
-static void id_set_free(struct id_set *set)
-{
-    for (size_t i = 0; i < set->cap; i++)
-        free(set->slot[i]);
-    free(set->slot);
-}
-
 /* --- the job ------------------------------------------------------------------------------- */
 
 struct annotate_run {
     const struct annotate_opts *o;
     struct memllm_writer *w;
-    struct id_set done;
-    int done_fd;
+    struct annotate_done done;
     FILE *trace;
     struct progress bar;
     char label[128];
     int64_t docs_done, docs_skipped;
     double start;
 };
-
-/* Reads DIR/annotate.done: the ids of finished documents, one per line. A
- * last line without its newline was cut short by a crash: not finished. */
-static int load_done(struct annotate_run *run, const char *path, struct mm_err *err)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (errno == ENOENT) return 0;
-        mm_err_set(err, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int rc = 0;
-    while (rc == 0 && (len = getline(&line, &cap, f)) > 0) {
-        if (line[len - 1] != '\n') break;
-        line[len - 1] = 0;
-        if (id_set_add(&run->done, line) < 0) {
-            mm_err_set(err, "out of memory");
-            rc = -1;
-        }
-    }
-    free(line);
-    fclose(f);
-    return rc;
-}
-
-static int open_done(struct annotate_run *run, struct mm_err *err)
-{
-    const char *dir = run->o->mem.dir;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        mm_err_set(err, "%s: %s", dir, strerror(errno));
-        return -1;
-    }
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/" DONE_FILE, dir);
-    if (load_done(run, path, err)) return -1;
-    run->done_fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);
-    if (run->done_fd < 0) {
-        mm_err_set(err, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
 
 static void update_bar(struct annotate_run *run, int final)
 {
@@ -238,20 +126,7 @@ static void update_bar(struct annotate_run *run, int final)
 static int document_done(void *ctx, const struct mw_document *doc, struct mm_err *err)
 {
     struct annotate_run *run = ctx;
-    size_t len = strlen(doc->id);
-    char *line = malloc(len + 1);
-    if (!line) {
-        mm_err_set(err, "out of memory");
-        return -1;
-    }
-    memcpy(line, doc->id, len);
-    line[len] = '\n';
-    ssize_t wrote = write(run->done_fd, line, len + 1);
-    free(line);
-    if (wrote != (ssize_t)(len + 1) || fsync(run->done_fd) != 0) {
-        mm_err_set(err, "%s/" DONE_FILE ": %s", run->o->mem.dir, strerror(errno));
-        return -1;
-    }
+    if (annotate_done_record(&run->done, doc->id, err)) return -1;
     run->docs_done++;
     update_bar(run, 0);
     return 0;
@@ -345,10 +220,10 @@ static int annotate(struct annotate_run *run, struct engine *e, struct mm_memory
     if (o->use_adapter && mw.adapter < 0) return -1;
     struct mw_callbacks cb = {.sentence = sentence_done, .document = document_done, .ctx = run};
     if (!(run->w = memllm_writer_new(e, m, &mw, &cb, err))) return -1;
-    if (open_done(run, err)) return -1;
-    if (run->done.n)
-        fprintf(stderr, "memllm annotate: %zu documents already done (%s/" DONE_FILE ")\n",
-                run->done.n, o->mem.dir);
+    if (annotate_done_open(&run->done, o->mem.dir, err)) return -1;
+    if (run->done.ids.n)
+        fprintf(stderr, "memllm annotate: %zu documents already done (%s)\n", run->done.ids.n,
+                run->done.path);
     int64_t total;
     if (corpus_count(o->corpus, o->n_corpus, &total, err)) return -1;
     run->start = progress_now();
@@ -366,7 +241,7 @@ static int annotate(struct annotate_run *run, struct engine *e, struct mm_memory
         }
         int got = corpus_next(c, &d->c, err);
         int fresh = got > 0 ? id_set_add(&seen, d->c.id) : 0;
-        if (fresh > 0 && id_set_has(&run->done, d->c.id)) {
+        if (fresh > 0 && id_set_has(&run->done.ids, d->c.id)) {
             run->docs_skipped++;
             doc_free(d);
             continue;
@@ -401,7 +276,7 @@ static int annotate_job(struct engine *e, struct mm_memory *m, const struct clus
 {
     (void)cl;
     const struct annotate_opts *o = arg;
-    struct annotate_run run = {.o = o, .done_fd = -1};
+    struct annotate_run run = {.o = o, .done = {.fd = -1}};
     int rc = 0;
     if (o->trace && !(run.trace = fopen(o->trace, "w"))) {
         mm_err_set(err, "%s: cannot open for writing", o->trace);
@@ -423,8 +298,7 @@ static int annotate_job(struct engine *e, struct mm_memory *m, const struct clus
         mm_err_set(err, "%s: cannot write", o->trace);
         rc = -1;
     }
-    if (run.done_fd >= 0) close(run.done_fd);
-    id_set_free(&run.done);
+    annotate_done_close(&run.done);
     memllm_writer_free(run.w);
     return rc;
 }

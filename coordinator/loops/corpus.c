@@ -59,8 +59,8 @@ static int doc_from_text(struct corpus_doc *d, const char *text, size_t len, str
     return rc;
 }
 
-/* {"id", "text"} or {"title", "sents": [[tokens]]}. */
-static int doc_from_json(struct corpus_doc *d, json_t *obj, const char *where, struct mm_err *err)
+int corpus_doc_from_json(struct corpus_doc *d, const json_t *obj, const char *where,
+                         struct mm_err *err)
 {
     json_t *id = json_object_get(obj, "id"), *text = json_object_get(obj, "text");
     json_t *title = json_object_get(obj, "title"), *sents = json_object_get(obj, "sents");
@@ -201,7 +201,7 @@ int corpus_next(struct corpus *c, struct corpus_doc *d, struct mm_err *err)
                     json_decref(obj);
                     return -1;
                 }
-                int rc = doc_from_json(d, obj, where, err);
+                int rc = corpus_doc_from_json(d, obj, where, err);
                 json_decref(obj);
                 return rc ? -1 : 1;
             }
@@ -228,7 +228,7 @@ int corpus_next(struct corpus *c, struct corpus_doc *d, struct mm_err *err)
                 mm_err_set(err, "%s: not a JSON object", where);
                 return -1;
             }
-            return doc_from_json(d, obj, where, err) ? -1 : 1;
+            return corpus_doc_from_json(d, obj, where, err) ? -1 : 1;
         }
         json_decref(c->array);
         c->array = NULL;

@@ -10,6 +10,7 @@
 #ifndef MEMLLM_COORDINATOR_CORPUS_H
 #define MEMLLM_COORDINATOR_CORPUS_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -21,6 +22,12 @@ struct corpus_doc {
 };
 
 void corpus_doc_free(struct corpus_doc *d);
+
+/* One document object, {"id", "text"} or {"title", "sents": [[tokens]]}, as
+ * the files hold them (memllm serve's annotate takes them posted); errors
+ * begin with `where`. */
+int corpus_doc_from_json(struct corpus_doc *d, const json_t *obj, const char *where,
+                         struct mm_err *err);
 
 struct corpus;
 
