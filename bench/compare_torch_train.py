@@ -11,7 +11,11 @@ LoRA r --rank, alpha 8, dropout 0.1 on the 7 linear kinds (q,k,v,o,gate,up,down)
 AdamW, batches of --batch random token sequences of --seq tokens with every
 token a target. Both run one warm-up step, then --steps timed optimizer steps
 (memllm's own figure "tok/s after the first step"). memllm also trains on the Q4_1 base itself (QLoRA).
-Prints tokens/s and peak RSS of each, and the ratios memllm / PyTorch.
+Prints tokens/s and peak RSS of each, the ratios memllm / PyTorch, the
+work a token costs and the GFLOP/s each achieved, and the roofline: memllm's
+f32 matmul kernels' own peak here (bench_matmul) and what 1.5x PyTorch asks
+of it. Run it on a quiet machine: another process on the cores slows the
+peers unequally (PyTorch's threads meet at a barrier every op).
 
 --hf DIR trains an HF directory instead (f32 only); one with a config and a
 tokenizer but no weights gets random ones (a GPU machine without the GGUF).
@@ -122,6 +126,37 @@ def run_measured(cmd, pattern):
     return float(found[-1]), usage.ru_maxrss / 1024.0
 
 
+def flops_per_token(model_dir, seq, rank):
+    """Floating-point operations one training token costs (both peers do the
+    same work): the frozen matmuls forward and their dx backward (2 + 2 per
+    multiply-add), the LoRA path forward and its four backward products
+    (2 + 8), causal attention over (seq + 1) / 2 keys on average (scores and
+    weighted sum forward, 4; recomputed scores, dP, dQ, dK, dV backward, 10)."""
+    c = json.load(open(os.path.join(model_dir, "config.json")))
+    d, f, v, n_layers = (c["hidden_size"], c["intermediate_size"], c["vocab_size"],
+                         c["num_hidden_layers"])
+    heads = c["num_attention_heads"]
+    hd = c.get("head_dim") or d // heads
+    q, kv = heads * hd, c.get("num_key_value_heads", heads) * hd
+    base = n_layers * (d * q + 2 * d * kv + q * d + 3 * d * f) + d * v
+    lora = n_layers * rank * ((d + q) + 2 * (d + kv) + (q + d) + 2 * (d + f) + (f + d))
+    att = n_layers * q * (seq + 1) / 2
+    return 4 * base + 10 * lora + 14 * att
+
+
+def kernel_peak(memllm, threads):
+    """memllm's own f32 matmul throughput on SmolLM2's shapes (bench_matmul's
+    best prefill figure at these threads), GFLOP/s: the roofline of a step
+    whose time is all matmuls; None when bench_matmul is not built."""
+    tool = os.path.join(os.path.dirname(os.path.dirname(memllm)), "bench", "bench_matmul")
+    if not os.path.exists(tool):
+        return None
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([tool, "0.3", "shapes"], env=env, capture_output=True, text=True).stdout
+    rows = [l.split() for l in out.splitlines() if " f32 " in l]
+    return max(float(r[-1]) for r in rows) if rows else None
+
+
 def memllm_run(memllm, model, data, out, args):
     cmd = [memllm, "train", "--model", model, "--data", data, "--out", out, "--batch",
            str(args.batch), "--max-steps", str(args.steps + 1), "--rank", str(args.rank),
@@ -161,6 +196,8 @@ def main():
                       if not args.hf else (None, None))
         m32, m32_rss = memllm_run(args.memllm, f32, data, os.path.join(tmp, "a2"), args)
         pt, pt_rss = torch_peer(f32, data, args)
+        flops = flops_per_token(f32, args.seq, args.rank)
+    peak = kernel_peak(args.memllm, args.threads) if args.device == "cpu" else None
     print(f"setup: {'SmolLM2-135M' if not args.hf else args.hf}, LoRA r {args.rank} on "
           f"q,k,v,o,gate,up,down, batch {args.batch} x {args.seq} tokens, device {args.device}, "
           f"{args.threads} threads, {args.steps} timed steps")
@@ -171,6 +208,12 @@ def main():
     print(f"torch_f32_peak_rss_mb: {pt_rss:.0f}")
     print(f"memllm_f32_peak_rss_mb: {m32_rss:.0f}")
     print(f"ratio_f32 (memllm / torch): {m32 / pt:.2f} (target >= 1.5)")
+    print(f"work: {flops / 1e6:.0f} MFLOP a token; achieved torch {pt * flops / 1e9:.1f} GFLOP/s, "
+          f"memllm f32 {m32 * flops / 1e9:.1f} GFLOP/s")
+    if peak:
+        print(f"roofline: memllm's f32 matmul kernels peak at {peak:.1f} GFLOP/s here "
+              f"({args.threads} threads): at most {peak * 1e9 / flops:.0f} tokens/s if a step were "
+              f"all matmuls; 1.5x torch needs {1.5 * pt * flops / 1e9 / peak:.0%} of that peak")
     if q4 is not None:
         print(f"memllm_q4_1_tokens_per_s: {q4:.1f}")
         print(f"memllm_q4_1_peak_rss_mb: {q4_rss:.0f}")
