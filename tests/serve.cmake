@@ -3,7 +3,7 @@
 # service through the binary with the real openai client
 # (tests/serve/test_serve.py: api, memory, limits), and its memory API,
 # key roles, metrics and a failing memory read with plain HTTP
-# (tests/serve/test_serve_memory_api.py: memapi, readfail).
+# (tests/serve/test_serve_memory_api.py: memapi, annotate, readfail).
 memllm_test(test_serve_request SOURCES test_serve_request.c LIBS mm_serve)
 memllm_test(test_serve_chat_template SOURCES test_serve_chat_template.c LIBS mm_serve)
 if(TARGET memllm)
@@ -13,7 +13,7 @@ if(TARGET memllm)
     set_tests_properties(test_serve_${part} PROPERTIES LABELS model TIMEOUT 300 ENVIRONMENT
       "OMP_WAIT_POLICY=passive;MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
   endforeach()
-  foreach(part memapi readfail)
+  foreach(part memapi annotate readfail)
     add_test(NAME test_serve_${part}
       COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_memory_api.py ${part})
     set_tests_properties(test_serve_${part} PROPERTIES LABELS model TIMEOUT 300 ENVIRONMENT

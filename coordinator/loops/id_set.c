@@ -52,4 +52,6 @@ void id_set_free(struct id_set *set)
     for (size_t i = 0; i < set->cap; i++)
         free(set->slot[i]);
     free(set->slot);
+    set->slot = NULL;
+    set->cap = set->n = 0;
 }

@@ -12,6 +12,7 @@ struct id_set {
 int id_set_has(const struct id_set *set, const char *id);
 /* Adds id (copied); 0 if it was there already, 1 if added, -1 when OOM. */
 int id_set_add(struct id_set *set, const char *id);
+/* Empties the set (it can be freed again). */
 void id_set_free(struct id_set *set);
 
 #endif

@@ -65,8 +65,15 @@ int serve_run(struct engine *e, struct mm_memory *m, const struct serve_options 
         chat_template_free(&chat);
         return -1;
     }
-    struct serve_engine se = {.e = e, .q = &q, .metrics = &metrics, .max_batch_tokens = 512};
+    struct serve_annotator annotator;
+    serve_annotator_init(&annotator, e, m, o->memory_dir, e->n_slots);
+    struct serve_engine se = {.e = e,
+                              .q = &q,
+                              .metrics = &metrics,
+                              .annotator = m ? &annotator : NULL,
+                              .max_batch_tokens = 512};
     if (m && !(se.reader = memllm_reader_new(e, m, &o->q, e->n_slots, err))) {
+        serve_annotator_destroy(&annotator);
         serve_metrics_destroy(&metrics);
         serve_queue_destroy(&q);
         chat_template_free(&chat);
@@ -77,6 +84,7 @@ int serve_run(struct engine *e, struct mm_memory *m, const struct serve_options 
     if (pipe(signal_pipe)) {
         mm_err_set(err, "serve: cannot make a pipe for signals");
         memllm_reader_free(se.reader);
+        serve_annotator_destroy(&annotator);
         serve_metrics_destroy(&metrics);
         serve_queue_destroy(&q);
         chat_template_free(&chat);
@@ -97,6 +105,7 @@ int serve_run(struct engine *e, struct mm_memory *m, const struct serve_options 
         .memory_dir = o->memory_dir,
         .query = &o->q,
         .metrics = &metrics,
+        .annotator = se.annotator,
         .model_name = o->model_name,
         .keys = o->keys,
         .n_keys = o->n_keys,
@@ -138,6 +147,7 @@ out:
     close(signal_pipe[0]);
     close(signal_pipe[1]);
     memllm_reader_free(se.reader);
+    serve_annotator_destroy(&annotator);
     serve_metrics_destroy(&metrics);
     serve_queue_destroy(&q);
     chat_template_free(&chat);

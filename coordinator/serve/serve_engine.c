@@ -11,17 +11,37 @@ static struct serve_job *job_of(const struct gen_sequence *s)
     return s->req->user;
 }
 
+static int draining(struct serve_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    int closed = q->closed;
+    pthread_mutex_unlock(&q->mu);
+    return closed;
+}
+
+/* HTTP jobs first, then annotate sentences; memops before either. While
+ * waiting, serve_queue_next returns for a memop (which may have queued an
+ * annotate job) and for the closing of the queue. */
 static const struct gen_request *next_job(void *ctx, int wait, int *index)
 {
     struct serve_engine *se = ctx;
     const struct gen_request *r;
-    /* serve_queue_next stops waiting when a memop comes: run it, wait on. */
-    do
+    for (;;) {
         serve_queue_run_memops(se->q);
-    while (!(r = serve_queue_next(se->q, wait, index)) && wait && serve_queue_run_memops(se->q));
+        if ((r = serve_queue_next(se->q, 0, index))) break;
+        if (se->annotator && (r = serve_annotate_next(se->annotator, draining(se->q), index)))
+            return r;
+        if (!wait) return NULL;
+        if ((r = serve_queue_next(se->q, 1, index))) break;
+        if (!serve_queue_run_memops(se->q) && draining(se->q)) {
+            /* The annotate job ends (interrupted) now that nothing runs. */
+            if (se->annotator) serve_annotate_next(se->annotator, 1, index);
+            return NULL;
+        }
+    }
     /* The index's read state belonged to the job that had it before. A
      * failed reset leaves the job without a trace; it reads all the same. */
-    if (r && se->reader) memllm_reader_reset(se->reader, *index, NULL);
+    if (se->reader) memllm_reader_reset(se->reader, *index, NULL);
     return r;
 }
 
@@ -53,6 +73,8 @@ static void count_reads(struct serve_engine *se, long reads0, double sec0)
 static int before_sample(void *ctx, struct gen_sequence *s, const float *logits, struct mm_err *err)
 {
     struct serve_engine *se = ctx;
+    if (serve_annotate_owns(se->annotator, s->index))
+        return serve_annotate_before_sample(se->annotator, s, logits, err);
     struct serve_job *j = job_of(s);
     if (!j->r.memory || j->read_error) return 0;
     long reads;
@@ -100,12 +122,14 @@ static int on_token(void *ctx, struct gen_sequence *s, int32_t token, const char
                     struct mm_err *err)
 {
     struct serve_engine *se = ctx;
-    struct serve_job *j = job_of(s);
     /* The scheduler asks for new jobs only when a slot is free: with every
      * slot busy, memops run here, between tokens, so they never wait for a
      * sequence to end. */
     serve_queue_run_memops(se->q);
-    serve_metrics_kv(se->metrics, s->index, s->n_tokens);
+    serve_metrics_kv(se->metrics, s->slot, s->n_tokens);
+    if (serve_annotate_owns(se->annotator, s->index))
+        return serve_annotate_on_token(se->annotator, s, token, piece, len, err);
+    struct serve_job *j = job_of(s);
     if (j->read_error) {
         s->finish = "error";
         return 0;
@@ -146,9 +170,11 @@ static int on_token(void *ctx, struct gen_sequence *s, int32_t token, const char
 static int on_finish(void *ctx, struct gen_sequence *s, struct mm_err *err)
 {
     struct serve_engine *se = ctx;
+    serve_metrics_kv(se->metrics, s->slot, 0);
+    if (serve_annotate_owns(se->annotator, s->index))
+        return serve_annotate_on_finish(se->annotator, s, err);
     struct serve_job *j = job_of(s);
     int rc = 0;
-    serve_metrics_kv(se->metrics, s->index, 0);
     serve_metrics_tokens(se->metrics, 0, s->n_generated);
     if (j->read_error) {
         /* Read by the HTTP thread once the job is done (under the queue's

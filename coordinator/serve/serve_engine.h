@@ -15,6 +15,7 @@
 
 #include "engine.h"
 #include "memllm_read.h"
+#include "serve_annotate.h"
 #include "serve_metrics.h"
 #include "serve_queue.h"
 
@@ -23,6 +24,7 @@ struct serve_engine {
     struct serve_queue *q;
     struct memllm_reader *reader; /* NULL: no memory; indexed by job index */
     struct serve_metrics *metrics;
+    struct serve_annotator *annotator; /* NULL: no memory; its sentences' indices from base */
     int max_batch_tokens;
 };
 

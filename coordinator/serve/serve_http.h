@@ -26,6 +26,7 @@
 
 #include "engine.h"
 #include "memory_client.h"
+#include "serve_annotate.h"
 #include "serve_chat_template.h"
 #include "serve_metrics.h"
 #include "serve_queue.h"
@@ -46,8 +47,9 @@ struct serve_http_config {
     const char *memory_dir;   /* where edit batches keep their undo records */
     const struct mm_query_options *query;
     struct serve_metrics *metrics;
-    const char *model_name; /* the base model's name in the API */
-    struct serve_key *keys; /* none: no auth */
+    struct serve_annotator *annotator; /* NULL: no memory */
+    const char *model_name;            /* the base model's name in the API */
+    struct serve_key *keys;            /* none: no auth */
     int n_keys;
     size_t max_body;        /* bytes */
     int max_tokens;         /* the most a request may ask for */

@@ -13,6 +13,8 @@
 #define EDITS PREFIX "edits/"
 #define ENTITIES PREFIX "entities/"
 #define UNDO "/undo"
+#define ANNOTATE PREFIX "annotate"
+#define JOBS ANNOTATE "/"
 
 /* The batch id of ".../edits/{id}/undo", or NULL. */
 static const char *undo_id(const char *url, char id[EDIT_BATCH_ID_MAX])
@@ -35,7 +37,8 @@ int serve_memory_route_writes(const char *url, const char *method)
         (!strncmp(url, ENTITIES, strlen(ENTITIES)) && url[strlen(ENTITIES)]))
         return 0;
     if (!strcmp(url, PREFIX "facts")) return strcmp(method, "GET") != 0;
-    if (!strcmp(url, PREFIX "edits") || undo_id(url, id)) return 1;
+    if (!strcmp(url, PREFIX "edits") || undo_id(url, id) || !strcmp(url, ANNOTATE)) return 1;
+    if (!strncmp(url, JOBS, strlen(JOBS)) && url[strlen(JOBS)]) return 0;
     return -1;
 }
 
@@ -227,6 +230,32 @@ static enum MHD_Result run(struct serve_http *h, struct MHD_Connection *c, struc
     return rc;
 }
 
+/* POST /v1/memory/annotate: the job is queued (202) and runs in the
+ * background; GET /v1/memory/annotate/{id} follows it. */
+static enum MHD_Result annotate(struct serve_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    struct mm_err err;
+    int status;
+    struct serve_annotate_job *j = serve_annotate_parse(h->c.annotator, cn->body ? cn->body : "",
+                                                        cn->len, h->c.model_name, &status, &err);
+    if (!j)
+        return serve_fail(c, status,
+                          status == 404   ? "not_found_error"
+                          : status == 400 ? "invalid_request_error"
+                                          : "server_error",
+                          err.msg);
+    struct serve_memop m = {.run = serve_annotate_add, .arg = j};
+    if (serve_queue_memop(h->c.q, &m)) {
+        serve_annotate_job_free(j);
+        return serve_fail(c, 503, "server_error", m.err.msg);
+    }
+    /* The registry owns the job now; its id and size do not change. */
+    return serve_send_json(c, 202,
+                           json_pack("{s:s, s:s, s:i, s:i}", "id", j->id, "status", "queued",
+                                     "documents", j->n_docs, "sentences", j->n_sentences),
+                           NULL);
+}
+
 enum MHD_Result serve_memory(struct serve_http *h, struct MHD_Connection *c, struct conn *cn,
                              const char *url, const char *method)
 {
@@ -265,6 +294,16 @@ enum MHD_Result serve_memory(struct serve_http *h, struct MHD_Connection *c, str
         if (!post) return serve_fail(c, 405, "invalid_request_error", "this route takes POST");
         if (serve_memory_parse_edits(body, cn->len, &o.edits, &e)) return serve_send_error(c, &e);
         return run(h, c, &o, run_edits);
+    }
+    if (!strcmp(url, ANNOTATE)) {
+        if (!post) return serve_fail(c, 405, "invalid_request_error", "this route takes POST");
+        return annotate(h, c, cn);
+    }
+    if (!strncmp(url, JOBS, strlen(JOBS))) {
+        if (!get) return serve_fail(c, 405, "invalid_request_error", "this route takes GET");
+        json_t *p = serve_annotate_progress(h->c.annotator, url + strlen(JOBS));
+        if (!p) return serve_fail(c, 404, "not_found_error", "no annotate job with this id");
+        return serve_send_json(c, MHD_HTTP_OK, p, NULL);
     }
     if ((o.name = undo_id(url, id))) {
         if (!post) return serve_fail(c, 405, "invalid_request_error", "this route takes POST");

@@ -14,6 +14,11 @@
  *                                       `memllm edit` batch (edit_apply), its
  *                                       id back                               write
  *   POST   /v1/memory/edits/{id}/undo   `memllm edit --undo id`               write
+ *   POST   /v1/memory/annotate          {"documents": [{"id", "text"}], "model"}:
+ *                                       the write loop over them as a
+ *                                       background job (serve_annotate.h);
+ *                                       202 with its id                       write
+ *   GET    /v1/memory/annotate/{id}     the job's status and progress         read
  *
  * (bodies: serve_memory_request.h). With keys, a read-only key gets 403 on
  * the write routes.

@@ -20,6 +20,8 @@ static const char *const route_name[SM_N_ROUTES] = {
     [SM_MEMORY_STATS] = "/v1/memory/stats",
     [SM_MEMORY_EDITS] = "/v1/memory/edits",
     [SM_MEMORY_UNDO] = "/v1/memory/edits/{id}/undo",
+    [SM_MEMORY_ANNOTATE] = "/v1/memory/annotate",
+    [SM_MEMORY_ANNOTATE_JOB] = "/v1/memory/annotate/{id}",
     [SM_OTHER] = "other",
 };
 
@@ -41,8 +43,10 @@ void serve_metrics_destroy(struct serve_metrics *m)
 
 enum serve_metric_route serve_metrics_route(const char *url)
 {
-    static const char entities[] = "/v1/memory/entities/", edits[] = "/v1/memory/edits/";
+    static const char entities[] = "/v1/memory/entities/", edits[] = "/v1/memory/edits/",
+                      jobs[] = "/v1/memory/annotate/";
     if (!strncmp(url, entities, sizeof(entities) - 1)) return SM_MEMORY_ENTITIES;
+    if (!strncmp(url, jobs, sizeof(jobs) - 1)) return SM_MEMORY_ANNOTATE_JOB;
     if (!strncmp(url, edits, sizeof(edits) - 1)) return SM_MEMORY_UNDO;
     for (int r = 0; r < SM_OTHER; r++)
         if (!strcmp(url, route_name[r])) return (enum serve_metric_route)r;

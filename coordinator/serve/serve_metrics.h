@@ -28,6 +28,8 @@ enum serve_metric_route {
     SM_MEMORY_STATS,
     SM_MEMORY_EDITS,
     SM_MEMORY_UNDO,
+    SM_MEMORY_ANNOTATE,
+    SM_MEMORY_ANNOTATE_JOB,
     SM_OTHER,
     SM_N_ROUTES
 };

@@ -11,11 +11,17 @@ through the real binary on a random loopback port (urllib):
           sent and got (requests by route and status, tokens, time-to-first-
           token count, memory reads and operations); SIGTERM exits 0 and the
           memory reopens with `memllm memory verify` clean.
+  annotate  a document posted to /v1/memory/annotate runs as a background job
+          whose progress GET shows, while a generation is served; its facts
+          are queryable with their provenance, and the memory equals
+          `memllm annotate` of the same document into a fresh memory (`memllm
+          memory dump`); posted again, the document is skipped (resumed as
+          `memllm annotate` resumes).
   readfail  a memory read that fails (MEMLLM_TEST_FAIL_QUERIES_WITH makes the
           memory client fail the query) fails only its request (500 JSON),
           while a concurrent request completes and the server goes on serving.
 
-    test_serve_memory_api.py memapi|readfail
+    test_serve_memory_api.py memapi|annotate|readfail
 Environment: as test_serve.py.
 """
 import collections
@@ -248,6 +254,85 @@ def test_memapi():
         check(facts[0].rsplit(">>", 1)[1] in out, f"reopened memory: {out}")
 
 
+MW = os.path.join(os.path.dirname(MR), "smollm2-135m-mw")
+
+
+def dump(mem):
+    return sorted(run("memory", "dump", "--memory", mem).splitlines())
+
+
+def test_annotate():
+    with tempfile.TemporaryDirectory(prefix="memllm-serve-annotate-") as tmp:
+        with open(os.path.join(os.environ["MEMLLM_DATA"], "redocred", "dev_revised.json")) as f:
+            full = json.load(f)[33]
+        doc = {"title": full["title"], "sents": full["sents"][:4]}
+        doc_file = os.path.join(tmp, "doc.jsonl")
+        with open(doc_file, "w") as f:
+            f.write(json.dumps(doc) + "\n")
+        cli_mem, mem = os.path.join(tmp, "cli"), os.path.join(tmp, "served")
+        run("annotate", doc_file, "--model", MODEL, "--adapter", f"mw={MW}", "--memory", cli_mem,
+            "--threads", "2")
+        want = dump(cli_mem)
+        check(len(want) > 0, "memllm annotate wrote no fact")
+
+        s = Server("--adapter", f"mr={MR}", "--adapter", f"mw={MW}", "--memory", mem)
+        cl = Client(s.url)
+        try:
+            st, b = cl("/v1/memory/annotate", "/v1/memory/annotate",
+                       {"documents": [doc], "model": "mw"}, method="POST")
+            check(st == 202 and b["status"] == "queued" and b["sentences"] == 4,
+                  f"annotate job: {st} {b}")
+            job = b.get("id", "none")
+            gen = {}
+            t = threading.Thread(target=lambda: gen.update(r=cl(
+                "/v1/completions", "/v1/completions",
+                {"prompt": "Hello", "max_tokens": 8, "temperature": 0})))
+            t.start()
+            seen, end = set(), time.time() + 120
+            while time.time() < end:
+                st, p = cl("/v1/memory/annotate/{id}", f"/v1/memory/annotate/{job}")
+                seen.add((p.get("status"), p.get("sentences_done")))
+                if p.get("status") not in ("queued", "running"):
+                    break
+                time.sleep(0.1)
+            t.join(timeout=120)
+            check(gen.get("r", (0,))[0] == 200, f"a generation during the job: {gen}")
+            check(p.get("status") == "done" and p["documents_done"] == 1
+                  and p["sentences_done"] == 4 and p["facts"] > 0, f"the job ended {p}")
+            check(any(st == "running" for st, _ in seen), f"progress never said running: {seen}")
+            print(f"annotate job progress seen: {sorted(seen, key=str)}")
+            fact = want[0].split("\t")[0]
+            st, b = cl("/v1/memory/query", "/v1/memory/query",
+                       {"queries": [fact.rsplit(">>", 1)[0] + ">>"]})
+            answers = b["results"][0]["answers"] if st == 200 else []
+            check(any(a["text"] == fact.rsplit(">>", 1)[1]
+                      and a["provenance"][0]["source"] == doc["title"] for a in answers),
+                  f"{fact} not queryable with its provenance: {st} {b}")
+            # Posted again: finished already, skipped (the resume record).
+            st, b = cl("/v1/memory/annotate", "/v1/memory/annotate",
+                       {"documents": [doc], "model": "mw"}, method="POST")
+            end = time.time() + 60
+            while time.time() < end:
+                st, p = cl("/v1/memory/annotate/{id}", f"/v1/memory/annotate/{b.get('id')}")
+                if p.get("status") not in ("queued", "running"):
+                    break
+                time.sleep(0.1)
+            check(p.get("status") == "done" and p["documents_skipped"] == 1
+                  and p["documents_done"] == 0, f"the document posted again: {p}")
+            st, b = cl("/v1/memory/annotate/{id}", "/v1/memory/annotate/annotate-99")
+            check(st == 404, f"an unknown job: {st} {b}")
+            st, b = cl("/v1/memory/annotate", "/v1/memory/annotate",
+                       {"documents": [{"text": "no id"}]}, method="POST")
+            check(st == 400 and "documents[0]" in b["error"]["message"], f"no id: {st} {b}")
+        finally:
+            rc, log = s.stop()
+        check(rc == 0, f"memllm serve exited {rc}: {log}")
+        got = dump(mem)
+        check(got == want, f"served annotate's memory differs from memllm annotate's:\n"
+                           f"{got}\nvs\n{want}")
+        print(f"annotate: {len(got)} facts, equal to memllm annotate's")
+
+
 def test_readfail():
     with tempfile.TemporaryDirectory(prefix="memllm-serve-readfail-") as tmp:
         prompt, facts = setup(tmp)
@@ -300,9 +385,9 @@ def test_readfail():
 
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else ""
-    tests = {"memapi": test_memapi, "readfail": test_readfail}
+    tests = {"memapi": test_memapi, "annotate": test_annotate, "readfail": test_readfail}
     if what not in tests:
-        sys.exit("usage: test_serve_memory_api.py memapi|readfail")
+        sys.exit("usage: test_serve_memory_api.py memapi|annotate|readfail")
     t0 = time.time()
     tests[what]()
     if failures:
