@@ -112,9 +112,12 @@ int serve_run(struct engine *e, struct mm_memory *m, const struct serve_options 
         .max_body = o->max_body,
         .max_tokens = o->max_tokens,
         .default_max_tokens = o->default_max_tokens,
-        /* Room for every running and queued request, and as many more that
-         * get their 429 or ask for /health. */
-        .max_connections = 2 * (e->n_slots + o->max_queue) + 16,
+        /* Room for every running and queued request and many more clients
+         * at once, each of which gets its answer (a 429 when the queue is
+         * full). Past the limit, libmicrohttpd closes a new connection
+         * without an HTTP answer (the client sees a reset), so the limit is
+         * set well above the queue; a thread each, and a file descriptor. */
+        .max_connections = 2 * (e->n_slots + o->max_queue) + 512,
     };
     int rc = -1;
     struct signals sig = {.q = &q};
