@@ -7,12 +7,12 @@
 # that the same command run again once there is room completes with the
 # memory an uninterrupted run writes (verify clean).
 #
-#   io_faults.sh import | mpi | edit | annotate | erofs
+#   io_faults.sh import | mpi | edit | edit-mpi | annotate | erofs
 #
 # Needs root (mount); exits 77 where it cannot mount a tmpfs or, for erofs,
 # an ext4 loop image.
 set -euo pipefail
-case=${1:?usage: $0 import|mpi|edit|annotate|erofs}
+case=${1:?usage: $0 import|mpi|edit|edit-mpi|annotate|erofs}
 bin=${MEMLLM_BIN:?run under ctest}
 data=${MEMLLM_DATA:?run under ctest}
 docs="$data/redocred/dev_revised.json"
@@ -135,25 +135,31 @@ import_case() { # RANKS (0: one process) SHARDS
 }
 
 # memllm edit of many new facts on a disk with room for its undo record
-# but not for the facts: the error names the shard, and the batch id it
-# prints undoes what part of it was written; then the edit runs again and
-# the memory is the one edited once without a fault (batch ids aside).
-edit_case() {
+# but not for the facts, in one process (S = 1) or on shard ranks: the
+# error names the shard, and the batch id it prints undoes what part of it
+# was written; then the edit runs again and the memory is the one edited
+# once without a fault (batch ids aside).
+edit_case() { # RANKS (0: one process) SHARDS
+    local ranks=$1 shards=$2 run=("$bin")
+    [ "$ranks" -eq 0 ] || run=("${mpirun[@]}" -np "$ranks" "$bin")
     python3 -c 'import json
 for i in range(3000):
     print(json.dumps({"op": "add", "fact": f"entity {i}>>country>>place {i % 97}"}))' >"$work/edits.jsonl"
     mkdir "$work/ref"
-    "$bin" edit "$work/edits.jsonl" --memory "$work/ref" --embedder fallback >/dev/null 2>&1
+    "$bin" edit "$work/edits.jsonl" --memory "$work/ref" --memshards "$shards" --embedder fallback \
+        >/dev/null 2>&1
     mount_tmpfs 3m
-    expect_fault "no space left on device" "shard 0: $disk/mem/shard-000" "$work/edit" \
-        "$bin" edit "$work/edits.jsonl" --memory "$disk/mem" --embedder fallback
+    expect_fault "no space left on device" "shard [0-9]+: $disk/mem/shard-00[0-9]" "$work/edit" \
+        "${run[@]}" edit "$work/edits.jsonl" --memory "$disk/mem" --memshards "$shards" \
+        --embedder fallback
+    if pgrep -f -- "--memory $disk/mem" >/dev/null; then fail "memllm processes left running"; fi
     local batch
     batch=$(sed -n 's/.*--undo \([^ ]*\) restores.*/\1/p' "$work/edit" | head -1)
     [ -n "$batch" ] || fail "the failed edit names no batch to undo: $(cat "$work/edit")"
     mount -o remount,size=64m "$disk"
-    "$bin" edit --undo "$batch" --memory "$disk/mem" >"$work/undo.out" 2>&1 ||
+    "${run[@]}" edit --undo "$batch" --memory "$disk/mem" >"$work/undo.out" 2>&1 ||
         fail "undo $batch: $(tail -2 "$work/undo.out")"
-    "$bin" edit "$work/edits.jsonl" --memory "$disk/mem" >"$work/rerun.out" 2>&1 ||
+    "${run[@]}" edit "$work/edits.jsonl" --memory "$disk/mem" >"$work/rerun.out" 2>&1 ||
         fail "rerun: $(tail -2 "$work/rerun.out")"
     # The facts carry their batch's id: the same edits, another batch.
     sorted_dump "$work/ref" | sed 's/edit:[^ \t]*/edit:BATCH/' >"$work/ref.dump"
@@ -232,10 +238,70 @@ erofs_case() {
     expect_verify "$disk/mem"
 }
 
+# memllm annotate (SmolLM2 with the MW adapter): a first job finishes one
+# document; a second, given both, meets a disk that fills once the memory
+# is open. Its error names the shard and the cause; the finished document
+# keeps its facts; the same command run with room skips it and ends with
+# the memory one uninterrupted job writes.
+annotate_case() {
+    local repo model
+    repo=$(cd "$(dirname "$0")/../.." && pwd)
+    model=${MEMLLM_MODELS_DIR:-$repo/models}/SmolLM2-135M-Instruct.Q4_1.gguf
+    [ -f "$model" ] || { echo "io_faults $case: SKIP: no $model (deploy/fetch-models.sh)"; exit 77; }
+    # Sentences of Re-DocRED dev document 127 (deploy/demo) as two
+    # documents.
+    python3 - "$repo/deploy/demo/raymond-hermantier.txt" "$work" <<'PY'
+import json, sys
+sents = open(sys.argv[1]).read().split(" . ")
+first = json.dumps({"id": "first", "text": sents[0] + " ."})
+second = json.dumps({"id": "second", "text": " . ".join(sents[2:5]) + " ."})
+open(sys.argv[2] + "/first.jsonl", "w").write(first + "\n")
+open(sys.argv[2] + "/docs.jsonl", "w").write(first + "\n" + second + "\n")
+PY
+    local run=("$bin" annotate --model "$model" --adapter "mw=$repo/adapters/smollm2-135m-mw"
+        --threads 2 --embedder fallback)
+    mkdir "$work/ref"
+    "${run[@]}" "$work/docs.jsonl" --memory "$work/ref/mem" >/dev/null 2>"$work/ref.err" ||
+        fail "annotate: $(tail -2 "$work/ref.err")"
+    sorted_dump "$work/ref/mem" >"$work/ref.dump"
+    grep -q "	second #" "$work/ref.dump" || fail "the uninterrupted annotate wrote no fact of 'second'"
+    mount_tmpfs 3m
+    "${run[@]}" "$work/first.jsonl" --memory "$disk/mem" >/dev/null 2>"$work/first.err" ||
+        fail "annotate first: $(tail -2 "$work/first.err")"
+    "${run[@]}" "$work/docs.jsonl" --memory "$disk/mem" >/dev/null 2>"$work/annotate" &
+    local job=$! rc=0
+    # Full once the memory is open: annotate has reported the finished
+    # document, which it does after opening it.
+    for _ in $(seq 1 1200); do
+        ! grep -q "already done" "$work/annotate" || break
+        kill -0 "$job" 2>/dev/null || break
+        sleep 0.05
+    done
+    dd if=/dev/zero of="$disk/fill" bs=4k 2>/dev/null || true
+    wait "$job" || rc=$?
+    [ "$rc" -ne 0 ] || fail "annotate succeeded on a full disk"
+    [ "$rc" -lt 128 ] || fail "annotate died of signal $((rc - 128)): $(tail -3 "$work/annotate")"
+    grep -Eq "shard 0: $disk/mem/shard-000: no space left on device" "$work/annotate" ||
+        fail "annotate did not name the shard and the cause: $(tail -3 "$work/annotate")"
+    echo "io_faults $case: $(grep 'no space' "$work/annotate" | head -1)"
+    rm "$disk/fill"
+    mount -o remount,size=64m "$disk"
+    sorted_dump "$disk/mem" >"$work/after.dump"
+    grep -F "	first #" "$work/ref.dump" >"$work/acked.dump"
+    expect_subset "document first" "$work/acked.dump" "$work/after.dump"
+    "${run[@]}" "$work/docs.jsonl" --memory "$disk/mem" >/dev/null 2>"$work/rerun.err" ||
+        fail "rerun: $(tail -2 "$work/rerun.err")"
+    sorted_dump "$disk/mem" >"$work/rerun.dump"
+    cmp -s "$work/ref.dump" "$work/rerun.dump" || fail "the resumed annotate's facts differ from an uninterrupted one"
+    expect_verify "$disk/mem"
+}
+
 case $case in
 import) import_case 0 1 ;;
 mpi) import_case 3 2 ;;
-edit) edit_case ;;
+edit) edit_case 0 1 ;;
+edit-mpi) edit_case 3 2 ;;
+annotate) annotate_case ;;
 erofs) erofs_case ;;
 *) fail "unknown case" ;;
 esac
