@@ -21,24 +21,33 @@
  * write-ahead log, a table: below this, a shard refuses to open. */
 #define SHARD_MIN_FREE_BYTES (1u << 20)
 
-/* The cause of a RocksDB error, from the system's message it carries. */
-static const char *cause_of(const char *rocks_msg)
-{
-    static const int codes[] = {ENOSPC, EDQUOT, EROFS, EIO};
-    static const char *const causes[] = {"no space left on device", "disk quota exceeded",
-                                         "read-only file system", "input/output error"};
-    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
-        if (strstr(rocks_msg, strerror(codes[i]))) return causes[i];
-    return "storage error";
-}
+static const struct {
+    int errnum;
+    const char *cause;
+    Memllm__Status code;
+} causes[] = {
+    {ENOSPC, "no space left on device", MEMLLM__STATUS__STATUS_NO_SPACE},
+    {EDQUOT, "disk quota exceeded", MEMLLM__STATUS__STATUS_NO_SPACE},
+    {EROFS, "read-only file system", MEMLLM__STATUS__STATUS_IO_FAULT},
+    {EIO, "input/output error", MEMLLM__STATUS__STATUS_IO_FAULT},
+};
 
 int shard_storage_error(struct mm_shard *sh, char *rerr, const char *what, struct shard_status *st)
 {
-    shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s: %s: %s: %s", sh->dir, cause_of(rerr), what,
-               rerr);
+    /* The cause, from the system's message that RocksDB's carries. */
+    const char *cause = "storage error";
+    Memllm__Status code = MEMLLM__STATUS__STATUS_IO_FAULT;
+    for (size_t i = 0; i < sizeof(causes) / sizeof(causes[0]); i++)
+        if (strstr(rerr, strerror(causes[i].errnum))) {
+            cause = causes[i].cause;
+            code = causes[i].code;
+            break;
+        }
+    shard_fail(st, code, "%s: %s: %s: %s", sh->dir, cause, what, rerr);
     rocksdb_free(rerr);
     if (!sh->faulted) {
         sh->faulted = 1;
+        sh->fault_code = code;
         sh->fault = st->err;
     }
     return -1;
@@ -47,7 +56,7 @@ int shard_storage_error(struct mm_shard *sh, char *rerr, const char *what, struc
 int shard_check_writable(struct mm_shard *sh, const char *what, struct shard_status *st)
 {
     if (!sh->faulted) return 0;
-    return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE,
+    return shard_fail(st, sh->fault_code,
                       "%s: %s refused: the shard takes no writes after a failed one until the "
                       "memory is opened again (%s)",
                       sh->dir, what, sh->fault.msg);
@@ -72,7 +81,7 @@ int shard_check_space(const struct mm_shard *sh, struct shard_status *st)
     if (rc != 0) return 0;
     unsigned long long avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
     if (avail >= SHARD_MIN_FREE_BYTES) return 0;
-    return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE,
+    return shard_fail(st, MEMLLM__STATUS__STATUS_NO_SPACE,
                       "%s: no space left on device: %llu KiB free on %s, and a shard needs %u "
                       "KiB to open",
                       sh->dir, avail >> 10, path, SHARD_MIN_FREE_BYTES >> 10);

@@ -66,6 +66,7 @@ struct mm_shard {
     /* A write to the database failed (shard_fault.c): no more writes until
      * it is opened again. fault is the first failure's message. */
     int faulted;
+    Memllm__Status fault_code;
     struct mm_err fault;
 };
 

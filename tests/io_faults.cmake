@@ -14,3 +14,10 @@ if(TARGET memllm)
       TIMEOUT 180)
   endforeach()
 endif()
+
+# The client API behind it (mm_memory_fault: what memllm serve maps to 507
+# or 503 for writes while it keeps serving reads), on a tmpfs it mounts.
+if(NOT MEMLLM_CORE_ONLY)
+  memllm_test(test_memory_io_fault SOURCES test_memory_io_fault.c LIBS mm_coordinator mm_memshard)
+  set_tests_properties(test_memory_io_fault PROPERTIES SKIP_RETURN_CODE 77)
+endif()

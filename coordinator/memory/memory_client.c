@@ -186,6 +186,18 @@ struct mm_memory *mm_memory_open_mpi(MPI_Comm comm, int first_rank, uint32_t sha
     return open_with(mm_transport_mpi(comm, first_rank, shards, err), emb, err);
 }
 
+enum mm_memory_fault mm_memory_fault(const struct mm_memory *m)
+{
+    switch (m->refused) {
+    case MEMLLM__STATUS__STATUS_NO_SPACE:
+        return MM_FAULT_NO_SPACE;
+    case MEMLLM__STATUS__STATUS_IO_FAULT:
+        return MM_FAULT_IO;
+    default:
+        return MM_FAULT_NONE;
+    }
+}
+
 int mm_memory_close(struct mm_memory *m, struct mm_err *err)
 {
     if (!m) return 0;

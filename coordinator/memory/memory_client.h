@@ -43,6 +43,13 @@ int mm_memory_close(struct mm_memory *m, struct mm_err *err);
 
 uint32_t mm_memory_shards(const struct mm_memory *m);
 
+/* Why the last call failed, when a shard's storage did: its disk is full
+ * (a service answers writes 507), or its file system failed (503). Either
+ * way that shard refuses writes until the memory is opened again and still
+ * answers reads. MM_FAULT_NONE for any other failure. */
+enum mm_memory_fault { MM_FAULT_NONE, MM_FAULT_NO_SPACE, MM_FAULT_IO };
+enum mm_memory_fault mm_memory_fault(const struct mm_memory *m);
+
 /* Where a fact comes from: a document title (or an edit's name) and the
  * sentence, -1 for none. */
 struct mm_source {
