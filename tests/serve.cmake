@@ -5,8 +5,11 @@
 # key roles, metrics and a failing memory read with plain HTTP
 # (tests/serve/test_serve_memory_api.py: memapi, annotate, readfail), and a
 # bounded load (tests/serve/test_serve_load.py: 64 streaming clients, 256
-# requests, 200 or 429 only, metrics equal to the clients' counts; label
-# "load", not "model": OpenBLAS's core type changes nothing it checks).
+# requests, 200 or 429 only, metrics equal to the clients' counts), and
+# the service on 1 + 2 + 2 MPI ranks (tests/serve/test_serve_mpi.py: the
+# one-process texts and read trace, SIGTERM drains every rank). Labels
+# "load" and "mpi", not "model": OpenBLAS's core type changes nothing they
+# check.
 memllm_test(test_serve_request SOURCES test_serve_request.c LIBS mm_serve)
 memllm_test(test_serve_chat_template SOURCES test_serve_chat_template.c LIBS mm_serve)
 if(TARGET memllm)
@@ -22,6 +25,9 @@ if(TARGET memllm)
     set_tests_properties(test_serve_${part} PROPERTIES LABELS model TIMEOUT 300 ENVIRONMENT
       "OMP_WAIT_POLICY=passive;MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
   endforeach()
+  add_test(NAME test_serve_mpi COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_mpi.py)
+  set_tests_properties(test_serve_mpi PROPERTIES LABELS mpi TIMEOUT 300 SKIP_RETURN_CODE 77
+    ENVIRONMENT "OMP_WAIT_POLICY=passive;MEMLLM_MPIRUN=${MPIEXEC_EXECUTABLE};MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
   add_test(NAME test_serve_load COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_load.py)
   set_tests_properties(test_serve_load PROPERTIES LABELS load TIMEOUT 300 ENVIRONMENT
     "OMP_WAIT_POLICY=passive;MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")

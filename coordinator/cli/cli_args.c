@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <errno.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,6 +288,12 @@ int cli_run_with_engine(const char *cmd, struct cli_model_opts *o,
     }
     int rc = 0;
     if (c.role != ROLE_COORDINATOR) {
+        /* mpirun forwards a SIGTERM to every rank. Stopping is the
+         * coordinator's to do: memllm serve drains (answers what it took)
+         * and then stops the stages and shards through the protocol, a batch
+         * job dies and mpirun then ends the other ranks. A stage or shard
+         * that died at once would cut a drain short. */
+        signal(SIGTERM, SIG_IGN);
         int failed =
             c.role == ROLE_STAGE
                 ? engine_serve_stage(&o->engine, c.index, c.comm, 0, cluster_first_stage(&c), &err)

@@ -55,11 +55,12 @@ def check(cond, what):
 
 
 class Server:
-    """memllm serve on a free loopback port, its stderr in a file."""
+    """memllm serve on a free loopback port, its stderr in a file; launcher:
+    what runs it (mpirun and its options), nothing for one process."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, launcher=()):
         self.log = tempfile.NamedTemporaryFile("w+", prefix="memllm-serve-", suffix=".log")
-        cmd = [BIN, "serve", "--model", MODEL, "--port", "0", *THREADS, *args]
+        cmd = [*launcher, BIN, "serve", "--model", MODEL, "--port", "0", *THREADS, *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
         m = re.match(r"memllm serve: listening on http://127\.0\.0\.1:(\d+)", line)
@@ -259,27 +260,32 @@ def run(*args):
     return r.stdout
 
 
+def memory_case(tmp, *memory_args):
+    """Re-DocRED dev document 33, held out of the adapters' training (as
+    tests/test_adapter_mr.c): its gold facts as a memory in tmp (with
+    memory_args, e.g. --memshards), the text before its first read point as
+    the prompt, and `memllm generate --memory`'s answer (40 tokens, greedy)
+    in one process. Returns (memory dir, prompt, answer)."""
+    with open(os.path.join(os.environ["MEMLLM_DATA"], "redocred", "dev_revised.json")) as f:
+        doc = json.load(f)[33]
+    doc_file, mem = os.path.join(tmp, "doc33.json"), os.path.join(tmp, "gold")
+    with open(doc_file, "w") as f:
+        json.dump([doc], f)
+    run("memory", "import-docred", doc_file, "--memory", mem, *memory_args)
+    run("data", "mr", doc_file, "--memory", mem, "--out", os.path.join(tmp, "mr.jsonl"))
+    with open(os.path.join(tmp, "mr.jsonl")) as f:
+        prompt = json.loads(f.readline())["segments"][0]["text"]
+    with open(os.path.join(tmp, "req.jsonl"), "w") as f:
+        f.write(json.dumps({"prompt": prompt, "max_tokens": 40, "greedy": True}) + "\n")
+    run("generate", "--model", MODEL, "--adapter", f"mr={MR}", "--memory", mem, "--input",
+        os.path.join(tmp, "req.jsonl"), "--output", os.path.join(tmp, "want.jsonl"), *THREADS)
+    with open(os.path.join(tmp, "want.jsonl")) as f:
+        return mem, prompt, json.loads(f.readline())
+
+
 def test_memory():
     with tempfile.TemporaryDirectory(prefix="memllm-serve-mem-") as tmp:
-        # Re-DocRED dev document 33, held out of the adapters' training (as
-        # tests/test_adapter_mr.c): its gold facts as the memory, and the
-        # text before its first read point as the prompt.
-        with open(os.path.join(os.environ["MEMLLM_DATA"], "redocred", "dev_revised.json")) as f:
-            doc = json.load(f)[33]
-        doc_file, mem = os.path.join(tmp, "doc33.json"), os.path.join(tmp, "gold")
-        with open(doc_file, "w") as f:
-            json.dump([doc], f)
-        run("memory", "import-docred", doc_file, "--memory", mem)
-        run("data", "mr", doc_file, "--memory", mem, "--out", os.path.join(tmp, "mr.jsonl"))
-        with open(os.path.join(tmp, "mr.jsonl")) as f:
-            prompt = json.loads(f.readline())["segments"][0]["text"]
-        with open(os.path.join(tmp, "req.jsonl"), "w") as f:
-            f.write(json.dumps({"prompt": prompt, "max_tokens": 40, "greedy": True}) + "\n")
-        run("generate", "--model", MODEL, "--adapter", f"mr={MR}", "--memory", mem, "--input",
-            os.path.join(tmp, "req.jsonl"), "--output", os.path.join(tmp, "want.jsonl"), *THREADS)
-        with open(os.path.join(tmp, "want.jsonl")) as f:
-            want = json.loads(f.readline())
-
+        mem, prompt, want = memory_case(tmp)
         s = Server("--adapter", f"mr={MR}", "--memory", mem)
         try:
             r = s.client.completions.create(model="mr", prompt=prompt, max_tokens=40,
