@@ -13,6 +13,12 @@ static void run(struct mm_shard *sh, const Memllm__Request *req, Memllm__Respons
                 struct mm_arena *ar, struct shard_status *st)
 {
     int rc = -1;
+    /* A restore whose reopen failed (a full disk) leaves no database. */
+    if (!sh->db && req->command_case != MEMLLM__REQUEST__COMMAND_SHUTDOWN) {
+        shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE,
+                   "%s: the database is not open (a restore could not reopen it)", sh->dir);
+        return;
+    }
     if (req->command_case != MEMLLM__REQUEST__COMMAND_HELLO && !sh->configured &&
         req->command_case != MEMLLM__REQUEST__COMMAND_SHUTDOWN) {
         shard_fail(st, MEMLLM__STATUS__STATUS_NOT_CONFIGURED,
