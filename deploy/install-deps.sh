@@ -4,7 +4,8 @@
 #
 #   deploy/install-deps.sh           build + test + run dependencies
 #   deploy/install-deps.sh --tools   also the Python stack of tools/ (torch,
-#                                    transformers, peft, llama-cpp-python),
+#                                    transformers, peft, llama-cpp-python
+#                                    with its server's extras, matplotlib),
 #                                    needed only to remake reference fixtures,
 #                                    and llama.cpp's llama-bench in .peer/, the
 #                                    peer of bench/compare_llamacpp.py
@@ -63,9 +64,10 @@ if ! python3 -c 'import openai' 2>/dev/null; then
 fi
 
 if [ "$want_tools" -eq 1 ]; then
-  echo "[install-deps] Python tools: numpy safetensors tokenizers gguf torch transformers peft sentence-transformers" >&2
+  echo "[install-deps] Python tools: numpy safetensors tokenizers gguf torch transformers peft sentence-transformers matplotlib, llama_cpp.server's extras" >&2
   "${pip_cmd[@]}" numpy safetensors tokenizers gguf torch transformers peft \
-    sentence-transformers
+    sentence-transformers matplotlib fastapi uvicorn sse-starlette starlette-context \
+    pydantic-settings
   # llama.cpp's own llama-bench (bench/compare_llamacpp.py), from the
   # llama.cpp vendored in llama-cpp-python's sdist.
   peer=$(dirname "$0")/build-llamacpp-peer.sh
