@@ -35,19 +35,32 @@ static int rocks_failed(char *rerr, struct shard_status *st, const char *what)
 
 static int open_db(struct mm_shard *sh, struct shard_status *st)
 {
-    if (shard_check_space(sh, st) != 0 || shard_upgrade(sh, st) != 0) return -1;
+    /* A new database handle: its files have seen no error. */
+    sh->faulted = 0;
+    int read_only = shard_check_space(sh) != 0;
+    if (!read_only && shard_upgrade(sh, st) != 0) return -1;
     const rocksdb_options_t *cf_opts[CF_COUNT];
     for (int i = 0; i < CF_COUNT; i++)
         cf_opts[i] = i == CF_TRIPLES ? sh->triple_options : sh->options;
     char *rerr = NULL;
-    sh->db = rocksdb_open_column_families(sh->options, sh->dir, CF_COUNT, cf_names, cf_opts, sh->cf,
-                                          &rerr);
+    /* Read-only, RocksDB replays the write-ahead log in memory and creates
+     * no file. */
+    sh->db = read_only ? rocksdb_open_for_read_only_column_families(
+                             sh->options, sh->dir, CF_COUNT, cf_names, cf_opts, sh->cf, 0, &rerr)
+                       : rocksdb_open_column_families(sh->options, sh->dir, CF_COUNT, cf_names,
+                                                      cf_opts, sh->cf, &rerr);
+    if (rerr && read_only) {
+        /* No database to read (a new shard): the full disk is the error. */
+        shard_fail(st, sh->fault_code, "%s: %s: cannot create the shard (%s)", sh->dir,
+                   sh->fault_cause, sh->fault_detail.msg);
+        rocksdb_free(rerr);
+        sh->db = NULL;
+        return -1;
+    }
     if (rerr) {
         sh->db = NULL;
         return rocks_failed(rerr, st, sh->dir);
     }
-    /* A new database handle: its files have seen no error. */
-    sh->faulted = 0;
     return 0;
 }
 

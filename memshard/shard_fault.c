@@ -7,9 +7,11 @@
  * append, the info LOG after a failed line. So once a write, flush or
  * checkpoint of a shard's database failed, the shard issues no more writes
  * to it (reads go on) until the memory is opened again; closing is safe,
- * as a database with its write-ahead log on flushes nothing at close. A
- * shard also does not open on a disk with almost no room, where RocksDB's
- * own LOG header would be such a failed write. */
+ * as a database with its write-ahead log on flushes nothing at close. On
+ * a disk with almost no room, where opening would write RocksDB's LOG
+ * header and such a failed write would follow, a shard opens its database
+ * for reading only (RocksDB then writes nothing) and refuses writes the
+ * same way. */
 #include "shard_internal.h"
 
 #include <errno.h>
@@ -18,7 +20,7 @@
 #include <sys/statvfs.h>
 
 /* Opening writes the LOG header, an OPTIONS file and, when it recovers a
- * write-ahead log, a table: below this, a shard refuses to open. */
+ * write-ahead log, a table: below this, a shard opens for reading only. */
 #define SHARD_MIN_FREE_BYTES (1u << 20)
 
 static const struct {
@@ -44,25 +46,25 @@ int shard_storage_error(struct mm_shard *sh, char *rerr, const char *what, struc
             break;
         }
     shard_fail(st, code, "%s: %s: %s: %s", sh->dir, cause, what, rerr);
-    rocksdb_free(rerr);
     if (!sh->faulted) {
         sh->faulted = 1;
         sh->fault_code = code;
-        sh->fault = st->err;
+        sh->fault_cause = cause;
+        sh->fault_why = "after a failed write, until the memory is opened again";
+        mm_err_set(&sh->fault_detail, "%s: %s", what, rerr);
     }
+    rocksdb_free(rerr);
     return -1;
 }
 
 int shard_check_writable(struct mm_shard *sh, const char *what, struct shard_status *st)
 {
     if (!sh->faulted) return 0;
-    return shard_fail(st, sh->fault_code,
-                      "%s: %s refused: the shard takes no writes after a failed one until the "
-                      "memory is opened again (%s)",
-                      sh->dir, what, sh->fault.msg);
+    return shard_fail(st, sh->fault_code, "%s: %s: %s refused %s (%s)", sh->dir, sh->fault_cause,
+                      what, sh->fault_why, sh->fault_detail.msg);
 }
 
-int shard_check_space(const struct mm_shard *sh, struct shard_status *st)
+int shard_check_space(struct mm_shard *sh)
 {
     /* The shard's directory, or the memory's one above it before the
      * database is created. */
@@ -81,8 +83,11 @@ int shard_check_space(const struct mm_shard *sh, struct shard_status *st)
     if (rc != 0) return 0;
     unsigned long long avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
     if (avail >= SHARD_MIN_FREE_BYTES) return 0;
-    return shard_fail(st, MEMLLM__STATUS__STATUS_NO_SPACE,
-                      "%s: no space left on device: %llu KiB free on %s, and a shard needs %u "
-                      "KiB to open",
-                      sh->dir, avail >> 10, path, SHARD_MIN_FREE_BYTES >> 10);
+    sh->faulted = 1;
+    sh->fault_code = MEMLLM__STATUS__STATUS_NO_SPACE;
+    sh->fault_cause = "no space left on device";
+    sh->fault_why = "as the shard is open for reading only";
+    mm_err_set(&sh->fault_detail, "%llu KiB free on %s; a shard needs %u KiB to write", avail >> 10,
+               path, SHARD_MIN_FREE_BYTES >> 10);
+    return -1;
 }

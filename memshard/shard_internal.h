@@ -63,11 +63,14 @@ struct mm_shard {
      * collides). */
     struct id_map entity_ids, relation_ids;
 
-    /* A write to the database failed (shard_fault.c): no more writes until
-     * it is opened again. fault is the first failure's message. */
+    /* A write to the database failed, or it is open for reading only
+     * (shard_fault.c): no more writes until it is opened again. The cause
+     * ("no space left on device"), why writes are refused, and the first
+     * failure's details. */
     int faulted;
     Memllm__Status fault_code;
-    struct mm_err fault;
+    const char *fault_cause, *fault_why;
+    struct mm_err fault_detail;
 };
 
 /* A handler's outcome: status and, when not OK, the message in err. */
@@ -123,11 +126,12 @@ int shard_put_message(rocksdb_writebatch_wi_t *batch, struct mm_shard *sh, int c
 /* Storage faults (shard_fault.c). shard_storage_error reports a failed
  * RocksDB write, flush or checkpoint (`what`), naming the directory and the
  * cause, frees rerr and latches the shard; shard_check_writable refuses a
- * write (`what`) once latched; shard_check_space refuses to open a database
- * on a disk with almost no room. Each returns 0 or -1. */
+ * write (`what`) once latched; shard_check_space, before opening, latches
+ * the shard when its disk has almost no room and returns -1: the database
+ * is then opened for reading only. Each returns 0 or -1. */
 int shard_storage_error(struct mm_shard *sh, char *rerr, const char *what, struct shard_status *st);
 int shard_check_writable(struct mm_shard *sh, const char *what, struct shard_status *st);
-int shard_check_space(const struct mm_shard *sh, struct shard_status *st);
+int shard_check_space(struct mm_shard *sh);
 
 /* Loads the vector indexes from the names and relations families. */
 int shard_load_indexes(struct mm_shard *sh, struct shard_status *st);
