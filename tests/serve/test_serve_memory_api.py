@@ -20,13 +20,15 @@ through the real binary on a random loopback port (urllib):
           it (annotate.done, as `memllm annotate` resumes); posted again,
           every document is skipped.
   readfail  a memory read that fails (MEMLLM_TEST_FAIL_QUERIES_WITH makes the
-          memory client fail the query) fails only its request (500 JSON),
-          while a concurrent request completes and the server goes on serving.
+          memory client fail the query) fails only its request (500 JSON, or
+          an error event when streamed), while a concurrent request completes
+          and the server goes on serving.
 
     test_serve_memory_api.py memapi|annotate|readfail
 Environment: as test_serve.py.
 """
 import collections
+import http.client
 import json
 import os
 import re
@@ -393,6 +395,18 @@ def test_readfail():
             check(st == 500 and b["error"]["type"] == "server_error"
                   and "injected failure" in b["error"]["message"],
                   f"the failing read's request: {st} {b}")
+            # Streamed, the failure is the stream's error event.
+            conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=120)
+            conn.request("POST", "/v1/completions",
+                         json.dumps({"model": "mr", "prompt": prompt, "max_tokens": 40,
+                                     "temperature": 0, "memory": True, "stream": True}),
+                         {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            events = resp.read().decode()
+            conn.close()
+            cl.tally[("/v1/completions", str(resp.status))] += 1
+            check(resp.status == 200 and '"error"' in events and "injected failure" in events,
+                  f"the streamed failing read: {resp.status} {events[:300]!r}")
             t.join(timeout=120)
             st2, b2 = other.get("r", (None, None))
             check(st2 == 200 and b2["usage"]["completion_tokens"] == 48,
