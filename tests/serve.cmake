@@ -9,7 +9,8 @@
 # the service on 1 + 2 + 2 MPI ranks (tests/serve/test_serve_mpi.py: the
 # one-process texts and read trace, SIGTERM drains every rank). Labels
 # "load" and "mpi", not "model": OpenBLAS's core type changes nothing they
-# check.
+# check. test_serve_full_disk: the memory on a full 3 MB tmpfs (root;
+# skipped otherwise): writes 507, reads answer, nothing acknowledged lost.
 memllm_test(test_serve_request SOURCES test_serve_request.c LIBS mm_serve)
 memllm_test(test_serve_chat_template SOURCES test_serve_chat_template.c LIBS mm_serve)
 if(TARGET memllm)
@@ -30,6 +31,10 @@ if(TARGET memllm)
   add_test(NAME test_serve_mpi COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_mpi.py)
   set_tests_properties(test_serve_mpi PROPERTIES LABELS mpi TIMEOUT 300 SKIP_RETURN_CODE 77
     ENVIRONMENT "OMP_WAIT_POLICY=passive;MEMLLM_MPIRUN=${MPIEXEC_EXECUTABLE};MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
+  add_test(NAME test_serve_full_disk
+    COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_full_disk.py)
+  set_tests_properties(test_serve_full_disk PROPERTIES LABELS io TIMEOUT 300 SKIP_RETURN_CODE 77
+    ENVIRONMENT "OMP_WAIT_POLICY=passive;MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
   add_test(NAME test_serve_load COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_load.py)
   set_tests_properties(test_serve_load PROPERTIES LABELS load TIMEOUT 300 ENVIRONMENT
     "OMP_WAIT_POLICY=passive;MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")

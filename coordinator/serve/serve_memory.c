@@ -52,7 +52,8 @@ struct op {
     struct serve_memory_edits edits;
     const char *name; /* an entity's name; an undo's batch id */
     json_t *result;
-    int status; /* of a failure the operation itself decides (else 500) */
+    int status;                         /* of a failure the operation itself decides (else 500) */
+    int (*fn)(void *, struct mm_err *); /* the operation */
     char id[EDIT_BATCH_ID_MAX];
 };
 
@@ -206,21 +207,50 @@ static int run_undo(void *arg, struct mm_err *err)
     return 0;
 }
 
+/* Runs the operation on the engine thread and, when a shard's storage made
+ * it fail, says so in the status, asked right there (the next operation
+ * may change the answer): a full disk is 507 (the client may retry after
+ * space is freed), a failed file system 503. Reads still answer either way;
+ * that shard refuses writes until the memory is opened again. */
+static int run_op(void *arg, struct mm_err *err)
+{
+    struct op *o = arg;
+    int rc = o->fn(o, err);
+    if (rc && !o->status) {
+        enum mm_memory_fault f = mm_memory_fault(o->h->c.memory);
+        o->status = f == MM_FAULT_NO_SPACE ? 507 : f == MM_FAULT_IO ? 503 : 0;
+    }
+    return rc;
+}
+
+static const char *error_type(int status)
+{
+    switch (status) {
+    case 404:
+        return "not_found_error";
+    case 409:
+        return "invalid_request_error";
+    case 507:
+        return "insufficient_storage_error";
+    case 503:
+        return "service_unavailable_error";
+    default:
+        return "server_error";
+    }
+}
+
 /* --- the HTTP side -------------------------------------------------------------------------- */
 
 static enum MHD_Result run(struct serve_http *h, struct MHD_Connection *c, struct op *o,
                            int (*fn)(void *, struct mm_err *))
 {
-    struct serve_memop m = {.run = fn, .arg = o};
+    o->fn = fn;
+    struct serve_memop m = {.run = run_op, .arg = o};
     enum MHD_Result rc;
     if (serve_queue_memop(h->c.q, &m))
         rc = serve_fail(c, 503, "server_error", m.err.msg);
     else if (m.rc)
-        rc = serve_fail(c, o->status ? o->status : 500,
-                        o->status == 404   ? "not_found_error"
-                        : o->status == 409 ? "invalid_request_error"
-                                           : "server_error",
-                        m.err.msg);
+        rc = serve_fail(c, o->status ? o->status : 500, error_type(o->status), m.err.msg);
     else
         rc = serve_send_json(c, MHD_HTTP_OK, o->result, NULL);
     if (m.rc) json_decref(o->result);
