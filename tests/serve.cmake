@@ -11,6 +11,7 @@
 # "load" and "mpi", not "model": OpenBLAS's core type changes nothing they
 # check. test_serve_full_disk: the memory on a full 3 MB tmpfs (root;
 # skipped otherwise): writes 507, reads answer, nothing acknowledged lost.
+# test_serve_tls: HTTPS with a certificate made by openssl for the test.
 memllm_test(test_serve_request SOURCES test_serve_request.c LIBS mm_serve)
 memllm_test(test_serve_chat_template SOURCES test_serve_chat_template.c LIBS mm_serve)
 if(TARGET memllm)
@@ -34,6 +35,9 @@ if(TARGET memllm)
   add_test(NAME test_serve_full_disk
     COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_full_disk.py)
   set_tests_properties(test_serve_full_disk PROPERTIES LABELS io TIMEOUT 300 SKIP_RETURN_CODE 77
+    ENVIRONMENT "OMP_WAIT_POLICY=passive;MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
+  add_test(NAME test_serve_tls COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_tls.py)
+  set_tests_properties(test_serve_tls PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77
     ENVIRONMENT "OMP_WAIT_POLICY=passive;MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
   add_test(NAME test_serve_load COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_load.py)
   set_tests_properties(test_serve_load PROPERTIES LABELS load TIMEOUT 300 ENVIRONMENT

@@ -44,6 +44,9 @@ static void usage(FILE *out)
             "                       \"KEY read-only|read-write\" (alone: read-write); every\n"
             "                       /v1/ request and /metrics must carry one (401\n"
             "                       otherwise), memory writes a read-write one (403)\n"
+            "  --tls-cert FILE, --tls-key FILE\n"
+            "                       serve HTTPS with this PEM certificate (chain) and its\n"
+            "                       private key (default: plain HTTP)\n"
             "  --batch N            sequences decoded together (default 8)\n"
             "  --max-queue N        requests waiting for a sequence slot; beyond, 429\n"
             "                       (default 64)\n"
@@ -163,6 +166,12 @@ static int parse_args(int argc, char **argv, struct serve_cli *o)
         } else if ((r = cli_opt(argc, argv, &i, "--api-keys", &v))) {
             if (r < 0) return -1;
             o->keys_file = v;
+        } else if ((r = cli_opt(argc, argv, &i, "--tls-cert", &v))) {
+            if (r < 0) return -1;
+            o->s.tls_cert = v;
+        } else if ((r = cli_opt(argc, argv, &i, "--tls-key", &v))) {
+            if (r < 0) return -1;
+            o->s.tls_key = v;
         } else if ((r = cli_opt(argc, argv, &i, "--batch", &v))) {
             if (r < 0 || cli_int("--batch", v, 1, 4096, &o->model.engine.n_slots)) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--max-queue", &v))) {
@@ -194,6 +203,10 @@ static int parse_args(int argc, char **argv, struct serve_cli *o)
                 "memllm serve: --host %s: without --api-keys memllm serve listens on loopback "
                 "only (127.0.0.1)\n",
                 o->s.host);
+        return -1;
+    }
+    if (!o->s.tls_cert != !o->s.tls_key) {
+        fprintf(stderr, "memllm serve: HTTPS needs both --tls-cert FILE and --tls-key FILE\n");
         return -1;
     }
     if (o->s.default_max_tokens > o->s.max_tokens) o->s.default_max_tokens = o->s.max_tokens;

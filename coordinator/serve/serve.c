@@ -118,12 +118,14 @@ int serve_run(struct engine *e, struct mm_memory *m, const struct serve_options 
          * without an HTTP answer (the client sees a reset), so the limit is
          * set well above the queue; a thread each, and a file descriptor. */
         .max_connections = 2 * (e->n_slots + o->max_queue) + 512,
+        .tls_cert = o->tls_cert,
+        .tls_key = o->tls_key,
     };
     int rc = -1;
     struct signals sig = {.q = &q};
     if (!(sig.http = serve_http_start(&hc, o->host, o->port, err))) goto out;
-    printf("memllm serve: listening on http://%s:%d%s\n", o->host, serve_http_port(sig.http),
-           o->n_keys ? "" : " (loopback only: no --api-keys)");
+    printf("memllm serve: listening on %s://%s:%d%s\n", o->tls_cert ? "https" : "http", o->host,
+           serve_http_port(sig.http), o->n_keys ? "" : " (loopback only: no --api-keys)");
     fflush(stdout);
     if (pthread_create(&sig.thread, NULL, signal_thread, &sig)) {
         mm_err_set(err, "serve: cannot start the signal thread");

@@ -21,10 +21,11 @@ struct serve_options {
     const char *model_path;
     const char *model_name; /* the base model in the API */
     size_t max_body;
-    int max_tokens;         /* the most a request may ask for */
-    int default_max_tokens; /* when it does not say */
-    int max_queue;          /* requests waiting for a slot */
-    int drain_seconds;      /* how long SIGTERM waits for answers to be sent */
+    int max_tokens;                 /* the most a request may ask for */
+    int default_max_tokens;         /* when it does not say */
+    int max_queue;                  /* requests waiting for a slot */
+    int drain_seconds;              /* how long SIGTERM waits for answers to be sent */
+    const char *tls_cert, *tls_key; /* PEM files for HTTPS; NULL: HTTP */
     struct mm_query_options q;
 };
 

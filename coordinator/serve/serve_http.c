@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -265,6 +266,60 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+/* The whole of a PEM file, NUL-terminated; NULL with err set. */
+static char *read_pem(const char *option, const char *path, struct mm_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        mm_err_set(err, "%s %s: %s", option, path, strerror(errno));
+        return NULL;
+    }
+    char *text = NULL;
+    size_t len = 0, cap = 0, n;
+    char buf[4096];
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+        if (len + n + 1 > cap) {
+            cap = 2 * (len + n + 1);
+            char *grown = cap <= (1 << 20) ? realloc(text, cap) : NULL;
+            if (!grown) {
+                mm_err_set(err, "%s %s: larger than 1 MB, not a PEM file", option, path);
+                free(text);
+                fclose(f);
+                return NULL;
+            }
+            text = grown;
+        }
+        memcpy(text + len, buf, n);
+        len += n;
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (failed || !text || !strstr(text, "-----BEGIN ")) {
+        mm_err_set(err, "%s %s: %s", option, path,
+                   failed ? "read error" : "not a PEM file (no -----BEGIN line)");
+        free(text);
+        return NULL;
+    }
+    text[len] = '\0';
+    return text;
+}
+
+static int load_tls(struct serve_http *h, const struct serve_http_config *c, struct mm_err *err)
+{
+    if (!c->tls_cert || !c->tls_key) {
+        mm_err_set(err, "HTTPS needs both --tls-cert and --tls-key");
+        return -1;
+    }
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        mm_err_set(err, "--tls-cert: this libmicrohttpd was built without TLS");
+        return -1;
+    }
+    if (!(h->tls_cert = read_pem("--tls-cert", c->tls_cert, err)) ||
+        !(h->tls_key = read_pem("--tls-key", c->tls_key, err)))
+        return -1;
+    return 0;
+}
+
 struct serve_http *serve_http_start(const struct serve_http_config *c, const char *host, int port,
                                     struct mm_err *err)
 {
@@ -286,14 +341,28 @@ struct serve_http *serve_http_start(const struct serve_http_config *c, const cha
      * for the engine. ITC lets serve_http_quiesce stop the listening. */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    h->d =
-        MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR,
-                         (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
-                         (unsigned)c->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                         MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_END);
+    /* HTTPS: the PEM texts are handed to the daemon as options (they end
+     * the option list when absent). */
+    struct MHD_OptionItem tls[] = {
+        {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
+    if (c->tls_cert || c->tls_key) {
+        if (load_tls(h, c, err)) {
+            serve_http_stop(h);
+            return NULL;
+        }
+        flags |= MHD_USE_TLS;
+        tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
+        tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
+    }
+    h->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)c->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
+                            MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!h->d) {
-        mm_err_set(err, "cannot listen on %s:%d (in use, or not an address of this machine?)", host,
-                   port);
+        mm_err_set(err, "cannot listen on %s:%d (in use, or not an address of this machine?%s)",
+                   host, port,
+                   h->tls_cert ? " or --tls-cert/--tls-key not a certificate and its key" : "");
         serve_http_stop(h);
         return NULL;
     }
@@ -330,6 +399,8 @@ void serve_http_stop(struct serve_http *h)
 {
     if (!h) return;
     if (h->d) MHD_stop_daemon(h->d);
+    free(h->tls_cert);
+    free(h->tls_key);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->idle);
     free(h);

@@ -55,6 +55,9 @@ struct serve_http_config {
     int max_tokens;         /* the most a request may ask for */
     int default_max_tokens; /* when it does not say */
     int max_connections;
+    /* HTTPS: PEM files of the certificate (chain) and its private key; both
+     * NULL: plain HTTP. */
+    const char *tls_cert, *tls_key;
 };
 
 struct serve_http;

@@ -63,15 +63,15 @@ class Server:
         cmd = [*launcher, BIN, "serve", "--model", MODEL, "--port", "0", *THREADS, *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
-        m = re.match(r"memllm serve: listening on http://127\.0\.0\.1:(\d+)", line)
+        m = re.match(r"memllm serve: listening on (https?)://127\.0\.0\.1:(\d+)", line)
         if not m:
             self.proc.kill()
             self.log.seek(0)
             sys.exit(f"memllm serve did not start: stdout {line!r}, stderr {self.log.read()}")
         if "--api-keys" not in args:
             check("loopback only" in line, f"no word of loopback only in {line!r}")
-        self.port = int(m.group(1))
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = int(m.group(2))
+        self.url = f"{m.group(1)}://127.0.0.1:{self.port}"
         self.client = openai.OpenAI(base_url=self.url + "/v1", api_key="none",
                                     max_retries=0, timeout=120)
 
