@@ -14,32 +14,34 @@
 # test_serve_tls: HTTPS with a certificate made by openssl for the test.
 memllm_test(test_serve_request SOURCES test_serve_request.c LIBS mm_serve)
 memllm_test(test_serve_chat_template SOURCES test_serve_chat_template.c LIBS mm_serve)
+# serve_script_test(NAME SCRIPT [ARGS ...] [LABEL L] [TIMEOUT S]): a test
+# script of tests/serve/ run by python3 against this build's memllm, the
+# models, the data and the adapters (exit 77: skipped, saying why).
+function(serve_script_test name script)
+  cmake_parse_arguments(T "" "LABEL;TIMEOUT" "ARGS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  add_test(NAME ${name} COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/${script} ${T_ARGS})
+  set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} SKIP_RETURN_CODE 77 ENVIRONMENT
+    "OMP_WAIT_POLICY=passive;MEMLLM_MPIRUN=${MPIEXEC_EXECUTABLE};MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
+  if(T_LABEL)
+    set_tests_properties(${name} PROPERTIES LABELS ${T_LABEL})
+  endif()
+endfunction()
+
 if(TARGET memllm)
   foreach(part api memory limits)
-    add_test(NAME test_serve_${part}
-      COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve.py ${part})
-    set_tests_properties(test_serve_${part} PROPERTIES LABELS model TIMEOUT 300 ENVIRONMENT
-      "OMP_WAIT_POLICY=passive;MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
+    serve_script_test(test_serve_${part} test_serve.py ARGS ${part} LABEL model)
   endforeach()
   # annotate: about 45 s, near 300 s under the sanitizers (three model
   # loads and the write loop twice), hence its cap.
   foreach(part memapi annotate readfail)
-    add_test(NAME test_serve_${part}
-      COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_memory_api.py ${part})
-    set_tests_properties(test_serve_${part} PROPERTIES LABELS model TIMEOUT 600 ENVIRONMENT
-      "OMP_WAIT_POLICY=passive;MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
+    serve_script_test(test_serve_${part} test_serve_memory_api.py ARGS ${part} LABEL model
+                      TIMEOUT 600)
   endforeach()
-  add_test(NAME test_serve_mpi COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_mpi.py)
-  set_tests_properties(test_serve_mpi PROPERTIES LABELS mpi TIMEOUT 300 SKIP_RETURN_CODE 77
-    ENVIRONMENT "OMP_WAIT_POLICY=passive;MEMLLM_MPIRUN=${MPIEXEC_EXECUTABLE};MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
-  add_test(NAME test_serve_full_disk
-    COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_full_disk.py)
-  set_tests_properties(test_serve_full_disk PROPERTIES LABELS io TIMEOUT 300 SKIP_RETURN_CODE 77
-    ENVIRONMENT "OMP_WAIT_POLICY=passive;MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
-  add_test(NAME test_serve_tls COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_tls.py)
-  set_tests_properties(test_serve_tls PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77
-    ENVIRONMENT "OMP_WAIT_POLICY=passive;MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
-  add_test(NAME test_serve_load COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_load.py)
-  set_tests_properties(test_serve_load PROPERTIES LABELS load TIMEOUT 300 ENVIRONMENT
-    "OMP_WAIT_POLICY=passive;MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
+  serve_script_test(test_serve_mpi test_serve_mpi.py LABEL mpi)
+  serve_script_test(test_serve_full_disk test_serve_full_disk.py LABEL io)
+  serve_script_test(test_serve_tls test_serve_tls.py)
+  serve_script_test(test_serve_load test_serve_load.py LABEL load)
 endif()
