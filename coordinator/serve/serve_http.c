@@ -12,6 +12,7 @@
 
 #include "serve_http_internal.h"
 #include "serve_memory.h"
+#include "serve_ui.h"
 
 int serve_client_gone(int fd)
 {
@@ -152,6 +153,20 @@ static enum MHD_Result models(struct serve_http *h, struct MHD_Connection *c)
                            NULL);
 }
 
+/* The page: static, so it needs no key (what it shows comes from the API,
+ * with the key typed into it). */
+static enum MHD_Result ui(struct MHD_Connection *c)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        serve_ui_html_len, (void *)serve_ui_html, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
 /* --- the connection's life ---------------------------------------------------------------- */
 
 static enum MHD_Result route(struct serve_http *h, struct MHD_Connection *c, struct conn *cn,
@@ -161,6 +176,10 @@ static enum MHD_Result route(struct serve_http *h, struct MHD_Connection *c, str
     if (!strcmp(url, "/health")) {
         if (!get) return serve_fail(c, 405, "invalid_request_error", "/health takes GET");
         return health(h, c);
+    }
+    if (!strcmp(url, "/ui")) {
+        if (!get) return serve_fail(c, 405, "invalid_request_error", "/ui takes GET");
+        return ui(c);
     }
     int is_models = !strcmp(url, "/v1/models"), is_metrics = !strcmp(url, "/metrics");
     int memory_writes = serve_memory_route_writes(url, method);

@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,6 +136,30 @@ PROMPTS = ["The capital of France is", "Once upon a time, in a small village,",
            "def fibonacci(n):", "The three primary colours are"]
 
 
+def check_ui(s):
+    """GET /ui: the page, HTML, calling routes the service has; its script
+    parses (node --check, where node is installed)."""
+    st, hdrs, page = call(s.url + "/ui")
+    page = page.decode() if isinstance(page, bytes) else page
+    check(st == 200 and hdrs.get("Content-Type", "").startswith("text/html"),
+          f"GET /ui: {st} {hdrs.get('Content-Type')}")
+    for route in ("/v1/models", "/v1/chat/completions", "/v1/memory/query"):
+        check(f'"{route}"' in page, f"the page does not call {route}")
+    st, _, _ = call(s.url + "/ui", body={}, method="POST")
+    check(st == 405, f"POST /ui: {st}")
+    script = re.search(r"<script>(.*)</script>", page, re.S)
+    check(script is not None, "no script in the page")
+    node = shutil.which("node")
+    if script and node:
+        with tempfile.NamedTemporaryFile("w", suffix=".js") as f:
+            f.write(script.group(1))
+            f.flush()
+            r = subprocess.run([node, "--check", f.name], capture_output=True, text=True)
+        check(r.returncode == 0, f"the page's script does not parse: {r.stderr}")
+    elif script:
+        print("test_serve.py: no node here: the page's script is not parsed")
+
+
 def test_api():
     s = Server("--adapter", f"mr={MR}", "--context", "512", "--max-body", "4096",
                "--max-tokens", "200")
@@ -144,6 +169,7 @@ def test_api():
         check(ids == [BASE, "mr"], f"/v1/models lists {ids}")
         status, _, body = call(s.url + "/health")
         check(status == 200 and body.get("status") == "ok", f"/health: {status} {body}")
+        check_ui(s)
 
         # Greedy completions: the same text as memllm generate, base and adapter.
         alone = {}
@@ -368,6 +394,8 @@ def test_limits():
             check_error(st, b, 401, "API key", "/v1/models without a key")
             st, _, b = call(s.url + "/health")
             check(st == 200, f"/health needs no key: {st}")
+            st, _, b = call(s.url + "/ui")
+            check(st == 200, f"/ui needs no key: {st}")
             r = openai.OpenAI(base_url=s.url + "/v1", api_key="sk-test-one",
                               max_retries=0).completions.create(model=BASE, prompt="Hello",
                                                                 max_tokens=4, temperature=0)
