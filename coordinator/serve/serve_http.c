@@ -313,13 +313,13 @@ static char *read_pem(const char *option, const char *path, struct mm_err *err)
     }
     int failed = ferror(f);
     fclose(f);
+    if (text) text[len] = '\0';
     if (failed || !text || !strstr(text, "-----BEGIN ")) {
         mm_err_set(err, "%s %s: %s", option, path,
                    failed ? "read error" : "not a PEM file (no -----BEGIN line)");
         free(text);
         return NULL;
     }
-    text[len] = '\0';
     return text;
 }
 
