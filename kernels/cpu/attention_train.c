@@ -25,7 +25,7 @@
 
 #include "internal.h"
 
-#define KB 16
+#define KB K_SUM_LANES
 
 /* The rows of a head's transposed K or V: n rounded up to whole blocks,
  * and one block more, so that rows are not a power of two apart (in L1,
@@ -86,20 +86,12 @@ static inline void block_scores(float *restrict s, const float *restrict q,
         s[l] = acc[l];
 }
 
-/* A lane's max or sum over the lanes, pairwise in a fixed order. */
+/* The lanes' max, pairwise in a fixed order (k_sum_lanes' tree). */
 static inline float lanes_max(float *lane)
 {
     for (int w = KB / 2; w > 0; w /= 2)
         for (int l = 0; l < w; l++)
             lane[l] = lane[l + w] > lane[l] ? lane[l + w] : lane[l];
-    return lane[0];
-}
-
-static inline float lanes_sum(float *lane)
-{
-    for (int w = KB / 2; w > 0; w /= 2)
-        for (int l = 0; l < w; l++)
-            lane[l] += lane[l + w];
     return lane[0];
 }
 
@@ -126,7 +118,7 @@ static void forward_row(float *restrict ot, float *lse, const float *restrict qt
             s[b + l] = k_exp_lane(s[b + l] - m);
             sum[l] += s[b + l];
         }
-    float total = lanes_sum(sum), inv = 1.0f / total;
+    float total = k_sum_lanes(sum), inv = 1.0f / total;
     float acc[K_MAX_HEAD_DIM];
     for (int i = 0; i < head_dim; i++)
         acc[i] = 0.0f;
