@@ -54,7 +54,9 @@ static void usage(FILE *out)
             "  --max-tokens N       largest max_tokens a request may ask (default 4096)\n"
             "  --default-max-tokens N  when a request gives none (default 256)\n"
             "  --drain-seconds N    how long SIGTERM waits for the last answers to be sent\n"
-            "                       (default 60)\n");
+            "                       (default 60)\n"
+            "  --health-timeout N   seconds GET /health waits for every stage and shard to\n"
+            "                       answer its probe before it answers 503 (default 10)\n");
 }
 
 /* One line of the keys file: "KEY" or "KEY ROLE", ROLE read-only or
@@ -150,6 +152,7 @@ static int parse_args(int argc, char **argv, struct serve_cli *o)
     o->s.max_tokens = 4096;
     o->s.default_max_tokens = 256;
     o->s.drain_seconds = 60;
+    o->s.health_timeout = 10;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r, body;
@@ -186,6 +189,8 @@ static int parse_args(int argc, char **argv, struct serve_cli *o)
                 return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--drain-seconds", &v))) {
             if (r < 0 || cli_int("--drain-seconds", v, 0, 86400, &o->s.drain_seconds)) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--health-timeout", &v))) {
+            if (r < 0 || cli_int("--health-timeout", v, 1, 3600, &o->s.health_timeout)) return -1;
         } else {
             fprintf(stderr, "memllm serve: unknown option '%s' (see --help)\n", argv[i]);
             return -1;

@@ -37,6 +37,35 @@ void client_free_responses(struct mm_memory *m, Memllm__Response **resp)
     }
 }
 
+/* Counts a request to shard j by what it does (mm_memory_shard_requests). */
+static void count_request(struct mm_memory *m, uint32_t j, const Memllm__Request *r)
+{
+    switch (r->command_case) {
+    case MEMLLM__REQUEST__COMMAND_WRITE:
+    case MEMLLM__REQUEST__COMMAND_DELETE:
+    case MEMLLM__REQUEST__COMMAND_RESTORE:
+        atomic_fetch_add_explicit(&m->shard_writes[j], 1, memory_order_relaxed);
+        break;
+    case MEMLLM__REQUEST__COMMAND_SEARCH:
+    case MEMLLM__REQUEST__COMMAND_QUERY:
+    case MEMLLM__REQUEST__COMMAND_GET_ENTITY:
+    case MEMLLM__REQUEST__COMMAND_SCAN:
+    case MEMLLM__REQUEST__COMMAND_STATS:
+        atomic_fetch_add_explicit(&m->shard_reads[j], 1, memory_order_relaxed);
+        break;
+    default:
+        break;
+    }
+}
+
+void mm_memory_shard_requests(const struct mm_memory *m, uint64_t *reads, uint64_t *writes)
+{
+    for (uint32_t j = 0; j < m->shards; j++) {
+        reads[j] = atomic_load_explicit(&m->shard_reads[j], memory_order_relaxed);
+        writes[j] = atomic_load_explicit(&m->shard_writes[j], memory_order_relaxed);
+    }
+}
+
 int client_round(struct mm_memory *m, Memllm__Request *const *req, Memllm__Response **resp,
                  struct mm_err *err)
 {
@@ -56,6 +85,7 @@ int client_round(struct mm_memory *m, Memllm__Request *const *req, Memllm__Respo
     }
     for (uint32_t j = 0; j < S && rc == 0; j++) {
         if (!req[j]) continue;
+        count_request(m, j, req[j]);
         out_len[j] = memllm__request__get_packed_size(req[j]);
         out[j] = malloc(out_len[j] ? out_len[j] : 1);
         if (!out[j]) {
@@ -158,6 +188,18 @@ static struct mm_memory *open_with(struct mm_transport *t, struct mm_embedder *e
     m->t = t;
     m->emb = emb;
     m->shards = t->shards;
+    m->shard_reads = calloc(m->shards, sizeof(*m->shard_reads));
+    m->shard_writes = calloc(m->shards, sizeof(*m->shard_writes));
+    if (!m->shard_reads || !m->shard_writes) {
+        mm_err_set(err, "out of memory");
+        struct mm_err ignored;
+        mm_memory_close(m, &ignored);
+        return NULL;
+    }
+    for (uint32_t j = 0; j < m->shards; j++) {
+        atomic_init(&m->shard_reads[j], 0);
+        atomic_init(&m->shard_writes[j], 0);
+    }
     if (hello(m, err) != 0) {
         struct mm_err ignored;
         mm_memory_close(m, &ignored);
@@ -203,28 +245,38 @@ int mm_memory_close(struct mm_memory *m, struct mm_err *err)
     if (!m) return 0;
     int rc = m->t->close(m->t, err);
     id_map_free(&m->stored);
+    free((void *)m->shard_reads);
+    free((void *)m->shard_writes);
     free(m);
     return rc;
 }
 
-int mm_memory_stats(struct mm_memory *m, struct mm_memory_stats *st, struct mm_err *err)
+/* A stats round to every shard (one < 0) or to shard `one` alone, summed. */
+static int stats_of(struct mm_memory *m, int64_t one, struct mm_memory_stats *st,
+                    struct mm_err *err)
 {
     Memllm__StatsRequest sr = MEMLLM__STATS_REQUEST__INIT;
     Memllm__Request req = MEMLLM__REQUEST__INIT;
     req.command_case = MEMLLM__REQUEST__COMMAND_STATS;
     req.stats = &sr;
     Memllm__Response **resp = calloc(m->shards, sizeof(*resp));
-    if (!resp) {
+    Memllm__Request **reqs = calloc(m->shards, sizeof(*reqs));
+    if (!resp || !reqs) {
+        free(resp);
+        free(reqs);
         mm_err_set(err, "out of memory");
         return -1;
     }
-    int rc = round_all(m, &req, resp, err);
+    for (uint32_t j = 0; j < m->shards; j++)
+        reqs[j] = one < 0 || j == one ? &req : NULL;
+    int rc = client_round(m, reqs, resp, err);
     if (rc == 0) {
         memset(st, 0, sizeof(*st));
-        st->shards = m->shards;
+        st->shards = one < 0 ? m->shards : 1;
         snprintf(st->embedder, sizeof(st->embedder), "%s", m->emb->name);
         st->dim = m->emb->dim;
         for (uint32_t j = 0; j < m->shards; j++) {
+            if (!resp[j]) continue;
             const Memllm__StatsResult *s = resp[j]->stats;
             st->entities += s->entities;
             st->names += s->names;
@@ -238,7 +290,23 @@ int mm_memory_stats(struct mm_memory *m, struct mm_memory_stats *st, struct mm_e
         client_free_responses(m, resp);
     }
     free(resp);
+    free(reqs);
     return rc;
+}
+
+int mm_memory_stats(struct mm_memory *m, struct mm_memory_stats *st, struct mm_err *err)
+{
+    return stats_of(m, -1, st, err);
+}
+
+int mm_memory_shard_stats(struct mm_memory *m, uint32_t j, struct mm_memory_stats *st,
+                          struct mm_err *err)
+{
+    if (j >= m->shards) {
+        mm_err_set(err, "no shard %u (the memory has %u)", j, m->shards);
+        return -1;
+    }
+    return stats_of(m, j, st, err);
 }
 
 int mm_memory_get_entity(struct mm_memory *m, const char *text, struct mm_entity_record **out,

@@ -167,6 +167,18 @@ struct mm_memory_stats {
 
 int mm_memory_stats(struct mm_memory *m, struct mm_memory_stats *st, struct mm_err *err);
 
+/* Shard j's own counts (a stats request to it alone, so that a service can
+ * tell which shard answers): st->shards is 1; relations its set. */
+int mm_memory_shard_stats(struct mm_memory *m, uint32_t j, struct mm_memory_stats *st,
+                          struct mm_err *err);
+
+/* Requests each shard was sent since the memory was opened, by kind: reads
+ * (searches, queries, entity lookups, scans, stats) and writes (writes,
+ * deletes, restores); hello, checkpoint and shutdown are neither. reads and
+ * writes have mm_memory_shards() entries. Safe to call from any thread
+ * while another uses the memory (the counters are atomic). */
+void mm_memory_shard_requests(const struct mm_memory *m, uint64_t *reads, uint64_t *writes);
+
 /* One stored copy, as scan reports it (pointers valid during the callback). */
 struct mm_copy {
     uint32_t shard;
@@ -181,6 +193,14 @@ struct mm_copy {
  * non-zero to stop (then scan returns that value). */
 int mm_memory_scan(struct mm_memory *m, int (*fn)(void *ctx, const struct mm_copy *c), void *ctx,
                    struct mm_err *err);
+
+/* Calls fn for every copy keyed by entity `id` (an mm_entity_record's):
+ * its facts as subject (forward copies: key, relation, other) and as object
+ * (reverse copies: other, relation, key), in key order, read from its home
+ * shard alone. fn returns non-zero to stop (then this returns that value). */
+int mm_memory_entity_copies(struct mm_memory *m, uint64_t id,
+                            int (*fn)(void *ctx, const struct mm_copy *c), void *ctx,
+                            struct mm_err *err);
 
 struct mm_entity_record {
     uint64_t id;

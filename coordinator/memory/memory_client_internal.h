@@ -3,6 +3,8 @@
 #ifndef MEMLLM_COORDINATOR_MEMORY_CLIENT_INTERNAL_H
 #define MEMLLM_COORDINATOR_MEMORY_CLIENT_INTERNAL_H
 
+#include <stdatomic.h>
+
 #include "arena.h"
 #include "id_map.h"
 #include "memory.pb-c.h"
@@ -36,6 +38,9 @@ struct mm_memory {
      * answers STATUS_NOT_FOUND, and the write is sent again whole. */
     struct id_map stored;
     Memllm__Status refused; /* of the last round's first refusing shard */
+    /* Requests sent to each shard ([shards]; mm_memory_shard_requests):
+     * atomic, as a service's metrics read them from another thread. */
+    _Atomic uint64_t *shard_reads, *shard_writes;
 };
 
 /* One round trip: sends req[j] to every shard j where it is set and decodes

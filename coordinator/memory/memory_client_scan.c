@@ -9,16 +9,23 @@
 
 #define SCAN_PAGE 1000
 
-/* Calls fn on every copy of shard j; returns fn's non-zero value, -1 on
- * error, 0 at the end. */
-static int scan_shard(struct mm_memory *m, uint32_t j, int (*fn)(void *, const struct mm_copy *),
-                      void *ctx, struct mm_err *err)
+/* The shard's scan cursor is the last triple key it returned: the key's
+ * entity id (big-endian), the relation id, the reverse flag and the other
+ * end's id (memshard/shard_internal.h, TRIPLE_KEY_LEN). */
+#define SCAN_CURSOR_LEN 25
+
+/* Calls fn on every copy of shard j after the key `from` (SCAN_CURSOR_LEN
+ * bytes; NULL: from the first); returns fn's non-zero value, -1 on error, 0
+ * at the end. */
+static int scan_shard(struct mm_memory *m, uint32_t j, const uint8_t *from,
+                      int (*fn)(void *, const struct mm_copy *), void *ctx, struct mm_err *err)
 {
     uint32_t S = m->shards;
     Memllm__Request **reqs = calloc(S, sizeof(*reqs));
     Memllm__Response **resp = calloc(S, sizeof(*resp));
     uint8_t cursor[64];
-    size_t cursor_len = 0;
+    size_t cursor_len = from ? SCAN_CURSOR_LEN : 0;
+    if (from) memcpy(cursor, from, SCAN_CURSOR_LEN);
     int rc = reqs && resp ? 0 : -1;
     if (rc) mm_err_set(err, "out of memory");
     for (int done = 0; rc == 0 && !done;) {
@@ -82,10 +89,42 @@ int mm_memory_scan(struct mm_memory *m, int (*fn)(void *ctx, const struct mm_cop
                    struct mm_err *err)
 {
     for (uint32_t j = 0; j < m->shards; j++) {
-        int rc = scan_shard(m, j, fn, ctx, err);
+        int rc = scan_shard(m, j, NULL, fn, ctx, err);
         if (rc != 0) return rc;
     }
     return 0;
+}
+
+struct entity_scan {
+    uint64_t id;
+    int (*fn)(void *, const struct mm_copy *);
+    void *ctx;
+    int rc; /* fn's non-zero value, when it stopped the scan */
+};
+
+/* Past the entity's copies (the next key's id differs) the scan stops. */
+static int entity_copy(void *arg, const struct mm_copy *c)
+{
+    struct entity_scan *e = arg;
+    if (c->key_id != e->id) return 1;
+    e->rc = e->fn(e->ctx, c);
+    return e->rc != 0;
+}
+
+int mm_memory_entity_copies(struct mm_memory *m, uint64_t id,
+                            int (*fn)(void *ctx, const struct mm_copy *c), void *ctx,
+                            struct mm_err *err)
+{
+    /* Its copies are keyed by its id first, on its home shard: the scan
+     * starts just before the first, (id, 0, 0, 0), which no copy has (the
+     * relation id 0 is a hash no text gets in practice, and a copy with it
+     * would only be skipped). */
+    uint8_t from[SCAN_CURSOR_LEN] = {0};
+    for (int b = 0; b < 8; b++)
+        from[b] = (uint8_t)(id >> (56 - 8 * b));
+    struct entity_scan e = {.id = id, .fn = fn, .ctx = ctx};
+    int rc = scan_shard(m, mm_home_shard(id, m->shards), from, entity_copy, &e, err);
+    return rc == 1 ? e.rc : rc;
 }
 
 /* A fact by ids, in subject-relation-object order, and where its copy is. */

@@ -65,6 +65,7 @@ int serve_run(struct engine *e, struct mm_memory *m, const struct serve_options 
         chat_template_free(&chat);
         return -1;
     }
+    metrics.memory = m;
     struct serve_annotator annotator;
     serve_annotator_init(&annotator, e, m, o->memory_dir, e->n_slots);
     struct serve_engine se = {.e = e,
@@ -118,6 +119,7 @@ int serve_run(struct engine *e, struct mm_memory *m, const struct serve_options 
          * without an HTTP answer (the client sees a reset), so the limit is
          * set well above the queue; a thread each, and a file descriptor. */
         .max_connections = 2 * (e->n_slots + o->max_queue) + 512,
+        .health_timeout_ms = 1000 * o->health_timeout,
         .tls_cert = o->tls_cert,
         .tls_key = o->tls_key,
     };

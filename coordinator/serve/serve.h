@@ -25,6 +25,7 @@ struct serve_options {
     int default_max_tokens;         /* when it does not say */
     int max_queue;                  /* requests waiting for a slot */
     int drain_seconds;              /* how long SIGTERM waits for answers to be sent */
+    int health_timeout;             /* seconds GET /health waits for the probes */
     const char *tls_cert, *tls_key; /* PEM files for HTTPS; NULL: HTTP */
     struct mm_query_options q;
 };

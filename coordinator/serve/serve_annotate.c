@@ -146,9 +146,13 @@ json_t *serve_annotate_progress(struct serve_annotator *a, const char *id)
                             j->status, "documents", j->n_docs, "documents_done", j->docs_done,
                             "documents_skipped", j->docs_skipped, "sentences", j->n_sentences,
                             "sentences_done", j->sentences_done, "facts", (json_int_t)j->facts);
-    for (struct serve_annotate_job *j = a->jobs; j && out; j = j->next)
-        if (!strcmp(j->id, id) && j->error)
-            json_object_set_new(out, "error", json_string(j->error));
+    for (struct serve_annotate_job *j = a->jobs; j && out; j = j->next) {
+        if (strcmp(j->id, id)) continue;
+        json_object_set_new(out, "usage",
+                            json_pack("{s:I, s:I}", "prompt_tokens", (json_int_t)j->prompt_tokens,
+                                      "completion_tokens", (json_int_t)j->completion_tokens));
+        if (j->error) json_object_set_new(out, "error", json_string(j->error));
+    }
     pthread_mutex_unlock(&a->mu);
     return out;
 }
@@ -312,6 +316,10 @@ int serve_annotate_on_finish(struct serve_annotator *a, struct gen_sequence *s, 
     (void)err;
     struct serve_annotate_job *j = a->active;
     j->running--;
+    pthread_mutex_lock(&a->mu);
+    j->prompt_tokens += s->req->n_prompt;
+    j->completion_tokens += s->n_generated;
+    pthread_mutex_unlock(&a->mu);
     if (j->failed) return 0;
     struct mm_err why;
     int index = s->index;

@@ -39,6 +39,7 @@ struct serve_annotate_job {
     const char *status; /* queued, running, done, failed, interrupted */
     int docs_done, docs_skipped, sentences_done, n_sentences;
     long facts;
+    long prompt_tokens, completion_tokens; /* of its sequences: "usage" */
     char *error;
 
     /* The engine thread's. */

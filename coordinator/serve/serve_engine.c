@@ -171,8 +171,12 @@ static int on_finish(void *ctx, struct gen_sequence *s, struct mm_err *err)
 {
     struct serve_engine *se = ctx;
     serve_metrics_kv(se->metrics, s->slot, 0);
-    if (serve_annotate_owns(se->annotator, s->index))
+    if (serve_annotate_owns(se->annotator, s->index)) {
+        /* An annotate job's tokens count as any request's (its prompt
+         * tokens here: it has no HTTP thread to count them at submission). */
+        serve_metrics_tokens(se->metrics, s->req->n_prompt, s->n_generated);
         return serve_annotate_on_finish(se->annotator, s, err);
+    }
     struct serve_job *j = job_of(s);
     int rc = 0;
     serve_metrics_tokens(se->metrics, 0, s->n_generated);

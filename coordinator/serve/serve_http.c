@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "serve_health.h"
 #include "serve_http_internal.h"
 #include "serve_memory.h"
 #include "serve_ui.h"
@@ -90,33 +91,6 @@ static int key_role(const struct serve_http *h, struct MHD_Connection *c)
     return role;
 }
 
-/* Run on the engine thread: that it runs at all shows the engine thread
- * answers; the stats show the memory does. */
-static int check_ready(void *arg, struct mm_err *err)
-{
-    struct serve_http *h = arg;
-    struct mm_memory_stats st;
-    return h->c.memory ? mm_memory_stats(h->c.memory, &st, err) : 0;
-}
-
-static enum MHD_Result health(struct serve_http *h, struct MHD_Connection *c)
-{
-    struct serve_memop op = {.run = check_ready, .arg = h};
-    int down = serve_queue_memop(h->c.q, &op);
-    int failed = !down && op.rc;
-    int running, queued;
-    serve_queue_counts(h->c.q, &running, &queued);
-    pthread_mutex_lock(&h->c.q->mu);
-    int closed = h->c.q->closed;
-    pthread_mutex_unlock(&h->c.q->mu);
-    const char *status = closed ? "draining" : down || failed ? "unavailable" : "ok";
-    json_t *body =
-        json_pack("{s:s, s:i, s:i}", "status", status, "running", running, "queued", queued);
-    if (strcmp(status, "ok")) json_object_set_new(body, "error", json_string(op.err.msg));
-    return serve_send_json(c, strcmp(status, "ok") ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK,
-                           body, NULL);
-}
-
 static enum MHD_Result metrics(struct serve_http *h, struct MHD_Connection *c)
 {
     int running, queued;
@@ -175,7 +149,7 @@ static enum MHD_Result route(struct serve_http *h, struct MHD_Connection *c, str
     int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
     if (!strcmp(url, "/health")) {
         if (!get) return serve_fail(c, 405, "invalid_request_error", "/health takes GET");
-        return health(h, c);
+        return serve_health(h, c);
     }
     if (!strcmp(url, "/ui")) {
         if (!get) return serve_fail(c, 405, "invalid_request_error", "/ui takes GET");

@@ -7,8 +7,9 @@
  * cancelled, which frees its sequence at the next token.
  *
  *   GET  /health                  {"status": "ok"|"unavailable"|"draining",
- *                                 "running", "queued"}: ok (200) only when the
- *                                 engine thread and the memory answered now
+ *                                 "running", "queued", "stages", "shards"}: ok
+ *                                 (200) only when every stage and memory shard
+ *                                 answered its probe now (serve_health.h)
  *   GET  /metrics                 Prometheus text (serve_metrics.h)
  *   GET  /v1/models               the base model and each adapter
  *   POST /v1/completions          OpenAI's completions
@@ -55,6 +56,7 @@ struct serve_http_config {
     int max_tokens;         /* the most a request may ask for */
     int default_max_tokens; /* when it does not say */
     int max_connections;
+    int health_timeout_ms; /* GET /health's wait for its probes */
     /* HTTPS: PEM files of the certificate (chain) and its private key; both
      * NULL: plain HTTP. */
     const char *tls_cert, *tls_key;

@@ -126,6 +126,36 @@ static int run_replace(void *arg, struct mm_err *err)
     return 0;
 }
 
+/* The most facts an entity lookup lists per entity (its home shard's scan
+ * stops there; "facts_truncated" says so). */
+#define ENTITY_FACTS_MAX 500
+
+struct entity_facts {
+    json_t *list;
+    int truncated;
+};
+
+/* One stored copy keyed by the entity, as the fact it is a copy of. */
+static int entity_fact(void *ctx, const struct mm_copy *c)
+{
+    struct entity_facts *f = ctx;
+    if (json_array_size(f->list) == ENTITY_FACTS_MAX) {
+        f->truncated = 1;
+        return 1;
+    }
+    json_t *prov = json_array();
+    for (size_t i = 0; i < c->nprov; i++)
+        json_array_append_new(prov, json_pack("{s:s, s:i, s:I}", "source", c->prov[i].source,
+                                              "sentence", c->prov[i].sentence, "time_ms",
+                                              (json_int_t)c->prov[i].time_ms));
+    const char *s = c->reverse ? c->other : c->key, *o = c->reverse ? c->key : c->other;
+    json_array_append_new(f->list,
+                          json_pack("{s:s, s:s, s:s, s:s, s:o}", "subject", s, "relation",
+                                    c->relation, "object", o, "as",
+                                    c->reverse ? "object" : "subject", "provenance", prov));
+    return 0;
+}
+
 static int run_entity(void *arg, struct mm_err *err)
 {
     struct op *o = arg;
@@ -140,10 +170,19 @@ static int run_entity(void *arg, struct mm_err *err)
         json_t *aliases = json_array();
         for (size_t k = 0; k < r[i].naliases; k++)
             json_array_append_new(aliases, json_string(r[i].aliases[k]));
-        json_array_append_new(list, json_pack("{s:s, s:s, s:o, s:I, s:I}", "id", id, "text",
-                                              r[i].text, "aliases", aliases, "facts_as_subject",
-                                              (json_int_t)r[i].forward_copies, "facts_as_object",
-                                              (json_int_t)r[i].reverse_copies));
+        struct entity_facts f = {.list = json_array()};
+        if (mm_memory_entity_copies(o->h->c.memory, r[i].id, entity_fact, &f, err) < 0) {
+            json_decref(f.list);
+            json_decref(aliases);
+            json_decref(list);
+            mm_entity_records_free(r, n);
+            return -1;
+        }
+        json_array_append_new(list, json_pack("{s:s, s:s, s:o, s:I, s:I, s:o, s:b}", "id", id,
+                                              "text", r[i].text, "aliases", aliases,
+                                              "facts_as_subject", (json_int_t)r[i].forward_copies,
+                                              "facts_as_object", (json_int_t)r[i].reverse_copies,
+                                              "facts", f.list, "facts_truncated", f.truncated));
     }
     mm_entity_records_free(r, n);
     if (n == 0) {

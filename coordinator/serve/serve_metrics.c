@@ -162,6 +162,28 @@ static void put_counter(struct text *t, const char *name, const char *help, cons
     put(t, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
+/* Each shard's requests by kind, as the memory client counted them. */
+static void put_shards(struct text *t, const struct mm_memory *memory)
+{
+    if (!memory) return;
+    uint32_t n = mm_memory_shards(memory);
+    uint64_t *reads = calloc(n, sizeof(*reads)), *writes = calloc(n, sizeof(*writes));
+    if (!reads || !writes) {
+        t->oom = 1;
+    } else {
+        mm_memory_shard_requests(memory, reads, writes);
+        put(t, "# HELP memllm_shard_requests_total Requests each memory shard was sent, by kind.\n"
+               "# TYPE memllm_shard_requests_total counter\n");
+        for (uint32_t j = 0; j < n; j++)
+            put(t,
+                "memllm_shard_requests_total{shard=\"%u\",kind=\"read\"} %llu\n"
+                "memllm_shard_requests_total{shard=\"%u\",kind=\"write\"} %llu\n",
+                j, (unsigned long long)reads[j], j, (unsigned long long)writes[j]);
+    }
+    free(reads);
+    free(writes);
+}
+
 char *serve_metrics_text(struct serve_metrics *m, int running, int queued)
 {
     struct text t = {0};
@@ -204,6 +226,7 @@ char *serve_metrics_text(struct serve_metrics *m, int running, int queued)
         "memllm_memory_operations_total{kind=\"write\"} %llu\n",
         m->shard_reads, m->shard_writes);
     pthread_mutex_unlock(&m->mu);
+    put_shards(&t, m->memory);
     if (t.oom) {
         free(t.s);
         return NULL;

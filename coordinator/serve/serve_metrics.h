@@ -1,15 +1,19 @@
 /* memllm serve's counters for GET /metrics (Prometheus text format 0.0.4):
  * requests by route and status, tokens in and out, time to first token
  * and time per output token, running and queued sequences, KV cache use,
- * MemLLM memory reads with their latency, and memory operations (reads:
- * queries; writes: writes, deletes, replaces, edits, undos) sent to the
- * shards. HTTP threads and the engine thread update them; one mutex
+ * MemLLM memory reads with their latency, memory operations of the API
+ * (reads: queries; writes: writes, deletes, replaces, edits, undos), and
+ * the requests each shard was sent (memllm_shard_requests_total{shard,
+ * kind}: everything's, annotate jobs' and health probes' included). An
+ * annotate job's tokens count in the token counters as a request's do. HTTP threads and the engine thread update them; one mutex
  * guards them (a few updates per token: no contention worth avoiding). */
 #ifndef MEMLLM_COORDINATOR_SERVE_METRICS_H
 #define MEMLLM_COORDINATOR_SERVE_METRICS_H
 
 #include <pthread.h>
 #include <stddef.h>
+
+#include "memory_client.h"
 
 /* Bucket upper bounds (seconds) of every latency histogram. */
 #define SERVE_METRICS_BUCKETS 14
@@ -50,6 +54,9 @@ struct serve_metrics {
     long *kv_tokens; /* [n_slots]: context tokens of each running sequence */
     int n_slots;
     long kv_capacity; /* n_slots * context */
+    /* The memory whose per-shard request counts are shown (NULL: none);
+     * they are the memory client's own atomic counters. */
+    const struct mm_memory *memory;
 };
 
 int serve_metrics_init(struct serve_metrics *m, int n_slots, int context);

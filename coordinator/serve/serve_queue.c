@@ -176,22 +176,36 @@ const struct gen_request *serve_queue_next(void *ctx, int wait, int *index)
     return j ? &j->req : NULL;
 }
 
-int serve_queue_memop(struct serve_queue *q, struct serve_memop *op)
+/* Appends op to the memops (the queue's mutex held); -1 when closed. */
+static int enqueue_memop_locked(struct serve_queue *q, struct serve_memop *op)
 {
-    pthread_mutex_lock(&q->mu);
-    int rc = 0;
     if (q->closed) {
         mm_err_set(&op->err, "the server is shutting down");
-        rc = -1;
-    } else {
-        op->done = 0;
-        op->next = NULL;
-        *q->memops_tail = op;
-        q->memops_tail = &op->next;
-        pthread_cond_signal(&q->work);
-        while (!op->done)
-            pthread_cond_wait(&q->memop_done, &q->mu);
+        return -1;
     }
+    op->done = 0;
+    op->next = NULL;
+    *q->memops_tail = op;
+    q->memops_tail = &op->next;
+    pthread_cond_signal(&q->work);
+    return 0;
+}
+
+int serve_queue_memop(struct serve_queue *q, struct serve_memop *op)
+{
+    op->finished = NULL;
+    pthread_mutex_lock(&q->mu);
+    int rc = enqueue_memop_locked(q, op);
+    while (rc == 0 && !op->done)
+        pthread_cond_wait(&q->memop_done, &q->mu);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+int serve_queue_memop_post(struct serve_queue *q, struct serve_memop *op)
+{
+    pthread_mutex_lock(&q->mu);
+    int rc = enqueue_memop_locked(q, op);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -206,11 +220,14 @@ int serve_queue_run_memops(struct serve_queue *q)
         pthread_mutex_unlock(&q->mu);
         if (!op) return ran;
         int rc = op->run(op->arg, &op->err);
+        /* A waiter may free op once done is set: read finished before. */
+        void (*finished)(struct serve_memop *) = op->finished;
         pthread_mutex_lock(&q->mu);
         op->rc = rc;
         op->done = 1;
         pthread_cond_broadcast(&q->memop_done);
         pthread_mutex_unlock(&q->mu);
+        if (finished) finished(op);
         ran++;
     }
 }
@@ -285,14 +302,26 @@ void serve_queue_fail(struct serve_queue *q, const char *message)
         pthread_cond_broadcast(&j->cond);
         release_locked(j);
     }
-    for (struct serve_memop *op = q->memops; op; op = op->next) {
+    /* Posted memops are finished after the mutex is let go (their
+     * callbacks take other locks); waited-for ones are woken. */
+    struct serve_memop *posted = NULL;
+    for (struct serve_memop *op = q->memops, *next; op; op = next) {
+        next = op->next;
         mm_err_set(&op->err, "%s", message);
         op->rc = -1;
         op->done = 1;
+        if (op->finished) {
+            op->next = posted;
+            posted = op;
+        }
     }
     q->memops = NULL;
     q->memops_tail = &q->memops;
     pthread_cond_broadcast(&q->memop_done);
     pthread_cond_broadcast(&q->work);
     pthread_mutex_unlock(&q->mu);
+    for (struct serve_memop *op = posted, *next; op; op = next) {
+        next = op->next;
+        op->finished(op);
+    }
 }

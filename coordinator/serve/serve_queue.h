@@ -60,6 +60,10 @@ struct serve_job {
 struct serve_memop {
     int (*run)(void *arg, struct mm_err *err); /* 0, or -1 with err set */
     void *arg;
+    /* Posted (serve_queue_memop_post) rather than waited for: called on the
+     * engine thread once rc and err are set, without the queue's mutex; op
+     * is the callee's from then on. NULL for serve_queue_memop. */
+    void (*finished)(struct serve_memop *op);
     struct mm_err err;
     int rc;
     int done;
@@ -105,6 +109,12 @@ void serve_queue_cancel(struct serve_queue *q, struct serve_job *j);
  * holds its result), -1 when the queue is closed (draining) or the engine
  * failed (op->err says which). */
 int serve_queue_memop(struct serve_queue *q, struct serve_memop *op);
+
+/* Queues op (finished set) without waiting for it: for a caller that
+ * waits on its own terms, e.g. with a time limit (GET /health), while the
+ * op lives on until the engine thread has run it. -1 when the queue is
+ * closed (op->err says so; finished is not called). */
+int serve_queue_memop_post(struct serve_queue *q, struct serve_memop *op);
 
 /* Sequences running and jobs waiting, for /health. */
 void serve_queue_counts(struct serve_queue *q, int *running, int *waiting);
