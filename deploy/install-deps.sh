@@ -33,10 +33,13 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
 #   libmicrohttpd-dev   the HTTP service
 #   libpng-dev          the PNG plots of reports (training loss curves)
 #   clang, libclang-rt  libFuzzer targets and sanitizer builds
+#   chromium, chromium-driver  test_serve_ui drives memllm serve's page in
+#                       headless Chromium through WebDriver (the driver is
+#                       the browser's own version, so nothing is downloaded)
 apt_pkgs=(build-essential cmake pkg-config git clang clang-format
   libclang-rt-14-dev libomp-dev librocksdb-dev libopenmpi-dev openmpi-bin
   libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libjansson-dev
-  libmicrohttpd-dev libpng-dev python3 python3-pip unzip)
+  libmicrohttpd-dev libpng-dev python3 python3-pip unzip chromium chromium-driver)
 
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -56,11 +59,16 @@ if python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-package
 fi
 
 # What the tests need from PyPI: the real OpenAI client drives memllm serve
-# (tests/serve/test_serve.py). Installed only when missing, so a second run
-# reaches no registry.
+# (tests/serve/test_serve.py), selenium drives its page in Chromium
+# (tests/serve/test_serve_ui.py). Installed only when missing, so a second
+# run reaches no registry.
 if ! python3 -c 'import openai' 2>/dev/null; then
   echo "[install-deps] Python test packages: openai" >&2
   "${pip_cmd[@]}" openai
+fi
+if ! python3 -c 'import selenium' 2>/dev/null; then
+  echo "[install-deps] Python test packages: selenium" >&2
+  "${pip_cmd[@]}" selenium
 fi
 
 if [ "$want_tools" -eq 1 ]; then

@@ -44,4 +44,8 @@ if(TARGET memllm)
   serve_script_test(test_serve_full_disk test_serve_full_disk.py LABEL io)
   serve_script_test(test_serve_tls test_serve_tls.py)
   serve_script_test(test_serve_load test_serve_load.py LABEL load)
+  # The page in headless Chromium (skipped without it); its screenshot in
+  # the build tree.
+  serve_script_test(test_serve_ui test_serve_ui.py ARGS ${CMAKE_CURRENT_BINARY_DIR}/test_serve_ui.png
+                    LABEL model)
 endif()
