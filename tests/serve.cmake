@@ -41,6 +41,9 @@ if(TARGET memllm)
                       TIMEOUT 600)
   endforeach()
   serve_script_test(test_serve_mpi test_serve_mpi.py LABEL mpi)
+  # The memory API, annotate, key roles, /health's probes (a stopped rank:
+  # 503) and per-shard metrics on 1 + 1 + 2 ranks against one process.
+  serve_script_test(test_serve_mpi_memory test_serve_mpi_memory.py LABEL mpi TIMEOUT 600)
   serve_script_test(test_serve_full_disk test_serve_full_disk.py LABEL io)
   serve_script_test(test_serve_tls test_serve_tls.py)
   serve_script_test(test_serve_load test_serve_load.py LABEL load)
