@@ -8,7 +8,9 @@
  *   DELETE /v1/memory/facts             {"facts": [...]}: remove them         write
  *   PUT    /v1/memory/facts             {"facts": [...]}: each replaces
  *                                       every (s, r, *)                       write
- *   GET    /v1/memory/entities/{name}   the entities named or aliased so      read
+ *   GET    /v1/memory/entities/{name}   the entities named or aliased so,
+ *                                       each with its facts and their
+ *                                       provenance (its home shard's copies) read
  *   GET    /v1/memory/stats             the memory's counts                   read
  *   POST   /v1/memory/edits             {"edits": [{"op", "fact"}]}: one
  *                                       `memllm edit` batch (edit_apply), its
