@@ -83,6 +83,7 @@ static void forget_meta(struct mm_shard *sh)
     free(sh->embedder);
     sh->embedder = NULL;
     sh->configured = 0;
+    sh->placed = 0;
     mm_vindex_free(&sh->names);
     mm_vindex_free(&sh->relations);
     id_map_free(&sh->entity_ids);
@@ -188,9 +189,16 @@ struct mm_shard *mm_shard_open(const char *dir, const struct mm_shard_options *o
 
     struct shard_status st = {0};
     if (shard_reload(sh, &st) != 0) {
-        *err = st.err;
-        mm_shard_close(sh);
-        return NULL;
+        if (!sh->opt.open_damaged) {
+            *err = st.err;
+            mm_shard_close(sh);
+            return NULL;
+        }
+        /* Kept for a restore, without a database (the meta record may be
+         * what failed to load, after the open). */
+        shard_close_db(sh);
+        forget_meta(sh);
+        sh->closed_why = st.err;
     }
     return sh;
 }
@@ -230,6 +238,20 @@ int shard_hello(struct mm_shard *sh, const Memllm__Hello *h, Memllm__HelloResult
         return shard_fail(st, MEMLLM__STATUS__STATUS_INVALID_ARGUMENT,
                           "hello: embedding dimension %u out of range 1..65536", h->dim);
     if (shard_check_text("hello: embedder name", h->embedder, st) != 0) return -1;
+    if (!sh->db) {
+        /* A shard kept for a restore: it takes the place the client gives,
+         * which the backup's shard must have. */
+        char *name = strdup(h->embedder);
+        if (!name) return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
+        free(sh->embedder);
+        sh->embedder = name;
+        sh->index = h->shard_index;
+        sh->count = h->shard_count;
+        sh->dim = (int)h->dim;
+        sh->placed = 1;
+        res->created = 0;
+        return 0;
+    }
     if (sh->configured) {
         if (h->shard_index != sh->index || h->shard_count != sh->count)
             return shard_fail(st, MEMLLM__STATUS__STATUS_MISMATCH,

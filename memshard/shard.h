@@ -28,6 +28,11 @@ struct mm_shard_options {
      * ann.min_rows = UINT32_MAX keeps every search exact. Its graph is saved
      * in the shard's directory as memllm-names.hnsw. */
     struct mm_ann_options ann;
+    /* For a restore: a database that RocksDB cannot open or read at open (a
+     * corrupt file) still gives a shard, without a database, which answers
+     * Hello, Restore and Shutdown and refuses the rest with the open's
+     * error; restoring a backup replaces it. */
+    int open_damaged;
 };
 
 /* Opens (creating if needed) the shard database in dir. The shard takes its

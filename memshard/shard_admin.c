@@ -1,8 +1,11 @@
-/* Backups: a checkpoint is a RocksDB checkpoint of the shard (hard links to
- * its immutable SST files plus copies of the rest), a directory that RocksDB
- * opens like any database. Restoring copies such a directory next to the
- * shard, swaps the two with renames, and reopens; if the checkpoint turns out
- * not to be this shard's, the old directory is put back. */
+/* Backups: a checkpoint is a RocksDB checkpoint of the shard, a directory
+ * that RocksDB opens like any database, whose files are copies: RocksDB
+ * hard-links the immutable SST files where it can, and those are then
+ * copied apart (unshare_files). Restoring copies such a directory next to
+ * the shard, swaps the two with renames, and reopens; if the checkpoint
+ * turns out not to be this shard's, the old directory is put back. A shard
+ * whose database cannot be opened (a corrupt file; mm_shard_options'
+ * open_damaged) is restored the same way. */
 #include "shard_internal.h"
 
 #include <dirent.h>
@@ -25,30 +28,6 @@ static int check_path(const char *what, const char *path, struct shard_status *s
         if (*p < 0x20)
             return shard_fail(st, MEMLLM__STATUS__STATUS_INVALID_ARGUMENT,
                               "%s: control character in path", what);
-    return 0;
-}
-
-int shard_checkpoint(struct mm_shard *sh, const char *dir, struct shard_status *st)
-{
-    if (check_path("checkpoint: dir", dir, st) != 0) return -1;
-    struct stat sb;
-    if (stat(dir, &sb) == 0)
-        return shard_fail(st, MEMLLM__STATUS__STATUS_INVALID_ARGUMENT,
-                          "checkpoint: %s already exists", dir);
-    /* A checkpoint flushes the memtables: a write to the database. */
-    if (shard_check_writable(sh, "checkpoint", st) != 0) return -1;
-    char *rerr = NULL;
-    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(sh->db, &rerr);
-    if (!rerr) {
-        /* 0: always flush the memtables, so the checkpoint needs no WAL. */
-        rocksdb_checkpoint_create(cp, dir, 0, &rerr);
-        rocksdb_checkpoint_object_destroy(cp);
-    }
-    if (rerr) {
-        char what[4200];
-        snprintf(what, sizeof(what), "checkpoint %s", dir);
-        return shard_storage_error(sh, rerr, what, st);
-    }
     return 0;
 }
 
@@ -94,6 +73,71 @@ static int copy_file(const char *from, const char *to)
     close(in);
     if (close(out) != 0) rc = -1;
     return rc;
+}
+
+/* RocksDB's checkpoint hard-links the shard's SST files when both are on one
+ * file system: the backup would share the shard's blocks, and a byte that
+ * rots or is overwritten in a shard's file would be in its backup too. Each
+ * file with another link is replaced by a copy of its own. */
+static int unshare_files(const char *dir, struct shard_status *st)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "checkpoint: %s: %s", dir,
+                          strerror(errno));
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char path[8192], copy[8200];
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= sizeof(path)) {
+            rc = shard_fail(st, MEMLLM__STATUS__STATUS_INVALID_ARGUMENT,
+                            "checkpoint: %s: path too long", dir);
+            break;
+        }
+        struct stat sb;
+        if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_nlink < 2) continue;
+        snprintf(copy, sizeof(copy), "%s.copy", path);
+        if (copy_file(path, copy) != 0 || rename(copy, path) != 0) {
+            int errnum = errno;
+            unlink(copy);
+            rc = shard_fail(st,
+                            errnum == ENOSPC || errnum == EDQUOT ? MEMLLM__STATUS__STATUS_NO_SPACE
+                                                                 : MEMLLM__STATUS__STATUS_STORAGE,
+                            "checkpoint: copying %s: %s", path, strerror(errnum));
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+int shard_checkpoint(struct mm_shard *sh, const char *dir, struct shard_status *st)
+{
+    if (check_path("checkpoint: dir", dir, st) != 0) return -1;
+    struct stat sb;
+    if (stat(dir, &sb) == 0)
+        return shard_fail(st, MEMLLM__STATUS__STATUS_INVALID_ARGUMENT,
+                          "checkpoint: %s already exists", dir);
+    /* A checkpoint flushes the memtables: a write to the database. */
+    if (shard_check_writable(sh, "checkpoint", st) != 0) return -1;
+    char *rerr = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(sh->db, &rerr);
+    if (!rerr) {
+        /* 0: always flush the memtables, so the checkpoint needs no WAL. */
+        rocksdb_checkpoint_create(cp, dir, 0, &rerr);
+        rocksdb_checkpoint_object_destroy(cp);
+    }
+    if (rerr) {
+        char what[4200];
+        snprintf(what, sizeof(what), "checkpoint %s", dir);
+        return shard_storage_error(sh, rerr, what, st);
+    }
+    /* A half-copied checkpoint is no backup: removed. */
+    if (unshare_files(dir, st) != 0) {
+        remove_tree(dir);
+        return -1;
+    }
+    return 0;
 }
 
 /* Copies the regular files of a checkpoint (it has no subdirectories). */
@@ -142,9 +186,11 @@ int shard_restore(struct mm_shard *sh, const char *dir, struct shard_status *st)
         remove_tree(tmp);
         return -1;
     }
+    /* The place the backup's shard must have: this shard's, or for a
+     * shard whose database could not be opened, the one Hello gave it. */
     uint32_t index = sh->index, count = sh->count;
     char *embedder = strdup(sh->embedder ? sh->embedder : "");
-    int dim = sh->dim, configured = sh->configured;
+    int dim = sh->dim, configured = sh->configured || sh->placed;
     if (!embedder) return shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "out of memory");
 
     shard_close_db(sh);
@@ -169,9 +215,11 @@ int shard_restore(struct mm_shard *sh, const char *dir, struct shard_status *st)
         shard_close_db(sh);
         remove_tree(sh->dir);
         rename(old, sh->dir);
-        shard_reload(sh, &ignored);
+        /* A damaged shard stays as it was, and says so. */
+        if (shard_reload(sh, &ignored) != 0) sh->closed_why = ignored.err;
         return -1;
     }
+    sh->closed_why.msg[0] = '\0';
     remove_tree(old);
     return 0;
 }

@@ -13,14 +13,21 @@ static void run(struct mm_shard *sh, const Memllm__Request *req, Memllm__Respons
                 struct mm_arena *ar, struct shard_status *st)
 {
     int rc = -1;
-    /* A restore whose reopen failed (a full disk) leaves no database. */
-    if (!sh->db && req->command_case != MEMLLM__REQUEST__COMMAND_SHUTDOWN) {
-        shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE,
-                   "%s: the database is not open (a restore could not reopen it)", sh->dir);
+    Memllm__Request__CommandCase cmd = req->command_case;
+    /* No database: a shard kept for a restore (its database could not be
+     * opened), or a restore whose reopen failed (a full disk). A restore
+     * replaces it; nothing else can run. */
+    if (!sh->db && cmd != MEMLLM__REQUEST__COMMAND_HELLO &&
+        cmd != MEMLLM__REQUEST__COMMAND_RESTORE && cmd != MEMLLM__REQUEST__COMMAND_SHUTDOWN) {
+        if (sh->closed_why.msg[0])
+            shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE, "%s", sh->closed_why.msg);
+        else
+            shard_fail(st, MEMLLM__STATUS__STATUS_STORAGE,
+                       "%s: the database is not open (a restore could not reopen it)", sh->dir);
         return;
     }
-    if (req->command_case != MEMLLM__REQUEST__COMMAND_HELLO && !sh->configured &&
-        req->command_case != MEMLLM__REQUEST__COMMAND_SHUTDOWN) {
+    if (cmd != MEMLLM__REQUEST__COMMAND_HELLO && !sh->configured && !sh->placed &&
+        cmd != MEMLLM__REQUEST__COMMAND_SHUTDOWN) {
         shard_fail(st, MEMLLM__STATUS__STATUS_NOT_CONFIGURED,
                    "%s: shard has no place in a memory yet (send hello first)", sh->dir);
         return;

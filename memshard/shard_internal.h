@@ -52,6 +52,9 @@ struct mm_shard {
     rocksdb_readoptions_t *ropt_ordered;
 
     int configured; /* meta present: index, count, embedder, dim are valid */
+    /* No database (db NULL) and Hello gave index, count, embedder and dim:
+     * the place a restore's backup must have. */
+    int placed;
     uint32_t index, count;
     char *embedder;
     int dim;
@@ -71,6 +74,9 @@ struct mm_shard {
     Memllm__Status fault_code;
     const char *fault_cause, *fault_why;
     struct mm_err fault_detail;
+    /* Why db is NULL when a shard opened with open_damaged could not open
+     * it (or a restore could not reopen it): the error requests get. */
+    struct mm_err closed_why;
 };
 
 /* A handler's outcome: status and, when not OK, the message in err. */

@@ -22,6 +22,24 @@ if(TARGET memllm)
   endforeach()
 endif()
 
+# A corrupt SST file: verify and dump name it, nothing crashes, restore
+# from a backup repairs it; one process and 2 shard ranks (the latter
+# not under the sanitizers, whose builds run the same shard code in the
+# former). Needs no root.
+if(TARGET memllm)
+  set(CORRUPT_SST_CASES one)
+  if(NOT MEMLLM_SANITIZE)
+    list(APPEND CORRUPT_SST_CASES mpi)
+  endif()
+  foreach(case ${CORRUPT_SST_CASES})
+    add_test(NAME test_corrupt_sst_${case}
+      COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/io_faults/corrupt_sst.sh ${case})
+    set_tests_properties(test_corrupt_sst_${case} PROPERTIES
+      ENVIRONMENT "OMP_WAIT_POLICY=passive;MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_BIN=$<TARGET_FILE:memllm>"
+      TIMEOUT 180)
+  endforeach()
+endif()
+
 # The client API behind it (mm_memory_fault: what memllm serve maps to 507
 # or 503 for writes while it keeps serving reads), on a tmpfs it mounts.
 if(NOT MEMLLM_CORE_ONLY)

@@ -222,9 +222,17 @@ static int run(struct parsed *p)
     /* Rank 0 chooses the embedder before any shard rank opens its
      * database (it may read shard-000's record), and a failure stops every
      * rank instead of leaving the shards waiting. */
+    /* A restore replaces a memory that may be too damaged to open (a
+     * corrupt file): its shards open all the same, for the restore only,
+     * and the embedder's name, when shard-000 cannot tell it, is the one
+     * the backup records. */
+    int restoring = p->sub->run == cli_memory_restore;
     struct mm_embedder *emb = NULL;
     if (c.rank == 0) {
         emb = cli_memory_embedder(p->embedder, p->c.dir, on_disk > 0, &err);
+        struct mm_err backup_err;
+        if (!emb && restoring && p->c.nargs == 1)
+            emb = cli_memory_embedder(p->embedder, p->c.args[0], 1, &backup_err);
         if (!emb) cli_memory_fail(p->sub->name, err.msg);
     }
     int ok = c.rank != 0 || emb != NULL;
@@ -232,7 +240,9 @@ static int run(struct parsed *p)
     if (!ok) goto out;
     if (c.role == ROLE_SHARD) {
         rc = 0;
-        if (mm_memory_serve_shard(p->c.dir, (uint32_t)c.index, p->sync, c.comm, 0, &err)) {
+        uint32_t index = (uint32_t)c.index;
+        if (restoring ? mm_memory_serve_shard_to_restore(p->c.dir, index, p->sync, c.comm, 0, &err)
+                      : mm_memory_serve_shard(p->c.dir, index, p->sync, c.comm, 0, &err)) {
             fprintf(stderr, "memllm memory: shard %d (rank %d): %s\n", c.index, c.rank, err.msg);
             /* Rank 0 would wait for this shard forever: stop the job. */
             cluster_abort(&c, 1);
@@ -240,8 +250,9 @@ static int run(struct parsed *p)
         }
         goto out;
     }
-    p->c.m = on_ranks ? mm_memory_open_mpi(c.comm, cluster_first_shard(&c), S, emb, &err)
-                      : mm_memory_open_local(p->c.dir, S, emb, p->sync, &err);
+    p->c.m = on_ranks    ? mm_memory_open_mpi(c.comm, cluster_first_shard(&c), S, emb, &err)
+             : restoring ? mm_memory_open_local_to_restore(p->c.dir, S, emb, p->sync, &err)
+                         : mm_memory_open_local(p->c.dir, S, emb, p->sync, &err);
     if (!p->c.m) {
         mm_embedder_free(emb);
         rc = cli_memory_fail(p->sub->name, err.msg);

@@ -215,7 +215,18 @@ struct mm_memory *mm_memory_open_local(const char *dir, uint32_t shards, struct 
         mm_err_set(err, "%s: %u shards (expected 1..4096)", dir, shards);
         return NULL;
     }
-    return open_with(mm_transport_local(dir, shards, sync, err), emb, err);
+    return open_with(mm_transport_local(dir, shards, sync, 0, err), emb, err);
+}
+
+struct mm_memory *mm_memory_open_local_to_restore(const char *dir, uint32_t shards,
+                                                  struct mm_embedder *emb, int sync,
+                                                  struct mm_err *err)
+{
+    if (shards == 0 || shards > 4096) {
+        mm_err_set(err, "%s: %u shards (expected 1..4096)", dir, shards);
+        return NULL;
+    }
+    return open_with(mm_transport_local(dir, shards, sync, 1, err), emb, err);
 }
 
 struct mm_memory *mm_memory_open_mpi(MPI_Comm comm, int first_rank, uint32_t shards,

@@ -32,6 +32,13 @@ struct mm_memory;
  * does not own the embedder. */
 struct mm_memory *mm_memory_open_local(const char *dir, uint32_t shards, struct mm_embedder *emb,
                                        int sync, struct mm_err *err);
+/* As mm_memory_open_local, for mm_memory_restore only: a shard whose
+ * database cannot be opened (a corrupt file) opens all the same, taking
+ * only the restore that replaces it; any other request gets the open's
+ * error. */
+struct mm_memory *mm_memory_open_local_to_restore(const char *dir, uint32_t shards,
+                                                  struct mm_embedder *emb, int sync,
+                                                  struct mm_err *err);
 
 /* S shards served by ranks first_rank .. first_rank+S-1 of comm (each runs
  * mm_shard_serve_mpi with this rank as coordinator). */

@@ -22,8 +22,9 @@ struct mm_transport {
     uint32_t shards;
 };
 
+/* open_damaged: mm_shard_options' (a restore's). */
 struct mm_transport *mm_transport_local(const char *dir, uint32_t shards, int sync,
-                                        struct mm_err *err);
+                                        int open_damaged, struct mm_err *err);
 struct mm_transport *mm_transport_mpi(MPI_Comm comm, int first_rank, uint32_t shards,
                                       struct mm_err *err);
 

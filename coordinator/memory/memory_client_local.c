@@ -41,7 +41,7 @@ static int local_close(struct mm_transport *t, struct mm_err *err)
 }
 
 struct mm_transport *mm_transport_local(const char *dir, uint32_t shards, int sync,
-                                        struct mm_err *err)
+                                        int open_damaged, struct mm_err *err)
 {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         mm_err_set(err, "%s: %s", dir, strerror(errno));
@@ -57,7 +57,7 @@ struct mm_transport *mm_transport_local(const char *dir, uint32_t shards, int sy
     lt->base.exchange = local_exchange;
     lt->base.close = local_close;
     lt->base.shards = shards;
-    struct mm_shard_options opt = {.sync = sync};
+    struct mm_shard_options opt = {.sync = sync, .open_damaged = open_damaged};
     for (uint32_t j = 0; j < shards; j++) {
         size_t len = strlen(dir) + 32;
         char *path = malloc(len);

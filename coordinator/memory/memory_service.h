@@ -16,5 +16,10 @@ uint32_t mm_memory_shards_on_disk(const char *dir);
  * the coordinator until it closes the memory. */
 int mm_memory_serve_shard(const char *dir, uint32_t index, int sync, MPI_Comm comm, int coordinator,
                           struct mm_err *err);
+/* The same for a restore's shard rank: a database that cannot be opened (a
+ * corrupt file) is served all the same, taking only the restore
+ * (mm_memory_open_local_to_restore). */
+int mm_memory_serve_shard_to_restore(const char *dir, uint32_t index, int sync, MPI_Comm comm,
+                                     int coordinator, struct mm_err *err);
 
 #endif
