@@ -9,6 +9,8 @@ memllm_test(test_memory_crash SOURCES test_memory_crash.c LIBS ${MEMORY_TEST_LIB
 memllm_test(test_memory_verify SOURCES test_memory_verify.c LIBS ${MEMORY_TEST_LIBS})
 memllm_test(test_memory_writes SOURCES test_memory_writes.c LIBS ${MEMORY_TEST_LIBS})
 memllm_test(test_memory_upgrade SOURCES test_memory_upgrade.c LIBS ${MEMORY_TEST_LIBS})
+# An entity's copies, one shard's counts, per-shard request counts (memllm serve).
+memllm_test(test_memory_entity SOURCES test_memory_entity.c LIBS ${MEMORY_TEST_LIBS})
 
 # Multi-rank: 1 coordinator + 3 shard ranks (more ranks than the 2 cores of
 # CI, hence --oversubscribe; CI runs as root).

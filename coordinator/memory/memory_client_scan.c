@@ -8,6 +8,7 @@
 #include <string.h>
 
 #define SCAN_PAGE 1000
+#define ENTITY_PAGE 64
 
 /* The shard's scan cursor is the last triple key it returned: the key's
  * entity id (big-endian), the relation id, the reverse flag and the other
@@ -15,9 +16,9 @@
 #define SCAN_CURSOR_LEN 25
 
 /* Calls fn on every copy of shard j after the key `from` (SCAN_CURSOR_LEN
- * bytes; NULL: from the first); returns fn's non-zero value, -1 on error, 0
- * at the end. */
-static int scan_shard(struct mm_memory *m, uint32_t j, const uint8_t *from,
+ * bytes; NULL: from the first), asking `page` copies at a time; returns fn's
+ * non-zero value, -1 on error, 0 at the end. */
+static int scan_shard(struct mm_memory *m, uint32_t j, const uint8_t *from, uint32_t page,
                       int (*fn)(void *, const struct mm_copy *), void *ctx, struct mm_err *err)
 {
     uint32_t S = m->shards;
@@ -32,7 +33,7 @@ static int scan_shard(struct mm_memory *m, uint32_t j, const uint8_t *from,
         Memllm__ScanRequest sr = MEMLLM__SCAN_REQUEST__INIT;
         sr.after.data = cursor;
         sr.after.len = cursor_len;
-        sr.limit = SCAN_PAGE;
+        sr.limit = page;
         Memllm__Request req = MEMLLM__REQUEST__INIT;
         req.command_case = MEMLLM__REQUEST__COMMAND_SCAN;
         req.scan = &sr;
@@ -89,7 +90,7 @@ int mm_memory_scan(struct mm_memory *m, int (*fn)(void *ctx, const struct mm_cop
                    struct mm_err *err)
 {
     for (uint32_t j = 0; j < m->shards; j++) {
-        int rc = scan_shard(m, j, NULL, fn, ctx, err);
+        int rc = scan_shard(m, j, NULL, SCAN_PAGE, fn, ctx, err);
         if (rc != 0) return rc;
     }
     return 0;
@@ -123,7 +124,9 @@ int mm_memory_entity_copies(struct mm_memory *m, uint64_t id,
     for (int b = 0; b < 8; b++)
         from[b] = (uint8_t)(id >> (56 - 8 * b));
     struct entity_scan e = {.id = id, .fn = fn, .ctx = ctx};
-    int rc = scan_shard(m, mm_home_shard(id, m->shards), from, entity_copy, &e, err);
+    /* Pages of ENTITY_PAGE: most entities' copies fit in one, and a page
+     * past them reads little of the next entities'. */
+    int rc = scan_shard(m, mm_home_shard(id, m->shards), from, ENTITY_PAGE, entity_copy, &e, err);
     return rc == 1 ? e.rc : rc;
 }
 
