@@ -19,6 +19,8 @@ shards given the same requests:
     --health-timeout naming that shard "no answer" and the other "ok", with
     the stage rank stopped the stage "no answer"; once continued (SIGCONT)
     200 again;
+  - a stats call and a health probe add one read to each shard and no write;
+    the KV cache holds tokens while a generation runs, none after;
   - SIGTERM to the coordinator: every rank stops, mpirun exits 0.
 
     test_serve_mpi_memory.py
@@ -31,6 +33,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -154,6 +157,29 @@ def health(s):
     return st, b, time.time() - t
 
 
+def kv_cache(s, name):
+    """While a generation runs, the KV cache holds its tokens; after, none."""
+    done = {}
+
+    def generate():
+        done["r"] = call(s.url + "/v1/completions",
+                         {"prompt": "Once upon a time", "max_tokens": 64, "temperature": 0},
+                         headers={"Authorization": "Bearer sk-ro"})
+
+    t = threading.Thread(target=generate)
+    t.start()
+    seen, end = 0.0, time.time() + 60
+    while not done and time.time() < end and not seen:
+        m = metrics(s)
+        seen = m.get("memllm_kv_cache_tokens", 0)
+        ratio = m.get("memllm_kv_cache_usage_ratio", 0)
+    t.join(timeout=120)
+    check(seen > 0 and 0 < ratio <= 1, f"{name}: KV cache use while generating: {seen} {ratio}")
+    m = metrics(s)
+    check(m.get("memllm_kv_cache_tokens") == 0 and m.get("memllm_kv_cache_usage_ratio") == 0,
+          f"{name}: KV cache use after: {m.get('memllm_kv_cache_tokens')}")
+
+
 def run_layout(tmp, name, facts, doc, launcher=(), ranks=()):
     mem, keys = os.path.join(tmp, name), os.path.join(tmp, "keys")
     args = ["--adapter", f"mw={MW}", "--memory", mem, "--memshards", "2", "--api-keys", keys,
@@ -181,6 +207,16 @@ def run_layout(tmp, name, facts, doc, launcher=(), ranks=()):
         shards = shard_counts(m)
         check(len(shards) == 4 and all(v > 0 for v in shards.values()),
               f"{name}: per-shard requests {shards}")
+        # A stats call and a health probe ask every shard once each: two
+        # reads a shard, no write.
+        call(s.url + "/v1/memory/stats", headers={"Authorization": "Bearer sk-ro"})
+        health(s)
+        after = shard_counts(metrics(s))
+        delta = {k: after.get(k, 0) - v for k, v in shards.items()}
+        check(delta == {f'memllm_shard_requests_total{{shard="{j}",kind="{k}"}}':
+                        (2 if k == "read" else 0) for j in (0, 1) for k in ("read", "write")},
+              f"{name}: a stats call and a probe added {delta}")
+        kv_cache(s, name)
         if launcher:
             # A stopped shard rank, then the stage rank: 503 naming it, within
             # the timeout; continued, 200 again.
