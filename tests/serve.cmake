@@ -12,6 +12,9 @@
 # check. test_serve_full_disk: the memory on a full 3 MB tmpfs (root;
 # skipped otherwise): writes 507, reads answer, nothing acknowledged lost.
 # test_serve_tls: HTTPS with a certificate made by openssl for the test.
+# test_serve_ui: the /ui page driven in headless Chromium (selenium).
+# test_serve_mpi_memory: the memory API, annotate, keys, /health and
+# per-shard metrics on 1 + 1 + 2 ranks equal to one process.
 memllm_test(test_serve_request SOURCES test_serve_request.c LIBS mm_serve)
 memllm_test(test_serve_chat_template SOURCES test_serve_chat_template.c LIBS mm_serve)
 # serve_script_test(NAME SCRIPT [ARGS ...] [LABEL L] [TIMEOUT S]): a test
@@ -48,7 +51,8 @@ if(TARGET memllm)
   serve_script_test(test_serve_tls test_serve_tls.py)
   serve_script_test(test_serve_load test_serve_load.py LABEL load)
   # The page in headless Chromium (skipped without it); its screenshot in
-  # the build tree.
+  # the build tree. Label "ui", not "model": it checks the page against the
+  # same server's API, which no OpenBLAS core type changes.
   serve_script_test(test_serve_ui test_serve_ui.py ARGS ${CMAKE_CURRENT_BINARY_DIR}/test_serve_ui.png
-                    LABEL model)
+                    LABEL ui)
 endif()
