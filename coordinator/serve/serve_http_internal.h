@@ -21,8 +21,8 @@ struct serve_http {
     atomic_long next_id;
     pthread_mutex_t mu;
     pthread_cond_t idle;
-    int in_flight;            /* submitted jobs whose response is not yet over */
-    char *tls_cert, *tls_key; /* the PEM files' text, while the daemon runs */
+    int in_flight;              /* submitted jobs whose response is not yet over */
+    char *tls_cert, *tls_key;   /* the PEM files' text, while the daemon runs */
     struct health_probe *probe; /* GET /health's probe in flight (under mu) */
 };
 

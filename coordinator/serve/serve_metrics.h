@@ -5,8 +5,9 @@
  * (reads: queries; writes: writes, deletes, replaces, edits, undos), and
  * the requests each shard was sent (memllm_shard_requests_total{shard,
  * kind}: everything's, annotate jobs' and health probes' included). An
- * annotate job's tokens count in the token counters as a request's do. HTTP threads and the engine thread update them; one mutex
- * guards them (a few updates per token: no contention worth avoiding). */
+ * annotate job's tokens count in the token counters as a request's do.
+ * HTTP threads and the engine thread update them; one mutex guards them (a
+ * few updates per token: no contention worth avoiding). */
 #ifndef MEMLLM_COORDINATOR_SERVE_METRICS_H
 #define MEMLLM_COORDINATOR_SERVE_METRICS_H
 
