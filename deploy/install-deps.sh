@@ -36,10 +36,13 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
 #   chromium, chromium-driver  test_serve_ui drives memllm serve's page in
 #                       headless Chromium through WebDriver (the driver is
 #                       the browser's own version, so nothing is downloaded)
+#   munge, slurmctld, slurmd, slurm-client  a one-node Slurm of the test's
+#                       own runs deploy/slurm.sbatch (tests/hosts/slurm.sh)
 apt_pkgs=(build-essential cmake pkg-config git clang clang-format
   libclang-rt-14-dev libomp-dev librocksdb-dev libopenmpi-dev openmpi-bin
   libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libjansson-dev
-  libmicrohttpd-dev libpng-dev python3 python3-pip unzip chromium chromium-driver)
+  libmicrohttpd-dev libpng-dev python3 python3-pip unzip chromium chromium-driver
+  munge slurmctld slurmd slurm-client)
 
 missing=()
 for p in "${apt_pkgs[@]}"; do
