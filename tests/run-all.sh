@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
 #   1. Release build, every ctest test (OpenBLAS picks its kernels itself);
-#   2. the tests that run a model (ctest label "model") again under each
+#   2. the tests that reach OpenBLAS (ctest label "blas") again under each
 #      OpenBLAS core type this OpenBLAS knows and this CPU can run
-#      (OPENBLAS_CORETYPE): a token's logits must not depend on them;
+#      (OPENBLAS_CORETYPE): a token's logits must not depend on them. OpenBLAS
+#      computes only lora_merge (an adapter folded into the weights); every
+#      other matmul is memllm's own kernel, so the other model tests (label
+#      "model") cannot change with the core type and run once, in step 1;
 #   3. AddressSanitizer + UndefinedBehaviorSanitizer build, every ctest test;
 #   4. clang libFuzzer build, every fuzz target for a short budget.
 # FUZZ_SECONDS (default 30) sets the per-target fuzz budget;
 # MEMLLM_BLAS_CORES the core types of step 2 (default: Prescott Haswell Zen
 # SkylakeX Cooperlake SapphireRapids, those the CPU and OpenBLAS allow, less
-# OpenBLAS's own choice, which step 1 ran; "" for none). Each run takes
-# about as long as the slowest model test, test_annotate_cli (~1 min).
+# OpenBLAS's own choice, which step 1 ran; "" for none). Each run takes a
+# few seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -66,12 +69,12 @@ for core in ${MEMLLM_BLAS_CORES-Prescott Haswell Zen SkylakeX Cooperlake Sapphir
     echo "== OPENBLAS_CORETYPE=$core: skipped, OpenBLAS's own choice (tested above)"
     continue
   fi
-  echo "== model tests, OPENBLAS_CORETYPE=$core (OpenBLAS core: $got)"
-  (cd build && OPENBLAS_CORETYPE=$core ctest -L model --output-on-failure -j"$jobs") ||
+  echo "== OpenBLAS tests, OPENBLAS_CORETYPE=$core (OpenBLAS core: $got)"
+  (cd build && OPENBLAS_CORETYPE=$core ctest -L blas --output-on-failure -j"$jobs") ||
     failed_cores+=("$core")
 done
 if [ ${#failed_cores[@]} -gt 0 ]; then
-  echo "== model tests failed under OPENBLAS_CORETYPE=${failed_cores[*]}" >&2
+  echo "== OpenBLAS tests failed under OPENBLAS_CORETYPE=${failed_cores[*]}" >&2
   exit 1
 fi
 
