@@ -9,7 +9,7 @@ shards given the same requests:
     batch and its undo, replace, delete, bad bodies) answers the same (but
     for times and batch ids), and so do 401 (no key, a wrong key) and 403 (a
     read-only key on every write route, annotate included);
-  - an annotate job (the MW adapter, two sentences) ends done with the same
+  - an annotate job (the MW adapter, one sentence) ends done with the same
     progress and token usage, and leaves the same memory (`memory dump`);
   - /metrics: the token counters are the generations' usage plus the annotate
     job's, each shard's reads and writes (memllm_shard_requests_total) are
@@ -37,8 +37,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_serve import MR, Server, call, check, failures  # noqa: E402
-from test_serve_memory_api import MW, dump, metric_values, setup  # noqa: E402
+from test_serve import Server, call, check, failures, run  # noqa: E402
+from test_serve_memory_api import MW, dump, metric_values  # noqa: E402
 
 HEALTH_TIMEOUT = 3
 
@@ -163,7 +163,7 @@ def kv_cache(s, name):
 
     def generate():
         done["r"] = call(s.url + "/v1/completions",
-                         {"prompt": "Once upon a time", "max_tokens": 64, "temperature": 0},
+                         {"prompt": "Once upon a time", "max_tokens": 24, "temperature": 0},
                          headers={"Authorization": "Bearer sk-ro"})
 
     t = threading.Thread(target=generate)
@@ -270,12 +270,19 @@ def main():
         launcher.insert(3, "--allow-run-as-root")
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="memllm-serve-mpi-memory-") as tmp:
-        prompt, facts = setup(tmp)
         with open(os.path.join(tmp, "keys"), "w") as f:
             f.write("sk-rw\nsk-ro read-only\n")
+        # Document 33's gold facts (as `memory dump` lists them) to write
+        # over the API, and its first sentence to annotate (one: the write
+        # loop is the slow part under the sanitizers).
         with open(os.path.join(os.environ["MEMLLM_DATA"], "redocred", "dev_revised.json")) as f:
             full = json.load(f)[33]
-        doc = {"id": full["title"], "sents": full["sents"][:2]}
+        doc_file, gold = os.path.join(tmp, "doc33.json"), os.path.join(tmp, "gold")
+        with open(doc_file, "w") as f:
+            json.dump([full], f)
+        run("memory", "import-docred", doc_file, "--memory", gold)
+        facts = [line.split("\t")[0] for line in dump(gold)]
+        doc = {"id": full["title"], "sents": full["sents"][:1]}
         one = run_layout(tmp, "one", facts, doc)
         t1 = time.time()
         # Ranks: the coordinator, the stage, shard 0, shard 1.
