@@ -11,7 +11,13 @@ memllm_test(test_eval_ppl SOURCES test_eval_ppl.c LIBS mm_eval mm_cli
   ARGS $<TARGET_FILE:memllm> ${MEMLLM_DATA} ${MEMLLM_MODELS_DIR} ${CMAKE_SOURCE_DIR}/adapters
        ${MPIEXEC_EXECUTABLE})
 add_dependencies(test_eval_ppl memllm)
+# Under the sanitizers, fewer edits and probes (the same rounds and code).
+if(MEMLLM_SANITIZE)
+  set(EVAL_EDIT_SIZE small)
+else()
+  set(EVAL_EDIT_SIZE full)
+endif()
 memllm_test(test_eval_edit SOURCES test_eval_edit.c LIBS mm_eval mm_memory_client
   ARGS $<TARGET_FILE:memllm> ${MEMLLM_DATA} ${MEMLLM_MODELS_DIR} ${CMAKE_SOURCE_DIR}/adapters
-       ${MPIEXEC_EXECUTABLE})
+       "${MPIEXEC_EXECUTABLE}" ${EVAL_EDIT_SIZE})
 add_dependencies(test_eval_edit memllm)
