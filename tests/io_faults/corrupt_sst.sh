@@ -9,9 +9,17 @@
 # are its own (a hard link to the shard's SST file, as RocksDB's checkpoint
 # makes, would have carried the flipped bytes into the backup too).
 #
-#   corrupt_sst.sh one | mpi     (one process, or 2 shard ranks under mpirun)
+#   corrupt_sst.sh one | mpi [ends]
+#
+# one: one process; mpi: 2 shard ranks under mpirun. ends: the first and
+# the last SST file only (as mpi always does, a second a command): one
+# that the shard reads as it opens, one that only a scan reads (the
+# triples'), the two ways a corrupt file is met; for the sanitizer build,
+# where every command costs several times as much.
 set -euo pipefail
-case=${1:?usage: $0 one|mpi}
+case=${1:?usage: $0 one|mpi [ends]}
+files=${2:-all}
+[ "$case" = one ] || files=ends
 bin=${MEMLLM_BIN:?run under ctest}
 data=${MEMLLM_DATA:?run under ctest}
 work=$(mktemp -d)
@@ -66,9 +74,7 @@ fi
 # it holds is where the corruption goes.
 mapfile -t ssts < <(cd "$mem/shard-000" && ls ./*.sst)
 [ "${#ssts[@]}" -ge 2 ] || fail "shard 0 has ${#ssts[@]} SST files"
-# Under mpirun (a second a command), the first and the last: one that
-# the shard reads as it opens, one that only a scan reads (the triples').
-[ "$case" = one ] || ssts=("${ssts[0]}" "${ssts[-1]}")
+[ "$files" = all ] || ssts=("${ssts[0]}" "${ssts[-1]}")
 shared=$(find "$work/backup" -type f -links +1 | head -1)
 [ -z "$shared" ] || fail "the backup's $shared shares its blocks with another file"
 
