@@ -108,6 +108,30 @@ void k_attention_forward(float *out, const float *q, const float *k, const float
                          int pos0, int n_heads, int n_kv_heads, int head_dim, int window,
                          int causal);
 
+/* Where the rows of one sequence's keys (or values) lie for one layer: one
+ * matrix (pages NULL: row p at base + p * stride), or pages of K_KV_PAGE
+ * rows (row p at pages[p / K_KV_PAGE] + (p % K_KV_PAGE) * stride), as the
+ * paged KV cache keeps them (worker/kv_cache.h). The attention reads its
+ * keys in page-aligned chunks of 16, each inside one page, in the same
+ * order either way: paging changes no result. */
+#define K_KV_PAGE 16
+struct k_kv_view {
+    const float *base;
+    const float *const *pages;
+    int64_t stride;
+};
+
+static inline const float *k_kv_row(const struct k_kv_view *v, int p)
+{
+    if (v->pages) return v->pages[p / K_KV_PAGE] + (int64_t)(p % K_KV_PAGE) * v->stride;
+    return v->base + (int64_t)p * v->stride;
+}
+
+/* k_attention_forward over views: the paged cache's entry point. */
+void k_attention_view(float *out, const float *q, const struct k_kv_view *k,
+                      const struct k_kv_view *v, int n, int pos0, int n_heads, int n_kv_heads,
+                      int head_dim, int window, int causal);
+
 /* Index of the largest value of x[0..n) (first one on ties). */
 int k_argmax(const float *x, int n);
 

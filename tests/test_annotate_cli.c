@@ -8,8 +8,9 @@
  * SmolLM2-135M (SKIP when absent), which has no MemLLM training: documents
  * whose earlier sentences show the write format make it write facts.
  *   - Two Re-DocRED documents, such a document as JSONL and one as plain
- *     text: one process and mpirun with 2 stages and 2 shard ranks store the
- *     same facts and write the same text for every sentence; every fact
+ *     text: one process and mpirun with 2 stages and 2 shard ranks (both
+ *     sharing prompt prefixes) and one process with --no-prefix-cache store
+ *     the same facts and write the same text for every sentence; every fact
  *     parses and carries (document, sentence) provenance of the corpus.
  *   - Resume: a job killed (SIGKILL) after a document is done, then
  *     restarted, ends with the same memory as an uninterrupted job; under
@@ -300,9 +301,10 @@ static void redocred_docs(json_t *out)
 }
 
 /* annotate CORPUS into dir; ranks > 0: mpirun with 2 stages and 2 shards,
- * whose writes are fsync'd (--sync: the same facts either way). */
+ * whose writes are fsync'd (--sync: the same facts either way); `option`
+ * (may be NULL) added. */
 static void annotate_args(const char **args, const char *corpus, const char *corpus2,
-                          const char *dir, const char *trace, int ranks)
+                          const char *dir, const char *trace, int ranks, const char *option)
 {
     int n = 0;
     args[n++] = "annotate";
@@ -322,14 +324,15 @@ static void annotate_args(const char **args, const char *corpus, const char *cor
         args[n++] = "--trace";
         args[n++] = trace;
     }
+    if (option) args[n++] = option;
     args[n] = NULL;
 }
 
 static char *run_annotate(const char *what, const char *corpus, const char *corpus2,
-                          const char *dir, const char *trace, int ranks)
+                          const char *dir, const char *trace, int ranks, const char *option)
 {
     const char *args[40];
-    annotate_args(args, corpus, corpus2, dir, trace, ranks);
+    annotate_args(args, corpus, corpus2, dir, trace, ranks, option);
     struct cmd_result r = memllm(ranks ? 5 : 0, args);
     REQUIRE(r.status == 0, "%s: exit %d: %s", what, r.status, r.err);
     free(r.err);
@@ -398,15 +401,31 @@ static void layouts(void)
     write_file(text, "Oslo is in Norway ({MEM_WRITE-->Oslo>>country>>Norway}). Vienna is in "
                      "Austria ({MEM_WRITE-->Vienna>>country>>Austria}).\n\nDublin is in "
                      "Ireland. Madrid is in Spain.\n");
-    char *out = run_annotate("one process", corpus, text, one, t1, 0);
+    char *out = run_annotate("one process", corpus, text, one, t1, 0, NULL);
     CHECKF(strstr(out, "documents: 4\n") && strstr(out, "sentences: 18\n"), "summary: %s", out);
+    const char *reused = strstr(out, "prompt_tokens_reused: ");
+    CHECKF(reused && atoi(reused + 22) > 100, "prefix sharing reused little: %s", out);
     free(out);
-    free(run_annotate("mpirun, 2 stages, 2 shards", corpus, text, two, t2, 1));
+    free(run_annotate("mpirun, 2 stages, 2 shards", corpus, text, two, t2, 1, NULL));
     char *d1 = dump(one), *d2 = dump(two);
     CHECKF(!strcmp(d1, d2), "the memories differ:\n%s\nvs under mpirun:\n%s", d1, d2);
     char *tr1 = read_text(t1), *tr2 = read_text(t2);
     char *s1 = sorted_lines(tr1), *s2 = sorted_lines(tr2);
     CHECKF(!strcmp(s1, s2), "the sentences' outputs differ:\n%s\nvs under mpirun:\n%s", s1, s2);
+    /* Without prefix sharing: every prompt computed whole, the same bytes. */
+    char nc[1200], tnc[1200];
+    path_in(nc, sizeof(nc), "layout-no-prefix-cache");
+    path_in(tnc, sizeof(tnc), "trace-no-prefix-cache.jsonl");
+    out = run_annotate("no prefix cache", corpus, text, nc, tnc, 0, "--no-prefix-cache");
+    CHECKF(strstr(out, "prompt_tokens_reused: 0\n"), "--no-prefix-cache reused: %s", out);
+    free(out);
+    char *d3 = dump(nc), *tr3 = read_text(tnc), *s3 = sorted_lines(tr3);
+    CHECKF(!strcmp(d1, d3), "the memories differ:\n%s\nvs without prefix sharing:\n%s", d1, d3);
+    CHECKF(!strcmp(s1, s3), "the sentences' outputs differ:\n%s\nvs without prefix sharing:\n%s",
+           s1, s3);
+    free(d3);
+    free(tr3);
+    free(s3);
     CHECKF(count_lines(t1) == 18, "%d trace lines", count_lines(t1));
     int facts = check_facts(d1, docs);
     printf("SmolLM2: %d facts, the same in one process and under mpirun\n", facts);
@@ -548,12 +567,12 @@ static void resume(void)
     path_in(err, sizeof(err), "job.err");
     write_jsonl(corpus, docs);
     json_decref(docs);
-    free(run_annotate("uninterrupted", corpus, NULL, ref, NULL, 0));
+    free(run_annotate("uninterrupted", corpus, NULL, ref, NULL, 0, NULL));
     char *want = dump(ref);
 
     /* One process, SIGKILL after a document. */
     const char *args[40];
-    annotate_args(args, corpus, NULL, dir, NULL, 0);
+    annotate_args(args, corpus, NULL, dir, NULL, 0, NULL);
     snprintf(done, sizeof(done), "%s/annotate.done", dir);
     pid_t job = memllm_bg(0, args, out, err);
     REQUIRE(wait_lines(job, done, 1), "the job ended before a document was done");
@@ -563,7 +582,7 @@ static void resume(void)
     int finished = count_lines(done);
     CHECKF(finished < 4, "all %d documents were done before the kill", finished);
     done_documents_intact(dir, want);
-    char *again = run_annotate("restart", corpus, NULL, dir, NULL, 0);
+    char *again = run_annotate("restart", corpus, NULL, dir, NULL, 0, NULL);
     char expect[64];
     snprintf(expect, sizeof(expect), "already_done: %d\n", finished);
     CHECKF(strstr(again, expect), "restart after %d documents: %s", finished, again);
@@ -576,7 +595,7 @@ static void resume(void)
 
     /* mpirun: a shard rank (4) dies mid-job. */
     snprintf(done, sizeof(done), "%s/annotate.done", mpi);
-    annotate_args(args, corpus, NULL, mpi, NULL, 1);
+    annotate_args(args, corpus, NULL, mpi, NULL, 1, NULL);
     job = memllm_bg(5, args, out, err);
     REQUIRE(wait_lines(job, done, 1), "the job ended before a document was done");
     pid_t victim = rank_pid(mpi, 4);
@@ -588,7 +607,7 @@ static void resume(void)
     free(msg);
     CHECKF(count_lines(done) < 4, "the job finished before rank 4 was killed");
     done_documents_intact(mpi, want);
-    free(run_annotate("mpirun restart", corpus, NULL, mpi, NULL, 1));
+    free(run_annotate("mpirun restart", corpus, NULL, mpi, NULL, 1, NULL));
     const char *verify[] = {"memory", "verify", "--memory", mpi, NULL};
     struct cmd_result vr = memllm(0, verify);
     CHECKF(vr.status == 0, "verify: %s%s", vr.out, vr.err);

@@ -2,7 +2,9 @@
  * tiny-mistral fixture: the text equals HF's greedy continuation (with and
  * without the adapter, one prompt and JSONL with continuous batching), stop
  * strings cut the text, perplexity equals the one of HF's logits, and bad
- * input fails with a message naming it. */
+ * input fails with a message naming it. Prefix sharing: requests with a
+ * common system prompt give the same bytes with sharing, without it, and
+ * with a cache budget too small for them (evicting). */
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
@@ -14,12 +16,12 @@
 static char bin[1024], model[1024], adapter[1100];
 
 struct fixture {
-    char *prompt;       /* text of the greedy prompt (without BOS) */
+    char *prompt; /* text of the greedy prompt (without BOS) */
     char *want, *want_lora;
-    char *full_prompt;  /* the 64-token reference text */
-    int32_t stop_token; /* a token of HF's greedy continuation ... */
+    char *full_prompt;      /* the 64-token reference text */
+    int32_t stop_token;     /* a token of HF's greedy continuation ... */
     char *want_before_stop; /* ... and the text before its first occurrence */
-    double ppl;         /* of HF's logits over full_prompt */
+    double ppl;             /* of HF's logits over full_prompt */
 };
 
 static int32_t *ids_of(json_t *arr, size_t *n)
@@ -41,8 +43,10 @@ static double reference_ppl(const char *logits_path, const int32_t *ids, size_t 
     for (size_t t = 0; t + 1 < n; t++) {
         REQUIRE(fread(row, sizeof(float), (size_t)vocab, f) == (size_t)vocab, "short logits");
         double max = row[0], sum = 0.0;
-        for (int i = 1; i < vocab; i++) max = row[i] > max ? row[i] : max;
-        for (int i = 0; i < vocab; i++) sum += exp(row[i] - max);
+        for (int i = 1; i < vocab; i++)
+            max = row[i] > max ? row[i] : max;
+        for (int i = 0; i < vocab; i++)
+            sum += exp(row[i] - max);
         nll -= row[ids[t + 1]] - max - log(sum);
     }
     fclose(f);
@@ -87,7 +91,8 @@ static void load_fixture(struct fixture *fx)
     fx->want_lora = bufs[1];
     size_t first = 0;
     fx->stop_token = greedy[4];
-    while (greedy[first] != fx->stop_token) first++;
+    while (greedy[first] != fx->stop_token)
+        first++;
     tok_decoder_init(&d, tok);
     d.at_start = 0;
     fx->want_before_stop = calloc(first * cap + cap + 1, 1);
@@ -115,8 +120,8 @@ static char *with_newline(const char *s)
 static void check_single_prompt(const struct fixture *fx)
 {
     char *want = with_newline(fx->want);
-    char *argv[] = {bin, "generate", "--model", model, "--prompt", fx->prompt, "--greedy",
-                    "--max-tokens", "32", "--threads", "1", NULL};
+    char *argv[] = {bin,        "generate",     "--model", model,       "--prompt", fx->prompt,
+                    "--greedy", "--max-tokens", "32",      "--threads", "1",        NULL};
     struct cmd_result r = run_cmd(argv, NULL);
     CHECKF(r.status == 0, "exit %d: %s", r.status, r.err);
     CHECKF(strcmp(r.out, want) == 0, "got '%s', HF greedy '%s'", r.out, fx->want);
@@ -125,8 +130,8 @@ static void check_single_prompt(const struct fixture *fx)
 
     /* The same with the adapter: the only adapter loaded is used. */
     want = with_newline(fx->want_lora);
-    char *argv2[] = {bin, "generate", "--model", model, "--adapter", adapter, "--prompt",
-                     fx->prompt, "--greedy", "--max-tokens", "32", NULL};
+    char *argv2[] = {bin,        "generate", "--model",  model,          "--adapter", adapter,
+                     "--prompt", fx->prompt, "--greedy", "--max-tokens", "32",        NULL};
     r = run_cmd(argv2, NULL);
     CHECKF(r.status == 0, "exit %d: %s", r.status, r.err);
     CHECKF(strcmp(r.out, want) == 0, "with adapter: got '%s', HF greedy '%s'", r.out,
@@ -139,8 +144,8 @@ static void check_single_prompt(const struct fixture *fx)
     char stop[8] = {0};
     memcpy(stop, fx->want + cut, 3);
     char *hit = strstr(fx->want, stop);
-    char *argv3[] = {bin, "generate", "--model", model, "--prompt", fx->prompt, "--greedy",
-                     "--max-tokens", "32", "--stop", stop, NULL};
+    char *argv3[] = {bin,        "generate",     "--model", model,    "--prompt", fx->prompt,
+                     "--greedy", "--max-tokens", "32",      "--stop", stop,       NULL};
     r = run_cmd(argv3, NULL);
     CHECKF(r.status == 0, "exit %d: %s", r.status, r.err);
     CHECKF(strlen(r.out) == (size_t)(hit - fx->want) + 1 &&
@@ -152,8 +157,8 @@ static void check_single_prompt(const struct fixture *fx)
     char id[16];
     snprintf(id, sizeof(id), "%d", fx->stop_token);
     want = with_newline(fx->want_before_stop);
-    char *argv4[] = {bin, "generate", "--model", model, "--prompt", fx->prompt, "--greedy",
-                     "--max-tokens", "32", "--stop-token", id, NULL};
+    char *argv4[] = {bin,        "generate",     "--model", model,          "--prompt", fx->prompt,
+                     "--greedy", "--max-tokens", "32",      "--stop-token", id,         NULL};
     r = run_cmd(argv4, NULL);
     CHECKF(r.status == 0, "exit %d: %s", r.status, r.err);
     CHECKF(!strcmp(r.out, want), "stop token %s: got '%s', want '%s'", id, r.out, want);
@@ -183,8 +188,8 @@ static void check_jsonl(const struct fixture *fx)
     fclose(f);
     char spec[1200];
     snprintf(spec, sizeof(spec), "lora=%s", adapter);
-    char *argv[] = {bin, "generate", "--model", model, "--adapter", spec, "--input", in_path,
-                    "--batch", "3", "--logprobs", NULL};
+    char *argv[] = {bin,       "generate", "--model", model, "--adapter",  spec,
+                    "--input", in_path,    "--batch", "3",   "--logprobs", NULL};
     struct cmd_result r = run_cmd(argv, NULL);
     CHECKF(r.status == 0, "exit %d: %s", r.status, r.err);
     char *line = r.out;
@@ -211,6 +216,83 @@ static void check_jsonl(const struct fixture *fx)
     unlink(in_path);
 }
 
+/* Runs generate over in_path with the extra options; returns stdout,
+ * stderr in *log. */
+static char *generate_jsonl(const char *in_path, const char *opt, const char *value, char **log)
+{
+    char spec[1200];
+    snprintf(spec, sizeof(spec), "lora=%s", adapter);
+    char *argv[] = {bin,       "generate",      "--model", model, "--adapter", spec,
+                    "--input", (char *)in_path, "--batch", "3",   (char *)opt, (char *)value,
+                    NULL};
+    struct cmd_result r = run_cmd(argv, NULL);
+    REQUIRE(r.status == 0, "generate %s %s: exit %d: %s", opt ? opt : "", value ? value : "",
+            r.status, r.err);
+    *log = r.err;
+    return r.out;
+}
+
+/* "prefix cache: R of T prompt tokens reused, K prefixes kept, E evicted" */
+static void prefix_figures(const char *log, long *reused, long *evicted)
+{
+    const char *p = strstr(log, "prefix cache: ");
+    long total, kept;
+    REQUIRE(p && sscanf(p,
+                        "prefix cache: %ld of %ld prompt tokens reused, %ld prefixes kept, "
+                        "%ld evicted",
+                        reused, &total, &kept, evicted) == 4,
+            "no prefix cache figures in: %s", log);
+}
+
+static void check_shared_prefix(void)
+{
+    char in_path[] = "/tmp/memllm-gen-prefix-XXXXXX";
+    int fd = mkstemp(in_path);
+    REQUIRE(fd >= 0, "mkstemp");
+    FILE *f = fdopen(fd, "w");
+    /* Eight requests, three at a time: the later ones find the system
+     * prompt in a running sequence or parked by a finished one; greedy and
+     * sampled, base and adapter (whose keys differ: never shared across). */
+    const char *system = "You are a careful assistant. Answer in one short sentence and cite "
+                         "the facts you read from memory. ";
+    for (int i = 0; i < 8; i++) {
+        char prompt[400];
+        snprintf(prompt, sizeof(prompt), "%sQuestion %d: where is city number %d?", system, i,
+                 i * 7);
+        json_t *o = json_pack("{s:s, s:i, s:i}", "prompt", prompt, "id", i, "max_tokens", 12 + i);
+        if (i % 2) {
+            json_object_set_new(o, "temperature", json_real(0.8));
+            json_object_set_new(o, "seed", json_integer(40 + i));
+        } else {
+            json_object_set_new(o, "greedy", json_true());
+        }
+        json_object_set_new(o, "adapter", i % 3 == 2 ? json_string("lora") : json_null());
+        json_dumpf(o, f, JSON_COMPACT);
+        fputc('\n', f);
+        json_decref(o);
+    }
+    fclose(f);
+    char *log_on, *log_off, *log_small;
+    char *on = generate_jsonl(in_path, NULL, NULL, &log_on);
+    char *off = generate_jsonl(in_path, "--no-prefix-cache", NULL, &log_off);
+    char *small = generate_jsonl(in_path, "--kv-cache-mb", "0.06", &log_small);
+    CHECKF(!strcmp(on, off), "with prefix sharing:\n%s\nwithout:\n%s", on, off);
+    CHECKF(!strcmp(small, off), "with a small prefix cache:\n%s\nwithout:\n%s", small, off);
+    long reused, evicted;
+    prefix_figures(log_on, &reused, &evicted);
+    CHECKF(reused >= 7 * 30, "only %ld prompt tokens reused", reused);
+    prefix_figures(log_small, &reused, &evicted);
+    CHECKF(evicted > 0, "a budget of about 120 tokens evicted nothing (%ld reused)", reused);
+    CHECKF(!strstr(log_off, "prefix cache:"), "--no-prefix-cache still shares: %s", log_off);
+    free(on);
+    free(off);
+    free(small);
+    free(log_on);
+    free(log_off);
+    free(log_small);
+    unlink(in_path);
+}
+
 static void check_ppl(const struct fixture *fx)
 {
     char path[] = "/tmp/memllm-ppl-XXXXXX";
@@ -233,26 +315,25 @@ static void expect_failure(char *const argv[], const char *what, const char *in_
 {
     struct cmd_result r = run_cmd(argv, NULL);
     CHECKF(r.status != 0 && r.status < 128, "%s: exit %d", what, r.status);
-    CHECKF(strstr(r.err, in_stderr) != NULL, "%s: stderr '%s' lacks '%s'", what, r.err,
-           in_stderr);
+    CHECKF(strstr(r.err, in_stderr) != NULL, "%s: stderr '%s' lacks '%s'", what, r.err, in_stderr);
     CHECKF(r.out[0] == 0, "%s: printed '%s'", what, r.out);
     cmd_result_free(&r);
 }
 
 static void check_errors(const struct fixture *fx)
 {
-    char *too_long[] = {bin, "generate", "--model", model, "--context", "8", "--prompt",
-                        fx->prompt, NULL};
+    char *too_long[] = {bin, "generate", "--model",  model, "--context",
+                        "8", "--prompt", fx->prompt, NULL};
     expect_failure(too_long, "prompt longer than the context", "context holds 8");
-    char *missing[] = {bin, "generate", "--model", "/nonexistent/model.gguf", "--prompt", "x",
-                       NULL};
+    char *missing[] = {bin,        "generate", "--model", "/nonexistent/model.gguf",
+                       "--prompt", "x",        NULL};
     expect_failure(missing, "missing model", "/nonexistent/model.gguf");
     char *bad_opt[] = {bin, "generate", "--model", model, "--prompt", "x", "--frobnicate", NULL};
     expect_failure(bad_opt, "unknown option", "--frobnicate");
     char *bad_num[] = {bin, "generate", "--model", model, "--prompt", "x", "--top-p", "2", NULL};
     expect_failure(bad_num, "bad top-p", "--top-p");
-    char *no_adapter[] = {bin, "generate", "--model", model, "--prompt", "x", "--use-adapter",
-                          "mr", NULL};
+    char *no_adapter[] = {bin, "generate",      "--model", model, "--prompt",
+                          "x", "--use-adapter", "mr",      NULL};
     expect_failure(no_adapter, "unknown adapter", "no adapter named 'mr'");
 
     char path[] = "/tmp/memllm-bad-XXXXXX";
@@ -276,6 +357,7 @@ int main(void)
     load_fixture(&fx);
     check_single_prompt(&fx);
     check_jsonl(&fx);
+    check_shared_prefix();
     check_ppl(&fx);
     check_errors(&fx);
     free(fx.prompt);

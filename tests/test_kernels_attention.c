@@ -4,7 +4,8 @@
  * than the sequence, more keys than one chunk, and BERT's unmasked case.
  * Every kernel (portable, SIMD) on every case. Then batch invariance: a
  * prompt attended at once gives the same bits as the same prompt fed token
- * by token, as decoding does. */
+ * by token, as decoding does, and keys kept in scattered pages (the paged KV
+ * cache) give the same bits as one matrix. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,15 @@ static const struct {
     {"scalar", k_attend_scalar},
 };
 
+/* k_attention_with over one matrix of keys and one of values. */
+static void with_matrix(k_attend_fn fn, float *out, const float *q, const float *k, const float *v,
+                        int n, int pos0, int nh, int nkv, int hd, int window, int causal)
+{
+    struct k_kv_view kv = {.base = k, .stride = (int64_t)nkv * hd};
+    struct k_kv_view vv = {.base = v, .stride = (int64_t)nkv * hd};
+    k_attention_with(fn, out, q, &kv, &vv, n, pos0, nh, nkv, hd, window, causal);
+}
+
 static void test_case(struct fx *f, const char *c)
 {
     int n = fx_int(f, c, "n"), pos0 = fx_int(f, c, "pos0"), nh = fx_int(f, c, "n_heads");
@@ -38,8 +48,8 @@ static void test_case(struct fx *f, const char *c)
                                 fx_int(f, c, "causal"));
         } else {
             kname = kernels[ki - 1].name;
-            k_attention_with(kernels[ki - 1].fn, out, q, k, v, n, pos0, nh, nkv, hd,
-                             fx_int(f, c, "window"), fx_int(f, c, "causal"));
+            with_matrix(kernels[ki - 1].fn, out, q, k, v, n, pos0, nh, nkv, hd,
+                        fx_int(f, c, "window"), fx_int(f, c, "causal"));
         }
         int bad = 0;
         for (size_t i = 0; i < len; i++)
@@ -69,7 +79,7 @@ static void attend(int ki, float *out, const float *q, const float *k, const flo
     if (ki < 0)
         k_attention_forward(out, q, k, v, n, pos0, nh, nkv, hd, window, causal);
     else
-        k_attention_with(kernels[ki].fn, out, q, k, v, n, pos0, nh, nkv, hd, window, causal);
+        with_matrix(kernels[ki].fn, out, q, k, v, n, pos0, nh, nkv, hd, window, causal);
 }
 
 static float *wave(size_t n, float a, float b, float scale)
@@ -182,9 +192,9 @@ static void test_kernels_agree(void)
             v[i] = sinf((float)i * 0.29f + 0.5f);
         }
         for (int window = 0; window <= 20; window += 20) {
-            k_attention_with(k_attend_scalar, want, q, k, v, N, POS0, NH, NKV, hd, window, 1);
+            with_matrix(k_attend_scalar, want, q, k, v, N, POS0, NH, NKV, hd, window, 1);
             for (size_t ki = 0; ki < sizeof(kernels) / sizeof(kernels[0]); ki++) {
-                k_attention_with(kernels[ki].fn, got, q, k, v, N, POS0, NH, NKV, hd, window, 1);
+                with_matrix(kernels[ki].fn, got, q, k, v, N, POS0, NH, NKV, hd, window, 1);
                 int bad = 0;
                 for (size_t i = 0; i < qn; i++)
                     bad += !(fabsf(got[i] - want[i]) <= 1e-5f * (1 + fabsf(want[i])));
@@ -195,6 +205,61 @@ static void test_kernels_agree(void)
         free(q);
         free(k);
         free(v);
+        free(want);
+        free(got);
+    }
+}
+
+/* The same keys and values in pages of K_KV_PAGE rows laid out in reverse
+ * order (as a paged cache's free list may hand them out): every kernel gives
+ * the same bits as over one matrix, for prefill and decode, with windows. */
+static void test_paged(void)
+{
+    enum { N = 37, POS0 = 45, NKV = 2, GROUP = 3, NH = GROUP * NKV };
+    const int dims[] = {32, 80}, windows[] = {0, 5, 20};
+    int nk = (int)(sizeof(kernels) / sizeof(kernels[0]));
+    for (int di = 0; di < 2; di++) {
+        int hd = dims[di], len = POS0 + N;
+        int n_pages = (len + K_KV_PAGE - 1) / K_KV_PAGE;
+        int64_t stride = (int64_t)NKV * hd, page = K_KV_PAGE * stride;
+        size_t row = (size_t)NH * hd, qn = (size_t)N * row, kvn = (size_t)len * stride;
+        float *q = wave(qn, 0.37f, 0.0f, 2.0f), *k = wave(kvn, 0.11f, 0.5f, 2.0f);
+        float *v = wave(kvn, 0.23f, 1.0f, 1.0f);
+        float *kp = calloc((size_t)(n_pages * page), sizeof(float));
+        float *vp = calloc((size_t)(n_pages * page), sizeof(float));
+        const float *kpages[16], *vpages[16];
+        REQUIRE(n_pages <= 16, "pages");
+        for (int i = 0; i < n_pages; i++) {
+            int rows = len - i * K_KV_PAGE < K_KV_PAGE ? len - i * K_KV_PAGE : K_KV_PAGE;
+            float *kd = kp + (int64_t)(n_pages - 1 - i) * page;
+            float *vd = vp + (int64_t)(n_pages - 1 - i) * page;
+            memcpy(kd, k + i * page, (size_t)(rows * stride) * sizeof(float));
+            memcpy(vd, v + i * page, (size_t)(rows * stride) * sizeof(float));
+            kpages[i] = kd;
+            vpages[i] = vd;
+        }
+        struct k_kv_view kv = {.pages = kpages, .stride = stride};
+        struct k_kv_view vv = {.pages = vpages, .stride = stride};
+        float *want = malloc(qn * sizeof(float)), *got = malloc(qn * sizeof(float));
+        for (int ki = 0; ki < nk; ki++)
+            for (int wi = 0; wi < 3; wi++)
+                for (int cut = 1; cut <= N; cut += N - 1) {
+                    for (int t0 = 0; t0 < N; t0 += cut) {
+                        int n = N - t0 < cut ? N - t0 : cut;
+                        with_matrix(kernels[ki].fn, want + t0 * row, q + t0 * row, k, v, n,
+                                    POS0 + t0, NH, NKV, hd, windows[wi], 1);
+                        k_attention_with(kernels[ki].fn, got + t0 * row, q + t0 * row, &kv, &vv, n,
+                                         POS0 + t0, NH, NKV, hd, windows[wi], 1);
+                    }
+                    CHECKF(memcmp(want, got, qn * sizeof(float)) == 0,
+                           "%s, head_dim %d, window %d, calls of %d: paged keys give other bits",
+                           kernels[ki].name, hd, windows[wi], cut);
+                }
+        free(q);
+        free(k);
+        free(v);
+        free(kp);
+        free(vp);
         free(want);
         free(got);
     }
@@ -214,5 +279,6 @@ int main(void)
     fx_close(f);
     test_kernels_agree();
     test_batch_invariance();
+    test_paged();
     return check_report("test_kernels_attention");
 }

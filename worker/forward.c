@@ -158,7 +158,7 @@ static void linear(struct stage *s, float *out, const float *x, int layer, enum 
     }
 }
 
-/* Writes the batch's new K/V rows into each slot's cache, then attends. */
+/* Writes the batch's new K/V rows into each slot's pages, then attends. */
 static void attention(struct stage *s, int layer, const struct stage_batch *b)
 {
     const struct model_config *c = &s->model->cfg;
@@ -168,13 +168,16 @@ static void attention(struct stage *s, int layer, const struct stage_batch *b)
     for (int start = 0, end; start < b->n; start = end) {
         end = run_end(b->slot, b->n, start);
         int slot = b->slot[start], pos0 = b->pos[start], n = end - start;
-        float *kc = kv_cache_k(&s->kv, local, slot), *vc = kv_cache_v(&s->kv, local, slot);
-        memcpy(kc + (size_t)pos0 * kv_dim, sc->k + (size_t)start * kv_dim,
-               (size_t)n * kv_dim * sizeof(float));
-        memcpy(vc + (size_t)pos0 * kv_dim, sc->v + (size_t)start * kv_dim,
-               (size_t)n * kv_dim * sizeof(float));
-        k_attention_forward(sc->att + (size_t)start * q_dim, sc->q + (size_t)start * q_dim, kc, vc,
-                            n, pos0, c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window, 1);
+        for (int i = 0; i < n; i++) {
+            memcpy(kv_cache_row(&s->kv, s->kv.k, local, slot, pos0 + i),
+                   sc->k + (size_t)(start + i) * kv_dim, (size_t)kv_dim * sizeof(float));
+            memcpy(kv_cache_row(&s->kv, s->kv.v, local, slot, pos0 + i),
+                   sc->v + (size_t)(start + i) * kv_dim, (size_t)kv_dim * sizeof(float));
+        }
+        struct k_kv_view kv, vv;
+        kv_cache_view(&s->kv, local, slot, pos0 + n, &kv, &vv);
+        k_attention_view(sc->att + (size_t)start * q_dim, sc->q + (size_t)start * q_dim, &kv, &vv,
+                         n, pos0, c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window, 1);
     }
 }
 
@@ -243,6 +246,15 @@ static void embed_rows(struct stage *s, const struct stage_batch *b)
     }
 }
 
+int stage_kv_share(struct stage *s, int dst, int src, int len, struct mm_err *err)
+{
+    if (src < 0 && dst >= 0 && dst < s->kv.n_slots) {
+        kv_cache_truncate(&s->kv, dst, 0);
+        return 0;
+    }
+    return kv_cache_share(&s->kv, dst, src, len, err);
+}
+
 int stage_forward(struct stage *s, const struct stage_batch *b, float *hidden, float *logits,
                   struct mm_err *err)
 {
@@ -256,8 +268,10 @@ int stage_forward(struct stage *s, const struct stage_batch *b, float *hidden, f
     } else
         memcpy(s->scratch.x, hidden, (size_t)b->n * dim * sizeof(float));
 
-    for (int i = 0; i < b->n; i++)
-        if (i == 0 || b->slot[i] != b->slot[i - 1]) s->kv.len[b->slot[i]] = b->pos[i];
+    for (int start = 0, end; start < b->n; start = end) {
+        end = run_end(b->slot, b->n, start);
+        kv_cache_prepare(&s->kv, b->slot[start], b->pos[start], end - start);
+    }
     for (int layer = m->layer_begin; layer < m->layer_end; layer++)
         layer_forward(s, layer, b);
     for (int i = 0; i < b->n; i++)

@@ -68,4 +68,10 @@ void stage_free(struct stage *s);
 int stage_forward(struct stage *s, const struct stage_batch *b, float *hidden, float *logits,
                   struct mm_err *err);
 
+/* Slot dst's history becomes slot src's first len positions (len at most
+ * src's length): the KV pages are shared, not copied, until one of the two
+ * writes into a shared page (worker/kv_cache.h). Outputs are the same as if
+ * dst had been fed those tokens itself. src < 0 empties dst. */
+int stage_kv_share(struct stage *s, int dst, int src, int len, struct mm_err *err);
+
 #endif

@@ -287,12 +287,17 @@ static int annotate_job(struct engine *e, struct mm_memory *m, const struct clus
         const struct mw_stats *st = memllm_writer_stats(run.w);
         double t = progress_now() - run.start;
         printf("documents: %lld\nalready_done: %lld\nsentences: %lld\nskipped_sentences: %lld\n"
-               "prompt_tokens: %lld\ntokens: %lld\ntriples: %lld\nmalformed: %lld\n"
-               "seconds: %.2f\nsentences_per_s: %.2f\ntriples_per_s: %.2f\n",
+               "prompt_tokens: %lld\nprompt_tokens_reused: %lld\ntokens: %lld\ntriples: %lld\n"
+               "malformed: %lld\nseconds: %.2f\nsentences_per_s: %.2f\ntriples_per_s: %.2f\n",
                (long long)run.docs_done, (long long)run.docs_skipped, (long long)st->sentences,
-               (long long)st->skipped, (long long)st->prompt_tokens, (long long)st->tokens,
+               (long long)st->skipped, (long long)st->prompt_tokens,
+               (long long)e->prefix_stats.reused_tokens, (long long)st->tokens,
                (long long)st->facts, (long long)st->malformed, t,
                t > 0 ? (double)st->sentences / t : 0.0, t > 0 ? (double)st->facts / t : 0.0);
+        int64_t paged, contiguous;
+        if (engine_kv_memory(e, &paged, &contiguous) == 0)
+            printf("kv_mib_peak: %.1f\nkv_mib_unpaged: %.1f\n", (double)paged / (1 << 20),
+                   (double)contiguous / (1 << 20));
     }
     if (run.trace && fclose(run.trace) != 0 && rc == 0) {
         mm_err_set(err, "%s: cannot write", o->trace);

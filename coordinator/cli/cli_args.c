@@ -124,6 +124,14 @@ int cli_model_opt(int argc, char **argv, int *i, struct cli_model_opts *o)
         o->engine.merge = 1;
         return 1;
     }
+    if ((r = cli_opt(argc, argv, i, "--kv-cache-mb", &v)))
+        return r < 0                                                                  ? r
+               : cli_float("--kv-cache-mb", v, 1e-3, 1 << 24, &o->engine.kv_cache_mb) ? -1
+                                                                                      : 1;
+    if (!strcmp(argv[*i], "--no-prefix-cache")) {
+        o->engine.no_prefix_cache = 1;
+        return 1;
+    }
     if (!strcmp(argv[*i], "--cuda-fast")) {
         o->engine.cuda_fast = 1;
         return 1;

@@ -86,7 +86,10 @@ int cli_run_with_engine(const char *cmd, struct cli_model_opts *o,
     "                       (default: batch-invariant)\n"                                          \
     "  --stages P           pipeline stages (under mpirun: ranks 1..P; default 1)\n"               \
     "  --layers A,B,...     first layer of stages 2..P (default: an even split)\n"                 \
-    "  --micro-batches M    micro-batches per step on MPI stages (default P)\n"
+    "  --micro-batches M    micro-batches per step on MPI stages (default P)\n"                    \
+    "  --kv-cache-mb N      keys and values of finished sequences kept for prompts\n"              \
+    "                       that start the same way (default 256)\n"                               \
+    "  --no-prefix-cache    compute every prompt whole (no prefix sharing)\n"
 
 /* The memory options of a model command: --memory and --memshards for a
  * command where the memory is optional (CLI_MEMORY_OPTIONAL_HELP) or

@@ -484,6 +484,14 @@ static int run_jsonl(struct engine *e, const struct gen_opts *o, struct mm_memor
     rc = scheduler_run(e, reqs, run.n_jobs, 512, &h, err);
     free(reqs);
     if (rc == 0) progress_finish(&run.bar, run.done, run.tokens, "tok");
+    if (rc == 0 && e->cache_slots) {
+        const struct prefix_stats *ps = &e->prefix_stats;
+        fprintf(stderr,
+                "prefix cache: %lld of %lld prompt tokens reused, %lld prefixes kept, %lld "
+                "evicted\n",
+                (long long)ps->reused_tokens, (long long)ps->prompt_tokens, (long long)ps->parked,
+                (long long)ps->evicted);
+    }
     if (rc == 0 && reader) {
         long reads;
         double mem_s, total = progress_now() - run.bar.start;

@@ -201,6 +201,8 @@ int memllm_writer_add(struct memllm_writer *w, const struct mw_document *doc, st
     }
     int di = w->n_docs++;
     w->docs[di] = (struct doc_state){.doc = doc};
+    /* In order: sentence i's prompt starts with sentence i - 1's pretext,
+     * which prefix sharing (prefix_cache.h) then computes once. */
     for (int i = 0; i < doc->n_sentences; i++) {
         int32_t *ids;
         size_t n;
@@ -334,9 +336,28 @@ static int parse_items(struct memllm_writer *w, struct doc_state *d, int sentenc
     return 0;
 }
 
+/* The facts in sentence order, each sentence's in the order written:
+ * sentences finish in an order that depends on the batch, the memory
+ * must not. */
+static void sort_facts(struct doc_state *d)
+{
+    for (size_t i = 1; i < d->n_facts; i++) {
+        struct mm_fact f = d->facts[i];
+        struct mm_triple_text t = d->texts[i];
+        size_t j = i;
+        for (; j > 0 && d->facts[j - 1].src.sentence > f.src.sentence; j--) {
+            d->facts[j] = d->facts[j - 1];
+            d->texts[j] = d->texts[j - 1];
+        }
+        d->facts[j] = f;
+        d->texts[j] = t;
+    }
+}
+
 /* Writes a finished document's facts, then reports it. */
 static int finish_document(struct memllm_writer *w, struct doc_state *d, struct mm_err *err)
 {
+    sort_facts(d);
     if (d->n_facts && mm_memory_write(w->m, d->facts, d->n_facts, NULL, 0, NULL, err)) {
         mm_err_prefix(err, "document '%s'", d->doc->id);
         return -1;

@@ -56,6 +56,14 @@ static int open_common(struct engine *e, const struct engine_options *o, struct 
     e->n_slots = o->n_slots > 0 ? o->n_slots : 1;
     e->context =
         o->context > 0 && o->context < e->cfg.max_positions ? o->context : e->cfg.max_positions;
+    if (!o->no_prefix_cache) {
+        e->cache_slots = e->n_slots;
+        int64_t token_bytes = 2 * (int64_t)e->cfg.n_layers * model_config_kv_dim(&e->cfg) * 4;
+        double budget = (o->kv_cache_mb > 0 ? o->kv_cache_mb : 256.0) * (1 << 20);
+        if (prefix_cache_init(&e->prefix, e->n_slots, e->cache_slots,
+                              (int64_t)(budget / (double)token_bytes), err))
+            return -1;
+    }
     e->tok = tok_load(o->model_path, err);
     return e->tok ? 0 : -1;
 }
@@ -69,8 +77,8 @@ int engine_open(struct engine *e, const struct engine_options *o, struct mm_err 
         goto fail;
     }
     for (int i = 0; i < e->n_stages; i++)
-        if (engine_stage_open(&e->local[i], o, e->layer_begin[i], e->layer_begin[i + 1], e->n_slots,
-                              e->context, err))
+        if (engine_stage_open(&e->local[i], o, e->layer_begin[i], e->layer_begin[i + 1],
+                              e->n_slots + e->cache_slots, e->context, err))
             goto fail;
     return 0;
 fail:
@@ -104,7 +112,7 @@ int engine_serve_stage(const struct engine_options *o, int index, MPI_Comm comm,
     if (index < 0 || index >= layout.n_stages) {
         mm_err_set(err, "stage %d of %d", index, layout.n_stages);
     } else if (engine_stage_open(&st, o, layout.layer_begin[index], layout.layer_begin[index + 1],
-                                 layout.n_slots, layout.context, err) == 0) {
+                                 layout.n_slots + layout.cache_slots, layout.context, err) == 0) {
         rc = pipeline_mpi_serve(&st, comm, coordinator, first_rank, index, layout.n_stages, err);
         engine_stage_close(&st);
     }
@@ -121,6 +129,7 @@ void engine_close(struct engine *e)
     free(e->local);
     free(e->hidden);
     if (e->tok) tok_free(e->tok);
+    prefix_cache_free(&e->prefix);
     memset(e, 0, sizeof(*e));
 }
 
@@ -136,6 +145,28 @@ int engine_adapter(const struct engine *e, const char *name, struct mm_err *err)
         }
     mm_err_set(err, "no adapter named '%s' is loaded", name);
     return -1;
+}
+
+int engine_kv_share(struct engine *e, int dst, int src, int len, struct mm_err *err)
+{
+    if (e->mpi) return pipeline_mpi_kv_share(e->mpi, dst, src, len, err);
+    for (int i = 0; i < e->n_stages; i++)
+        if (engine_stage_kv_share(&e->local[i], dst, src, len, err)) return -1;
+    return 0;
+}
+
+int engine_kv_memory(const struct engine *e, int64_t *paged, int64_t *contiguous)
+{
+    *paged = *contiguous = 0;
+    if (!e->local) return -1;
+    for (int i = 0; i < e->n_stages; i++) {
+        if (e->local[i].gpu) return -1;
+        int64_t p, c;
+        kv_cache_memory(&e->local[i].stage.kv, e->n_slots, &p, &c);
+        *paged += p;
+        *contiguous += c;
+    }
+    return 0;
 }
 
 int engine_forward(struct engine *e, const struct stage_batch *b, float *logits, struct mm_err *err)

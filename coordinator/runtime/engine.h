@@ -14,6 +14,7 @@
 
 #include "err.h"
 #include "forward.h"
+#include "prefix_cache.h"
 #include "tokenizer.h"
 
 #define ENGINE_MAX_ADAPTERS 8
@@ -43,6 +44,11 @@ struct engine_options {
     int split[ENGINE_MAX_STAGES];
     int n_split;
     int micro_batches; /* per step on MPI stages; 0: P */
+    /* Prefix sharing (prefix_cache.h): finished sequences' contexts kept
+     * for reuse within this many MiB of keys and values (0: 256); off with
+     * no_prefix_cache (--no-prefix-cache), for comparison. */
+    float kv_cache_mb;
+    int no_prefix_cache;
 };
 
 struct stage_cuda;
@@ -62,6 +68,8 @@ struct engine_stage {
 int engine_stage_open(struct engine_stage *st, const struct engine_options *o, int begin, int end,
                       int n_slots, int context, struct mm_err *err);
 void engine_stage_close(struct engine_stage *st);
+/* stage_kv_share on whichever device the stage computes (src < 0: empty dst). */
+int engine_stage_kv_share(struct engine_stage *st, int dst, int src, int len, struct mm_err *err);
 /* stage_forward on whichever device the stage computes. */
 int engine_stage_forward(struct engine_stage *st, const struct stage_batch *b, float *hidden,
                          float *logits, struct mm_err *err);
@@ -76,7 +84,10 @@ struct engine {
     struct model_config cfg;
     int vocab;
     int context;
-    int n_slots;
+    int n_slots;     /* running sequences */
+    int cache_slots; /* after them: parked prefixes (prefix_cache.h) */
+    struct prefix_cache prefix;
+    struct prefix_stats prefix_stats;
     char adapter_names[ENGINE_MAX_ADAPTERS][ENGINE_ADAPTER_NAME];
     int n_adapters;
     int merged; /* the single adapter is folded into the weights: always on */
@@ -105,6 +116,16 @@ int engine_serve_stage(const struct engine_options *o, int index, MPI_Comm comm,
 
 /* Index of the adapter called `name`, -1 with err set if none. */
 int engine_adapter(const struct engine *e, const char *name, struct mm_err *err);
+
+/* Slot dst's keys and values become slot src's first len positions on
+ * every stage (shared pages on a CPU stage, a copy on a GPU); src < 0
+ * empties dst. The caller knows src holds len positions. */
+int engine_kv_share(struct engine *e, int dst, int src, int len, struct mm_err *err);
+
+/* The KV cache's memory, over the stages in this process on the CPU
+ * (kv_cache_memory: the pages' peak, and what one matrix per running slot
+ * would have held); -1 where the stages are elsewhere (ranks, a GPU). */
+int engine_kv_memory(const struct engine *e, int64_t *paged, int64_t *contiguous);
 
 /* Runs the batch through every stage; logits of the rows that want them
  * (b->logits, NULL: all), in batch order. */

@@ -102,6 +102,14 @@ fail:
     return -1;
 }
 
+int engine_stage_kv_share(struct engine_stage *st, int dst, int src, int len, struct mm_err *err)
+{
+#ifdef MEMLLM_HAVE_CUDA
+    if (st->gpu) return stage_cuda_kv_share(st->gpu, dst, src, len, err);
+#endif
+    return stage_kv_share(&st->stage, dst, src, len, err);
+}
+
 int engine_stage_forward(struct engine_stage *st, const struct stage_batch *b, float *hidden,
                          float *logits, struct mm_err *err)
 {

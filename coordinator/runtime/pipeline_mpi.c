@@ -13,8 +13,9 @@ enum {
     TAG_ERROR = 205,
     TAG_STATS = 206
 };
-enum { KIND_BATCH = 1, KIND_STOP = 2, KIND_ERROR = 3, KIND_STATS = 4 };
+enum { KIND_BATCH = 1, KIND_STOP = 2, KIND_ERROR = 3, KIND_STATS = 4, KIND_KV_SHARE = 5 };
 enum { H_KIND, H_N, H_N_LOGITS, H_HAS_ADAPTER, H_HAS_WANT, H_LEN };
+enum { H_SHARE_DST = H_N, H_SHARE_SRC = H_N_LOGITS, H_SHARE_LEN = H_HAS_ADAPTER };
 
 struct pipeline_mpi {
     MPI_Comm comm;
@@ -203,6 +204,21 @@ void pipeline_mpi_get_stats(const struct pipeline_mpi *p, struct pipeline_mpi_st
     *st = p->stats;
 }
 
+int pipeline_mpi_kv_share(struct pipeline_mpi *p, int dst, int src, int len, struct mm_err *err)
+{
+    if (p->broken) {
+        mm_err_set(err, "pipeline: a stage failed earlier");
+        return -1;
+    }
+    int32_t m[H_LEN] = {
+        [H_KIND] = KIND_KV_SHARE, [H_SHARE_DST] = dst, [H_SHARE_SRC] = src, [H_SHARE_LEN] = len};
+    if (MPI_Send(m, H_LEN, MPI_INT32_T, p->first_rank, TAG_BATCH, p->comm) != MPI_SUCCESS) {
+        mm_err_set(err, "pipeline: sending a KV share to stage 0 failed");
+        return -1;
+    }
+    return 0;
+}
+
 int pipeline_mpi_stage_stats(struct pipeline_mpi *p, struct pipeline_stage_stats *out,
                              struct mm_err *err)
 {
@@ -296,6 +312,15 @@ int pipeline_mpi_serve(struct engine_stage *s, MPI_Comm comm, int coordinator, i
             double v[4] = {(double)stats.micro_batches, stats.compute_s, stats.wait_s,
                            stats.sent_bytes};
             MPI_Send(v, 4, MPI_DOUBLE, coordinator, TAG_STATS, comm);
+            if (next >= 0) MPI_Send(in, H_LEN, MPI_INT32_T, next, TAG_BATCH, comm);
+            continue;
+        }
+        if (in[H_KIND] == KIND_KV_SHARE) {
+            struct mm_err serr = {{0}};
+            /* The coordinator finds out at its next step, and stops the job:
+             * a stage that could not share is out of step with the others. */
+            if (engine_stage_kv_share(s, in[H_SHARE_DST], in[H_SHARE_SRC], in[H_SHARE_LEN], &serr))
+                send_error(comm, coordinator, serr.msg);
             if (next >= 0) MPI_Send(in, H_LEN, MPI_INT32_T, next, TAG_BATCH, comm);
             continue;
         }

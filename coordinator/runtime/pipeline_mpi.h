@@ -12,6 +12,8 @@
  *   hidden: n x dim floats (not to the first stage)
  *   result: int32 header to the coordinator, then n_logits x vocab floats
  *           or, on failure, the error text
+ *   kv share: int32 header (destination, source and length in place of n,
+ *           n_logits, has_adapter): shares KV pages between slots
  * A stop message travels the pipeline when the coordinator closes it. */
 #ifndef MEMLLM_COORDINATOR_PIPELINE_MPI_H
 #define MEMLLM_COORDINATOR_PIPELINE_MPI_H
@@ -31,6 +33,11 @@ void pipeline_mpi_close(struct pipeline_mpi *p);
 
 int pipeline_mpi_forward(struct pipeline_mpi *p, const struct stage_batch *b, float *logits,
                          struct mm_err *err);
+
+/* engine_kv_share on the stage ranks: a message that travels the pipeline
+ * in order with the batches, so every stage applies it between the same
+ * two batches. */
+int pipeline_mpi_kv_share(struct pipeline_mpi *p, int dst, int src, int len, struct mm_err *err);
 
 /* A stage rank's loop: serves until the stop message. */
 int pipeline_mpi_serve(struct engine_stage *s, MPI_Comm comm, int coordinator, int first_rank,

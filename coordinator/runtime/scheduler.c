@@ -193,6 +193,53 @@ static int finish_sequence(struct gen_sequence *s, char *piece, size_t piece_cap
     return h && h->on_finish ? h->on_finish(h->ctx, s, err) : 0;
 }
 
+/* What plan_reuse answers when the request should wait a step. */
+#define REUSE_WAIT -1
+
+/* How much of r's prompt can start from keys and values already computed,
+ * and from which slot: a running sequence's context (its tokens up to
+ * n_past) or a parked prefix, under the same adapter. The last prompt token
+ * is always fed: its logits start the answer. Returns REUSE_WAIT when a
+ * running sequence is still reading a prompt that shares at least a page
+ * more with r (the next sentence of a document in the write loop): r waits
+ * for it rather than computing the same prefix twice. */
+static int plan_reuse(struct engine *e, const struct gen_sequence *seqs, const int *active,
+                      const struct gen_request *r, int *from)
+{
+    if (!e->cache_slots) return 0;
+    int limit = r->n_prompt - 1, later = 0;
+    int best = prefix_cache_best(&e->prefix, r->prompt, limit, r->adapter, from);
+    for (int sl = 0; sl < e->n_slots; sl++) {
+        const struct gen_sequence *s = &seqs[sl];
+        if (!active[sl] || s->req->adapter != r->adapter) continue;
+        int now = prefix_common(r->prompt, limit, s->tokens, s->n_past);
+        if (now > best) {
+            best = now;
+            *from = sl;
+        }
+        int soon = prefix_common(r->prompt, limit, s->tokens, s->n_tokens);
+        later = soon > later ? soon : later;
+    }
+    return later >= best + K_KV_PAGE ? REUSE_WAIT : best;
+}
+
+/* Starts request r in slot sl, on top of the keys and values plan_reuse
+ * found (reuse positions of slot `from`). */
+static int sequence_start_reusing(struct engine *e, struct gen_sequence *s,
+                                  const struct gen_request *r, int index, int sl, int reuse,
+                                  int from, struct mm_err *err)
+{
+    if (sequence_start(e, s, r, index, sl, err)) return -1;
+    if (reuse > 0 && engine_kv_share(e, sl, from, reuse, err)) {
+        sequence_free(s);
+        return -1;
+    }
+    s->n_past = reuse;
+    e->prefix_stats.prompt_tokens += r->n_prompt;
+    e->prefix_stats.reused_tokens += reuse;
+    return 0;
+}
+
 struct batch_buf {
     int32_t *tokens, *pos, *slot, *adapter;
     uint8_t *want;
@@ -225,14 +272,25 @@ int scheduler_serve(struct engine *e, const struct gen_source *src, int max_batc
         mm_err_set(err, "generate: out of memory");
         goto out;
     }
+    /* a request waiting a step for a prefix (plan_reuse) */
+    const struct gen_request *held = NULL;
+    int held_index = 0;
     for (;;) {
         for (int sl = 0; sl < n_slots; sl++) {
             if (active[sl]) continue;
-            int index;
-            const struct gen_request *r = src->next(src->ctx, running == 0, &index);
+            int index = held_index, from = -1;
+            const struct gen_request *r = held ? held : src->next(src->ctx, running == 0, &index);
+            held = NULL;
             if (!r) break;
-            /* The slot's old cache goes: the first batch starts at 0. */
-            if (sequence_start(e, &seqs[sl], r, index, sl, err)) goto out;
+            int reuse = r->n_prompt > 0 ? plan_reuse(e, seqs, active, r, &from) : 0;
+            if (reuse == REUSE_WAIT) {
+                held = r;
+                held_index = index;
+                break;
+            }
+            /* The slot's old cache goes: the first batch starts at 0, or
+             * at the end of the reused prefix. */
+            if (sequence_start_reusing(e, &seqs[sl], r, index, sl, reuse, from, err)) goto out;
             active[sl] = 1;
             running++;
         }
@@ -277,7 +335,12 @@ int scheduler_serve(struct engine *e, const struct gen_source *src, int max_batc
             if (after_sample(e, s, tok, lp, b.piece, piece_cap, h, err)) goto out;
             /* The new token is fed next step; it has no KV row yet. */
             if (!s->finish) continue;
+            /* on_finish may free the request (a served client's) */
+            int adapter = s->req->adapter;
             if (finish_sequence(s, b.piece, piece_cap, h, err)) goto out;
+            if (e->cache_slots && prefix_cache_park(&e->prefix, e, s->slot, s->tokens, s->n_past,
+                                                    adapter, &e->prefix_stats, err))
+                goto out;
             active[s->slot] = 0;
             running--;
             sequence_free(s);

@@ -29,8 +29,9 @@ static float dot(const float *a, const float *b, int len)
 
 /* The portable path: one row at a time, its chunks [p0, p0 + KEY_CHUNK)
  * with p0 a multiple of KEY_CHUNK, clipped to the row's keys lo..hi. */
-static void attend_row(float *out, const float *q, const float *k, const float *v, int lo, int hi,
-                       int64_t kv_stride, int head_dim, float scale)
+static void attend_row(float *out, const float *q, const struct k_kv_view *k,
+                       const struct k_kv_view *v, int64_t col, int lo, int hi, int head_dim,
+                       float scale)
 {
     float acc[K_MAX_HEAD_DIM];
     for (int i = 0; i < head_dim; i++)
@@ -42,7 +43,7 @@ static void attend_row(float *out, const float *q, const float *k, const float *
         float s[KEY_CHUNK];
         float chunk_max = -INFINITY;
         for (int j = 0; j < len; j++) {
-            s[j] = dot(q, k + (p0 + j) * kv_stride, head_dim) * scale;
+            s[j] = dot(q, k_kv_row(k, p0 + j) + col, head_dim) * scale;
             chunk_max = s[j] > chunk_max ? s[j] : chunk_max;
         }
         if (chunk_max > max) {
@@ -54,7 +55,7 @@ static void attend_row(float *out, const float *q, const float *k, const float *
         }
         for (int j = 0; j < len; j++) {
             float p = expf(s[j] - max);
-            const float *vj = v + (p0 + j) * kv_stride;
+            const float *vj = k_kv_row(v, p0 + j) + col;
             sum += p;
             for (int i = 0; i < head_dim; i++)
                 acc[i] += p * vj[i];
@@ -65,12 +66,11 @@ static void attend_row(float *out, const float *q, const float *k, const float *
         out[i] = acc[i] * r;
 }
 
-void k_attend_scalar(const struct k_att_rows *rows, const float *k, const float *v,
-                     int64_t kv_stride, int head_dim, float scale)
+void k_attend_scalar(const struct k_att_rows *rows, const struct k_kv_view *k,
+                     const struct k_kv_view *v, int64_t col, int head_dim, float scale)
 {
     for (int i = 0; i < rows->n; i++)
-        attend_row(rows->out[i], rows->q[i], k, v, rows->lo[i], rows->hi[i], kv_stride, head_dim,
-                   scale);
+        attend_row(rows->out[i], rows->q[i], k, v, col, rows->lo[i], rows->hi[i], head_dim, scale);
 }
 
 #ifdef K_HAVE_AVX512
@@ -88,12 +88,13 @@ static inline __m128 sum4(__m512 a, __m512 b, __m512 c, __m512 d)
 }
 
 #define CHUNK 16 /* keys: one vector of scores */
+_Static_assert(K_KV_PAGE % CHUNK == 0, "a chunk of keys must lie in one page");
 #define INLINE static inline __attribute__((always_inline))
 
 /* nv = head_dim / 16 vectors; a constant at the specialised call sites, so
  * a row's query and accumulator stay in registers. */
-INLINE void attend_rows(int nv, const struct k_att_rows *rows, const float *k, const float *v,
-                        int64_t kv_stride, float scale)
+INLINE void attend_rows(int nv, const struct k_att_rows *rows, const struct k_kv_view *k,
+                        const struct k_kv_view *v, int64_t col, float scale)
 {
     int lo = rows->lo[0], hi = rows->hi[0];
     for (int i = 1; i < rows->n; i++) {
@@ -109,8 +110,11 @@ INLINE void attend_rows(int nv, const struct k_att_rows *rows, const float *k, c
         max[i] = -INFINITY;
         sum[i] = 0.0f;
     }
+    const int64_t kv_stride = k->stride;
     for (int p0 = lo; p0 <= hi; p0 += CHUNK) {
         int len = hi - p0 + 1 < CHUNK ? hi - p0 + 1 : CHUNK;
+        /* a chunk's keys lie in one page, rows kv_stride apart */
+        const float *kc = k_kv_row(k, p0) + col, *vc = k_kv_row(v, p0) + col;
         for (int i = 0; i < rows->n; i++) {
             int first = rows->lo[i] - p0, last = rows->hi[i] - p0; /* row i's keys in the chunk */
             if (last < 0 || first >= len) continue;
@@ -122,8 +126,7 @@ INLINE void attend_rows(int nv, const struct k_att_rows *rows, const float *k, c
                 __m512 d[4];
                 for (int u = 0; u < 4; u++) {
                     /* past len: repeat the chunk's last key, masked below */
-                    const float *kp =
-                        k + (int64_t)(p0 + (j + u < len ? j + u : len - 1)) * kv_stride;
+                    const float *kp = kc + (int64_t)(j + u < len ? j + u : len - 1) * kv_stride;
                     d[u] = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kp));
                     for (int c = 1; c < nv; c++)
                         d[u] = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kp + 16 * c), d[u]);
@@ -153,7 +156,7 @@ INLINE void attend_rows(int nv, const struct k_att_rows *rows, const float *k, c
             int j_end = last < len - 1 ? last + 1 : len;
             for (int j = first > 0 ? first : 0; j < j_end; j++) {
                 __m512 pj = _mm512_set1_ps(s[j]);
-                const float *vp = v + (int64_t)(p0 + j) * kv_stride;
+                const float *vp = vc + (int64_t)j * kv_stride;
                 for (int c = 0; c < nv; c++)
                     a[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vp + 16 * c), a[c]);
             }
@@ -169,21 +172,21 @@ INLINE void attend_rows(int nv, const struct k_att_rows *rows, const float *k, c
     }
 }
 
-void k_attend_avx512(const struct k_att_rows *rows, const float *k, const float *v,
-                     int64_t kv_stride, int head_dim, float scale)
+void k_attend_avx512(const struct k_att_rows *rows, const struct k_kv_view *k,
+                     const struct k_kv_view *v, int64_t col, int head_dim, float scale)
 {
     switch (head_dim / 16) {
     case 2:
-        attend_rows(2, rows, k, v, kv_stride, scale);
+        attend_rows(2, rows, k, v, col, scale);
         break;
     case 4:
-        attend_rows(4, rows, k, v, kv_stride, scale);
+        attend_rows(4, rows, k, v, col, scale);
         break;
     case 8:
-        attend_rows(8, rows, k, v, kv_stride, scale);
+        attend_rows(8, rows, k, v, col, scale);
         break;
     default:
-        attend_rows(head_dim / 16, rows, k, v, kv_stride, scale);
+        attend_rows(head_dim / 16, rows, k, v, col, scale);
         break;
     }
 }
@@ -194,6 +197,15 @@ void k_attention_forward(float *out, const float *q, const float *k, const float
                          int pos0, int n_heads, int n_kv_heads, int head_dim, int window,
                          int causal)
 {
+    int64_t stride = (int64_t)n_kv_heads * head_dim;
+    struct k_kv_view kv = {.base = k, .stride = stride}, vv = {.base = v, .stride = stride};
+    k_attention_view(out, q, &kv, &vv, n, pos0, n_heads, n_kv_heads, head_dim, window, causal);
+}
+
+void k_attention_view(float *out, const float *q, const struct k_kv_view *k,
+                      const struct k_kv_view *v, int n, int pos0, int n_heads, int n_kv_heads,
+                      int head_dim, int window, int causal)
+{
     k_attend_fn attend = k_attend_scalar;
 #ifdef K_HAVE_AVX512
     if (head_dim % 16 == 0) attend = k_attend_avx512;
@@ -201,14 +213,13 @@ void k_attention_forward(float *out, const float *q, const float *k, const float
     k_attention_with(attend, out, q, k, v, n, pos0, n_heads, n_kv_heads, head_dim, window, causal);
 }
 
-void k_attention_with(k_attend_fn attend, float *out, const float *q, const float *k,
-                      const float *v, int n, int pos0, int n_heads, int n_kv_heads, int head_dim,
-                      int window, int causal)
+void k_attention_with(k_attend_fn attend, float *out, const float *q, const struct k_kv_view *k,
+                      const struct k_kv_view *v, int n, int pos0, int n_heads, int n_kv_heads,
+                      int head_dim, int window, int causal)
 {
     int group = n_heads / n_kv_heads;
     int kv_len = pos0 + n;
     int64_t q_stride = (int64_t)n_heads * head_dim;
-    int64_t kv_stride = (int64_t)n_kv_heads * head_dim;
     float scale = 1.0f / sqrtf((float)head_dim);
     /* tokens per task: as many as fit with the group's heads, at most 4 */
     int tokens = group >= K_ATT_MAX_ROWS ? 1 : K_ATT_MAX_ROWS / group;
@@ -235,8 +246,7 @@ void k_attention_with(k_attend_fn attend, float *out, const float *q, const floa
                         rows.n++;
                     }
                 }
-                attend(&rows, k + (int64_t)g * head_dim, v + (int64_t)g * head_dim, kv_stride,
-                       head_dim, scale);
+                attend(&rows, k, v, (int64_t)g * head_dim, head_dim, scale);
             }
         }
     }

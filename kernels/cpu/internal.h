@@ -230,21 +230,21 @@ struct k_att_rows {
 };
 
 /* out_i = softmax(q_i K[lo_i..hi_i]^T * scale) V[lo_i..hi_i] for the rows;
- * k and v point at the KV head's first element, rows kv_stride apart. */
-typedef void (*k_attend_fn)(const struct k_att_rows *rows, const float *k, const float *v,
-                            int64_t kv_stride, int head_dim, float scale);
-void k_attend_scalar(const struct k_att_rows *rows, const float *k, const float *v,
-                     int64_t kv_stride, int head_dim, float scale);
+ * the KV head's elements start `col` floats into each row of k and v. */
+typedef void (*k_attend_fn)(const struct k_att_rows *rows, const struct k_kv_view *k,
+                            const struct k_kv_view *v, int64_t col, int head_dim, float scale);
+void k_attend_scalar(const struct k_att_rows *rows, const struct k_kv_view *k,
+                     const struct k_kv_view *v, int64_t col, int head_dim, float scale);
 #ifdef K_HAVE_AVX512
-/* head_dim a multiple of 16 */
-void k_attend_avx512(const struct k_att_rows *rows, const float *k, const float *v,
-                     int64_t kv_stride, int head_dim, float scale);
+/* head_dim a multiple of 16; K_KV_PAGE a multiple of its chunk of 16 keys */
+void k_attend_avx512(const struct k_att_rows *rows, const struct k_kv_view *k,
+                     const struct k_kv_view *v, int64_t col, int head_dim, float scale);
 #endif
 
-/* k_attention_forward with the given per-task kernel (the tests run each). */
-void k_attention_with(k_attend_fn attend, float *out, const float *q, const float *k,
-                      const float *v, int n, int pos0, int n_heads, int n_kv_heads, int head_dim,
-                      int window, int causal);
+/* k_attention_view with the given per-task kernel (the tests run each). */
+void k_attention_with(k_attend_fn attend, float *out, const float *q, const struct k_kv_view *k,
+                      const struct k_kv_view *v, int n, int pos0, int n_heads, int n_kv_heads,
+                      int head_dim, int window, int causal);
 
 /* Row sums of the norms in a fixed order: element i goes to lane i % 16,
  * the lanes are added pairwise at the end. `omp simd reduction` would leave

@@ -547,6 +547,37 @@ static int run(struct stage_cuda *s, const struct stage_batch *b, float *hidden,
     return 0;
 }
 
+int stage_cuda_kv_share(struct stage_cuda *s, int dst, int src, int len, struct mm_err *err)
+{
+    if (dst < 0 || dst >= s->n_slots || src >= s->n_slots || dst == src) {
+        mm_err_set(err, "cuda stage: cannot share slot %d into slot %d (%d slots)", src, dst,
+                   s->n_slots);
+        return -1;
+    }
+    if (src < 0) {
+        s->len[dst] = 0;
+        return 0;
+    }
+    if (len < 0 || len > s->len[src]) {
+        mm_err_set(err, "cuda stage: slot %d holds %d positions, %d asked to share", src,
+                   s->len[src], len);
+        return -1;
+    }
+    /* The GPU cache is one matrix per slot: the rows are copied (on the
+     * stream, so before any later batch reads them). */
+    size_t slot_floats = (size_t)s->capacity * (size_t)s->kv_dim;
+    size_t bytes = (size_t)len * (size_t)s->kv_dim * sizeof(float);
+    for (int l = 0; l < s->n_layers; l++) {
+        size_t layer = (size_t)l * (size_t)s->n_slots * slot_floats;
+        size_t to = layer + (size_t)dst * slot_floats, from = layer + (size_t)src * slot_floats;
+        if (bytes && (kc_copy(s->ctx, s->k_cache + to, s->k_cache + from, bytes, err) ||
+                      kc_copy(s->ctx, s->v_cache + to, s->v_cache + from, bytes, err)))
+            return -1;
+    }
+    s->len[dst] = len;
+    return 0;
+}
+
 int stage_cuda_forward(struct stage_cuda *s, const struct stage_batch *b, float *hidden,
                        float *logits, int32_t *ids, struct mm_err *err)
 {

@@ -46,6 +46,10 @@ struct kc_ctx *stage_cuda_context(struct stage_cuda *s);
  * adapter may be freed afterwards. */
 int stage_cuda_add_adapter(struct stage_cuda *s, const struct lora_adapter *a, struct mm_err *err);
 
+/* As stage_kv_share: the rows are copied on the device (the GPU cache is
+ * not paged), so outputs are the same, without the memory saving. */
+int stage_cuda_kv_share(struct stage_cuda *s, int dst, int src, int len, struct mm_err *err);
+
 /* As stage_forward, with on the last stage: logits (may be NULL) receives
  * the rows that want logits, and ids (may be NULL) their argmax, computed
  * on the device so that only the ids cross when sampling is greedy. */
