@@ -25,7 +25,8 @@
  * the start; in mixed batches of several sequences (slots), each with its
  * own chunking per step, one of them through the LoRA adapter where the
  * fixture has one; on two stages; on a stage opened again (a restart);
- * and SmolLM2 Q4_1's logits in chunks of 128 against token by token.
+ * and SmolLM2 Q4_1's logits in chunks of 128 against token by token; a slot
+ * that shares another's prefix (stage_cuda_kv_share) and computes the rest.
  * Without a device: the rank-to-device choice reports the missing device,
  * then the test prints SKIP. */
 #include <jansson.h>
@@ -181,6 +182,26 @@ static void check_rollback(struct runner *g, const struct model_reference *r, co
     free(got);
 }
 
+/* Prefix sharing (stage_cuda_kv_share): slot 1 takes slot 0's first k
+ * positions and is fed the rest of the prompt token by token; its logits
+ * are the token-by-token reference's, bit for bit; a share of more than
+ * slot 0 holds is refused. One GPU stage. */
+static void check_share(struct runner *g, const struct model_reference *r, const float *alone,
+                        const char *what)
+{
+    int n = r->n_prompt, k = n / 2 + 3;
+    struct mm_err err = {{0}};
+    feed_slot(g, r->prompt, n, 0, n, -1, 0, NULL, NULL);
+    REQUIRE(stage_cuda_kv_share(g->gpu[0], 1, 0, k, &err) == 0, "%s: %s", what, err.msg);
+    float *got = malloc((size_t)(n - k) * r->vocab * sizeof(float));
+    feed_slot(g, r->prompt + k, n - k, k, 1, -1, 1, got, NULL);
+    int bad = rows_differ(got, alone + (size_t)k * r->vocab, n - k, r->vocab);
+    CHECKF(bad == 0, "%s: after sharing %d positions, %d of %d differ", what, k, bad, n - k);
+    CHECKF(stage_cuda_kv_share(g->gpu[0], 2, 0, n + 1, &err) != 0,
+           "%s: a share past slot 0's length was taken", what);
+    free(got);
+}
+
 static struct stage_cuda *open_gpu(const char *path, int begin, int end, struct model **m,
                                    enum kc_numerics numerics)
 {
@@ -311,9 +332,10 @@ static void run_fixture_numerics(const char *name, const char *path, const char 
     check_logits(&g, r, -1, f32, r->logits, cpu_logits, what);
     check_greedy(&g, r, -1, r->greedy, what);
     float *alone = NULL, *alone_lora = NULL;
-    if (invariant)
+    if (invariant) {
         alone = token_by_token(&g, r, -1);
-    else
+        check_share(&g, r, alone, what);
+    } else
         check_rollback(&g, r, what);
 
     if (r->has_adapter) {
