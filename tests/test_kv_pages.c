@@ -6,18 +6,12 @@
  * per slot after sharing, copy on write, a rollback inside a shared page
  * and emptying; the count of pages in use after each step; every page back
  * in the pool at the end; the attention views point at the same rows.
- *
- * With the tiny Mistral fixture (sliding window, GQA): a slot that shares
- * another's prefix and computes only the rest gives the logits, bit for
- * bit, of a slot that computed everything; and the donor rolling back into
- * the shared page does not change the sharer's next logits. */
+ * What sharing does to a model's logits: test_kv_rollback. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
-#include "forward.h"
 #include "kv_cache.h"
-#include "model.h"
 
 enum { LAYERS = 2, SLOTS = 3, CAPACITY = 64, DIM = 4 };
 
@@ -120,74 +114,8 @@ static void test_pages(void)
     kv_cache_free(&c);
 }
 
-/* ---- with a model ---- */
-
-static void feed(struct stage *s, int slot, const int32_t *ids, int n, int pos0, float *logits)
-{
-    int32_t pos[64], sl[64];
-    for (int i = 0; i < n; i++) {
-        pos[i] = pos0 + i;
-        sl[i] = slot;
-    }
-    struct stage_batch b = {.n = n, .tokens = ids, .pos = pos, .slot = sl};
-    struct mm_err err = {{0}};
-    REQUIRE(stage_forward(s, &b, NULL, logits, &err) == 0, "%s", err.msg);
-}
-
-static void test_stage(void)
-{
-    char dir[1024];
-    test_path("MEMLLM_FIXTURES", "models/tiny-mistral", dir, sizeof(dir));
-    struct mm_err err = {{0}};
-    struct model *m = model_load(dir, 0, -1, &err);
-    REQUIRE(m, "%s", err.msg);
-    const int V = m->cfg.vocab_size;
-    int32_t prefix[37], x[10], y[6], next = 7;
-    for (int i = 0; i < 37; i++)
-        prefix[i] = (int32_t)((i * 37 + 5) % V);
-    for (int i = 0; i < 10; i++)
-        x[i] = (int32_t)((i * 11 + 300) % V);
-    for (int i = 0; i < 6; i++)
-        y[i] = (int32_t)((i * 13 + 100) % V);
-    size_t row = (size_t)V * sizeof(float);
-    float *scratch = malloc(40 * row), *shared = malloc(10 * row), *fresh = malloc(10 * row);
-    float *after = malloc(row), *want = malloc(row);
-
-    /* Shared: slot 0 reads the whole prefix, slot 1 takes its first 21
-     * positions and computes only x. */
-    struct stage a;
-    REQUIRE(stage_init(&a, m, 2, 64, &err) == 0, "%s", err.msg);
-    feed(&a, 0, prefix, 37, 0, scratch);
-    REQUIRE(stage_kv_share(&a, 1, 0, 21, &err) == 0, "%s", err.msg);
-    feed(&a, 1, x, 10, 21, shared);
-
-    /* Fresh: the same 21 tokens computed, then x. */
-    struct stage b;
-    REQUIRE(stage_init(&b, m, 2, 64, &err) == 0, "%s", err.msg);
-    feed(&b, 0, prefix, 21, 0, scratch);
-    feed(&b, 0, x, 10, 21, fresh);
-    CHECKF(memcmp(shared, fresh, 10 * row) == 0, "a shared prefix gives other logits");
-
-    /* The donor rolls back into the shared first page and writes y. */
-    feed(&a, 0, y, 6, 10, scratch);
-    feed(&a, 1, &next, 1, 31, after);
-    feed(&b, 0, &next, 1, 31, want);
-    CHECKF(memcmp(after, want, row) == 0, "the donor's rollback changed the sharer's logits");
-    CHECK(stage_kv_share(&a, 1, 0, 17, &err) != 0 && strstr(err.msg, "holds 16"));
-
-    stage_free(&a);
-    stage_free(&b);
-    model_free(m);
-    free(scratch);
-    free(shared);
-    free(fresh);
-    free(after);
-    free(want);
-}
-
 int main(void)
 {
     test_pages();
-    test_stage();
     return check_report("test_kv_pages");
 }

@@ -8,7 +8,7 @@ memllm_test(test_kv_pages SOURCES test_kv_pages.c LIBS mm_worker)
 memllm_test(test_model_errors SOURCES test_model_errors.c LIBS mm_worker)
 memllm_test(test_smollm2_llamacpp SOURCES test_smollm2_llamacpp.c LIBS mm_worker)
 # Run a model forward: also under each OpenBLAS core type (tests/run-all.sh).
-set_tests_properties(test_model_reference test_kv_rollback test_kv_pages test_smollm2_llamacpp
+set_tests_properties(test_model_reference test_kv_rollback test_smollm2_llamacpp
   PROPERTIES LABELS model)
 # A PEFT adapter on the LM head and token rows (tools/make_adapter_head_fixtures.py).
 memllm_test(test_lora_head SOURCES test_lora_head.c LIBS mm_worker)
