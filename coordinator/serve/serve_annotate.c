@@ -75,9 +75,11 @@ struct serve_annotate_job *serve_annotate_parse(struct serve_annotator *a, const
         return NULL;
     }
     json_t *docs = json_object_get(root, "documents"), *model = json_object_get(root, "model");
+    json_t *max_tokens = json_object_get(root, "max_tokens");
     struct serve_annotate_job *j = calloc(1, sizeof(*j));
     struct id_set seen = {0};
     int rc = j ? 0 : -1;
+    if (j) j->done.fd = -1; /* a refused job must not close fd 0 when freed */
     if (!j) {
         *status = 500;
         mm_err_set(err, "out of memory");
@@ -87,6 +89,10 @@ struct serve_annotate_job *serve_annotate_parse(struct serve_annotator *a, const
         rc = -1;
     } else if (model && !json_is_string(model)) {
         mm_err_set(err, "\"model\": expected a string");
+        rc = -1;
+    } else if (max_tokens && (!json_is_integer(max_tokens) || json_integer_value(max_tokens) < 1 ||
+                              json_integer_value(max_tokens) > 4096)) {
+        mm_err_set(err, "\"max_tokens\": expected an integer from 1 to 4096");
         rc = -1;
     } else if ((j->adapter = pick_adapter(a->e, json_string_value(model), base_model)) == -2) {
         *status = 404;
@@ -110,6 +116,7 @@ struct serve_annotate_job *serve_annotate_parse(struct serve_annotator *a, const
         }
     }
     id_set_free(&seen);
+    if (rc == 0 && max_tokens) j->max_tokens = (int)json_integer_value(max_tokens);
     json_decref(root);
     if (rc) {
         serve_annotate_job_free(j);
@@ -117,7 +124,6 @@ struct serve_annotate_job *serve_annotate_parse(struct serve_annotator *a, const
     }
     j->owner = a;
     j->status = "queued";
-    j->done.fd = -1;
     for (int i = 0; i < j->n_docs; i++)
         j->n_sentences += j->docs[i].n_sentences;
     return j;
@@ -195,6 +201,7 @@ static int job_start(struct serve_annotator *a, struct serve_annotate_job *j, st
     struct mw_options o;
     mw_options_default(&o);
     o.adapter = j->adapter;
+    if (j->max_tokens > 0) o.max_tokens = j->max_tokens;
     struct mw_callbacks cb = {.sentence = sentence_done, .document = document_done, .ctx = j};
     if (annotate_done_open(&j->done, a->dir, err)) return -1;
     if (!(j->w = memllm_writer_new(a->e, a->m, &o, &cb, err))) return -1;

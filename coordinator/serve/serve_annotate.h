@@ -33,7 +33,8 @@ struct serve_annotate_job {
     /* Set before the engine takes it; read-only after. */
     struct corpus_doc *docs;
     int n_docs;
-    int adapter; /* the write model: engine adapter index, -1 the base */
+    int adapter;    /* the write model: engine adapter index, -1 the base */
+    int max_tokens; /* generated per sentence; 0: memllm annotate's default */
 
     /* Progress, under the registry's mutex. */
     const char *status; /* queued, running, done, failed, interrupted */
@@ -69,7 +70,8 @@ void serve_annotator_init(struct serve_annotator *a, struct engine *e, struct mm
 void serve_annotator_destroy(struct serve_annotator *a);
 
 /* Parses {"documents": [{"id", "text"} | {"title", "sents"}, ...],
- * "model": adapter name (optional)} into a new job (NULL with *status and
+ * "model": adapter name (optional), "max_tokens": tokens written per
+ * sentence (optional, 1 to 4096, as annotate's --max-tokens)} into a new job (NULL with *status and
  * err set: 400 for the body, 404 for an unknown model). */
 struct serve_annotate_job *serve_annotate_parse(struct serve_annotator *a, const char *body,
                                                 size_t len, const char *base_model, int *status,

@@ -16,7 +16,8 @@
  *                                       `memllm edit` batch (edit_apply), its
  *                                       id back                               write
  *   POST   /v1/memory/edits/{id}/undo   `memllm edit --undo id`               write
- *   POST   /v1/memory/annotate          {"documents": [{"id", "text"}], "model"}:
+ *   POST   /v1/memory/annotate          {"documents": [{"id", "text"}], "model",
+ *                                        "max_tokens"}:
  *                                       the write loop over them as a
  *                                       background job (serve_annotate.h);
  *                                       202 with its id                       write

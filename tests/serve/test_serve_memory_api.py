@@ -276,11 +276,13 @@ def test_annotate():
         with open(doc_file, "w") as f:
             f.writelines(json.dumps(d) + "\n" for d in docs)
         cli_mem, mem = os.path.join(tmp, "cli"), os.path.join(tmp, "served")
+        # 48 tokens a sentence (the adapter's late stopping otherwise decodes
+        # all 256): the same bound both ways.
         run("annotate", doc_file, "--model", MODEL, "--adapter", f"mw={MW}", "--memory", cli_mem,
-            "--threads", "2")
+            "--threads", "2", "--max-tokens", "48")
         want = dump(cli_mem)
         check(len(want) > 0, "memllm annotate wrote no fact")
-        job_body = {"documents": docs, "model": "mw"}
+        job_body = {"documents": docs, "model": "mw", "max_tokens": 48}
 
         # SIGTERM once the first document is done (one sentence at a time):
         # the job stops, exit 0, the finished documents recorded.
@@ -354,6 +356,9 @@ def test_annotate():
             st, b = cl("/v1/memory/annotate", "/v1/memory/annotate",
                        {"documents": [{"text": "no id"}]}, method="POST")
             check(st == 400 and "documents[0]" in b["error"]["message"], f"no id: {st} {b}")
+            st, b = cl("/v1/memory/annotate", "/v1/memory/annotate",
+                       {"documents": docs, "max_tokens": 0}, method="POST")
+            check(st == 400 and "max_tokens" in b["error"]["message"], f"max_tokens 0: {st} {b}")
         finally:
             rc, log = s.stop()
         check(rc == 0, f"memllm serve exited {rc}: {log}")
