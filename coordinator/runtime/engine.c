@@ -56,7 +56,10 @@ static int open_common(struct engine *e, const struct engine_options *o, struct 
     e->n_slots = o->n_slots > 0 ? o->n_slots : 1;
     e->context =
         o->context > 0 && o->context < e->cfg.max_positions ? o->context : e->cfg.max_positions;
-    if (!o->no_prefix_cache) {
+    /* GPU stages share by copying rows (stage_cuda_kv_share), code that has
+     * not yet run on a device: prefix sharing stays off there until
+     * test_kernels_cuda_stage has passed on one. */
+    if (!o->no_prefix_cache && o->device == ENGINE_DEVICE_CPU) {
         e->cache_slots = e->n_slots;
         int64_t token_bytes = 2 * (int64_t)e->cfg.n_layers * model_config_kv_dim(&e->cfg) * 4;
         double budget = (o->kv_cache_mb > 0 ? o->kv_cache_mb : 256.0) * (1 << 20);
