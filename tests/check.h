@@ -9,6 +9,19 @@
 
 static int check_failures;
 
+/* SANITIZED: 1 in an AddressSanitizer build, which runs several times
+ * slower; the few tests that would dominate CI's time there do less. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \

@@ -17,7 +17,7 @@
  *     mpirun, killing a shard rank stops the job with an error naming the
  *     rank, the documents recorded as done keep their facts, and the
  *     restarted job ends with a memory that verifies and equals the
- *     uninterrupted one (not under the sanitizers: see SANITIZED). (A stage
+ *     uninterrupted one (not under the sanitizers). (A stage
  *     rank's death: tests/pipeline/kill_stage.sh.) */
 #include <dirent.h>
 #include <signal.h>
@@ -29,20 +29,6 @@
 #include "check.h"
 #include "run_cmd.h"
 #include "triple_text.h"
-
-/* Sanitizer builds run several times slower: there the mpirun part of the
- * resume check (a shard rank killed) is left to the release run; the ranks'
- * code still runs under the sanitizers in the layouts check. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
 
 static char bin[1024], mpirun[1024], work[] = "/tmp/memllm-annotate-XXXXXX";
 
@@ -608,6 +594,9 @@ static void resume(void)
     printf("resume: killed after %d of 4 documents; the restarted job's memory is the same\n",
            finished);
 
+    /* Sanitizer builds run several times slower: there this part is left
+     * to the release run; the ranks' code still runs under the sanitizers
+     * in the layouts check. */
     if (SANITIZED) {
         printf("resume under mpirun (a shard rank killed): left to the release run\n");
         free(want);

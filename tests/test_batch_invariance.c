@@ -34,18 +34,6 @@
 #include "engine.h"
 #include "run_cmd.h"
 
-/* Sanitizer builds run ~5x slower: SmolLM2 there with one stage only. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 #define MAX_SEQS 8
 #define MAX_ROWS 160  /* rows of one step */
 #define SHOW_DIFFS 2  /* differing rows printed in full per check */
@@ -457,6 +445,7 @@ static void engine_part(void)
     static const int uneven[] = {7, 20};
     static const struct layout smol_layouts[] = {
         {1, NULL, "P=1"}, {2, NULL, "P=2"}, {3, uneven, "P=3 (layers 7,20)"}};
+    /* sanitizer builds run ~5x slower: SmolLM2 there with one stage only */
     model_suite("SmolLM2", smol, NULL, 1, smol_lens, 4, smol_layouts, SANITIZED ? 1 : 3);
 }
 
