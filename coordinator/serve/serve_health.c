@@ -220,14 +220,7 @@ static json_t *shards_json(struct health_probe *p, char *error, size_t len)
 /* Waits for the probe until the deadline (the monotonic clock). */
 static void probe_wait(struct health_probe *p, int ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = serve_deadline(ms);
     pthread_mutex_lock(&p->mu);
     while (!p->done)
         if (pthread_cond_timedwait(&p->cond, &p->mu, &until) == ETIMEDOUT) break;

@@ -105,7 +105,7 @@ enum serve_submit serve_queue_submit(struct serve_queue *q, struct serve_job *j)
     return rc;
 }
 
-int serve_job_wait(struct serve_queue *q, struct serve_job *j, size_t have, int ms)
+struct timespec serve_deadline(int ms)
 {
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
@@ -115,6 +115,12 @@ int serve_job_wait(struct serve_queue *q, struct serve_job *j, size_t have, int 
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
+    return until;
+}
+
+int serve_job_wait(struct serve_queue *q, struct serve_job *j, size_t have, int ms)
+{
+    struct timespec until = serve_deadline(ms);
     pthread_mutex_lock(&q->mu);
     int rc = 0;
     for (;;) {

@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <time.h>
 
 #include "scheduler.h"
 #include "serve_request.h"
@@ -96,6 +97,10 @@ enum serve_submit {
     SERVE_SUBMIT_CLOSED, /* draining: 503 */
 };
 enum serve_submit serve_queue_submit(struct serve_queue *q, struct serve_job *j);
+
+/* `ms` milliseconds from now on the monotonic clock (the clock the
+ * service's condition variables wait on), for pthread_cond_timedwait. */
+struct timespec serve_deadline(int ms);
 
 /* Waits until the job has more than `have` bytes of text, is done, or
  * `ms` milliseconds passed. Returns 1 when there is something new (text or
