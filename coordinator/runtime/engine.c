@@ -123,9 +123,61 @@ int engine_serve_stage(const struct engine_options *o, int index, MPI_Comm comm,
     return rc;
 }
 
+/* A batch submitted to local stages (its rows copied), or a KV share
+ * behind one. */
+struct engine_op {
+    int is_share;
+    int n, has_adapter, has_want;
+    int32_t *rows; /* tokens, positions, slots, adapters: 4 n */
+    uint8_t *want; /* n */
+    int rows_cap;
+    int dst, src, len;
+};
+
+/* The ring entry after the newest, for n rows; the ring doubles when full
+ * (unrolled oldest first, so the order stays). */
+static struct engine_op *op_next(struct engine *e, int n, struct mm_err *err)
+{
+    if (e->ops_count == e->ops_cap) {
+        int cap = e->ops_cap ? 2 * e->ops_cap : 8;
+        struct engine_op *r = calloc((size_t)cap, sizeof(*r));
+        if (!r) goto oom;
+        for (int i = 0; i < e->ops_count; i++)
+            r[i] = e->ops[(e->ops_head + i) % e->ops_cap];
+        free(e->ops);
+        e->ops = r;
+        e->ops_cap = cap;
+        e->ops_head = 0;
+    }
+    struct engine_op *op = &e->ops[(e->ops_head + e->ops_count) % e->ops_cap];
+    if (n > op->rows_cap) {
+        int32_t *rows = realloc(op->rows, 4 * (size_t)n * sizeof(int32_t));
+        if (!rows) goto oom;
+        op->rows = rows;
+        uint8_t *want = realloc(op->want, (size_t)n);
+        if (!want) goto oom;
+        op->want = want;
+        op->rows_cap = n;
+    }
+    return op;
+oom:
+    mm_err_set(err, "engine: out of memory");
+    return NULL;
+}
+
+static void ops_free(struct engine *e)
+{
+    for (int i = 0; i < e->ops_cap; i++) {
+        free(e->ops[i].rows);
+        free(e->ops[i].want);
+    }
+    free(e->ops);
+}
+
 void engine_close(struct engine *e)
 {
     if (e->mpi) pipeline_mpi_close(e->mpi);
+    ops_free(e);
     if (e->local)
         for (int i = 0; i < e->n_stages; i++)
             engine_stage_close(&e->local[i]);
@@ -150,11 +202,25 @@ int engine_adapter(const struct engine *e, const char *name, struct mm_err *err)
     return -1;
 }
 
+static int local_kv_share(struct engine *e, int dst, int src, int len, struct mm_err *err)
+{
+    for (int i = 0; i < e->n_stages; i++)
+        if (engine_stage_kv_share(&e->local[i], dst, src, len, err)) return -1;
+    return 0;
+}
+
 int engine_kv_share(struct engine *e, int dst, int src, int len, struct mm_err *err)
 {
     if (e->mpi) return pipeline_mpi_kv_share(e->mpi, dst, src, len, err);
-    for (int i = 0; i < e->n_stages; i++)
-        if (engine_stage_kv_share(&e->local[i], dst, src, len, err)) return -1;
+    if (e->ops_count == 0) return local_kv_share(e, dst, src, len, err);
+    /* Batches submitted before it have not run yet: it waits behind them. */
+    struct engine_op *op = op_next(e, 0, err);
+    if (!op) return -1;
+    op->is_share = 1;
+    op->dst = dst;
+    op->src = src;
+    op->len = len;
+    e->ops_count++;
     return 0;
 }
 
@@ -172,9 +238,10 @@ int engine_kv_memory(const struct engine *e, int64_t *paged, int64_t *contiguous
     return 0;
 }
 
-int engine_forward(struct engine *e, const struct stage_batch *b, float *logits, struct mm_err *err)
+/* The batch through the stages in this process. */
+static int local_forward(struct engine *e, const struct stage_batch *b, float *logits,
+                         struct mm_err *err)
 {
-    if (e->mpi) return pipeline_mpi_forward(e->mpi, b, logits, err);
     if (e->n_stages > 1 && b->n > e->hidden_cap) {
         float *h = realloc(e->hidden, (size_t)b->n * (size_t)e->cfg.dim * sizeof(float));
         if (!h) {
@@ -187,4 +254,80 @@ int engine_forward(struct engine *e, const struct stage_batch *b, float *logits,
     for (int i = 0; i < e->n_stages; i++)
         if (engine_stage_forward(&e->local[i], b, e->hidden, logits, err)) return -1;
     return 0;
+}
+
+int engine_forward(struct engine *e, const struct stage_batch *b, float *logits, struct mm_err *err)
+{
+    if (e->mpi) return pipeline_mpi_forward(e->mpi, b, logits, err);
+    if (e->ops_count > 0) {
+        mm_err_set(err, "forward: a whole-step forward while %d submissions are in flight",
+                   e->ops_batches);
+        return -1;
+    }
+    return local_forward(e, b, logits, err);
+}
+
+int engine_submit(struct engine *e, const struct stage_batch *b, struct mm_err *err)
+{
+    if (e->mpi) return pipeline_mpi_submit(e->mpi, b, err);
+    struct engine_op *op = op_next(e, b->n, err);
+    if (!op) return -1;
+    const size_t n = (size_t)b->n;
+    *op = (struct engine_op){.n = b->n,
+                             .has_adapter = b->adapter != NULL,
+                             .has_want = b->logits != NULL,
+                             .rows = op->rows,
+                             .want = op->want,
+                             .rows_cap = op->rows_cap};
+    memcpy(op->rows, b->tokens, n * sizeof(int32_t));
+    memcpy(op->rows + n, b->pos, n * sizeof(int32_t));
+    memcpy(op->rows + 2 * n, b->slot, n * sizeof(int32_t));
+    if (b->adapter) memcpy(op->rows + 3 * n, b->adapter, n * sizeof(int32_t));
+    if (b->logits) memcpy(op->want, b->logits, n);
+    e->ops_count++;
+    e->ops_batches++;
+    return 0;
+}
+
+static struct engine_op *op_pop(struct engine *e)
+{
+    struct engine_op *op = &e->ops[e->ops_head];
+    e->ops_head = (e->ops_head + 1) % e->ops_cap;
+    e->ops_count--;
+    return op;
+}
+
+int engine_collect(struct engine *e, float *logits, struct mm_err *err)
+{
+    if (e->mpi) return pipeline_mpi_collect(e->mpi, logits, err);
+    if (e->ops_batches == 0) {
+        mm_err_set(err, "engine: nothing submitted to collect");
+        return -1;
+    }
+    /* The oldest op is a batch: shares are queued only behind one, and run
+     * as soon as the batch before them has. */
+    struct engine_op *op = op_pop(e);
+    e->ops_batches--;
+    const size_t n = (size_t)op->n;
+    struct stage_batch b = {.n = op->n,
+                            .tokens = op->rows,
+                            .pos = op->rows + n,
+                            .slot = op->rows + 2 * n,
+                            .adapter = op->has_adapter ? op->rows + 3 * n : NULL,
+                            .logits = op->has_want ? op->want : NULL};
+    int rc = local_forward(e, &b, logits, err);
+    while (e->ops_count > 0 && e->ops[e->ops_head].is_share) {
+        struct engine_op *s = op_pop(e);
+        if (rc == 0 && local_kv_share(e, s->dst, s->src, s->len, err)) rc = -1;
+    }
+    if (rc) return -1;
+    int rows = 0;
+    for (int i = 0; i < op->n; i++)
+        rows += !op->has_want || op->want[i];
+    return rows;
+}
+
+int engine_in_flight(const struct engine *e)
+{
+    return e->mpi ? pipeline_mpi_in_flight(e->mpi) : e->ops_batches;
 }

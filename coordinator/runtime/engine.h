@@ -78,6 +78,7 @@ int engine_stage_forward(struct engine_stage *st, const struct stage_batch *b, f
 void engine_adapter_name_dir(const char *spec, char *name, size_t name_len, const char **dir);
 
 struct pipeline_mpi;
+struct engine_op;
 
 struct engine {
     struct tokenizer *tok;
@@ -97,6 +98,10 @@ struct engine {
     float *hidden;                          /* between local stages */
     int hidden_cap;
     struct pipeline_mpi *mpi; /* when the stages are ranks */
+    /* Local stages: submitted batches not yet run, each followed by the KV
+     * shares asked after it; a ring, oldest at ops_head. */
+    struct engine_op *ops;
+    int ops_cap, ops_head, ops_count, ops_batches;
 };
 
 /* All stages in this process. */
@@ -119,7 +124,10 @@ int engine_adapter(const struct engine *e, const char *name, struct mm_err *err)
 
 /* Slot dst's keys and values become slot src's first len positions on
  * every stage (shared pages on a CPU stage, a copy on a GPU); src < 0
- * empties dst. The caller knows src holds len positions. */
+ * empties dst. The caller knows src holds len positions. It takes effect
+ * after the batches submitted before it and before those submitted after
+ * (engine_submit); a failure then shows at the collect of the batch
+ * before it. */
 int engine_kv_share(struct engine *e, int dst, int src, int len, struct mm_err *err);
 
 /* The KV cache's memory, over the stages in this process on the CPU
@@ -128,8 +136,24 @@ int engine_kv_share(struct engine *e, int dst, int src, int len, struct mm_err *
 int engine_kv_memory(const struct engine *e, int64_t *paged, int64_t *contiguous);
 
 /* Runs the batch through every stage; logits of the rows that want them
- * (b->logits, NULL: all), in batch order. */
+ * (b->logits, NULL: all), in batch order. On MPI ranks the batch is cut
+ * into micro-batches (engine_options.micro_batches) submitted and
+ * collected together. Refused while submissions are in flight. */
 int engine_forward(struct engine *e, const struct stage_batch *b, float *logits,
                    struct mm_err *err);
+
+/* The asynchronous form: engine_submit hands the batch to the stages and
+ * returns without its logits (MPI: sent to the first stage as one
+ * micro-batch; local stages: copied, to run at its collect), so that a
+ * caller keeps several batches in flight and the stages never wait for a
+ * whole step. engine_collect writes the logits of the oldest submission
+ * not yet collected (first in, first out), as engine_forward would have
+ * for that batch, bit for bit, and returns their row count; -1 with err
+ * set when it failed (on ranks the job then stops at engine_close, as
+ * after a failed forward). */
+int engine_submit(struct engine *e, const struct stage_batch *b, struct mm_err *err);
+int engine_collect(struct engine *e, float *logits, struct mm_err *err);
+/* Submissions not yet collected. */
+int engine_in_flight(const struct engine *e);
 
 #endif

@@ -17,13 +17,21 @@ enum { KIND_BATCH = 1, KIND_STOP = 2, KIND_ERROR = 3, KIND_STATS = 4, KIND_KV_SH
 enum { H_KIND, H_N, H_N_LOGITS, H_HAS_ADAPTER, H_HAS_WANT, H_LEN };
 enum { H_SHARE_DST = H_N, H_SHARE_SRC = H_N_LOGITS, H_SHARE_LEN = H_HAS_ADAPTER };
 
+/* A micro-batch sent to the first stage whose logits have not come back:
+ * its message stays untouched until the non-blocking send completes. */
+struct in_flight {
+    int32_t *meta;
+    size_t cap;
+    MPI_Request req;
+};
+
 struct pipeline_mpi {
     MPI_Comm comm;
     int first_rank, n_stages, dim, vocab, micro_batches;
-    int32_t *meta; /* packed micro-batch messages of one step, back to back */
-    size_t meta_cap;
-    MPI_Request *reqs;
-    int reqs_cap;
+    /* Submissions in flight, oldest at head: a ring, as results come back
+     * first in, first out. */
+    struct in_flight *ring;
+    int ring_cap, head, count;
     int broken; /* a stage failed: the ranks are out of step */
     struct pipeline_mpi_stats stats;
 };
@@ -92,15 +100,73 @@ struct pipeline_mpi *pipeline_mpi_open(MPI_Comm comm, int first_rank, int n_stag
     return p;
 }
 
+/* An error text sent by a stage rank. */
+static void receive_error(struct pipeline_mpi *p, int source, int len, struct mm_err *err)
+{
+    char text[MM_ERR_LEN];
+    if (len >= (int)sizeof(text)) len = (int)sizeof(text) - 1;
+    MPI_Recv(text, len, MPI_CHAR, source, TAG_ERROR, p->comm, MPI_STATUS_IGNORE);
+    text[len] = 0;
+    mm_err_set(err, "stage rank %d: %s", source, text);
+}
+
+/* Takes the next result off the last stage into logits (NULL: thrown
+ * away). Returns its row count, or -1 with err set and the pipeline
+ * broken. */
+static int receive_result(struct pipeline_mpi *p, float *logits, struct mm_err *err)
+{
+    const int last = p->first_rank + p->n_stages - 1;
+    struct in_flight *f = &p->ring[p->head];
+    int32_t h[H_LEN];
+    MPI_Status st;
+    if (MPI_Recv(h, H_LEN, MPI_INT32_T, MPI_ANY_SOURCE, TAG_RESULT, p->comm, &st) != MPI_SUCCESS) {
+        mm_err_set(err, "pipeline: receiving a result failed");
+        goto broken;
+    }
+    if (h[H_KIND] == KIND_ERROR) {
+        receive_error(p, st.MPI_SOURCE, h[H_N], err);
+        goto broken;
+    }
+    /* A row count other than the one sent would overrun the caller's rows. */
+    if (st.MPI_SOURCE != last || h[H_N_LOGITS] != f->meta[H_N_LOGITS]) {
+        mm_err_set(err, "pipeline: unexpected result from rank %d", st.MPI_SOURCE);
+        goto broken;
+    }
+    size_t n = (size_t)h[H_N_LOGITS] * (size_t)p->vocab;
+    float *into = logits ? logits : malloc((n ? n : 1) * sizeof(float));
+    if (!into) {
+        mm_err_set(err, "pipeline: out of memory");
+        goto broken;
+    }
+    int rc = MPI_Recv(into, (int)n, MPI_FLOAT, last, TAG_LOGITS, p->comm, MPI_STATUS_IGNORE);
+    if (!logits) free(into);
+    if (rc != MPI_SUCCESS || MPI_Wait(&f->req, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+        mm_err_set(err, "pipeline: receiving logits failed");
+        goto broken;
+    }
+    p->head = (p->head + 1) % p->ring_cap;
+    p->count--;
+    return h[H_N_LOGITS];
+broken:
+    p->broken = 1;
+    return -1;
+}
+
 void pipeline_mpi_close(struct pipeline_mpi *p)
 {
+    /* Results nobody collected are taken off the last stage, which would
+     * otherwise wait to send them. */
+    struct mm_err err = {{0}};
+    while (!p->broken && p->count > 0)
+        receive_result(p, NULL, &err);
     /* After a failed step the stages are out of step with the coordinator
      * and may wait for each other: stop the whole job instead. */
     if (p->broken) MPI_Abort(p->comm, 1);
     int32_t stop[H_LEN] = {[H_KIND] = KIND_STOP};
     MPI_Send(stop, H_LEN, MPI_INT32_T, p->first_rank, TAG_BATCH, p->comm);
-    free(p->meta);
-    free(p->reqs);
+    for (int i = 0; i < p->ring_cap; i++)
+        free(p->ring[i].meta);
+    free(p->ring);
     free(p);
 }
 
@@ -120,83 +186,110 @@ static int cut_micro_batches(const struct stage_batch *b, int m, int *starts)
     return k;
 }
 
-static int grow(struct pipeline_mpi *p, size_t meta, int reqs, struct mm_err *err)
+/* The ring entry after the newest, holding `len` values; the ring doubles
+ * when full (unrolled oldest first, so the order stays). */
+static struct in_flight *ring_next(struct pipeline_mpi *p, size_t len, struct mm_err *err)
 {
-    if (meta > p->meta_cap) {
-        int32_t *m = realloc(p->meta, meta * sizeof(int32_t));
-        if (!m) goto oom;
-        p->meta = m;
-        p->meta_cap = meta;
-    }
-    if (reqs > p->reqs_cap) {
-        MPI_Request *r = realloc(p->reqs, (size_t)reqs * sizeof(MPI_Request));
+    if (p->count == p->ring_cap) {
+        int cap = p->ring_cap ? 2 * p->ring_cap : 8;
+        struct in_flight *r = malloc((size_t)cap * sizeof(*r));
         if (!r) goto oom;
-        p->reqs = r;
-        p->reqs_cap = reqs;
+        for (int i = 0; i < p->count; i++)
+            r[i] = p->ring[(p->head + i) % p->ring_cap];
+        for (int i = p->count; i < cap; i++)
+            r[i] = (struct in_flight){.req = MPI_REQUEST_NULL};
+        free(p->ring);
+        p->ring = r;
+        p->ring_cap = cap;
+        p->head = 0;
     }
-    return 0;
+    struct in_flight *f = &p->ring[(p->head + p->count) % p->ring_cap];
+    if (len > f->cap) {
+        int32_t *m = realloc(f->meta, len * sizeof(int32_t));
+        if (!m) goto oom;
+        f->meta = m;
+        f->cap = len;
+    }
+    return f;
 oom:
     mm_err_set(err, "pipeline: out of memory");
-    return -1;
+    return NULL;
 }
 
-/* An error text sent by a stage rank. */
-static void receive_error(struct pipeline_mpi *p, int source, int len, struct mm_err *err)
+/* Rows [from, from + n) of b as one micro-batch to the first stage. */
+static int submit_rows(struct pipeline_mpi *p, const struct stage_batch *b, int from, int n,
+                       struct mm_err *err)
 {
-    char text[MM_ERR_LEN];
-    if (len >= (int)sizeof(text)) len = (int)sizeof(text) - 1;
-    MPI_Recv(text, len, MPI_CHAR, source, TAG_ERROR, p->comm, MPI_STATUS_IGNORE);
-    text[len] = 0;
-    mm_err_set(err, "stage rank %d: %s", source, text);
+    if (p->broken) {
+        mm_err_set(err, "pipeline: a stage failed earlier");
+        return -1;
+    }
+    struct in_flight *f = ring_next(p, meta_len(n), err);
+    if (!f) return -1;
+    pack(f->meta, b, from, n);
+    if (MPI_Isend(f->meta, (int)meta_len(n), MPI_INT32_T, p->first_rank, TAG_BATCH, p->comm,
+                  &f->req) != MPI_SUCCESS) {
+        mm_err_set(err, "pipeline: sending a micro-batch to stage 0 failed");
+        p->broken = 1;
+        return -1;
+    }
+    p->count++;
+    p->stats.micro_batches++;
+    return 0;
+}
+
+int pipeline_mpi_submit(struct pipeline_mpi *p, const struct stage_batch *b, struct mm_err *err)
+{
+    return submit_rows(p, b, 0, b->n, err);
+}
+
+int pipeline_mpi_collect(struct pipeline_mpi *p, float *logits, struct mm_err *err)
+{
+    if (p->broken) {
+        mm_err_set(err, "pipeline: a stage failed earlier");
+        return -1;
+    }
+    if (p->count == 0) {
+        mm_err_set(err, "pipeline: nothing submitted to collect");
+        return -1;
+    }
+    return receive_result(p, logits, err);
+}
+
+int pipeline_mpi_in_flight(const struct pipeline_mpi *p)
+{
+    return p->count;
 }
 
 int pipeline_mpi_forward(struct pipeline_mpi *p, const struct stage_batch *b, float *logits,
                          struct mm_err *err)
 {
+    if (p->count > 0) {
+        mm_err_set(err, "pipeline: a whole-step forward while %d submissions are in flight",
+                   p->count);
+        return -1;
+    }
     double t0 = progress_now();
     int starts[p->micro_batches + 1];
     int k = cut_micro_batches(b, p->micro_batches, starts);
-    if (grow(p, meta_len(b->n) + (size_t)k * H_LEN, k, err)) return -1;
-    size_t off = 0;
-    for (int j = 0; j < k; j++) {
-        int n = starts[j + 1] - starts[j];
-        pack(p->meta + off, b, starts[j], n);
-        MPI_Isend(p->meta + off, (int)meta_len(n), MPI_INT32_T, p->first_rank, TAG_BATCH, p->comm,
-                  &p->reqs[j]);
-        off += meta_len(n);
-    }
+    for (int j = 0; j < k; j++)
+        if (submit_rows(p, b, starts[j], starts[j + 1] - starts[j], err)) {
+            /* Part of the step is on its way: the ranks and this step
+             * disagree, as after a stage's failure. */
+            p->broken = 1;
+            return -1;
+        }
     /* Results come back in order: a stage takes micro-batches first in,
      * first out, and MPI keeps the order of messages between two ranks. */
-    const int last = p->first_rank + p->n_stages - 1;
     size_t row = 0;
-    int rc = 0;
-    for (int j = 0; j < k && rc == 0; j++) {
-        int32_t h[H_LEN];
-        MPI_Status st;
-        MPI_Recv(h, H_LEN, MPI_INT32_T, MPI_ANY_SOURCE, TAG_RESULT, p->comm, &st);
-        if (h[H_KIND] == KIND_ERROR) {
-            receive_error(p, st.MPI_SOURCE, h[H_N], err);
-            rc = -1;
-            break;
-        }
-        if (st.MPI_SOURCE != last || h[H_N_LOGITS] < 0) {
-            mm_err_set(err, "pipeline: unexpected result from rank %d", st.MPI_SOURCE);
-            rc = -1;
-            break;
-        }
-        MPI_Recv(logits + row * (size_t)p->vocab, h[H_N_LOGITS] * p->vocab, MPI_FLOAT, last,
-                 TAG_LOGITS, p->comm, MPI_STATUS_IGNORE);
-        row += (size_t)h[H_N_LOGITS];
+    for (int j = 0; j < k; j++) {
+        int got = receive_result(p, logits + row * (size_t)p->vocab, err);
+        if (got < 0) return -1;
+        row += (size_t)got;
     }
-    if (rc) {
-        p->broken = 1;
-        return rc;
-    }
-    MPI_Waitall(k, p->reqs, MPI_STATUSES_IGNORE);
     p->stats.steps++;
-    p->stats.micro_batches += k;
     p->stats.seconds += progress_now() - t0;
-    return rc;
+    return 0;
 }
 
 void pipeline_mpi_get_stats(const struct pipeline_mpi *p, struct pipeline_mpi_stats *st)
@@ -222,6 +315,12 @@ int pipeline_mpi_kv_share(struct pipeline_mpi *p, int dst, int src, int len, str
 int pipeline_mpi_stage_stats(struct pipeline_mpi *p, struct pipeline_stage_stats *out,
                              struct mm_err *err)
 {
+    /* The last stage's answer would queue behind results nobody takes. */
+    if (p->count > 0) {
+        mm_err_set(err, "pipeline: stage figures asked while %d submissions are in flight",
+                   p->count);
+        return -1;
+    }
     int32_t ask[H_LEN] = {[H_KIND] = KIND_STATS};
     MPI_Send(ask, H_LEN, MPI_INT32_T, p->first_rank, TAG_BATCH, p->comm);
     for (int i = 0; i < p->n_stages; i++) {
@@ -239,16 +338,17 @@ int pipeline_mpi_stage_stats(struct pipeline_mpi *p, struct pipeline_stage_stats
 
 /* --- the stage rank --------------------------------------------------------------------- */
 
-/* One outgoing micro-batch of a stage: its message and activations stay
- * untouched until the non-blocking sends of them complete. */
+/* One outgoing micro-batch of a stage: its message and activations (the
+ * last stage: its result header and logits) stay untouched until the
+ * non-blocking sends of them complete. */
 struct out_slot {
     int32_t *meta;
-    float *hidden;
-    size_t meta_cap, hidden_cap;
+    float *data;
+    size_t meta_cap, data_cap;
     MPI_Request req[2];
 };
 
-static int out_reserve(struct out_slot *o, size_t meta, size_t hidden)
+static int out_reserve(struct out_slot *o, size_t meta, size_t data)
 {
     MPI_Waitall(2, o->req, MPI_STATUSES_IGNORE);
     if (meta > o->meta_cap) {
@@ -257,11 +357,11 @@ static int out_reserve(struct out_slot *o, size_t meta, size_t hidden)
         o->meta = m;
         o->meta_cap = meta;
     }
-    if (hidden > o->hidden_cap) {
-        float *h = realloc(o->hidden, hidden * sizeof(float));
-        if (!h) return -1;
-        o->hidden = h;
-        o->hidden_cap = hidden;
+    if (data > o->data_cap) {
+        float *d = realloc(o->data, data * sizeof(float));
+        if (!d) return -1;
+        o->data = d;
+        o->data_cap = data;
     }
     return 0;
 }
@@ -282,9 +382,9 @@ int pipeline_mpi_serve(struct engine_stage *s, MPI_Comm comm, int coordinator, i
     struct out_slot out[2] = {{.req = {MPI_REQUEST_NULL, MPI_REQUEST_NULL}},
                               {.req = {MPI_REQUEST_NULL, MPI_REQUEST_NULL}}};
     int32_t *in = NULL;
-    float *in_hidden = NULL, *logits = NULL;
+    float *in_hidden = NULL;
     uint8_t *want = NULL;
-    size_t in_cap = 0, hidden_cap = 0, logits_cap = 0;
+    size_t in_cap = 0, hidden_cap = 0;
     int rc = -1, turn = 0;
     struct pipeline_stage_stats stats = {0};
     for (;;) {
@@ -334,17 +434,15 @@ int pipeline_mpi_serve(struct engine_stage *s, MPI_Comm comm, int coordinator, i
         }
         if (index > 0)
             MPI_Recv(in_hidden, (int)h, MPI_FLOAT, prev, TAG_HIDDEN, comm, MPI_STATUS_IGNORE);
-        if (next < 0) {
-            size_t need = (size_t)in[H_N_LOGITS] * (size_t)vocab;
-            if (need > logits_cap) {
-                free(logits);
-                logits_cap = need;
-                if (!(logits = malloc(logits_cap * sizeof(float)))) goto oom;
-            }
-        }
+        /* The outgoing slot is taken before computing: the last stage
+         * writes its logits straight into it. */
+        struct out_slot *o = &out[turn];
+        turn ^= 1;
+        size_t out_len = next < 0 ? (size_t)in[H_N_LOGITS] * (size_t)vocab : h;
+        if (out_reserve(o, next < 0 ? H_LEN : (size_t)count, out_len)) goto oom;
         struct mm_err ferr = {{0}};
         double t_compute = progress_now();
-        int failed = engine_stage_forward(s, &b, in_hidden, logits, &ferr);
+        int failed = engine_stage_forward(s, &b, in_hidden, next < 0 ? o->data : NULL, &ferr);
         stats.compute_s += progress_now() - t_compute;
         stats.micro_batches++;
         if (failed) {
@@ -353,20 +451,21 @@ int pipeline_mpi_serve(struct engine_stage *s, MPI_Comm comm, int coordinator, i
             continue;
         }
         if (next < 0) {
-            int32_t res[H_LEN] = {
-                [H_KIND] = KIND_BATCH, [H_N] = b.n, [H_N_LOGITS] = in[H_N_LOGITS]};
-            MPI_Send(res, H_LEN, MPI_INT32_T, coordinator, TAG_RESULT, comm);
-            MPI_Send(logits, in[H_N_LOGITS] * vocab, MPI_FLOAT, coordinator, TAG_LOGITS, comm);
-            stats.sent_bytes += (double)in[H_N_LOGITS] * vocab * sizeof(float);
+            /* Sent without waiting: this stage computes the next micro-batch
+             * while the coordinator samples from these logits. */
+            memset(o->meta, 0, H_LEN * sizeof(int32_t));
+            o->meta[H_KIND] = KIND_BATCH;
+            o->meta[H_N] = b.n;
+            o->meta[H_N_LOGITS] = in[H_N_LOGITS];
+            MPI_Isend(o->meta, H_LEN, MPI_INT32_T, coordinator, TAG_RESULT, comm, &o->req[0]);
+            MPI_Isend(o->data, (int)out_len, MPI_FLOAT, coordinator, TAG_LOGITS, comm, &o->req[1]);
+            stats.sent_bytes += (double)out_len * sizeof(float);
             continue;
         }
-        struct out_slot *o = &out[turn];
-        turn ^= 1;
-        if (out_reserve(o, (size_t)count, h)) goto oom;
         memcpy(o->meta, in, (size_t)count * sizeof(int32_t));
-        memcpy(o->hidden, in_hidden, h * sizeof(float));
+        memcpy(o->data, in_hidden, h * sizeof(float));
         MPI_Isend(o->meta, count, MPI_INT32_T, next, TAG_BATCH, comm, &o->req[0]);
-        MPI_Isend(o->hidden, (int)h, MPI_FLOAT, next, TAG_HIDDEN, comm, &o->req[1]);
+        MPI_Isend(o->data, (int)h, MPI_FLOAT, next, TAG_HIDDEN, comm, &o->req[1]);
         stats.sent_bytes += (double)h * sizeof(float);
     }
     goto out;
@@ -376,11 +475,10 @@ out:
     for (int i = 0; i < 2; i++) {
         MPI_Waitall(2, out[i].req, MPI_STATUSES_IGNORE);
         free(out[i].meta);
-        free(out[i].hidden);
+        free(out[i].data);
     }
     free(in);
     free(want);
     free(in_hidden);
-    free(logits);
     return rc;
 }

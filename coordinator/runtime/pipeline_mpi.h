@@ -5,7 +5,12 @@
  * stage rank receives a micro-batch, runs its layers, passes the
  * activations on with a non-blocking send and takes the next, so that with
  * M micro-batches all P stages work at once except during the (P-1)-step
- * fill and drain. The last stage sends each micro-batch's logits back.
+ * fill and drain. The last stage sends each micro-batch's logits back, also
+ * without waiting. Through pipeline_mpi_submit/collect the coordinator
+ * instead sends micro-batches of its own making and takes their results
+ * one at a time, first in, first out, so that a micro-batch's next step
+ * can start while the others are still in flight: no fill and drain per
+ * step.
  *
  * Messages (tags below), all raw buffers:
  *   batch:  int32 header + tokens, positions, slots, adapters, logit flags
@@ -28,11 +33,24 @@ struct pipeline_mpi;
 
 struct pipeline_mpi *pipeline_mpi_open(MPI_Comm comm, int first_rank, int n_stages, int dim,
                                        int vocab, int micro_batches, struct mm_err *err);
-/* Sends the stop message down the pipeline and frees. */
+/* Takes any uncollected results, sends the stop message down the
+ * pipeline and frees. */
 void pipeline_mpi_close(struct pipeline_mpi *p);
 
+/* One step: the batch cut into micro-batches, all sent, all results
+ * awaited. Refused while submissions are in flight. */
 int pipeline_mpi_forward(struct pipeline_mpi *p, const struct stage_batch *b, float *logits,
                          struct mm_err *err);
+
+/* The batch as one micro-batch to the first stage, sent without waiting
+ * (the message is kept until the send completes). */
+int pipeline_mpi_submit(struct pipeline_mpi *p, const struct stage_batch *b, struct mm_err *err);
+/* The logits of the oldest submission not yet collected, into logits;
+ * returns their row count, or -1 with err set (a stage failed: the
+ * pipeline is then broken and pipeline_mpi_close stops the job). */
+int pipeline_mpi_collect(struct pipeline_mpi *p, float *logits, struct mm_err *err);
+/* Submissions whose results have not been collected. */
+int pipeline_mpi_in_flight(const struct pipeline_mpi *p);
 
 /* engine_kv_share on the stage ranks: a message that travels the pipeline
  * in order with the batches, so every stage applies it between the same
@@ -44,7 +62,8 @@ int pipeline_mpi_serve(struct engine_stage *s, MPI_Comm comm, int coordinator, i
                        int index, int n_stages, struct mm_err *err);
 
 /* Figures for the benchmark: the coordinator's time in forward calls, and
- * each stage's time computing and waiting, since the pipeline opened. */
+ * each stage's time computing and waiting, since the pipeline opened.
+ * micro_batches counts submissions too. */
 struct pipeline_mpi_stats {
     long steps, micro_batches;
     double seconds; /* in pipeline_mpi_forward */
@@ -57,7 +76,8 @@ struct pipeline_stage_stats {
 };
 void pipeline_mpi_get_stats(const struct pipeline_mpi *p, struct pipeline_mpi_stats *st);
 /* Asks every stage for its figures (a message that travels the pipeline
- * like a batch); out has n_stages entries. */
+ * like a batch); out has n_stages entries. Refused while submissions are
+ * in flight. */
 int pipeline_mpi_stage_stats(struct pipeline_mpi *p, struct pipeline_stage_stats *out,
                              struct mm_err *err);
 
