@@ -4,7 +4,7 @@ memllm_test(test_sampling SOURCES test_sampling.c LIBS mm_coordinator)
 memllm_test(test_generate_cli SOURCES test_generate_cli.c LIBS mm_coordinator)
 add_dependencies(test_generate_cli memllm)
 # Pipeline stages in one process and on MPI ranks (mpirun --oversubscribe).
-memllm_test(test_pipeline_cli SOURCES test_pipeline_cli.c LIBS mm_common
+memllm_test(test_pipeline_cli SOURCES test_pipeline_cli.c LIBS mm_common PkgConfig::JANSSON
   ARGS ${MPIEXEC_EXECUTABLE})
 add_dependencies(test_pipeline_cli memllm)
 # Batches in flight (engine_submit/engine_collect) against whole steps, bit

@@ -13,7 +13,8 @@
  * Calls are found in the decoded text, so a model whose tokenizer has the
  * "({", "})" and "-->" tokens and one that spells them with ordinary tokens
  * both work. Every read is traced (position, queries, answers with score
- * and provenance). */
+ * and provenance, and its latency: the only part of a trace that differs
+ * between runs or layouts). */
 #ifndef MEMLLM_COORDINATOR_MEMLLM_READ_H
 #define MEMLLM_COORDINATOR_MEMLLM_READ_H
 
@@ -50,8 +51,9 @@ void memllm_reader_stats(const struct memllm_reader *r, long *reads, double *sec
  * does: at most 3 queries (malformed ones skipped), the distinct answers
  * joined by ";" (at most qo->qthr) into *joined (malloc'd; NULL when none
  * came back); the queries and their answers go into the JSON object entry
- * (the trace's "queries"), the seconds spent in the memory are added to
- * *seconds. */
+ * (the trace's "queries") with the query's latency ("latency": "ms" in
+ * all, "shard_ms" at each shard, mm_memory_query_timed), the seconds spent
+ * in the memory are added to *seconds. */
 int memllm_read_answer(struct mm_memory *m, const struct mm_query_options *qo, const char *queries,
                        json_t *entry, char **joined, double *seconds, struct mm_err *err);
 

@@ -95,7 +95,7 @@ int client_round(struct mm_memory *m, Memllm__Request *const *req, Memllm__Respo
             memllm__request__pack(req[j], out[j]);
         }
     }
-    if (rc == 0) rc = m->t->exchange(m->t, out, out_len, in, in_len, err);
+    if (rc == 0) rc = m->t->exchange(m->t, out, out_len, in, in_len, m->round_s, err);
     for (uint32_t j = 0; j < S && rc == 0; j++) {
         if (!req[j]) continue;
         resp[j] = memllm__response__unpack(NULL, in_len[j], in[j]);

@@ -143,6 +143,15 @@ struct mm_answers {
  * mm_answers_free). A query that fails its text checks fails the call. */
 int mm_memory_query(struct mm_memory *m, const struct mm_query *q, size_t n,
                     const struct mm_query_options *o, struct mm_answers *out, struct mm_err *err);
+/* As mm_memory_query; shard_s (mm_memory_shards() entries) receives each
+ * shard's latency in this call, in seconds: from sending it a request to
+ * having its response, summed over the call's round trips (a query makes
+ * two: the entity search on every shard, then the candidates' home shards).
+ * With shard ranks that is the round trip over MPI, shared memory or TCP; in
+ * one process, the shard's own handling of the requests. */
+int mm_memory_query_timed(struct mm_memory *m, const struct mm_query *q, size_t n,
+                          const struct mm_query_options *o, struct mm_answers *out, double *shard_s,
+                          struct mm_err *err);
 void mm_answers_free(struct mm_answers *a, size_t n);
 
 struct mm_entity_hit {

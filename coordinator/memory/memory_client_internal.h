@@ -14,9 +14,11 @@
 struct mm_transport {
     /* For every shard j with req[j] != NULL: sends req[j] and receives
      * resp[j] (malloc'ed). All requests are sent before any response is
-     * awaited, so the shards work at the same time. */
+     * awaited, so the shards work at the same time. seconds[j] (when
+     * seconds is not NULL) gains shard j's latency: from sending its request
+     * to having its response. */
     int (*exchange)(struct mm_transport *t, uint8_t *const *req, const size_t *req_len,
-                    uint8_t **resp, size_t *resp_len, struct mm_err *err);
+                    uint8_t **resp, size_t *resp_len, double *seconds, struct mm_err *err);
     /* Stops the shards and frees the transport. */
     int (*close)(struct mm_transport *t, struct mm_err *err);
     uint32_t shards;
@@ -42,6 +44,9 @@ struct mm_memory {
     /* Requests sent to each shard ([shards]; mm_memory_shard_requests):
      * atomic, as a service's metrics read them from another thread. */
     _Atomic uint64_t *shard_reads, *shard_writes;
+    /* Set by mm_memory_query_timed for the length of its call: each round
+     * adds shard j's latency to round_s[j]. NULL otherwise. */
+    double *round_s;
 };
 
 /* One round trip: sends req[j] to every shard j where it is set and decodes

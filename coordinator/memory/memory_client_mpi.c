@@ -2,6 +2,7 @@
  * mm_shard_serve_mpi(). A round posts every request (non-blocking sends)
  * before it waits for the responses, so the shards work in parallel. */
 #include "memory_client_internal.h"
+#include "progress.h"
 #include "shard_server.h"
 
 #include <limits.h>
@@ -13,20 +14,48 @@ struct mpi_transport {
     int first_rank;
 };
 
+/* Receives shard j's response, already announced by status. */
+static int receive(struct mpi_transport *mt, uint32_t j, const MPI_Status *status, uint8_t **resp,
+                   size_t *resp_len, struct mm_err *err)
+{
+    int rank = mt->first_rank + (int)j, count;
+    if (MPI_Get_count(status, MPI_BYTE, &count) != MPI_SUCCESS) {
+        mm_err_set(err, "shard %u (rank %d): no response over MPI", j, rank);
+        return -1;
+    }
+    *resp = malloc(count ? (size_t)count : 1);
+    if (!*resp) {
+        mm_err_set(err, "out of memory for a %d-byte response", count);
+        return -1;
+    }
+    if (MPI_Recv(*resp, count, MPI_BYTE, rank, MM_SHARD_TAG_RESPONSE, mt->comm,
+                 MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+        mm_err_set(err, "shard %u (rank %d): receiving its response failed", j, rank);
+        return -1;
+    }
+    *resp_len = (size_t)count;
+    return 0;
+}
+
 static int mpi_exchange(struct mm_transport *t, uint8_t *const *req, const size_t *req_len,
-                        uint8_t **resp, size_t *resp_len, struct mm_err *err)
+                        uint8_t **resp, size_t *resp_len, double *seconds, struct mm_err *err)
 {
     struct mpi_transport *mt = (struct mpi_transport *)t;
     uint32_t S = t->shards;
     MPI_Request *pending = malloc(S * sizeof(*pending));
-    if (!pending) {
+    double *sent = malloc(S * sizeof(*sent));
+    if (!pending || !sent) {
+        free(pending);
+        free(sent);
         mm_err_set(err, "out of memory");
         return -1;
     }
     int rc = 0;
+    uint32_t waiting = 0;
     for (uint32_t j = 0; j < S; j++) {
         pending[j] = MPI_REQUEST_NULL;
         if (!req[j]) continue;
+        sent[j] = progress_now();
         if (req_len[j] > INT_MAX ||
             MPI_Isend(req[j], (int)req_len[j], MPI_BYTE, mt->first_rank + (int)j,
                       MM_SHARD_TAG_REQUEST, mt->comm, &pending[j]) != MPI_SUCCESS) {
@@ -34,33 +63,35 @@ static int mpi_exchange(struct mm_transport *t, uint8_t *const *req, const size_
             rc = -1;
             break;
         }
+        waiting++;
     }
-    for (uint32_t j = 0; j < S && rc == 0; j++) {
-        if (!req[j]) continue;
-        int rank = mt->first_rank + (int)j;
-        MPI_Status status;
-        int count;
-        if (MPI_Probe(rank, MM_SHARD_TAG_RESPONSE, mt->comm, &status) != MPI_SUCCESS ||
-            MPI_Get_count(&status, MPI_BYTE, &count) != MPI_SUCCESS) {
-            mm_err_set(err, "shard %u (rank %d): no response over MPI", j, rank);
-            rc = -1;
-            break;
+    /* Responses are taken as they come, not in shard order, so that each
+     * shard's latency ends when its own response is in, not when the shards
+     * before it have answered. */
+    uint8_t *done = calloc(S, 1);
+    if (rc == 0 && !done) {
+        mm_err_set(err, "out of memory");
+        rc = -1;
+    }
+    while (rc == 0 && waiting > 0) {
+        for (uint32_t j = 0; j < S && rc == 0; j++) {
+            if (!req[j] || done[j]) continue;
+            int rank = mt->first_rank + (int)j, ready;
+            MPI_Status status;
+            if (MPI_Iprobe(rank, MM_SHARD_TAG_RESPONSE, mt->comm, &ready, &status) != MPI_SUCCESS) {
+                mm_err_set(err, "shard %u (rank %d): no response over MPI", j, rank);
+                rc = -1;
+            } else if (ready) {
+                rc = receive(mt, j, &status, &resp[j], &resp_len[j], err);
+                if (seconds) seconds[j] += progress_now() - sent[j];
+                done[j] = 1;
+                waiting--;
+            }
         }
-        resp[j] = malloc(count ? (size_t)count : 1);
-        if (!resp[j]) {
-            mm_err_set(err, "out of memory for a %d-byte response", count);
-            rc = -1;
-            break;
-        }
-        if (MPI_Recv(resp[j], count, MPI_BYTE, rank, MM_SHARD_TAG_RESPONSE, mt->comm,
-                     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
-            mm_err_set(err, "shard %u (rank %d): receiving its response failed", j, rank);
-            rc = -1;
-            break;
-        }
-        resp_len[j] = (size_t)count;
     }
     MPI_Waitall((int)S, pending, MPI_STATUSES_IGNORE);
+    free(done);
+    free(sent);
     free(pending);
     return rc;
 }
@@ -85,7 +116,7 @@ static int mpi_close(struct mm_transport *t, struct mm_err *err)
             reqs[j] = buf;
             lens[j] = len;
         }
-        rc = mpi_exchange(t, reqs, lens, resp, resp_len, err);
+        rc = mpi_exchange(t, reqs, lens, resp, resp_len, NULL, err);
         for (uint32_t j = 0; j < S; j++)
             free(resp[j]);
     } else {

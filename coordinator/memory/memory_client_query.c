@@ -370,6 +370,18 @@ out:
     return rc;
 }
 
+int mm_memory_query_timed(struct mm_memory *m, const struct mm_query *q, size_t n,
+                          const struct mm_query_options *o, struct mm_answers *out, double *shard_s,
+                          struct mm_err *err)
+{
+    for (uint32_t j = 0; j < m->shards; j++)
+        shard_s[j] = 0;
+    m->round_s = shard_s;
+    int rc = mm_memory_query(m, q, n, o, out, err);
+    m->round_s = NULL;
+    return rc;
+}
+
 void mm_answers_free(struct mm_answers *a, size_t n)
 {
     for (size_t i = 0; a && i < n; i++) {

@@ -8,7 +8,8 @@
 # subnet only. Each job must give what the same job gives in one process:
 #   annotate  the MW adapter annotates a Re-DocRED document: the same dump;
 #   generate  the MR adapter answers questions reading that memory: the same
-#             JSONL results, reads and their answers included;
+#             JSONL results, reads and their answers included, each read's
+#             latency aside (present, > 0 at each shard, and printed);
 #   edit      a batch of edits: the same summary and dump; its undo gives
 #             back the memory as it was, times included.
 # And the traffic is TCP: each host's ranks are where the hostfile puts
@@ -77,9 +78,18 @@ run generate-hosts across "$work/hostfile" 2 2 generate "${mr[@]}" \
   --output "$work/generate-hosts.jsonl"
 extra_mpi_args=
 after=$(eth0_bytes 2)
-cmp -s "$work/generate-one.jsonl" "$work/generate-hosts.jsonl" ||
-  fail "generate across hosts printed other results: $(diff "$work/generate-one.jsonl" \
-    "$work/generate-hosts.jsonl")"
+# Each read's latency (its round trips to the 2 shards: over TCP to host 3
+# here, the shards' own handling in one process) is the one field that
+# differs; every read that queried must carry it, > 0. The rest must be
+# the same byte for byte.
+for layout in one hosts; do
+  python3 "$root/tests/hosts/without_latency.py" "$work/generate-$layout.jsonl" 2 \
+    "across_hosts: memory reads ($layout)" >"$work/generate-$layout.trace" ||
+    fail "generate ($layout): a read without its latency"
+done
+cmp -s "$work/generate-one.trace" "$work/generate-hosts.trace" ||
+  fail "generate across hosts printed other results: $(diff "$work/generate-one.trace" \
+    "$work/generate-hosts.trace")"
 echo "across_hosts: memory reads in one process: $(grep '^reads:' "$work/generate-one.err")"
 echo "across_hosts: memory reads across hosts: $(grep '^reads:' "$work/generate-hosts.err")"
 
