@@ -1,6 +1,6 @@
 # A full disk and a failing file system under the memory (issue 15): the
 # memory on a small tmpfs filled by import-docred and by edit (one process,
-# and 2 shard ranks under mpirun) and by annotate, and on an ext4 image the
+# and 2 shard ranks under mpirun) and by annotate (likewise), and on an ext4 image the
 # kernel turns read-only mid-import. Each must stop with an error naming
 # the shard, its directory and the cause, lose nothing acknowledged, and
 # complete when run again with room. Root only (mount): skipped (exit 77) elsewhere.
@@ -10,7 +10,7 @@
 if(TARGET memllm)
   set(IO_FAULT_CASES import mpi edit edit-mpi erofs)
   if(NOT MEMLLM_SANITIZE)
-    list(APPEND IO_FAULT_CASES annotate)
+    list(APPEND IO_FAULT_CASES annotate annotate-mpi)
   endif()
   foreach(case ${IO_FAULT_CASES})
     add_test(NAME test_io_faults_${case}

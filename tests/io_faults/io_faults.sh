@@ -7,12 +7,12 @@
 # that the same command run again once there is room completes with the
 # memory an uninterrupted run writes (verify clean).
 #
-#   io_faults.sh import | mpi | edit | edit-mpi | annotate | erofs
+#   io_faults.sh import | mpi | edit | edit-mpi | annotate | annotate-mpi | erofs
 #
 # Needs root (mount); exits 77 where it cannot mount a tmpfs or, for erofs,
 # an ext4 loop image.
 set -euo pipefail
-case=${1:?usage: $0 import|mpi|edit|edit-mpi|annotate|erofs}
+case=${1:?usage: $0 import|mpi|edit|edit-mpi|annotate|annotate-mpi|erofs}
 bin=${MEMLLM_BIN:?run under ctest}
 data=${MEMLLM_DATA:?run under ctest}
 docs="$data/redocred/dev_revised.json"
@@ -243,13 +243,14 @@ erofs_case() {
     expect_verify "$disk/mem"
 }
 
-# memllm annotate (SmolLM2 with the MW adapter): a first job finishes one
-# document; a second, given both, meets a disk that fills once the memory
-# is open. Its error names the shard and the cause; the finished document
-# keeps its facts; the same command run with room skips it and ends with
-# the memory one uninterrupted job writes.
-annotate_case() {
-    local repo model
+# memllm annotate (SmolLM2 with the MW adapter), in one process (S = 1) or
+# under mpirun (a coordinator, a stage, 2 shard ranks): a first job finishes one document; a second, given both, meets a
+# disk that fills once the memory is open. Its error names the shard, its
+# directory and the cause; it stops, non-zero, leaving no rank running;
+# the finished document keeps its facts; the same command run with room
+# skips it and ends with the memory one uninterrupted job writes.
+annotate_case() { # RANKS (0: one process) SHARDS
+    local ranks=$1 shards=$2 repo model
     repo=$(cd "$(dirname "$0")/../.." && pwd)
     model=${MEMLLM_MODELS_DIR:-$repo/models}/SmolLM2-135M-Instruct.Q4_1.gguf
     [ -f "$model" ] || { echo "io_faults $case: SKIP: no $model (deploy/fetch-models.sh)"; exit 77; }
@@ -263,17 +264,18 @@ second = json.dumps({"id": "second", "text": " . ".join(sents[2:5]) + " ."})
 open(sys.argv[2] + "/first.jsonl", "w").write(first + "\n")
 open(sys.argv[2] + "/docs.jsonl", "w").write(first + "\n" + second + "\n")
 PY
-    local run=("$bin" annotate --model "$model" --adapter "mw=$repo/adapters/smollm2-135m-mw"
-        --threads 2 --embedder fallback)
+    local args=(annotate --model "$model" --adapter "mw=$repo/adapters/smollm2-135m-mw"
+        --threads 2 --embedder fallback --memshards "$shards") run=("$bin")
+    [ "$ranks" -eq 0 ] || run=("${mpirun[@]}" -np "$ranks" "$bin")
     mkdir "$work/ref"
-    "${run[@]}" "$work/docs.jsonl" --memory "$work/ref/mem" >/dev/null 2>"$work/ref.err" ||
+    "$bin" "${args[@]}" "$work/docs.jsonl" --memory "$work/ref/mem" >/dev/null 2>"$work/ref.err" ||
         fail "annotate: $(tail -2 "$work/ref.err")"
     sorted_dump "$work/ref/mem" >"$work/ref.dump"
     grep -q "	second #" "$work/ref.dump" || fail "the uninterrupted annotate wrote no fact of 'second'"
     mount_tmpfs 3m
-    "${run[@]}" "$work/first.jsonl" --memory "$disk/mem" >/dev/null 2>"$work/first.err" ||
+    "${run[@]}" "${args[@]}" "$work/first.jsonl" --memory "$disk/mem" >/dev/null 2>"$work/first.err" ||
         fail "annotate first: $(tail -2 "$work/first.err")"
-    "${run[@]}" "$work/docs.jsonl" --memory "$disk/mem" >/dev/null 2>"$work/annotate" &
+    "${run[@]}" "${args[@]}" "$work/docs.jsonl" --memory "$disk/mem" >/dev/null 2>"$work/annotate" &
     local job=$! rc=0
     # Full once the memory is open: annotate has reported the finished
     # document, which it does after opening it.
@@ -283,18 +285,31 @@ PY
         sleep 0.05
     done
     dd if=/dev/zero of="$disk/fill" bs=4k 2>/dev/null || true
+    # It must stop by itself: a job still running a minute after the disk
+    # filled hangs.
+    local waited=0
+    while kill -0 "$job" 2>/dev/null && [ "$waited" -lt 600 ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    if kill -0 "$job" 2>/dev/null; then
+        pkill -KILL -f -- "--memory $disk/mem" || true
+        fail "annotate still runs 60 s after the disk filled: $(tail -3 "$work/annotate")"
+    fi
     wait "$job" || rc=$?
     [ "$rc" -ne 0 ] || fail "annotate succeeded on a full disk"
     [ "$rc" -lt 128 ] || fail "annotate died of signal $((rc - 128)): $(tail -3 "$work/annotate")"
-    grep -Eq "shard 0: $disk/mem/shard-000: no space left on device" "$work/annotate" ||
+    grep -Eq "shard [0-9]+: $disk/mem/shard-00[0-9]: no space left on device" "$work/annotate" ||
         fail "annotate did not name the shard and the cause: $(tail -3 "$work/annotate")"
-    echo "io_faults $case: $(grep 'no space' "$work/annotate" | head -1)"
+    echo "io_faults $case: stopped $((waited / 10)) s after the disk filled:" \
+        "$(grep 'no space' "$work/annotate" | head -1)"
+    if pgrep -f -- "--memory $disk/mem" >/dev/null; then fail "memllm processes left running"; fi
     rm "$disk/fill"
     mount -o remount,size=64m "$disk"
     sorted_dump "$disk/mem" >"$work/after.dump"
     grep -F "	first #" "$work/ref.dump" >"$work/acked.dump"
     expect_subset "document first" "$work/acked.dump" "$work/after.dump"
-    "${run[@]}" "$work/docs.jsonl" --memory "$disk/mem" >/dev/null 2>"$work/rerun.err" ||
+    "${run[@]}" "${args[@]}" "$work/docs.jsonl" --memory "$disk/mem" >/dev/null 2>"$work/rerun.err" ||
         fail "rerun: $(tail -2 "$work/rerun.err")"
     sorted_dump "$disk/mem" >"$work/rerun.dump"
     cmp -s "$work/ref.dump" "$work/rerun.dump" || fail "the resumed annotate's facts differ from an uninterrupted one"
@@ -306,7 +321,8 @@ import) import_case 0 1 ;;
 mpi) import_case 3 2 ;;
 edit) edit_case 0 1 ;;
 edit-mpi) edit_case 3 2 ;;
-annotate) annotate_case ;;
+annotate) annotate_case 0 1 ;;
+annotate-mpi) annotate_case 4 2 ;;
 erofs) erofs_case ;;
 *) fail "unknown case" ;;
 esac
