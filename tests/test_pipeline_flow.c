@@ -3,7 +3,8 @@
  * two groups of sequences, one group's steps all submitted before any
  * result is taken, the other's submitted as its results come back (the
  * flowing schedule), and a KV share sent while the batch that fills its
- * source is still in flight. On the tiny Mistral fixture with its adapter,
+ * source is still in flight (in one process, group B's last step and group
+ * A's first run as one forward). On the tiny Mistral fixture with its adapter,
  * stages in one process (P = 1, 2) and, run as `mpirun -np 3`, on two
  * stage ranks; every layout against the one-process, one-stage reference. */
 #include <mpi.h>

@@ -132,6 +132,20 @@ struct engine_op {
     uint8_t *want; /* n */
     int rows_cap;
     int dst, src, len;
+    /* Run ahead as part of engine_fused: its logits are engine_fused's
+     * rows from fused_row on. */
+    int done;
+    size_t fused_row;
+};
+
+/* Batches at the head of the ring run as one forward: their rows one after
+ * another, and the logits of all of them, until each is collected. */
+struct engine_fused {
+    int32_t *rows; /* tokens, positions, slots, adapters: 4 n */
+    uint8_t *want;
+    int rows_cap;
+    float *logits;
+    size_t logits_cap; /* rows */
 };
 
 /* The ring entry after the newest, for n rows; the ring doubles when full
@@ -172,6 +186,12 @@ static void ops_free(struct engine *e)
         free(e->ops[i].want);
     }
     free(e->ops);
+    if (e->fused) {
+        free(e->fused->rows);
+        free(e->fused->want);
+        free(e->fused->logits);
+        free(e->fused);
+    }
 }
 
 void engine_close(struct engine *e)
@@ -289,12 +309,112 @@ int engine_submit(struct engine *e, const struct stage_batch *b, struct mm_err *
     return 0;
 }
 
+static struct engine_op *op_at(const struct engine *e, int i)
+{
+    return &e->ops[(e->ops_head + i) % e->ops_cap];
+}
+
 static struct engine_op *op_pop(struct engine *e)
 {
-    struct engine_op *op = &e->ops[e->ops_head];
+    struct engine_op *op = op_at(e, 0);
     e->ops_head = (e->ops_head + 1) % e->ops_cap;
     e->ops_count--;
     return op;
+}
+
+static int op_logit_rows(const struct engine_op *op)
+{
+    int rows = 0;
+    for (int i = 0; i < op->n; i++)
+        rows += !op->has_want || op->want[i];
+    return rows;
+}
+
+/* The batches from the oldest that can run as one: up to the first KV
+ * share (it must come between them), the first without adapters beside
+ * one with them, or the first with a slot of the ones before (a sequence's
+ * rows must stay together). seen: one flag per slot, zeroed. */
+static int fusable(const struct engine *e, uint8_t *seen)
+{
+    const int slots = e->n_slots + e->cache_slots;
+    int k = 0;
+    for (; k < e->ops_count; k++) {
+        const struct engine_op *op = op_at(e, k);
+        if (op->is_share || op->has_adapter != op_at(e, 0)->has_adapter) break;
+        int clash = 0;
+        for (int i = 0; i < op->n && !clash; i++) {
+            int32_t s = op->rows[2 * (size_t)op->n + i];
+            clash = s < 0 || s >= slots || seen[s];
+        }
+        if (clash) break;
+        for (int i = 0; i < op->n; i++)
+            seen[op->rows[2 * (size_t)op->n + i]] = 1;
+    }
+    return k;
+}
+
+static int fused_reserve(struct engine *e, int n, size_t logit_rows)
+{
+    struct engine_fused *f = e->fused;
+    if (!f && !(f = e->fused = calloc(1, sizeof(*f)))) return -1;
+    if (n > f->rows_cap) {
+        int32_t *rows = realloc(f->rows, 4 * (size_t)n * sizeof(int32_t));
+        if (!rows) return -1;
+        f->rows = rows;
+        uint8_t *want = realloc(f->want, (size_t)n);
+        if (!want) return -1;
+        f->want = want;
+        f->rows_cap = n;
+    }
+    if (logit_rows > f->logits_cap) {
+        float *l = realloc(f->logits, logit_rows * (size_t)e->vocab * sizeof(float));
+        if (!l) return -1;
+        f->logits = l;
+        f->logits_cap = logit_rows;
+    }
+    return 0;
+}
+
+/* Runs the first k batches as one forward into engine_fused and marks
+ * them done. On failure nothing is marked: the oldest then runs alone,
+ * which gives its own error or logits (a rejected batch leaves the caches
+ * as they were). */
+static int run_fused(struct engine *e, int k)
+{
+    int n = 0;
+    size_t logit_rows = 0;
+    for (int j = 0; j < k; j++) {
+        n += op_at(e, j)->n;
+        logit_rows += (size_t)op_logit_rows(op_at(e, j));
+    }
+    if (fused_reserve(e, n, logit_rows)) return -1;
+    struct engine_fused *f = e->fused;
+    const size_t N = (size_t)n;
+    size_t at = 0, row = 0;
+    for (int j = 0; j < k; j++) {
+        const struct engine_op *op = op_at(e, j);
+        const size_t m = (size_t)op->n;
+        for (int part = 0; part < 4; part++)
+            memcpy(f->rows + part * N + at, op->rows + part * m, m * sizeof(int32_t));
+        for (size_t i = 0; i < m; i++)
+            f->want[at + i] = !op->has_want || op->want[i];
+        at += m;
+    }
+    struct stage_batch b = {.n = n,
+                            .tokens = f->rows,
+                            .pos = f->rows + N,
+                            .slot = f->rows + 2 * N,
+                            .adapter = op_at(e, 0)->has_adapter ? f->rows + 3 * N : NULL,
+                            .logits = f->want};
+    struct mm_err ignored = {{0}};
+    if (local_forward(e, &b, f->logits, &ignored)) return -1;
+    for (int j = 0; j < k; j++) {
+        struct engine_op *op = op_at(e, j);
+        op->done = 1;
+        op->fused_row = row;
+        row += (size_t)op_logit_rows(op);
+    }
+    return 0;
 }
 
 int engine_collect(struct engine *e, float *logits, struct mm_err *err)
@@ -306,25 +426,34 @@ int engine_collect(struct engine *e, float *logits, struct mm_err *err)
     }
     /* The oldest op is a batch: shares are queued only behind one, and run
      * as soon as the batch before them has. */
-    struct engine_op *op = op_pop(e);
+    struct engine_op *op = op_at(e, 0);
+    int rc = 0;
+    if (!op->done) {
+        uint8_t *seen = calloc((size_t)(e->n_slots + e->cache_slots), 1);
+        int k = seen ? fusable(e, seen) : 1;
+        free(seen);
+        if (k < 2 || run_fused(e, k)) {
+            const size_t n = (size_t)op->n;
+            struct stage_batch b = {.n = op->n,
+                                    .tokens = op->rows,
+                                    .pos = op->rows + n,
+                                    .slot = op->rows + 2 * n,
+                                    .adapter = op->has_adapter ? op->rows + 3 * n : NULL,
+                                    .logits = op->has_want ? op->want : NULL};
+            rc = local_forward(e, &b, logits, err);
+        }
+    }
+    const int rows = op_logit_rows(op);
+    if (op->done)
+        memcpy(logits, e->fused->logits + op->fused_row * (size_t)e->vocab,
+               (size_t)rows * (size_t)e->vocab * sizeof(float));
+    op_pop(e);
     e->ops_batches--;
-    const size_t n = (size_t)op->n;
-    struct stage_batch b = {.n = op->n,
-                            .tokens = op->rows,
-                            .pos = op->rows + n,
-                            .slot = op->rows + 2 * n,
-                            .adapter = op->has_adapter ? op->rows + 3 * n : NULL,
-                            .logits = op->has_want ? op->want : NULL};
-    int rc = local_forward(e, &b, logits, err);
-    while (e->ops_count > 0 && e->ops[e->ops_head].is_share) {
+    while (e->ops_count > 0 && op_at(e, 0)->is_share) {
         struct engine_op *s = op_pop(e);
         if (rc == 0 && local_kv_share(e, s->dst, s->src, s->len, err)) rc = -1;
     }
-    if (rc) return -1;
-    int rows = 0;
-    for (int i = 0; i < op->n; i++)
-        rows += !op->has_want || op->want[i];
-    return rows;
+    return rc ? -1 : rows;
 }
 
 int engine_in_flight(const struct engine *e)

@@ -79,6 +79,7 @@ void engine_adapter_name_dir(const char *spec, char *name, size_t name_len, cons
 
 struct pipeline_mpi;
 struct engine_op;
+struct engine_fused;
 
 struct engine {
     struct tokenizer *tok;
@@ -102,6 +103,7 @@ struct engine {
      * shares asked after it; a ring, oldest at ops_head. */
     struct engine_op *ops;
     int ops_cap, ops_head, ops_count, ops_batches;
+    struct engine_fused *fused; /* batches at the head run as one, ahead */
 };
 
 /* All stages in this process. */
@@ -144,13 +146,14 @@ int engine_forward(struct engine *e, const struct stage_batch *b, float *logits,
 
 /* The asynchronous form: engine_submit hands the batch to the stages and
  * returns without its logits (MPI: sent to the first stage as one
- * micro-batch; local stages: copied, to run at its collect), so that a
- * caller keeps several batches in flight and the stages never wait for a
- * whole step. engine_collect writes the logits of the oldest submission
- * not yet collected (first in, first out), as engine_forward would have
- * for that batch, bit for bit, and returns their row count; -1 with err
- * set when it failed (on ranks the job then stops at engine_close, as
- * after a failed forward). */
+ * micro-batch; local stages: copied, to run at its collect, together with
+ * the batches submitted after it up to a KV share or a slot in two of
+ * them, as one forward: every row's logits are those of its batch alone,
+ * bit for bit, as the kernels are batch-invariant), so that a caller keeps
+ * several batches in flight and the stages never wait for a whole step. engine_collect writes the
+ * logits of the oldest submission not yet collected (first in, first out), as engine_forward would
+ * have for that batch, bit for bit, and returns their row count; -1 with err set when it failed (on
+ * ranks the job then stops at engine_close, as after a failed forward). */
 int engine_submit(struct engine *e, const struct stage_batch *b, struct mm_err *err);
 int engine_collect(struct engine *e, float *logits, struct mm_err *err);
 /* Submissions not yet collected. */
