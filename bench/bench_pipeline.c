@@ -180,15 +180,21 @@ static double print_run(const char *prefix, const struct engine *e, const struct
     printf("%sdecode_tokens_per_s: %.2f\n", prefix, bp->batch * bp->decode / run->wall);
     printf("%sdecode_step_ms: %.3f\n", prefix, 1e3 * run->wall / bp->decode);
     if (!e->mpi) return 0.0;
-    double busy = 0.0, compute = 0.0;
+    double busy = 0.0, busiest = 0.0, compute = 0.0;
     for (int i = 0; i < P; i++) {
+        double f = run->compute[i] / run->wall;
         compute += run->compute[i];
-        busy += run->compute[i] / run->wall;
-        printf("%sstage_%d_busy_fraction: %.3f\n", prefix, i, run->compute[i] / run->wall);
+        busy += f;
+        busiest = f > busiest ? f : busiest;
+        printf("%sstage_%d_busy_fraction: %.3f\n", prefix, i, f);
     }
     printf("%smicro_batches_per_step: %ld\n", prefix,
            (run->micro_batches + bp->decode - 1) / bp->decode);
     printf("%sbubble_fraction_measured: %.3f\n", prefix, 1.0 - busy / P);
+    /* Stages of unequal work (the last one also computes the logits) leave
+     * the others waiting whatever the schedule: the schedule's own bubble
+     * is the busiest stage's idle time. */
+    printf("%sbusiest_stage_idle_fraction: %.3f\n", prefix, 1.0 - busiest);
     return compute / bp->decode;
 }
 
