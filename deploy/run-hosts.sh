@@ -18,8 +18,9 @@
 #   MEMLLM_BIN          the binary (default: build/coordinator/memllm here)
 #   MEMLLM_THREADS      compute threads of each rank (default: all the cores
 #                       of its host)
-#   MEMLLM_FAIL_SECONDS how long a host may be unreachable before the job
-#                       stops, naming it (default 30)
+#   MEMLLM_FAIL_SECONDS how long a host may be unreachable, or a rank silent
+#                       (stopped, hung), before the job stops, naming it
+#                       (default 30)
 #   MEMLLM_MPIRUN_ARGS  more mpirun options, split at spaces: how Open MPI
 #                       starts its daemons and which networks it uses, e.g.
 #                       "--mca plm_rsh_agent ssh --mca btl_tcp_if_include eth1"
@@ -70,7 +71,8 @@ mpi_flags=(--hostfile "$hostfile" -np "$ranks" --map-by slot
 [ "$(id -u)" -eq 0 ] && mpi_flags+=(--allow-run-as-root)
 # shellcheck disable=SC2206 # word splitting is the documented interface
 mpi_flags+=(${MEMLLM_MPIRUN_ARGS:-})
-env_flags=(-x GOMP_SPINCOUNT="${GOMP_SPINCOUNT:-10000}")
+# The coordinator watches the ranks' heartbeats with the same bound.
+env_flags=(-x GOMP_SPINCOUNT="${GOMP_SPINCOUNT:-10000}" -x MEMLLM_FAIL_SECONDS="$fail_s")
 [ -z "${MEMLLM_THREADS:-}" ] || env_flags+=(-x OMP_NUM_THREADS="$MEMLLM_THREADS")
 [ -z "${MEMLLM_MODELS_DIR:-}" ] || env_flags+=(-x MEMLLM_MODELS_DIR="$MEMLLM_MODELS_DIR")
 # P = 0 for the memory's own commands (memory, edit), which have no stages.

@@ -10,7 +10,7 @@ static int launched_by_mpirun(void)
 
 /* One process as rank 0 of 1, or, launched by mpirun, MPI started and
  * this rank's place in the world. */
-static void start(struct cluster *c)
+static void start(struct cluster *c, int threads)
 {
     memset(c, 0, sizeof(*c));
     c->comm = MPI_COMM_NULL;
@@ -20,7 +20,12 @@ static void start(struct cluster *c)
     int initialized;
     MPI_Initialized(&initialized);
     if (!initialized) {
-        MPI_Init(NULL, NULL);
+        /* Threads for the heartbeat (heartbeat.h) where ranks have roles. */
+        int provided;
+        if (threads)
+            MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided);
+        else
+            MPI_Init(NULL, NULL);
         c->started = 1;
     }
     c->mpi = 1;
@@ -31,7 +36,7 @@ static void start(struct cluster *c)
 
 int cluster_init(struct cluster *c, int n_stages, int n_shards, struct mm_err *err)
 {
-    start(c);
+    start(c, 1);
     c->n_stages = n_stages > 0 ? n_stages : 0;
     c->n_shards = n_shards > 0 ? n_shards : 0;
     if (!c->mpi) return 0;
@@ -44,6 +49,9 @@ int cluster_init(struct cluster *c, int n_stages, int n_shards, struct mm_err *e
                    c->n_shards, c->world);
         return -1;
     }
+    double bound = 0;
+    if (c->rank == 0 && heartbeat_bound(&bound, err)) bound = -1;
+    if (heartbeat_start(c->comm, c->n_stages, bound, &c->heartbeat, err)) return -1;
     if (c->rank == 0) return 0;
     if (c->rank <= c->n_stages) {
         c->role = ROLE_STAGE;
@@ -57,12 +65,14 @@ int cluster_init(struct cluster *c, int n_stages, int n_shards, struct mm_err *e
 
 int cluster_init_peers(struct cluster *c)
 {
-    start(c);
+    start(c, 0);
     return 0;
 }
 
 void cluster_finish(struct cluster *c)
 {
+    heartbeat_stop(c->heartbeat);
+    c->heartbeat = NULL;
     if (c->mpi) MPI_Comm_free(&c->comm);
     if (c->started) MPI_Finalize();
     c->mpi = c->started = 0;

@@ -10,6 +10,7 @@
 #include <mpi.h>
 
 #include "err.h"
+#include "heartbeat.h"
 
 enum cluster_role { ROLE_COORDINATOR, ROLE_STAGE, ROLE_SHARD };
 
@@ -21,11 +22,15 @@ struct cluster {
     int n_stages, n_shards;
     enum cluster_role role;
     int index; /* the stage's or the shard's number, from 0 */
+    /* Watches for ranks that stop answering (heartbeat.h); NULL: none. */
+    struct heartbeat *heartbeat;
 };
 
 /* Starts MPI when launched by mpirun and works out this rank's role for P
  * stages (0 for a command without a model) and S shards (-1: every rank
- * after the stages). */
+ * after the stages). Under mpirun the coordinator then stops the job when
+ * a stage or shard rank stops answering for MEMLLM_FAIL_SECONDS (default
+ * 30; heartbeat.h). */
 int cluster_init(struct cluster *c, int n_stages, int n_shards, struct mm_err *err);
 void cluster_finish(struct cluster *c);
 

@@ -11,6 +11,9 @@
 #              SIGKILLed mid-job. Open MPI names the host or not, depending
 #              on whether it first sees the daemon's connection close or
 #              its launcher (ssh here: the agent) exit;
+#   hung rank  stage 1's rank on host 2 SIGSTOPped mid-job (alive, its
+#              host up, answering nothing): the coordinator's heartbeat
+#              watch stops the job, naming the stage, its rank and host;
 #   annotate   the shards' host dies the same way once a document is done:
 #              the finished documents' facts are kept, and the job resumed
 #              across the hosts ends with the memory an uninterrupted run
@@ -45,9 +48,9 @@ left_on() {
 
 # lose NAME I HOW READY JOB-ARGS...: runs deploy/run-hosts.sh JOB-ARGS from
 # host 1 (output in $work/NAME.out and .err), takes host I away (HOW:
-# "partition" or "kill") once every rank runs and the file READY is not
-# empty (the job is under way), and checks the job ends within the bound,
-# with nothing left running anywhere.
+# "partition" or "kill"; or "hang": SIGSTOPs its first rank) once every
+# rank runs and the file READY is not empty (the job is under way), and
+# checks the job ends within the bound, with nothing left running anywhere.
 lose() {
   local name=$1 i=$2 how=$3 ready=$4 job start=$SECONDS t0 waited status=0 h rest
   shift 4
@@ -66,6 +69,8 @@ lose() {
     return
   fi
   echo "lost_host: $name: mid-job $((SECONDS - start))s after the start"
+  local what="host $i was lost"
+  [ "$how" != hang ] || what="host $i's rank 1 was stopped"
   t0=$SECONDS
   case $how in
     partition) "$hosts" link "$state" "$i" down ;;
@@ -73,23 +78,37 @@ lose() {
       # shellcheck disable=SC2046 # one pid a word
       kill -9 $(ip netns pids "${names[$i - 1]}")
       ;;
+    hang)
+      for h in $(ip netns pids "${names[$i - 1]}"); do
+        ! tr '\0' '\n' 2>/dev/null <"/proc/$h/environ" | grep -qx 'OMPI_COMM_WORLD_RANK=1' ||
+          kill -STOP "$h"
+      done
+      ;;
   esac
   # Twice the bound before the test gives up on it: a hang is a failure,
   # and the hosts' 'down' kills whatever is left.
   while kill -0 "$job" 2>/dev/null && [ $((SECONDS - t0)) -lt $((2 * bound)) ]; do sleep 0.2; done
   waited=$((SECONDS - t0))
   if kill -0 "$job" 2>/dev/null; then
-    fail "$name: the job still ran ${waited}s after host $i was lost"
+    fail "$name: the job still ran ${waited}s after $what"
     return
   fi
   wait "$job" || status=$?
-  echo "lost_host: $name: the job stopped ${waited}s after host $i was lost (exit $status)"
-  [ "$status" -ne 0 ] || fail "$name: the job exited 0 after host $i was lost"
+  echo "lost_host: $name: the job stopped ${waited}s after $what (exit $status)"
+  [ "$status" -ne 0 ] || fail "$name: the job exited 0 after $what"
   [ "$waited" -le "$bound" ] || fail "$name: the job took ${waited}s to stop, more than ${bound}s"
-  # Open MPI names the host it lost, and run-hosts.sh what ran there.
+  # Open MPI names the host it lost, and run-hosts.sh what ran there; or,
+  # as the partition silences the host's ranks too, the coordinator's
+  # heartbeat watch may see it first, naming a rank there and its role.
+  local silent="rank [0-9]+ on host ${names[$i - 1]}\) has not answered"
   [ "$how" != partition ] ||
     grep -qx "run-hosts.sh: lost host ${names[$i - 1]}, which ran: $roles" "$work/$name.err" ||
+    grep -Eq "^memllm: stage [0-9]+ \($silent" "$work/$name.err" ||
     fail "$name: no line names host $i (${names[$i - 1]}) and its roles ($roles):" \
+      "$(tail -5 "$work/$name.err")"
+  [ "$how" != hang ] ||
+    grep -q "^memllm: stage 0 (rank 1 on host ${names[$i - 1]}) has not answered" "$work/$name.err" ||
+    fail "$name: no line names stage 0, its rank 1 and host $i (${names[$i - 1]}):" \
       "$(tail -5 "$work/$name.err")"
   # run-hosts.sh's own line for the host: its name and roles.
   grep -q "^  ${names[$i - 1]}: .*rank" "$work/$name.err" ||
@@ -105,7 +124,7 @@ lose() {
     rest=$(left_on "$h")
     [ -z "$rest" ] || fail "$name: left running on host $h: $rest"
   done
-  echo "lost_host: $name: nothing left on any host $((SECONDS - t0))s after host $i was lost"
+  echo "lost_host: $name: nothing left on any host $((SECONDS - t0))s after $what"
   [ "$how" != partition ] || "$hosts" link "$state" "$i" up
 }
 
@@ -114,6 +133,7 @@ generate=(generate --model "$model" --memory "$work/memory" --input "$work/reque
 roles="stage 1 (rank 1), stage 2 (rank 2)"
 lose partition 2 partition "$work/partition.out" "$work/hostfile" 2 2 "${generate[@]}"
 lose dead-host 3 kill "$work/dead-host.out" "$work/hostfile" 2 2 "${generate[@]}"
+lose hung-rank 2 hang "$work/hung-rank.out" "$work/hostfile" 2 2 "${generate[@]}"
 
 # annotate loses the shards' host once a document is done: what was
 # acknowledged is there, and the job resumed across the hosts reaches the
@@ -168,5 +188,5 @@ else
 fi
 
 [ "$failures" -eq 0 ] || exit 1
-echo "lost_host: a partitioned or dead host stops the job within ${bound}s, nothing left running;"
+echo "lost_host: a partitioned or dead host, or a stopped rank, stops the job within ${bound}s, nothing left running;"
 echo "lost_host: annotate resumed after it reaches the uninterrupted memory"
