@@ -20,9 +20,13 @@ static void start(struct cluster *c, int threads)
     int initialized;
     MPI_Initialized(&initialized);
     if (!initialized) {
-        /* Threads for the heartbeat (heartbeat.h) where ranks have roles. */
+        /* Threads for the heartbeat (heartbeat.h) where ranks have roles,
+         * unless it is turned off here: MPI then takes no locks (a setting
+         * that is no number is the coordinator's to report). */
         int provided;
-        if (threads)
+        double bound;
+        struct mm_err ignored;
+        if (threads && (heartbeat_bound(&bound, &ignored) || bound > 0))
             MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided);
         else
             MPI_Init(NULL, NULL);

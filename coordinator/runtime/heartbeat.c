@@ -160,7 +160,10 @@ int heartbeat_start(MPI_Comm comm, int n_stages, double bound, struct heartbeat 
         if (rank != 0) mm_err_set(err, "the coordinator's MEMLLM_FAIL_SECONDS is wrong");
         return -1;
     }
+    /* A rank told MEMLLM_FAIL_SECONDS=0 started MPI without threads
+     * (cluster.c): then no rank beats. */
     MPI_Query_thread(&level);
+    MPI_Allreduce(MPI_IN_PLACE, &level, 1, MPI_INT, MPI_MIN, comm);
     if (bound == 0 || size < 2) return 0;
     if (level < MPI_THREAD_MULTIPLE) {
         if (rank == 0)

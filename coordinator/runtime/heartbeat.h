@@ -20,7 +20,8 @@
 struct heartbeat;
 
 /* The bound, in seconds: MEMLLM_FAIL_SECONDS (a positive number; 0 turns
- * the watch off), default 30. Read by the coordinator only. */
+ * the watch off), default 30. The coordinator's counts; a rank where it is
+ * 0 starts MPI without threads, and then none is watched. */
 int heartbeat_bound(double *seconds, struct mm_err *err);
 
 /* Collective over comm: rank 0 watches, the others beat, every
