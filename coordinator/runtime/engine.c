@@ -164,6 +164,8 @@ static struct engine_op *op_next(struct engine *e, int n, struct mm_err *err)
         e->ops_head = 0;
     }
     struct engine_op *op = &e->ops[(e->ops_head + e->ops_count) % e->ops_cap];
+    /* At least one row, so that an empty batch copies to real buffers. */
+    if (n < 1) n = 1;
     if (n > op->rows_cap) {
         int32_t *rows = realloc(op->rows, 4 * (size_t)n * sizeof(int32_t));
         if (!rows) goto oom;
