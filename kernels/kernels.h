@@ -176,9 +176,38 @@ void k_attention_backward(float *dq, float *dk, float *dv, const float *dout, co
 void k_cross_entropy_backward(float *logits, float *loss, const int32_t *target,
                               const float *weight, int n, int vocab, float grad_scale);
 
-/* out[c, r] = w[r, c] dequantized: the f32 transpose [w->cols, w->rows], so
- * that dx = dy W is k_matmul_forward(dx, dy, W^T) on the tiled dots. */
-void k_matrix_transpose_f32(float *out, const struct k_matrix *w);
+/* out[t, j] = alpha * sum_k x[t, k] * b[k, j] (added to out[t, j] when
+ * accumulate), t < n, j < cols: the matmuls of training, where the matrix
+ * is f32 and either side of a product (dy W as well as x W^T) is wanted.
+ * b is k-major, [k_dim, cols] with rows ldb floats apart; x is [n, k_dim],
+ * out [n, cols]. Each output is one chain of fused multiply-adds over k in
+ * order (gemm.c), whatever n, cols or the thread count. */
+void k_gemm_f32(float *out, const float *x, int n, int k_dim, const float *b, int64_t cols,
+                int64_t ldb, float alpha, int accumulate);
+
+/* The same with x given as its transpose: x[t, k] = xt[k * ldx + t] (the
+ * weight gradients, sums over tokens: dB = dy^T u reads dy as it is). */
+void k_gemm_f32_xt(float *out, const float *xt, int64_t ldx, int n, int k_dim, const float *b,
+                   int64_t cols, int64_t ldb, float alpha, int accumulate);
+
+/* The same product with b packed once beforehand into the kernel's panels
+ * (a frozen weight used at every step): the same bits as k_gemm_f32 on the
+ * unpacked matrix, without packing a panel per call. */
+struct k_panels {
+    int64_t k_dim, cols;
+    const float *data; /* k_panels_floats(k_dim, cols) floats */
+};
+size_t k_panels_floats(int64_t k_dim, int64_t cols);
+/* b ([k_dim, cols], rows ldb apart) into dst. */
+void k_panels_pack(float *dst, const float *b, int64_t k_dim, int64_t cols, int64_t ldb);
+/* A weight of any dtype, dequantized: its panels as b = W^T ([cols, rows],
+ * for x W^T) when transposed, as b = W ([rows, cols], for dy W) when not. */
+void k_panels_of_matrix(float *dst, const struct k_matrix *w, int transposed);
+/* Row k of b ([k_dim, cols]) in its panels dst set to values[0..cols). */
+void k_panels_set_row(float *dst, int64_t k_dim, int64_t cols, int64_t k, const float *values);
+void k_gemm_panels(float *out, const float *x, int n, const struct k_panels *b, float alpha,
+                   int accumulate);
+
 /* out[c, t] = x[t, c]: [n, dim] -> [dim, n]. */
 void k_transpose_f32(float *out, const float *x, int n, int dim);
 

@@ -126,6 +126,34 @@ extern const struct k_qdot_impl k_qdot_avx512;
 extern const struct k_fdot_impl k_fdot_avx512;
 #endif
 
+/* A panel of the training GEMM (gemm.c): out rows t < n, columns [0, nj) of
+ * alpha x P (+ out), P a packed [k_dim, K_GEMM_NR] slice of B; x's element
+ * (t, k) is x[t * ldx + k], or x[k * ldx + t] when x_t. */
+#define K_GEMM_NR 16
+typedef void (*k_gemm_panel_fn)(float *out, int64_t ldo, const float *x, int64_t ldx, int x_t,
+                                int n, int k_dim, const float *p, int nj, float alpha,
+                                int accumulate);
+
+struct k_gemm_impl {
+    const char *name;
+    k_gemm_panel_fn panel;
+};
+
+extern const struct k_gemm_impl k_gemm_scalar;
+#ifdef K_HAVE_AVX2
+extern const struct k_gemm_impl k_gemm_avx2;
+#endif
+extern const struct k_gemm_impl *const k_gemm_impls[];
+extern const int k_gemm_impl_count;
+
+/* k_gemm_f32 (x_t 0), k_gemm_f32_xt (x_t 1) and k_gemm_panels at one level
+ * (the tests run each). */
+void k_gemm_f32_at(float *out, const float *x, int64_t ldx, int x_t, int n, int k_dim,
+                   const float *b, int64_t cols, int64_t ldb, float alpha, int accumulate,
+                   const struct k_gemm_impl *impl);
+void k_gemm_panels_at(float *out, const float *x, int n, const struct k_panels *b, float alpha,
+                      int accumulate, const struct k_gemm_impl *impl);
+
 /* The levels this build can run, best first; the last is the portable C one. */
 extern const struct k_qdot_impl *const k_qdot_impls[];
 extern const int k_qdot_impl_count;

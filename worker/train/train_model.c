@@ -19,14 +19,13 @@ struct train_layer_acts {
 
 /* Backward scratch, carved from tm->work. */
 struct train_work {
-    float *dx, *dxn, *dq, *dk, *dv, *datt, *dgate, *dup, *dh, *tmp, *g, *yt, *xt, *ut, *gt;
+    float *dx, *dxn, *dq, *dk, *dv, *datt, *dgate, *dup, *dh, *tmp, *g;
     float *xd;      /* a dropped input */
     float *xf;      /* the last layer's output */
-    float *ga, *gb; /* a module's A and B gradients, before they are added */
+    float *ga, *gb; /* a module's A^T and B gradients, before they are added */
     float *hx, *hxn, *hdxn, *hu, *logits, *hloss, *hw; /* the LM head's chunk */
     float *att_scratch;                                /* k_attention_backward's */
     int32_t *pos, *rows, *htarget;
-    const float *xt_of; /* the input whose transpose xt holds (no dropout), or NULL */
 };
 
 int train_wide_dim(const struct model_config *c)
@@ -42,10 +41,10 @@ const struct k_matrix *train_base_matrix(const struct model *m, int layer, int l
     return lin == TRAIN_LM_HEAD ? &m->lm_head : &m->layers[layer].lin[lin];
 }
 
-static struct k_matrix *wt_at(struct train_model *tm, int layer, int lin)
+static struct train_base *base_at(const struct train_model *tm, int layer, int lin)
 {
-    return &tm->wt[lin == TRAIN_LM_HEAD ? (size_t)tm->m->cfg.n_layers * LIN_COUNT
-                                        : (size_t)layer * LIN_COUNT + (size_t)lin];
+    return &tm->base[lin == TRAIN_LM_HEAD ? (size_t)tm->m->cfg.n_layers * LIN_COUNT
+                                          : (size_t)layer * LIN_COUNT + (size_t)lin];
 }
 
 int train_max_rank(const struct train_params *p)
@@ -64,25 +63,34 @@ static int head_uses_rows(const struct train_model *tm)
     return tm->p->rows_t >= 0 && tm->m->cfg.tied_embeddings;
 }
 
-static int make_transposes(struct train_model *tm, struct mm_err *err)
+/* w's panels as b = W^T (transposed) or b = W, dequantized to f32. */
+static int make_panels(struct k_panels *pn, const struct k_matrix *w, int transposed)
+{
+    int64_t k_dim = transposed ? w->cols : w->rows, cols = transposed ? w->rows : w->cols;
+    float *d = malloc(k_panels_floats(k_dim, cols) * sizeof(float));
+    if (!d) return -1;
+    k_panels_of_matrix(d, w, transposed);
+    *pn = (struct k_panels){k_dim, cols, d};
+    return 0;
+}
+
+static int make_bases(struct train_model *tm, struct mm_err *err)
 {
     const struct model_config *c = &tm->m->cfg;
     size_t n = (size_t)c->n_layers * LIN_COUNT + 1;
-    tm->wt = calloc(n, sizeof(*tm->wt));
-    if (!tm->wt) goto oom;
+    tm->base = calloc(n, sizeof(*tm->base));
+    if (!tm->base) goto oom;
     for (int layer = 0; layer <= c->n_layers; layer++)
         for (int lin = 0; lin <= LIN_COUNT; lin++) {
             if ((layer == c->n_layers) != (lin == TRAIN_LM_HEAD)) continue;
             const struct k_matrix *w = train_base_matrix(tm->m, layer, lin);
-            float *t = malloc((size_t)(w->rows * w->cols) * sizeof(float));
-            if (!t) goto oom;
-            k_matrix_transpose_f32(t, w);
-            *wt_at(tm, layer, lin) =
-                (struct k_matrix){MM_F32, w->cols, w->rows, (size_t)w->rows * sizeof(float), t};
+            struct train_base *b = base_at(tm, layer, lin);
+            if (make_panels(&b->bwd, w, 0)) goto oom;
+            if (w->dtype == MM_F32 && make_panels(&b->fwd, w, 1)) goto oom;
         }
     return 0;
 oom:
-    mm_err_set(err, "trainer: out of memory for the f32 transposes of %s", tm->m->path);
+    mm_err_set(err, "trainer: out of memory for the f32 panels of %s", tm->m->path);
     return -1;
 }
 
@@ -131,7 +139,6 @@ static size_t carve_work(const struct train_model *tm, struct train_work *w)
     size_t n = (size_t)tm->max_tokens, wd = (size_t)train_wide_dim(c),
            r = (size_t)train_max_rank(tm->p);
     size_t hc = HEAD_CHUNK, vocab = (size_t)c->vocab_size, hr = (size_t)r;
-    size_t big = wd > hc ? wd : hc; /* transposes of head chunks: vocab x hc */
     size_t wv = vocab > wd ? vocab : wd, nh = n > hc ? n : hc;
     size_t sizes[] = {n * c->dim,
                       n * wd,
@@ -144,10 +151,6 @@ static size_t carve_work(const struct train_model *tm, struct train_work *w)
                       n * c->ffn_dim,
                       nh * wd,
                       nh * r,
-                      wv * nh,
-                      big * nh,
-                      r * nh,
-                      r * nh,
                       nh * wd,
                       n * c->dim,
                       r * wd,
@@ -168,10 +171,10 @@ static size_t carve_work(const struct train_model *tm, struct train_work *w)
         total += sizes[i];
     if (!w) return total;
     float *f = tm->work;
-    float **dst[] = {&w->dx,   &w->dxn, &w->dq,     &w->dk,    &w->dv, &w->datt,       &w->dgate,
-                     &w->dup,  &w->dh,  &w->tmp,    &w->g,     &w->yt, &w->xt,         &w->ut,
-                     &w->gt,   &w->xd,  &w->xf,     &w->ga,    &w->gb, &w->hx,         &w->hxn,
-                     &w->hdxn, &w->hu,  &w->logits, &w->hloss, &w->hw, &w->att_scratch};
+    float **dst[] = {&w->dx,    &w->dxn,    &w->dq,    &w->dk,  &w->dv,         &w->datt,
+                     &w->dgate, &w->dup,    &w->dh,    &w->tmp, &w->g,          &w->xd,
+                     &w->xf,    &w->ga,     &w->gb,    &w->hx,  &w->hxn,        &w->hdxn,
+                     &w->hu,    &w->logits, &w->hloss, &w->hw,  &w->att_scratch};
     size_t i = 0;
     for (; i < sizeof(dst) / sizeof(dst[0]); i++) {
         *dst[i] = f;
@@ -224,7 +227,7 @@ int train_model_init(struct train_model *tm, const struct model *m, struct train
         train_model_free(tm);
         return -1;
     }
-    if (make_transposes(tm, err)) {
+    if (make_bases(tm, err)) {
         train_model_free(tm);
         return -1;
     }
@@ -239,7 +242,7 @@ int train_model_init_copy(struct train_model *copy, const struct train_model *tm
         train_model_free(copy);
         return -1;
     }
-    copy->wt = tm->wt;
+    copy->base = tm->base;
     copy->lora_t = tm->lora_t;
     copy->shared = 1;
     return 0;
@@ -247,11 +250,13 @@ int train_model_init_copy(struct train_model *copy, const struct train_model *tm
 
 void train_model_free(struct train_model *tm)
 {
-    if (tm->wt && !tm->shared) {
+    if (tm->base && !tm->shared) {
         size_t n = (size_t)tm->m->cfg.n_layers * LIN_COUNT + 1;
-        for (size_t i = 0; i < n; i++)
-            free((void *)tm->wt[i].data);
-        free(tm->wt);
+        for (size_t i = 0; i < n; i++) {
+            free((void *)tm->base[i].fwd.data);
+            free((void *)tm->base[i].bwd.data);
+        }
+        free(tm->base);
         free(tm->lora_t);
     }
     free(tm->acts);
@@ -269,13 +274,12 @@ void train_model_refresh(struct train_model *tm)
         k_transpose_f32(tm->lora_t + t->off, p->value + t->off, (int)t->rows, (int)t->cols);
     }
     if (head_uses_rows(tm)) {
-        /* The head's transpose [dim, vocab]: column id is the row of token id. */
-        struct k_matrix *wt = wt_at(tm, 0, TRAIN_LM_HEAD);
-        float *d = (float *)wt->data;
+        /* The backward's head (b = W, [vocab, dim]): row id is token id's. */
+        struct k_panels *pn = &base_at(tm, 0, TRAIN_LM_HEAD)->bwd;
         const float *rows = p->value + p->t[p->rows_t].off;
         for (int i = 0; i < p->cfg.n_tokens; i++)
-            for (int64_t c = 0; c < wt->rows; c++)
-                d[c * wt->cols + p->cfg.token_ids[i]] = rows[(size_t)i * wt->rows + c];
+            k_panels_set_row((float *)pn->data, pn->k_dim, pn->cols, p->cfg.token_ids[i],
+                             rows + (size_t)i * pn->cols);
     }
 }
 
@@ -303,19 +307,19 @@ static void linear_fwd(struct train_model *tm, struct train_work *w, uint64_t ke
                        int lin, const float *x, int n, const int32_t *pos, float *out, float *u)
 {
     const struct k_matrix *wm = train_base_matrix(tm->m, layer, lin);
-    k_matmul_forward(out, x, wm, n);
+    const struct train_base *base = base_at(tm, layer, lin);
+    if (base->fwd.data)
+        k_gemm_panels(out, x, n, &base->fwd, 1.0f, 0);
+    else
+        k_matmul_forward(out, x, wm, n);
     const struct train_module *mod = train_module_at(tm->p, layer, lin);
     if (mod->a < 0) return;
-    struct k_matrix a = train_matrix(tm->p, mod->a, tm->p->value);
-    struct k_matrix b = train_matrix(tm->p, mod->b, tm->p->value);
-    k_matmul_forward(u, dropped(tm, key, layer, lin, x, n, (int)wm->cols, pos, w->xd), &a, n);
-    k_matmul_accumulate(out, u, &b, n, mod->scale);
-}
-
-static void scale(float *x, size_t n, float s)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] *= s;
+    const struct train_params *p = tm->p;
+    int in = (int)wm->cols, out_dim = (int)wm->rows, r = mod->rank;
+    /* u = drop(x) A^T, out += scale u B^T, on the transposes A^T and B^T */
+    k_gemm_f32(u, dropped(tm, key, layer, lin, x, n, in, pos, w->xd), n, in,
+               tm->lora_t + p->t[mod->a].off, r, r, 1.0f, 0);
+    k_gemm_f32(out, u, n, r, tm->lora_t + p->t[mod->b].off, out_dim, out_dim, mod->scale, 1);
 }
 
 /* Given dy = dL/d out of linear_fwd: dx (= or +=) dy W + the LoRA path's
@@ -324,26 +328,20 @@ static void linear_bwd(struct train_model *tm, struct train_work *w, uint64_t ke
                        int lin, const float *x, const float *u, const float *dy, int n,
                        const int32_t *pos, float *dx, int accumulate, float *grad)
 {
-    const struct k_matrix *wt = wt_at(tm, layer, lin);
-    if (accumulate)
-        k_matmul_accumulate(dx, dy, wt, n, 1.0f);
-    else
-        k_matmul_forward(dx, dy, wt, n);
+    const struct k_panels *wp = &base_at(tm, layer, lin)->bwd;
+    k_gemm_panels(dx, dy, n, wp, 1.0f, accumulate);
     const struct train_module *mod = train_module_at(tm->p, layer, lin);
     if (mod->a < 0) return;
     const struct train_params *p = tm->p;
-    int in = (int)wt->rows, out = (int)wt->cols, r = mod->rank;
-    struct k_matrix at = {MM_F32, in, r, (size_t)r * sizeof(float), tm->lora_t + p->t[mod->a].off};
-    struct k_matrix bt = {MM_F32, r, out, (size_t)out * sizeof(float),
-                          tm->lora_t + p->t[mod->b].off};
+    int in = (int)wp->cols, out = (int)wp->k_dim, r = mod->rank;
+    const float *a = p->value + p->t[mod->a].off, *b = p->value + p->t[mod->b].off;
     /* g = scale * dy B: the gradient at A's output */
-    k_matmul_forward(w->g, dy, &bt, n);
-    scale(w->g, (size_t)n * r, mod->scale);
+    k_gemm_f32(w->g, dy, n, out, b, r, r, mod->scale, 0);
     if (p->cfg.dropout <= 0.0f) {
-        k_matmul_accumulate(dx, w->g, &at, n, 1.0f);
+        k_gemm_f32(dx, w->g, n, r, a, in, in, 1.0f, 1);
     } else {
         /* through the dropout: the mask again, from the same hash */
-        k_matmul_forward(w->tmp, w->g, &at, n);
+        k_gemm_f32(w->tmp, w->g, n, r, a, in, in, 1.0f, 0);
         float keep = 1.0f / (1.0f - p->cfg.dropout);
         uint64_t module = (uint64_t)layer * 8 + (uint64_t)lin;
         for (int t = 0; t < n; t++)
@@ -353,26 +351,19 @@ static void linear_bwd(struct train_model *tm, struct train_work *w, uint64_t ke
                     dx[(size_t)t * in + c] += w->tmp[(size_t)t * in + c] * keep;
             }
     }
-    /* dB = scale * dy^T u: [out, r] */
-    k_transpose_f32(w->yt, dy, n, out);
-    k_transpose_f32(w->ut, u, n, r);
-    struct k_matrix ut = {MM_F32, r, n, (size_t)n * sizeof(float), w->ut};
-    k_matmul_forward(w->gb, w->yt, &ut, out);
+    /* dB = scale * dy^T u: [out, r], sums over the tokens */
+    k_gemm_f32_xt(w->gb, dy, out, out, n, u, r, r, 1.0f, 0);
     float *db = grad + p->t[mod->b].off;
     for (size_t i = 0; i < (size_t)out * r; i++)
         db[i] += mod->scale * w->gb[i];
-    /* dA = g^T drop(x): [r, in]. Without dropout q, k and v (gate and up)
-     * share their input, and its transpose. */
-    if (p->cfg.dropout > 0.0f || x != w->xt_of) {
-        k_transpose_f32(w->xt, dropped(tm, key, layer, lin, x, n, in, pos, w->xd), n, in);
-        w->xt_of = p->cfg.dropout > 0.0f ? NULL : x;
-    }
-    k_transpose_f32(w->gt, w->g, n, r);
-    struct k_matrix xt = {MM_F32, in, n, (size_t)n * sizeof(float), w->xt};
-    k_matmul_forward(w->ga, w->gt, &xt, r);
+    /* dA = g^T drop(x), [r, in], computed as its transpose drop(x)^T g so
+     * that the long side (in) runs down the kernel's tiles */
+    k_gemm_f32_xt(w->ga, dropped(tm, key, layer, lin, x, n, in, pos, w->xd), in, in, n, w->g, r, r,
+                  1.0f, 0);
     float *da = grad + p->t[mod->a].off;
-    for (size_t i = 0; i < (size_t)r * in; i++)
-        da[i] += w->ga[i];
+    for (int j = 0; j < r; j++)
+        for (int c = 0; c < in; c++)
+            da[(size_t)j * in + c] += w->ga[(size_t)c * r + j];
 }
 
 static void embed(struct train_model *tm, const int32_t *tokens, int n, float *x)
@@ -456,7 +447,6 @@ static double head(struct train_model *tm, struct train_work *w, uint64_t key,
     int dim = c->dim, vocab = c->vocab_size, n_tok = p->cfg.n_tokens;
     double loss = 0;
     for (int r0 = 0; r0 < n_rows; r0 += HEAD_CHUNK) {
-        w->xt_of = NULL; /* each chunk refills the same buffers */
         int nr = n_rows - r0 < HEAD_CHUNK ? n_rows - r0 : HEAD_CHUNK;
         const int32_t *rows = w->rows + r0; /* positions, which the dropout hash uses */
         for (int i = 0; i < nr; i++) {
@@ -465,7 +455,11 @@ static double head(struct train_model *tm, struct train_work *w, uint64_t key,
             w->hw[i] = 1.0f;
         }
         k_rmsnorm_forward(w->hxn, w->hx, tm->m->out_norm, nr, dim, c->norm_eps);
-        k_matmul_forward(w->logits, w->hxn, &tm->m->lm_head, nr);
+        const struct train_base *hb = base_at(tm, c->n_layers, TRAIN_LM_HEAD);
+        if (hb->fwd.data)
+            k_gemm_panels(w->logits, w->hxn, nr, &hb->fwd, 1.0f, 0);
+        else
+            k_matmul_forward(w->logits, w->hxn, &tm->m->lm_head, nr);
         if (head_uses_rows(tm)) {
             /* the trainable rows replace their tokens' rows of the head */
             struct k_matrix rm = train_matrix(p, p->rows_t, p->value);
@@ -534,7 +528,6 @@ int train_model_example(struct train_model *tm, const int32_t *tokens, const uin
     if (train_example_check(c, tokens, n, tm->max_tokens, err)) return -1;
     struct train_work w;
     carve_work(tm, &w);
-    w.xt_of = NULL;
     int n_rows = 0;
     for (int t = 0; t < n; t++) {
         w.pos[t] = t;

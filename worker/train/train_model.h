@@ -5,10 +5,10 @@
  * thread: train_model_init_copy): an example's gradient then depends on
  * nothing but the example (the kernels are batch-invariant), so gradients
  * are the same bits however examples are grouped into micro-batches, spread
- * over ranks or over threads. The base weights stay as stored (quantized stays quantized, as
- * QLoRA) for the forward; the backward's dx = dy W runs on an f32 transpose
- * of each base matrix made once at start, through the same tiled dot
- * kernels as the forward. */
+ * over ranks or over threads. Every product runs through the training GEMM
+ * (kernels.h k_gemm_f32), except a base that is not f32: its forward stays
+ * as stored (quantized stays quantized, as QLoRA). The base matrices are
+ * packed once at start into the GEMM's f32 panels (train_base). */
 #ifndef MEMLLM_WORKER_TRAIN_MODEL_H
 #define MEMLLM_WORKER_TRAIN_MODEL_H
 
@@ -20,35 +20,44 @@
 
 struct train_layer_acts; /* train_model.c */
 
+/* A base matrix W in the f32 panels of the training GEMM (kernels.h): fwd
+ * as b = W^T for x W^T (f32 bases only: the others run their own dot
+ * products, quantized stays quantized), bwd as b = W for dx = dy W. */
+struct train_base {
+    struct k_panels fwd, bwd;
+};
+
 struct train_model {
     const struct model *m;
     struct train_params *p;
     int max_tokens;
-    struct k_matrix *wt;           /* [n_layers * LIN_COUNT + 1]: f32 transposes, LM head last */
+    struct train_base *base;       /* [n_layers * LIN_COUNT + 1], LM head last */
     float *lora_t;                 /* A^T and B^T of every LoRA tensor, at the tensors' offsets */
     struct train_layer_acts *acts; /* [n_layers] */
     float *arena;                  /* saved activations */
     float *work;                   /* scratch of the backward */
     size_t work_floats;
-    int shared; /* wt and lora_t belong to another train_model (a copy) */
+    int shared; /* base and lora_t belong to another train_model (a copy) */
 };
 
 /* Prepares training of `p` on model `m` (every layer in this process) for
- * examples of at most max_tokens tokens. Makes the f32 transposes (about 4
- * bytes per base parameter). */
+ * examples of at most max_tokens tokens. Packs the base's f32 panels: 4
+ * bytes per base parameter for the backward, as much again for an f32
+ * base's forward. */
 int train_model_init(struct train_model *tm, const struct model *m, struct train_params *p,
                      int max_tokens, struct mm_err *err);
 void train_model_free(struct train_model *tm);
 
 /* A copy of tm that runs other examples at the same time, on other threads:
- * its own activations and scratch, tm's transposes (read-only while
+ * its own activations and scratch, tm's panels and transposes (read-only while
  * examples run; tm's refresh updates them for every copy). Free it before
  * tm. */
 int train_model_init_copy(struct train_model *copy, const struct train_model *tm,
                           struct mm_err *err);
 
 /* After the parameters changed (an optimizer step, a load): refreshes the
- * transposes of the LoRA matrices and the LM head's trainable rows. */
+ * transposes of the LoRA matrices and the LM head's trainable rows in its
+ * backward panels. */
 void train_model_refresh(struct train_model *tm);
 
 /* Runs one example: tokens[0..n), target[t] != 0 when token t carries loss
