@@ -208,6 +208,18 @@ void k_panels_set_row(float *dst, int64_t k_dim, int64_t cols, int64_t k, const 
 void k_gemm_panels(float *out, const float *x, int n, const struct k_panels *b, float alpha,
                    int accumulate);
 
+/* Dropout keep-bits (bit i of a mask: bits[i / 32] >> i % 32 & 1): for
+ * i < count, bit bit0 + i is set (ORed in: the caller zeroes the mask) when
+ * train_rng_uniform(seed, module, first + i) >= p (common/train_rng.h), the
+ * same draws as the CUDA trainer's. */
+void k_dropout_mask(uint32_t *bits, int64_t bit0, int64_t count, uint64_t seed, uint64_t module,
+                    uint64_t first, float p);
+/* out[i] = x[i] * keep where bit i is set, 0 elsewhere. */
+void k_dropout_apply(float *out, const float *x, const uint32_t *bits, int64_t count, float keep);
+/* dx[i] += g[i] * keep where bit i is set (dx untouched elsewhere). */
+void k_dropout_accumulate(float *dx, const float *g, const uint32_t *bits, int64_t count,
+                          float keep);
+
 /* out[c, t] = x[t, c]: [n, dim] -> [dim, n]. */
 void k_transpose_f32(float *out, const float *x, int n, int dim);
 

@@ -7,6 +7,8 @@ foreach(t dtype matmul gemm ops attention backward)
     SOURCES test_kernels_${t}.c test_kernels_fixture.c
     LIBS mm_kernels PkgConfig::JANSSON m)
 endforeach()
+# the dropout masks against common/train_rng.h itself
+target_include_directories(test_kernels_backward PRIVATE ${PROJECT_SOURCE_DIR}/common)
 # The kernels must not depend on OpenBLAS's core (they use no BLAS): also
 # under each core type (tests/run-all.sh, ctest -L model), which would catch
 # a BLAS call coming back.

@@ -7,14 +7,15 @@
  * training forward equals the inference one (head_dim 16 and 64);
  * cross-entropy rows of weight 0 are zero and grad_scale scales only the
  * gradient; LoRA's dW = dy^T x through the GEMM is right (test_kernels_gemm
- * holds the GEMM itself). */
+ * holds the GEMM itself); the dropout masks are train_rng_uniform's draws. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
-#include "kernels.h"
+#include "cpu/internal.h"
+#include "train_rng.h"
 
 static uint64_t rng = 88172645463325252ULL;
 
@@ -392,6 +393,63 @@ static void weight_gradient(void)
     free(dy), free(x), free(dw);
 }
 
+/* ---- dropout masks: the SIMD draw against train_rng_uniform itself ---- */
+static void dropout_masks(void)
+{
+    float ps[] = {0.1f, 0.5f, 0.999f};
+    int64_t counts[] = {0, 1, 31, 32, 33, 100, 1000};
+    int64_t offsets[] = {0, 5, 31, 64};
+    for (size_t a = 0; a < sizeof(ps) / sizeof(ps[0]); a++)
+        for (size_t b = 0; b < sizeof(counts) / sizeof(counts[0]); b++)
+            for (size_t c = 0; c < sizeof(offsets) / sizeof(offsets[0]); c++) {
+                int64_t n = counts[b], at = offsets[c], words = (at + n + 31) / 32 + 1;
+                uint32_t *got = calloc((size_t)words, 4), *ref = calloc((size_t)words, 4);
+                /* a bit set before the run must survive: the mask is ORed in */
+                got[0] |= 1u, ref[0] |= 1u;
+                k_dropout_mask(got, at, n, 77, 13, 1000 + (uint64_t)at, ps[a]);
+                for (int64_t i = 0; i < n; i++)
+                    if (train_rng_uniform(77, 13, 1000 + (uint64_t)at + (uint64_t)i) >= ps[a])
+                        ref[(at + i) / 32] |= 1u << ((at + i) % 32);
+                CHECKF(!memcmp(got, ref, (size_t)words * 4),
+                       "dropout mask p %g, %lld elements at bit %lld", (double)ps[a], (long long)n,
+                       (long long)at);
+                memset(got, 0, (size_t)words * 4);
+                k_dropout_mask_portable(got, at, n, 77, 13, 1000 + (uint64_t)at, ps[a]);
+                got[0] |= 1u;
+                CHECK(!memcmp(got, ref, (size_t)words * 4));
+                free(got), free(ref);
+            }
+    /* about 1 - p kept */
+    int64_t n = 100000;
+    uint32_t *bits = calloc((size_t)(n + 31) / 32, 4);
+    k_dropout_mask(bits, 0, n, 5, 3, 0, 0.1f);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++)
+        kept += bits[i / 32] >> (i % 32) & 1u;
+    CHECKF(fabs((double)kept / (double)n - 0.9) < 0.01, "kept %lld of %lld", (long long)kept,
+           (long long)n);
+    /* apply and accumulate, in the SIMD part (20 elements: two vectors of 8
+     * and a tail): dropped elements 0, and untouched (a -0 stays -0) */
+    enum { N = 20 };
+    float x[N], out[N], dx[N], keep = 1.25f;
+    uint32_t m = 0xA5C3Fu;
+    for (int i = 0; i < N; i++)
+        x[i] = (float)(i - 7) * 0.375f, dx[i] = i % 3 ? -0.0f : (float)i;
+    k_dropout_apply(out, x, &m, N, keep);
+    k_dropout_accumulate(dx, x, &m, N, keep);
+    int ok_apply = 1, ok_acc = 1;
+    for (int i = 0; i < N; i++) {
+        int k = (int)(m >> i & 1u);
+        float want = k ? x[i] * keep : 0.0f, d0 = i % 3 ? -0.0f : (float)i;
+        float want_dx = k ? d0 + x[i] * keep : d0;
+        ok_apply &= !memcmp(&out[i], &want, sizeof(float));
+        ok_acc &= !memcmp(&dx[i], &want_dx, sizeof(float));
+    }
+    CHECK(ok_apply);
+    CHECK(ok_acc);
+    free(bits);
+}
+
 int main(void)
 {
     rmsnorm();
@@ -405,5 +463,6 @@ int main(void)
     cross_entropy();
     row_ops_invariance();
     weight_gradient();
+    dropout_masks();
     return check_report("test_kernels_backward");
 }

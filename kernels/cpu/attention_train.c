@@ -70,20 +70,31 @@ static void transpose_heads(float *kt, const float *x, int n, int np, int n_kv_h
         }
 }
 
-/* s[l] = q . key (b + l) for the KB keys of block b: kt is the head's
- * transposed keys. */
-static inline void block_scores(float *restrict s, const float *restrict q,
-                                const float *restrict kt, int np, int b, int head_dim)
+/* sr[l] = qr . key (b + l) for the KB keys of block b and four queries r
+ * (kt: the head's transposed keys), each score a chain of FMAs over the
+ * features in order. Four queries at once: their eight accumulator vectors
+ * hide the FMA latency that one query's two leave exposed, and each row of
+ * kt is loaded once for the four. */
+static inline void block_scores4(float *restrict s0, float *restrict s1, float *restrict s2,
+                                 float *restrict s3, const float *restrict q0,
+                                 const float *restrict q1, const float *restrict q2,
+                                 const float *restrict q3, const float *restrict kt, int np, int b,
+                                 int head_dim)
 {
-    float acc[KB] = {0};
+    float a0[KB] = {0}, a1[KB] = {0}, a2[KB] = {0}, a3[KB] = {0};
     for (int i = 0; i < head_dim; i++) {
         const float *row = kt + (int64_t)i * np + b;
+        float x0 = q0[i], x1 = q1[i], x2 = q2[i], x3 = q3[i];
 #pragma omp simd
-        for (int l = 0; l < KB; l++)
-            acc[l] = fmaf(q[i], row[l], acc[l]);
+        for (int l = 0; l < KB; l++) {
+            a0[l] = fmaf(x0, row[l], a0[l]);
+            a1[l] = fmaf(x1, row[l], a1[l]);
+            a2[l] = fmaf(x2, row[l], a2[l]);
+            a3[l] = fmaf(x3, row[l], a3[l]);
+        }
     }
     for (int l = 0; l < KB; l++)
-        s[l] = acc[l];
+        s0[l] = a0[l], s1[l] = a1[l], s2[l] = a2[l], s3[l] = a3[l];
 }
 
 /* The lanes' max, pairwise in a fixed order (k_sum_lanes' tree). */
@@ -95,17 +106,16 @@ static inline float lanes_max(float *lane)
     return lane[0];
 }
 
-/* One query row of one head: out and lse. s: np floats of scratch. */
-static void forward_row(float *restrict ot, float *lse, const float *restrict qt,
-                        const float *restrict kt, const float *restrict vh, int64_t kw, int np,
-                        int t, int window, int head_dim, float scale, float *restrict s)
+/* One query row of one head: out and lse, given its raw scores in s (the
+ * blocks from its first key's to its own). */
+static void forward_row(float *restrict ot, float *lse, const float *restrict vh, int64_t kw, int t,
+                        int window, int head_dim, float scale, float *restrict s)
 {
     int p0 = first_key(t, window), b0 = p0 / KB * KB;
     float mx[KB], sum[KB];
     for (int l = 0; l < KB; l++)
         mx[l] = -INFINITY, sum[l] = 0.0f;
     for (int b = b0; b <= t; b += KB) {
-        block_scores(s + b, qt, kt, np, b, head_dim);
         for (int l = 0; l < KB; l++) {
             int in = b + l >= p0 && b + l <= t;
             s[b + l] = in ? s[b + l] * scale : -INFINITY;
@@ -132,6 +142,30 @@ static void forward_row(float *restrict ot, float *lse, const float *restrict qt
     *lse = m + logf(total);
 }
 
+/* Query rows t0.. (up to 4, fewer at the end) of head h: their scores four
+ * at a time over the blocks any of them sees (a row's blocks outside its
+ * own range are computed and never read), then each row on its own. s: 4
+ * rows of np floats. */
+static void forward_rows(float *out, float *lse, const float *q, const float *kt, const float *vh,
+                         int64_t qw, int64_t kw, int np, int n, int t0, int window, int head_dim,
+                         float scale, float *s)
+{
+    int rows = n - t0 < 4 ? n - t0 : 4;
+    const float *qr[4];
+    float *sr[4];
+    for (int r = 0; r < 4; r++) {
+        int t = t0 + (r < rows ? r : rows - 1);
+        qr[r] = q + t * qw;
+        sr[r] = s + (int64_t)r * np;
+    }
+    for (int b = first_key(t0, window) / KB * KB; b < t0 + rows; b += KB)
+        block_scores4(sr[0] + b, sr[1] + b, sr[2] + b, sr[3] + b, qr[0], qr[1], qr[2], qr[3], kt,
+                      np, b, head_dim);
+    for (int r = 0; r < rows; r++)
+        forward_row(out + (t0 + r) * qw, lse + t0 + r, vh, kw, t0 + r, window, head_dim, scale,
+                    sr[r]);
+}
+
 void k_attention_train_forward(float *out, float *lse, const float *q, const float *k,
                                const float *v, int n, int n_heads, int n_kv_heads, int head_dim,
                                int window)
@@ -145,15 +179,15 @@ void k_attention_train_forward(float *out, float *lse, const float *q, const flo
 #pragma omp parallel
     {
         transpose_heads(kt, k, n, np, n_kv_heads, head_dim);
-        float *s = malloc((size_t)np * sizeof(float));
+        float *s = malloc(4 * (size_t)np * sizeof(float));
         if (!s) abort();
 #pragma omp for collapse(2) schedule(static)
         for (int h = 0; h < n_heads; h++)
-            for (int t = 0; t < n; t++)
-                forward_row(out + t * qw + (int64_t)h * head_dim, lse + (int64_t)h * n + t,
-                            q + t * qw + (int64_t)h * head_dim, kt + (h / group) * per_head,
-                            v + (int64_t)(h / group) * head_dim, kw, np, t, window, head_dim, scale,
-                            s);
+            for (int t0 = 0; t0 < n; t0 += 4)
+                forward_rows(out + (int64_t)h * head_dim, lse + (int64_t)h * n,
+                             q + (int64_t)h * head_dim, kt + (h / group) * per_head,
+                             v + (int64_t)(h / group) * head_dim, qw, kw, np, n, t0, window,
+                             head_dim, scale, s);
         free(s);
     }
     free(kt);
@@ -171,6 +205,38 @@ size_t k_attention_backward_scratch(int n, int n_heads, int n_kv_heads, int head
  * order, a tile's queries in order), a query its keys' in position order. */
 #define QT 16
 
+/* Features i..i+NI-1 of the block's transposed dk and dv: each lane a sum
+ * over the tile's queries in order. Two features at once give eight
+ * independent accumulator vectors, enough to hide the FMA latency that the
+ * four of one feature leave exposed. */
+static inline __attribute__((always_inline)) void kv_grads(int NI, float *restrict dkt,
+                                                           float *restrict dvt, float prob[][KB],
+                                                           float ds[][KB], const float *restrict q,
+                                                           const float *restrict dout, int64_t qw,
+                                                           int np, int b, int i, int t0, int t1)
+{
+    float ka[2][KB], va[2][KB];
+    for (int f = 0; f < NI; f++)
+        for (int l = 0; l < KB; l++) {
+            ka[f][l] = dkt[(int64_t)(i + f) * np + b + l];
+            va[f][l] = dvt[(int64_t)(i + f) * np + b + l];
+        }
+    for (int t = t0; t < t1; t++)
+        for (int f = 0; f < NI; f++) {
+            float qi = q[t * qw + i + f], gi = dout[t * qw + i + f];
+#pragma omp simd
+            for (int l = 0; l < KB; l++) {
+                ka[f][l] = fmaf(ds[t - t0][l], qi, ka[f][l]);
+                va[f][l] = fmaf(prob[t - t0][l], gi, va[f][l]);
+            }
+        }
+    for (int f = 0; f < NI; f++)
+        for (int l = 0; l < KB; l++) {
+            dkt[(int64_t)(i + f) * np + b + l] = ka[f][l];
+            dvt[(int64_t)(i + f) * np + b + l] = va[f][l];
+        }
+}
+
 /* One head's queries t0..t1-1 against key block b: their dq (acc, [QT,
  * head_dim]), the head's transposed dk and dv (dkt, dvt), accumulated. d:
  * each query's rowsum(dout * out). */
@@ -182,35 +248,33 @@ static void backward_tile(float *restrict acc, float *restrict dkt, float *restr
                           int t1, int window, int head_dim, float scale)
 {
     float prob[QT][KB], ds[QT][KB];
-    for (int t = t0; t < t1; t++) {
-        float s[KB], dp[KB];
-        int p0 = first_key(t, window), j = t - t0;
-        block_scores(s, q + t * qw, kt, np, b, head_dim);
-        block_scores(dp, dout + t * qw, vt, np, b, head_dim);
-#pragma omp simd
-        for (int l = 0; l < KB; l++) {
-            int in = b + l >= p0 && b + l <= t;
-            float e = k_exp_lane(fmaf(s[l], scale, -lse[t]));
-            prob[j][l] = in ? e : 0.0f;
-            ds[j][l] = prob[j][l] * (dp[l] - d[j]) * scale;
+    /* scores and dP four queries at a time (block_scores4) */
+    for (int t4 = t0; t4 < t1; t4 += 4) {
+        int rows = t1 - t4 < 4 ? t1 - t4 : 4;
+        float s[4][KB], dp[4][KB];
+        const float *qr[4], *gr[4];
+        for (int r = 0; r < 4; r++) {
+            int t = t4 + (r < rows ? r : rows - 1);
+            qr[r] = q + t * qw;
+            gr[r] = dout + t * qw;
         }
-    }
-    for (int i = 0; i < head_dim; i++) {
-        float *kr = dkt + (int64_t)i * np + b, *vr = dvt + (int64_t)i * np + b;
-        float ka[KB], va[KB];
-        for (int l = 0; l < KB; l++)
-            ka[l] = kr[l], va[l] = vr[l];
-        for (int t = t0; t < t1; t++) {
-            float qi = q[t * qw + i], gi = dout[t * qw + i];
+        block_scores4(s[0], s[1], s[2], s[3], qr[0], qr[1], qr[2], qr[3], kt, np, b, head_dim);
+        block_scores4(dp[0], dp[1], dp[2], dp[3], gr[0], gr[1], gr[2], gr[3], vt, np, b, head_dim);
+        for (int r = 0; r < rows; r++) {
+            int t = t4 + r, j = t - t0, p0 = first_key(t, window);
 #pragma omp simd
             for (int l = 0; l < KB; l++) {
-                ka[l] = fmaf(ds[t - t0][l], qi, ka[l]);
-                va[l] = fmaf(prob[t - t0][l], gi, va[l]);
+                int in = b + l >= p0 && b + l <= t;
+                float e = k_exp_lane(fmaf(s[r][l], scale, -lse[t]));
+                prob[j][l] = in ? e : 0.0f;
+                ds[j][l] = prob[j][l] * (dp[r][l] - d[j]) * scale;
             }
         }
-        for (int l = 0; l < KB; l++)
-            kr[l] = ka[l], vr[l] = va[l];
     }
+    int i = 0;
+    for (; i + 2 <= head_dim; i += 2)
+        kv_grads(2, dkt, dvt, prob, ds, q, dout, qw, np, b, i, t0, t1);
+    if (i < head_dim) kv_grads(1, dkt, dvt, prob, ds, q, dout, qw, np, b, i, t0, t1);
     for (int t = t0; t < t1; t++) {
         int p0 = first_key(t, window);
         int first = b > p0 ? b : p0, last = b + KB - 1 < t ? b + KB - 1 : t;

@@ -154,6 +154,10 @@ void k_gemm_f32_at(float *out, const float *x, int64_t ldx, int x_t, int n, int 
 void k_gemm_panels_at(float *out, const float *x, int n, const struct k_panels *b, float alpha,
                       int accumulate, const struct k_gemm_impl *impl);
 
+/* k_dropout_mask's portable code, which the tests hold the SIMD one to. */
+void k_dropout_mask_portable(uint32_t *bits, int64_t bit0, int64_t count, uint64_t seed,
+                             uint64_t module, uint64_t first, float p);
+
 /* The levels this build can run, best first; the last is the portable C one. */
 extern const struct k_qdot_impl *const k_qdot_impls[];
 extern const int k_qdot_impl_count;

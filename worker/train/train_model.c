@@ -14,7 +14,8 @@
 /* What one layer's forward keeps for its backward. */
 struct train_layer_acts {
     float *x_in, *xn1, *q, *k, *v, *att, *lse, *x_mid, *xn2, *gate, *up, *h;
-    float *u[LIN_COUNT]; /* A drop(x) of the trained modules, [n, r] */
+    float *u[LIN_COUNT];       /* A drop(x) of the trained modules, [n, r] */
+    uint32_t *mask[LIN_COUNT]; /* the dropout mask of a module that drops (drops()) */
 };
 
 /* Backward scratch, carved from tm->work. */
@@ -26,6 +27,7 @@ struct train_work {
     float *hx, *hxn, *hdxn, *hu, *logits, *hloss, *hw; /* the LM head's chunk */
     float *att_scratch;                                /* k_attention_backward's */
     int32_t *pos, *rows, *htarget;
+    uint32_t *hmask; /* the LM head chunk's dropout mask */
 };
 
 int train_wide_dim(const struct model_config *c)
@@ -94,6 +96,19 @@ oom:
     return -1;
 }
 
+/* Whether module lin of a layer drops elements of its input (its LoRA
+ * path's), and the 32-bit words of its mask for n tokens. */
+static int drops(const struct train_model *tm, int layer, int lin)
+{
+    return tm->p->cfg.dropout > 0.0f && train_module_at(tm->p, layer, lin)->a >= 0;
+}
+
+static size_t mask_words(const struct train_model *tm, int layer, int lin, int n)
+{
+    if (!drops(tm, layer, lin)) return 0;
+    return ((size_t)n * (size_t)train_base_matrix(tm->m, layer, lin)->cols + 31) / 32;
+}
+
 /* Activations of one layer for max_tokens tokens. */
 static size_t layer_floats(const struct train_model *tm, int layer)
 {
@@ -101,9 +116,12 @@ static size_t layer_floats(const struct train_model *tm, int layer)
     size_t per_tok = (size_t)c->dim * 4 + (size_t)model_config_q_dim(c) * 2 +
                      (size_t)model_config_kv_dim(c) * 2 + (size_t)c->n_heads +
                      (size_t)c->ffn_dim * 3;
-    for (int lin = 0; lin < LIN_COUNT; lin++)
+    size_t masks = 0;
+    for (int lin = 0; lin < LIN_COUNT; lin++) {
         per_tok += (size_t)train_module_at(tm->p, layer, lin)->rank;
-    return per_tok * (size_t)tm->max_tokens;
+        masks += mask_words(tm, layer, lin, tm->max_tokens);
+    }
+    return per_tok * (size_t)tm->max_tokens + masks;
 }
 
 static void carve_acts(struct train_model *tm)
@@ -128,6 +146,8 @@ static void carve_acts(struct train_model *tm)
         for (int lin = 0; lin < LIN_COUNT; lin++) {
             a->u[lin] = f;
             f += n * (size_t)train_module_at(tm->p, layer, lin)->rank;
+            a->mask[lin] = (uint32_t *)f;
+            f += mask_words(tm, layer, lin, (int)n);
         }
     }
 }
@@ -165,7 +185,8 @@ static size_t carve_work(const struct train_model *tm, struct train_work *w)
                       k_attention_backward_scratch((int)n, c->n_heads, c->n_kv_heads, c->head_dim),
                       n,
                       n,
-                      hc};
+                      hc,
+                      (hc * c->dim + 31) / 32};
     size_t total = 0;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
         total += sizes[i];
@@ -182,7 +203,8 @@ static size_t carve_work(const struct train_model *tm, struct train_work *w)
     }
     w->pos = (int32_t *)f, f += sizes[i++];
     w->rows = (int32_t *)f, f += sizes[i++];
-    w->htarget = (int32_t *)f;
+    w->htarget = (int32_t *)f, f += sizes[i++];
+    w->hmask = (uint32_t *)f;
     return total;
 }
 
@@ -283,50 +305,67 @@ void train_model_refresh(struct train_model *tm)
     }
 }
 
-/* x with the module's dropout applied (x itself when dropout is 0): each
- * element kept with probability 1 - p and scaled by 1 / (1 - p), the mask a
- * hash of (key, module, position, feature). */
-static const float *dropped(const struct train_model *tm, uint64_t key, int layer, int lin,
-                            const float *x, int n, int in, const int32_t *pos, float *buf)
+/* The dropout mask of module lin's input [n, in], a bit an element (set:
+ * kept, with probability 1 - p), each a hash of (key, module, position,
+ * feature): the same draw wherever and whenever the example runs. Drawn once
+ * in the forward; the backward reads the bits. */
+static void draw_mask(const struct train_model *tm, uint64_t key, int layer, int lin, int n, int in,
+                      const int32_t *pos, uint32_t *bits)
 {
-    float p = tm->p->cfg.dropout;
-    if (p <= 0.0f) return x;
-    float keep = 1.0f / (1.0f - p);
     uint64_t module = (uint64_t)layer * 8 + (uint64_t)lin;
+    memset(bits, 0, ((size_t)n * in + 31) / 32 * sizeof(uint32_t));
     for (int t = 0; t < n; t++)
-        for (int c = 0; c < in; c++) {
-            size_t i = (size_t)t * in + c;
-            uint64_t at = (uint64_t)pos[t] * (uint64_t)in + (uint64_t)c;
-            buf[i] = train_rng_uniform(key, module, at) < p ? 0.0f : x[i] * keep;
-        }
+        k_dropout_mask(bits, (int64_t)t * in, in, key, module, (uint64_t)pos[t] * (uint64_t)in,
+                       tm->p->cfg.dropout);
+}
+
+/* x through the mask into buf: kept elements scaled by 1 / (1 - p). */
+static const float *apply_mask(const struct train_model *tm, const uint32_t *bits, const float *x,
+                               size_t count, float *buf)
+{
+    k_dropout_apply(buf, x, bits, (int64_t)count, 1.0f / (1.0f - tm->p->cfg.dropout));
     return buf;
 }
 
-/* out = x W^T + scale * B A drop(x); keeps A drop(x) in u. */
-static void linear_fwd(struct train_model *tm, struct train_work *w, uint64_t key, int layer,
-                       int lin, const float *x, int n, const int32_t *pos, float *out, float *u)
+/* out += scale * B A drop(x), the LoRA path of module lin (out: [n, W's
+ * rows]); keeps A drop(x) in u and, when the module drops, its mask in mask. */
+static void lora_fwd(struct train_model *tm, struct train_work *w, uint64_t key, int layer, int lin,
+                     const float *x, int n, const int32_t *pos, float *out, float *u,
+                     uint32_t *mask)
 {
+    const struct train_params *p = tm->p;
+    const struct train_module *mod = train_module_at(p, layer, lin);
     const struct k_matrix *wm = train_base_matrix(tm->m, layer, lin);
+    int in = (int)wm->cols, out_dim = (int)wm->rows, r = mod->rank;
+    const float *xd = x;
+    if (drops(tm, layer, lin)) {
+        draw_mask(tm, key, layer, lin, n, in, pos, mask);
+        xd = apply_mask(tm, mask, x, (size_t)n * in, w->xd);
+    }
+    /* u = drop(x) A^T, out += scale u B^T, on the transposes A^T and B^T */
+    k_gemm_f32(u, xd, n, in, tm->lora_t + p->t[mod->a].off, r, r, 1.0f, 0);
+    k_gemm_f32(out, u, n, r, tm->lora_t + p->t[mod->b].off, out_dim, out_dim, mod->scale, 1);
+}
+
+/* out = x W^T + the LoRA path (lora_fwd). */
+static void linear_fwd(struct train_model *tm, struct train_work *w, uint64_t key, int layer,
+                       int lin, const float *x, int n, const int32_t *pos, float *out, float *u,
+                       uint32_t *mask)
+{
     const struct train_base *base = base_at(tm, layer, lin);
     if (base->fwd.data)
         k_gemm_panels(out, x, n, &base->fwd, 1.0f, 0);
     else
-        k_matmul_forward(out, x, wm, n);
-    const struct train_module *mod = train_module_at(tm->p, layer, lin);
-    if (mod->a < 0) return;
-    const struct train_params *p = tm->p;
-    int in = (int)wm->cols, out_dim = (int)wm->rows, r = mod->rank;
-    /* u = drop(x) A^T, out += scale u B^T, on the transposes A^T and B^T */
-    k_gemm_f32(u, dropped(tm, key, layer, lin, x, n, in, pos, w->xd), n, in,
-               tm->lora_t + p->t[mod->a].off, r, r, 1.0f, 0);
-    k_gemm_f32(out, u, n, r, tm->lora_t + p->t[mod->b].off, out_dim, out_dim, mod->scale, 1);
+        k_matmul_forward(out, x, train_base_matrix(tm->m, layer, lin), n);
+    if (train_module_at(tm->p, layer, lin)->a >= 0)
+        lora_fwd(tm, w, key, layer, lin, x, n, pos, out, u, mask);
 }
 
 /* Given dy = dL/d out of linear_fwd: dx (= or +=) dy W + the LoRA path's
  * share; the module's A and B gradients are added to grad. */
-static void linear_bwd(struct train_model *tm, struct train_work *w, uint64_t key, int layer,
-                       int lin, const float *x, const float *u, const float *dy, int n,
-                       const int32_t *pos, float *dx, int accumulate, float *grad)
+static void linear_bwd(struct train_model *tm, struct train_work *w, int layer, int lin,
+                       const float *x, const float *u, const uint32_t *mask, const float *dy, int n,
+                       float *dx, int accumulate, float *grad)
 {
     const struct k_panels *wp = &base_at(tm, layer, lin)->bwd;
     k_gemm_panels(dx, dy, n, wp, 1.0f, accumulate);
@@ -337,19 +376,13 @@ static void linear_bwd(struct train_model *tm, struct train_work *w, uint64_t ke
     const float *a = p->value + p->t[mod->a].off, *b = p->value + p->t[mod->b].off;
     /* g = scale * dy B: the gradient at A's output */
     k_gemm_f32(w->g, dy, n, out, b, r, r, mod->scale, 0);
-    if (p->cfg.dropout <= 0.0f) {
+    int drop = drops(tm, layer, lin);
+    if (!drop) {
         k_gemm_f32(dx, w->g, n, r, a, in, in, 1.0f, 1);
     } else {
-        /* through the dropout: the mask again, from the same hash */
+        /* through the dropout: the forward's mask */
         k_gemm_f32(w->tmp, w->g, n, r, a, in, in, 1.0f, 0);
-        float keep = 1.0f / (1.0f - p->cfg.dropout);
-        uint64_t module = (uint64_t)layer * 8 + (uint64_t)lin;
-        for (int t = 0; t < n; t++)
-            for (int c = 0; c < in; c++) {
-                uint64_t atc = (uint64_t)pos[t] * (uint64_t)in + (uint64_t)c;
-                if (train_rng_uniform(key, module, atc) >= p->cfg.dropout)
-                    dx[(size_t)t * in + c] += w->tmp[(size_t)t * in + c] * keep;
-            }
+        k_dropout_accumulate(dx, w->tmp, mask, (int64_t)n * in, 1.0f / (1.0f - p->cfg.dropout));
     }
     /* dB = scale * dy^T u: [out, r], sums over the tokens */
     k_gemm_f32_xt(w->gb, dy, out, out, n, u, r, r, 1.0f, 0);
@@ -358,8 +391,8 @@ static void linear_bwd(struct train_model *tm, struct train_work *w, uint64_t ke
         db[i] += mod->scale * w->gb[i];
     /* dA = g^T drop(x), [r, in], computed as its transpose drop(x)^T g so
      * that the long side (in) runs down the kernel's tiles */
-    k_gemm_f32_xt(w->ga, dropped(tm, key, layer, lin, x, n, in, pos, w->xd), in, in, n, w->g, r, r,
-                  1.0f, 0);
+    const float *xd = drop ? apply_mask(tm, mask, x, (size_t)n * in, w->xd) : x;
+    k_gemm_f32_xt(w->ga, xd, in, in, n, w->g, r, r, 1.0f, 0);
     float *da = grad + p->t[mod->a].off;
     for (int j = 0; j < r; j++)
         for (int c = 0; c < in; c++)
@@ -388,48 +421,52 @@ static void layer_fwd(struct train_model *tm, struct train_work *w, uint64_t key
     size_t nd = (size_t)n * c->dim;
     memcpy(a->x_in, x_in, nd * sizeof(float));
     k_rmsnorm_forward(a->xn1, a->x_in, lw->attn_norm, n, c->dim, c->norm_eps);
-    linear_fwd(tm, w, key, layer, LIN_Q, a->xn1, n, w->pos, a->q, a->u[LIN_Q]);
-    linear_fwd(tm, w, key, layer, LIN_K, a->xn1, n, w->pos, a->k, a->u[LIN_K]);
-    linear_fwd(tm, w, key, layer, LIN_V, a->xn1, n, w->pos, a->v, a->u[LIN_V]);
+    linear_fwd(tm, w, key, layer, LIN_Q, a->xn1, n, w->pos, a->q, a->u[LIN_Q], a->mask[LIN_Q]);
+    linear_fwd(tm, w, key, layer, LIN_K, a->xn1, n, w->pos, a->k, a->u[LIN_K], a->mask[LIN_K]);
+    linear_fwd(tm, w, key, layer, LIN_V, a->xn1, n, w->pos, a->v, a->u[LIN_V], a->mask[LIN_V]);
     k_rope_forward(a->q, w->pos, n, c->n_heads, c->head_dim, c->rope_theta, c->rope_style);
     k_rope_forward(a->k, w->pos, n, c->n_kv_heads, c->head_dim, c->rope_theta, c->rope_style);
     k_attention_train_forward(a->att, a->lse, a->q, a->k, a->v, n, c->n_heads, c->n_kv_heads,
                               c->head_dim, c->sliding_window);
-    linear_fwd(tm, w, key, layer, LIN_O, a->att, n, w->pos, w->tmp, a->u[LIN_O]);
+    linear_fwd(tm, w, key, layer, LIN_O, a->att, n, w->pos, w->tmp, a->u[LIN_O], a->mask[LIN_O]);
     for (size_t i = 0; i < nd; i++)
         a->x_mid[i] = a->x_in[i] + w->tmp[i];
     k_rmsnorm_forward(a->xn2, a->x_mid, lw->ffn_norm, n, c->dim, c->norm_eps);
-    linear_fwd(tm, w, key, layer, LIN_GATE, a->xn2, n, w->pos, a->gate, a->u[LIN_GATE]);
-    linear_fwd(tm, w, key, layer, LIN_UP, a->xn2, n, w->pos, a->up, a->u[LIN_UP]);
+    linear_fwd(tm, w, key, layer, LIN_GATE, a->xn2, n, w->pos, a->gate, a->u[LIN_GATE],
+               a->mask[LIN_GATE]);
+    linear_fwd(tm, w, key, layer, LIN_UP, a->xn2, n, w->pos, a->up, a->u[LIN_UP], a->mask[LIN_UP]);
     k_swiglu_forward(a->h, a->gate, a->up, (int64_t)n * c->ffn_dim);
-    linear_fwd(tm, w, key, layer, LIN_DOWN, a->h, n, w->pos, w->tmp, a->u[LIN_DOWN]);
+    linear_fwd(tm, w, key, layer, LIN_DOWN, a->h, n, w->pos, w->tmp, a->u[LIN_DOWN],
+               a->mask[LIN_DOWN]);
     for (size_t i = 0; i < nd; i++)
         x_out[i] = a->x_mid[i] + w->tmp[i];
 }
 
 /* dx: in, dL/d(layer output); out, dL/d(layer input). */
-static void layer_bwd(struct train_model *tm, struct train_work *w, uint64_t key, int layer, int n,
-                      float *dx, float *grad)
+static void layer_bwd(struct train_model *tm, struct train_work *w, int layer, int n, float *dx,
+                      float *grad)
 {
     const struct model_config *c = &tm->m->cfg;
     const struct model_layer *lw = &tm->m->layers[layer];
     const struct train_layer_acts *a = &tm->acts[layer];
     const int32_t *pos = w->pos;
-    linear_bwd(tm, w, key, layer, LIN_DOWN, a->h, a->u[LIN_DOWN], dx, n, pos, w->dh, 0, grad);
-    k_swiglu_backward(w->dgate, w->dup, w->dh, a->gate, a->up, (int64_t)n * c->ffn_dim);
-    linear_bwd(tm, w, key, layer, LIN_GATE, a->xn2, a->u[LIN_GATE], w->dgate, n, pos, w->dxn, 0,
+    linear_bwd(tm, w, layer, LIN_DOWN, a->h, a->u[LIN_DOWN], a->mask[LIN_DOWN], dx, n, w->dh, 0,
                grad);
-    linear_bwd(tm, w, key, layer, LIN_UP, a->xn2, a->u[LIN_UP], w->dup, n, pos, w->dxn, 1, grad);
+    k_swiglu_backward(w->dgate, w->dup, w->dh, a->gate, a->up, (int64_t)n * c->ffn_dim);
+    linear_bwd(tm, w, layer, LIN_GATE, a->xn2, a->u[LIN_GATE], a->mask[LIN_GATE], w->dgate, n,
+               w->dxn, 0, grad);
+    linear_bwd(tm, w, layer, LIN_UP, a->xn2, a->u[LIN_UP], a->mask[LIN_UP], w->dup, n, w->dxn, 1,
+               grad);
     k_rmsnorm_backward(dx, w->dxn, a->x_mid, lw->ffn_norm, n, c->dim, c->norm_eps);
 
-    linear_bwd(tm, w, key, layer, LIN_O, a->att, a->u[LIN_O], dx, n, pos, w->datt, 0, grad);
+    linear_bwd(tm, w, layer, LIN_O, a->att, a->u[LIN_O], a->mask[LIN_O], dx, n, w->datt, 0, grad);
     k_attention_backward(w->dq, w->dk, w->dv, w->datt, a->att, a->lse, a->q, a->k, a->v, n,
                          c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window, w->att_scratch);
     k_rope_backward(w->dq, pos, n, c->n_heads, c->head_dim, c->rope_theta, c->rope_style);
     k_rope_backward(w->dk, pos, n, c->n_kv_heads, c->head_dim, c->rope_theta, c->rope_style);
-    linear_bwd(tm, w, key, layer, LIN_Q, a->xn1, a->u[LIN_Q], w->dq, n, pos, w->dxn, 0, grad);
-    linear_bwd(tm, w, key, layer, LIN_K, a->xn1, a->u[LIN_K], w->dk, n, pos, w->dxn, 1, grad);
-    linear_bwd(tm, w, key, layer, LIN_V, a->xn1, a->u[LIN_V], w->dv, n, pos, w->dxn, 1, grad);
+    linear_bwd(tm, w, layer, LIN_Q, a->xn1, a->u[LIN_Q], a->mask[LIN_Q], w->dq, n, w->dxn, 0, grad);
+    linear_bwd(tm, w, layer, LIN_K, a->xn1, a->u[LIN_K], a->mask[LIN_K], w->dk, n, w->dxn, 1, grad);
+    linear_bwd(tm, w, layer, LIN_V, a->xn1, a->u[LIN_V], a->mask[LIN_V], w->dv, n, w->dxn, 1, grad);
     k_rmsnorm_backward(dx, w->dxn, a->x_in, lw->attn_norm, n, c->dim, c->norm_eps);
 }
 
@@ -469,14 +506,9 @@ static double head(struct train_model *tm, struct train_work *w, uint64_t key,
                     w->logits[(size_t)i * vocab + p->cfg.token_ids[j]] =
                         w->hu[(size_t)i * n_tok + j];
         }
-        if (mod->a >= 0) {
-            struct k_matrix a = train_matrix(p, mod->a, p->value);
-            struct k_matrix b = train_matrix(p, mod->b, p->value);
-            k_matmul_forward(
-                w->hu, dropped(tm, key, c->n_layers, TRAIN_LM_HEAD, w->hxn, nr, dim, rows, w->xd),
-                &a, nr);
-            k_matmul_accumulate(w->logits, w->hu, &b, nr, mod->scale);
-        }
+        if (mod->a >= 0)
+            lora_fwd(tm, w, key, c->n_layers, TRAIN_LM_HEAD, w->hxn, nr, rows, w->logits, w->hu,
+                     w->hmask);
         k_cross_entropy_backward(w->logits, w->hloss, w->htarget, w->hw, nr, vocab, grad_scale);
         for (int i = 0; i < nr; i++)
             loss += w->hloss[i];
@@ -491,8 +523,8 @@ static double head(struct train_model *tm, struct train_work *w, uint64_t key,
                         rg[(size_t)j * dim + k] += d * w->hxn[(size_t)i * dim + k];
                 }
         }
-        /* dL/dxn = dlogits W^T... with the rows' columns in the transpose */
-        linear_bwd(tm, w, key, c->n_layers, TRAIN_LM_HEAD, w->hxn, w->hu, w->logits, nr, rows,
+        /* dL/dxn = dlogits W, the rows set in W's panels (refresh) */
+        linear_bwd(tm, w, c->n_layers, TRAIN_LM_HEAD, w->hxn, w->hu, w->hmask, w->logits, nr,
                    w->hdxn, 0, grad);
         memset(w->hxn, 0, (size_t)nr * dim * sizeof(float));
         k_rmsnorm_backward(w->hxn, w->hdxn, w->hx, tm->m->out_norm, nr, dim, c->norm_eps);
@@ -547,7 +579,7 @@ int train_model_example(struct train_model *tm, const int32_t *tokens, const uin
     *loss = head(tm, &w, dropout_key, tokens, n_rows, w.xf, w.dx, grad_scale, grad);
     if (!grad) return 0;
     for (int layer = c->n_layers - 1; layer >= 0; layer--)
-        layer_bwd(tm, &w, dropout_key, layer, n, w.dx, grad);
+        layer_bwd(tm, &w, layer, n, w.dx, grad);
     if (p->rows_t >= 0) {
         /* the embedding's trainable rows: each row's gradient sums its tokens' dx */
         float *rg = grad + p->t[p->rows_t].off;
