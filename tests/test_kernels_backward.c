@@ -450,6 +450,32 @@ static void dropout_masks(void)
     free(bits);
 }
 
+/* ---- the AVX2 exp of the attention's softmax: k_exp_lane's bits ---- */
+static void exp_lanes(void)
+{
+#ifdef K_HAVE_AVX2
+    float x[8 * 4096], got[8];
+    int n = 0;
+    for (int i = 0; i < 8 * 4000; i++)
+        x[n++] = -100.0f + 200.0f * (float)i / (8 * 4000);
+    float edges[] = {88.0f,    -88.0f,    87.9999f, -87.9999f, 88.0001f, -88.0001f, 0.0f,  -0.0f,
+                     INFINITY, -INFINITY, NAN,      1e-30f,    -1e-30f,  0.5f,      -0.5f, 3.4e38f};
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+        x[n++] = edges[i];
+    while (n % 8)
+        x[n++] = 1.0f;
+    int same = 1;
+    for (int i = 0; i < n; i += 8) {
+        _mm256_storeu_ps(got, k_exp8(_mm256_loadu_ps(x + i)));
+        for (int l = 0; l < 8; l++) {
+            float want = k_exp_lane(x[i + l]);
+            same &= !memcmp(&want, &got[l], sizeof(float));
+        }
+    }
+    CHECK(same);
+#endif
+}
+
 int main(void)
 {
     rmsnorm();
@@ -464,5 +490,6 @@ int main(void)
     row_ops_invariance();
     weight_gradient();
     dropout_masks();
+    exp_lanes();
     return check_report("test_kernels_backward");
 }

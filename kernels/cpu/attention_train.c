@@ -97,6 +97,55 @@ static inline void block_scores4(float *restrict s0, float *restrict s1, float *
         s0[l] = a0[l], s1[l] = a1[l], s2[l] = a2[l], s3[l] = a3[l];
 }
 
+/* s[l] = e^(s[l] - m), added to sum[l], for a block's lanes. */
+static inline void exp_block(float *restrict s, float *restrict sum, float m)
+{
+    int l = 0;
+#ifdef K_HAVE_AVX2
+    for (; l < KB; l += 8) {
+        __m256 e = k_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + l), _mm256_set1_ps(m)));
+        _mm256_storeu_ps(s + l, e);
+        _mm256_storeu_ps(sum + l, _mm256_add_ps(_mm256_loadu_ps(sum + l), e));
+    }
+#endif
+    for (; l < KB; l++) {
+        s[l] = k_exp_lane(s[l] - m);
+        sum[l] += s[l];
+    }
+}
+
+/* A query's probabilities over key block b (keys p0..t its own, the other
+ * lanes 0) from its scores s, and dS = P (dP - D) scale. */
+static inline void prob_block(float *restrict prob, float *restrict ds, const float *restrict s,
+                              const float *restrict dp, int b, int p0, int t, float lse, float d,
+                              float scale)
+{
+    int l = 0;
+#ifdef K_HAVE_AVX2
+    __m256i lane =
+        _mm256_add_epi32(_mm256_set1_epi32(b), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (; l < KB; l += 8) {
+        __m256 e = k_exp8(
+            _mm256_fmadd_ps(_mm256_loadu_ps(s + l), _mm256_set1_ps(scale), _mm256_set1_ps(-lse)));
+        __m256i in = _mm256_and_si256(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32(p0 - 1)),
+                                      _mm256_cmpgt_epi32(_mm256_set1_epi32(t + 1), lane));
+        __m256 pr = _mm256_and_ps(_mm256_castsi256_ps(in), e);
+        _mm256_storeu_ps(prob + l, pr);
+        _mm256_storeu_ps(ds + l,
+                         _mm256_mul_ps(_mm256_mul_ps(pr, _mm256_sub_ps(_mm256_loadu_ps(dp + l),
+                                                                       _mm256_set1_ps(d))),
+                                       _mm256_set1_ps(scale)));
+        lane = _mm256_add_epi32(lane, _mm256_set1_epi32(8));
+    }
+#endif
+    for (; l < KB; l++) {
+        int in = b + l >= p0 && b + l <= t;
+        float e = k_exp_lane(fmaf(s[l], scale, -lse));
+        prob[l] = in ? e : 0.0f;
+        ds[l] = prob[l] * (dp[l] - d) * scale;
+    }
+}
+
 /* The lanes' max, pairwise in a fixed order (k_sum_lanes' tree). */
 static inline float lanes_max(float *lane)
 {
@@ -124,10 +173,7 @@ static void forward_row(float *restrict ot, float *lse, const float *restrict vh
     }
     float m = lanes_max(mx);
     for (int b = b0; b <= t; b += KB)
-        for (int l = 0; l < KB; l++) {
-            s[b + l] = k_exp_lane(s[b + l] - m);
-            sum[l] += s[b + l];
-        }
+        exp_block(s + b, sum, m);
     float total = k_sum_lanes(sum), inv = 1.0f / total;
     float acc[K_MAX_HEAD_DIM];
     for (int i = 0; i < head_dim; i++)
@@ -261,14 +307,9 @@ static void backward_tile(float *restrict acc, float *restrict dkt, float *restr
         block_scores4(s[0], s[1], s[2], s[3], qr[0], qr[1], qr[2], qr[3], kt, np, b, head_dim);
         block_scores4(dp[0], dp[1], dp[2], dp[3], gr[0], gr[1], gr[2], gr[3], vt, np, b, head_dim);
         for (int r = 0; r < rows; r++) {
-            int t = t4 + r, j = t - t0, p0 = first_key(t, window);
-#pragma omp simd
-            for (int l = 0; l < KB; l++) {
-                int in = b + l >= p0 && b + l <= t;
-                float e = k_exp_lane(fmaf(s[r][l], scale, -lse[t]));
-                prob[j][l] = in ? e : 0.0f;
-                ds[j][l] = prob[j][l] * (dp[r][l] - d[j]) * scale;
-            }
+            int t = t4 + r, j = t - t0;
+            prob_block(prob[j], ds[j], s[r], dp[r], b, first_key(t, window), t, lse[t], d[j],
+                       scale);
         }
     }
     int i = 0;
