@@ -6,7 +6,7 @@
  *
  *   bench_matmul [seconds per figure, default 0.3] [section ...]
  *
- * Sections: bandwidth, model, tokens, shapes (default: all).
+ * Sections: bandwidth, model, tokens, shapes, train (default: all).
  *
  * Every figure is the best of repeated runs, so other load on the machine
  * lowers it less. On a shared machine set GOMP_SPINCOUNT=10000: with
@@ -270,6 +270,52 @@ static void model(enum mm_dtype layer_t, enum mm_dtype head_t)
     free(out);
 }
 
+/* The training GEMM (k_gemm_panels) on SmolLM2's shapes at a 256-token
+ * example: x W^T on the panels of W^T (forward) and dy W on those of W
+ * (backward), GFLOP/s: the roofline of a training step
+ * (bench/compare_torch_train.py reads the best). */
+static void train(void)
+{
+    enum { N = 256 };
+    const struct {
+        const char *name;
+        int64_t rows, cols;
+    } shapes[] = {{"attn q/o 576x576", HIDDEN, HIDDEN},
+                  {"attn k/v 192x576", KV_DIM, HIDDEN},
+                  {"ffn gate/up 1536x576", FFN, HIDDEN},
+                  {"ffn down 576x1536", HIDDEN, FFN}};
+    printf("\ntraining GEMM (k_gemm_panels, %d tokens), GFLOP/s\n%-22s %10s %10s\n", N, "matrix",
+           "x W^T", "dy W");
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        int64_t rows = shapes[i].rows, cols = shapes[i].cols;
+        struct k_matrix w = make_matrix(MM_F32, rows, cols, 11);
+        float *x = xmalloc((size_t)N * (size_t)(rows > cols ? rows : cols) * sizeof(float));
+        float *out = xmalloc((size_t)N * (size_t)(rows > cols ? rows : cols) * sizeof(float));
+        fill(x, (size_t)N * (size_t)(rows > cols ? rows : cols), 5);
+        double gflops[2];
+        for (int tr = 1; tr >= 0; tr--) {
+            float *pk =
+                xmalloc(k_panels_floats(tr ? cols : rows, tr ? rows : cols) * sizeof(float));
+            k_panels_of_matrix(pk, &w, tr);
+            struct k_panels pn = {tr ? cols : rows, tr ? rows : cols, pk};
+            double best = 1e30;
+            int calls = 0;
+            for (double t0 = now(); now() - t0 < budget || calls < 3; calls++) {
+                double t = now();
+                k_gemm_panels(out, x, N, &pn, 1.0f, 0);
+                t = now() - t;
+                best = t < best ? t : best;
+            }
+            gflops[tr ? 0 : 1] = 2.0 * (double)N * (double)rows * (double)cols / best / 1e9;
+            free(pk);
+        }
+        printf("%-22s %10.1f %10.1f   gemm\n", shapes[i].name, gflops[0], gflops[1]);
+        free((void *)w.data);
+        free(x);
+        free(out);
+    }
+}
+
 static int want(int argc, char **argv, const char *section)
 {
     if (argc <= 2) return 1;
@@ -282,8 +328,9 @@ int main(int argc, char **argv)
 {
     if (argc > 1) budget = atof(argv[1]);
     if (budget <= 0) {
-        fprintf(stderr,
-                "usage: bench_matmul [seconds per figure] [bandwidth|model|tokens|shapes ...]\n");
+        fprintf(
+            stderr,
+            "usage: bench_matmul [seconds per figure] [bandwidth|model|tokens|shapes|train ...]\n");
         return 2;
     }
     printf("bench_matmul: %d OpenMP threads, SIMD dot products: %s / %s\n", omp_get_max_threads(),
@@ -309,5 +356,6 @@ int main(int argc, char **argv)
     }
     if (want(argc, argv, "tokens")) tokens();
     if (want(argc, argv, "shapes")) shapes();
+    if (want(argc, argv, "train")) train();
     return 0;
 }

@@ -14,8 +14,8 @@ token a target. Both run one warm-up step, then --steps timed optimizer steps
 (memllm's own figure "tok/s after the first step"). memllm also trains on the Q4_1 base itself (QLoRA).
 Prints tokens/s and peak RSS of each, the ratios memllm / PyTorch, the
 work a token costs and the GFLOP/s each achieved, and the roofline: memllm's
-f32 matmul kernels' own peak here (bench_matmul) and what 1.5x PyTorch asks
-of it. Run it on a quiet machine: another process on the cores slows the
+training GEMM's own peak here (bench_matmul train) and what 1.5x PyTorch
+asks of it. Run it on a quiet machine: another process on the cores slows the
 peers unequally (PyTorch's threads meet at a barrier every op).
 
 --hf DIR trains an HF directory instead (f32 only); one with a config and a
@@ -194,16 +194,16 @@ def flops_per_token(model_dir, seq, rank):
 
 
 def kernel_peak(memllm, threads):
-    """memllm's own f32 matmul throughput on SmolLM2's shapes (bench_matmul's
-    best prefill figure at these threads), GFLOP/s: the roofline of a step
-    whose time is all matmuls; None when bench_matmul is not built."""
+    """memllm's training GEMM throughput on SmolLM2's shapes (bench_matmul's
+    best figure of its train section at these threads), GFLOP/s: the roofline
+    of a step whose time is all matmuls; None when bench_matmul is not built."""
     tool = os.path.join(os.path.dirname(os.path.dirname(memllm)), "bench", "bench_matmul")
     if not os.path.exists(tool):
         return None
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    out = subprocess.run([tool, "0.3", "shapes"], env=env, capture_output=True, text=True).stdout
-    rows = [l.split() for l in out.splitlines() if " f32 " in l]
-    return max(float(r[-1]) for r in rows) if rows else None
+    out = subprocess.run([tool, "0.3", "train"], env=env, capture_output=True, text=True).stdout
+    rows = [l.split() for l in out.splitlines() if l.endswith(" gemm")]
+    return max(max(float(r[-3]), float(r[-2])) for r in rows) if rows else None
 
 
 def memllm_run(memllm, model, data, out, args):
@@ -273,7 +273,7 @@ def main():
         print(f"work: {flops / 1e6:.0f} MFLOP a token; achieved torch {pt * flops / 1e9:.1f} "
               f"GFLOP/s, memllm f32 {m32 * flops / 1e9:.1f} GFLOP/s")
     if peak and not args.data:
-        print(f"roofline: memllm's f32 matmul kernels peak at {peak:.1f} GFLOP/s here "
+        print(f"roofline: memllm's training GEMM peaks at {peak:.1f} GFLOP/s here "
               f"({args.threads} threads): at most {peak * 1e9 / flops:.0f} tokens/s if a step were "
               f"all matmuls; 1.5x torch needs {1.5 * pt * flops / 1e9 / peak:.0%} of that peak")
     if q4 is not None:
