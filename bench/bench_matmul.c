@@ -149,34 +149,40 @@ static double time_matmul(matmul_fn fn, const struct k_matrix *ws, int nw, int n
     return best;
 }
 
+/* SmolLM2's matrices; the LM head last (training runs it in chunks of
+ * rows, so its section leaves it out). */
+static const struct {
+    const char *name;
+    int64_t rows, cols;
+} shapes_of_model[] = {{"attn q/o 576x576", HIDDEN, HIDDEN},
+                       {"attn k/v 192x576", KV_DIM, HIDDEN},
+                       {"ffn gate/up 1536x576", FFN, HIDDEN},
+                       {"ffn down 576x1536", HIDDEN, FFN},
+                       {"lm head 49152x576", VOCAB, HIDDEN}};
+#define N_SHAPES (sizeof(shapes_of_model) / sizeof(shapes_of_model[0]))
+
 static void shapes(void)
 {
-    const struct {
-        const char *name;
-        int64_t rows, cols;
-    } shapes[] = {{"attn q/o 576x576", HIDDEN, HIDDEN},
-                  {"attn k/v 192x576", KV_DIM, HIDDEN},
-                  {"ffn gate/up 1536x576", FFN, HIDDEN},
-                  {"ffn down 576x1536", HIDDEN, FFN},
-                  {"lm head 49152x576", VOCAB, HIDDEN}};
     float *x = xmalloc((size_t)PREFILL * FFN * sizeof(float));
     float *out = xmalloc((size_t)PREFILL * VOCAB * sizeof(float));
     fill(x, (size_t)PREFILL * FFN, 7);
     printf("\n%-22s %-5s %28s %24s\n", "matrix", "dtype", "decode n=1", "prefill n=512");
     printf("%-22s %-5s %10s %8s %8s %12s %10s\n", "", "", "us", "GB/s", "GFLOP/s", "ms", "GFLOP/s");
-    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+    for (size_t s = 0; s < N_SHAPES; s++) {
         for (size_t d = 0; d < sizeof(dtypes) / sizeof(dtypes[0]); d++) {
             /* enough copies of small matrices to stream ~64 MB, like a model */
-            size_t bytes = mm_dtype_row_bytes(dtypes[d], shapes[s].cols) * (size_t)shapes[s].rows;
+            size_t bytes = mm_dtype_row_bytes(dtypes[d], shapes_of_model[s].cols) *
+                           (size_t)shapes_of_model[s].rows;
             int nw = (int)((64u << 20) / bytes) + 1;
             if (nw > 64) nw = 64;
             struct k_matrix *ws = xmalloc((size_t)nw * sizeof(*ws));
             for (int i = 0; i < nw; i++)
-                ws[i] = make_matrix(dtypes[d], shapes[s].rows, shapes[s].cols, 1000u * (unsigned)i);
-            double flop = 2.0 * (double)shapes[s].rows * (double)shapes[s].cols;
+                ws[i] = make_matrix(dtypes[d], shapes_of_model[s].rows, shapes_of_model[s].cols,
+                                    1000u * (unsigned)i);
+            double flop = 2.0 * (double)shapes_of_model[s].rows * (double)shapes_of_model[s].cols;
             double t1 = time_matmul(forward, ws, nw, 1, out, x);
             double tp = time_matmul(forward, ws, 1, PREFILL, out, x);
-            printf("%-22s %-5s %10.1f %8.1f %8.1f %12.2f %10.1f\n", shapes[s].name,
+            printf("%-22s %-5s %10.1f %8.1f %8.1f %12.2f %10.1f\n", shapes_of_model[s].name,
                    mm_dtype_name(dtypes[d]), t1 * 1e6, (double)bytes / t1 / 1e9, flop / t1 / 1e9,
                    tp * 1e3, flop * PREFILL / tp / 1e9);
             for (int i = 0; i < nw; i++)
@@ -277,17 +283,10 @@ static void model(enum mm_dtype layer_t, enum mm_dtype head_t)
 static void train(void)
 {
     enum { N = 256 };
-    const struct {
-        const char *name;
-        int64_t rows, cols;
-    } shapes[] = {{"attn q/o 576x576", HIDDEN, HIDDEN},
-                  {"attn k/v 192x576", KV_DIM, HIDDEN},
-                  {"ffn gate/up 1536x576", FFN, HIDDEN},
-                  {"ffn down 576x1536", HIDDEN, FFN}};
     printf("\ntraining GEMM (k_gemm_panels, %d tokens), GFLOP/s\n%-22s %10s %10s\n", N, "matrix",
            "x W^T", "dy W");
-    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
-        int64_t rows = shapes[i].rows, cols = shapes[i].cols;
+    for (size_t i = 0; i + 1 < N_SHAPES; i++) {
+        int64_t rows = shapes_of_model[i].rows, cols = shapes_of_model[i].cols;
         struct k_matrix w = make_matrix(MM_F32, rows, cols, 11);
         float *x = xmalloc((size_t)N * (size_t)(rows > cols ? rows : cols) * sizeof(float));
         float *out = xmalloc((size_t)N * (size_t)(rows > cols ? rows : cols) * sizeof(float));
@@ -309,7 +308,7 @@ static void train(void)
             gflops[tr ? 0 : 1] = 2.0 * (double)N * (double)rows * (double)cols / best / 1e9;
             free(pk);
         }
-        printf("%-22s %10.1f %10.1f   gemm\n", shapes[i].name, gflops[0], gflops[1]);
+        printf("%-22s %10.1f %10.1f   gemm\n", shapes_of_model[i].name, gflops[0], gflops[1]);
         free((void *)w.data);
         free(x);
         free(out);
