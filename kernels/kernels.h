@@ -198,8 +198,6 @@ struct k_panels {
     const float *data; /* k_panels_floats(k_dim, cols) floats */
 };
 size_t k_panels_floats(int64_t k_dim, int64_t cols);
-/* b ([k_dim, cols], rows ldb apart) into dst. */
-void k_panels_pack(float *dst, const float *b, int64_t k_dim, int64_t cols, int64_t ldb);
 /* A weight of any dtype, dequantized: its panels as b = W^T ([cols, rows],
  * for x W^T) when transposed, as b = W ([rows, cols], for dy W) when not. */
 void k_panels_of_matrix(float *dst, const struct k_matrix *w, int transposed);

@@ -146,6 +146,10 @@ extern const struct k_gemm_impl k_gemm_avx2;
 extern const struct k_gemm_impl *const k_gemm_impls[];
 extern const int k_gemm_impl_count;
 
+/* Packs b ([k_dim, cols], rows ldb apart) into panels (dst): what the
+ * tests hold k_panels_of_matrix and the packed product to. */
+void k_panels_pack(float *dst, const float *b, int64_t k_dim, int64_t cols, int64_t ldb);
+
 /* k_gemm_f32 (x_t 0), k_gemm_f32_xt (x_t 1) and k_gemm_panels at one level
  * (the tests run each). */
 void k_gemm_f32_at(float *out, const float *x, int64_t ldx, int x_t, int n, int k_dim,

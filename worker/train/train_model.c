@@ -3,8 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train_rng.h"
-
 /* The LM head runs over the target rows in chunks of this many, so its
  * logits never take more than HEAD_CHUNK x vocab floats. A constant: the
  * chunking, and so the sums over chunks, do not depend on anything but the
