@@ -2,9 +2,11 @@
 # over TCP between them, launched by deploy/run-hosts.sh; annotate, generate
 # with memory reads and edit must give what one process gives (issue 15).
 # Skipped (exit 77) where namespaces cannot be made: not root, no iproute2.
-# test_hosts_lost: a host partitioned or dead mid-job, or a rank stopped
-# (SIGSTOP) on its host, stops the job within 30 s, naming it, with nothing
-# left running on any host.
+# test_hosts_lost: a host partitioned or dead mid-job, or a stage or shard
+# rank stopped (SIGSTOP) on its host, stops the job within MEMLLM_FAIL_SECONDS
+# (30 s, or lower as the test sets it), naming it, with nothing left running
+# on any host; annotate that lost its shards' host (dead or partitioned)
+# keeps what was acknowledged, and resumed reaches the uninterrupted memory.
 # Label "hosts", not "model": what they prove (the TCP path, lost hosts) does
 # not change with OpenBLAS's core type, so run-all.sh runs them once.
 # test_hosts_slurm: a one-node Slurm of its own (munged, slurmctld, slurmd

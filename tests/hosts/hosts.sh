@@ -17,7 +17,8 @@
 #                                  that died without 'down')
 #   hosts.sh exec STATE I CMD...   run CMD on host I (1-based), as root, with
 #                                  the host's name as its hostname
-#   hosts.sh link STATE I up|down  cable host I to the switch, or unplug it
+#   hosts.sh link STATE I up|down  cable host I to the switch (and wait
+#                                  until host 1 reaches it), or unplug it
 #
 # The host names are the namespace names; tests/hosts/rsh-agent.sh runs
 # Open MPI's daemons inside them. All hosts share this machine's filesystem.
@@ -27,7 +28,7 @@ subnet=10.77.0
 skip=77
 
 usage() {
-  sed -n '9,23p' "$0" >&2
+  sed -n '9,24p' "$0" >&2
   exit 2
 }
 
@@ -129,19 +130,27 @@ cmd_up() {
     ip -n "$name" addr add "$subnet.$i/24" dev eth0
     ip -n "$name" link set eth0 up
   done
-  # Host 1 reaches every other through the switch before any test runs: a
-  # TCP connection to a closed port is refused by a host that is there.
-  local err
+  # Host 1 reaches every other through the switch before any test runs.
   for i in $(seq 2 "$n"); do
-    err=$(ip netns exec "$prefix-1" timeout 5 bash -c "exec 3<>/dev/tcp/$subnet.$i/9" 2>&1) || true
-    [[ $err == *refused* ]] || { echo "hosts.sh: host 1 cannot reach $subnet.$i: $err" >&2; exit 1; }
+    reachable "$prefix-1" "$i" || exit 1
   done
+}
+
+# Whether host I answers from namespace NS: a TCP connection to a closed
+# port is refused by a host that is there (within 5 s).
+reachable() {
+  local ns=$1 i=$2 err
+  err=$(ip netns exec "$ns" timeout 5 bash -c "exec 3<>/dev/tcp/$subnet.$i/9" 2>&1) || true
+  [[ $err == *refused* ]] || { echo "hosts.sh: $ns cannot reach $subnet.$i: $err" >&2; return 1; }
 }
 
 cmd_link() {
   local state=$1 i=$2 updown=$3
   [[ $updown == up || $updown == down ]] || usage
   ip -n "$(host_name "$state" "$i")" link set eth0 "$updown"
+  # Plugged back in: done once host 1 reaches it again (a job started at
+  # once must find the network as it was).
+  [ "$updown" = down ] || [ "$i" -eq 1 ] || reachable "$(host_name "$state" 1)" "$i"
 }
 
 [ $# -ge 1 ] || usage
