@@ -13,13 +13,22 @@
 enum { BEAT = 1, LAST = 0 };
 enum { TAG_BEAT = 301 };
 
+/* What Open MPI takes to end a job across hosts once it is aborted: mpirun
+ * and its daemons send each rank SIGCONT, SIGTERM (which stage and shard
+ * ranks ignore, cli_args.c) and SIGKILL, a second apart
+ * (odls_base_sigkill_timeout), then report back; measured 3.5-4.2 s. */
+#define STOP_SECONDS 6.0
+
 struct heartbeat {
     MPI_Comm comm;
     int size, n_stages;
     /* A rank is silent after `silent` seconds without a beat: three
-     * quarters of the bound, so that the job has stopped within it (as
-     * deploy/run-hosts.sh sets Open MPI's keepalives). Beats come 6 times
-     * in that span, at most once a second. */
+     * quarters of the bound (as deploy/run-hosts.sh sets Open MPI's
+     * keepalives), or less where the rest would leave Open MPI under
+     * STOP_SECONDS to end the job, so that it has stopped within the bound;
+     * never under half of it (a short bound on one host, where the job
+     * ends at once, keeps room for a late beat). Beats come 6 times in
+     * that span, at most once a second. */
     double bound, silent, interval;
     /* The coordinator's, per rank: its host, when its last beat came, and
      * whether that was its last. */
@@ -207,7 +216,7 @@ int heartbeat_start(MPI_Comm comm, int n_stages, double bound, struct heartbeat 
     h->size = size;
     h->n_stages = n_stages;
     h->bound = bound;
-    h->silent = 0.75 * bound;
+    h->silent = fmax(0.5 * bound, fmin(0.75 * bound, bound - STOP_SECONDS));
     h->interval = fmin(1.0, h->silent / 6);
     int rc = pthread_create(&h->thread, NULL, rank == 0 ? watch : beat, h);
     if (rc) {

@@ -2,11 +2,11 @@
  * a hung one): every stage and shard rank sends the coordinator a small
  * message each interval from a thread of its own, and the coordinator stops
  * the whole job (MPI_Abort) when a rank has sent none for three quarters
- * of the bound (the job is then gone within it), naming its role and
- * host. Its waits for stage results and shard replies
- * need no deadline of their own: a rank computing a long step still beats,
- * a stopped one does not. A host that is lost altogether is Open MPI's to
- * see (deploy/run-hosts.sh).
+ * of the bound, less where that leaves Open MPI too little time to end the
+ * job (the job is then gone within it), naming its role and host. Its
+ * waits for stage results and shard replies need no deadline of their own:
+ * a rank computing a long step still beats, a stopped one does not. A host
+ * that is lost altogether is Open MPI's to see (deploy/run-hosts.sh).
  *
  * Needs MPI_THREAD_MULTIPLE (the beats travel while the main threads use
  * MPI); cluster_init asks for it. */

@@ -93,7 +93,8 @@ took_ms=$((($(date +%s%N) - start) / 1000000))
 want="$role (rank 2 on host $(hostname)) has not answered"
 grep -qF "$want" "$work/err" || fail "no error says '$want': $(tail -5 "$work/err")"
 grep -qF "MEMLLM_FAIL_SECONDS=$bound" "$work/err" || fail "the error names no bound: $(tail -5 "$work/err")"
-# Within the bound (the watch gives a rank three quarters of it, then
+# Within the bound (the watch gives a rank half of it at 5 s, keeping the
+# rest for Open MPI to end the job; heartbeat.c, STOP_SECONDS; then
 # MPI_Abort ends the ranks).
 [ "$took_ms" -le $((bound * 1000)) ] ||
   fail "the job stopped $took_ms ms after $role stopped (bound $bound s)"
