@@ -54,6 +54,7 @@ static int open_common(struct engine *e, const struct engine_options *o, struct 
     e->merged = o->merge;
     e->vocab = e->cfg.vocab_size;
     e->n_slots = o->n_slots > 0 ? o->n_slots : 1;
+    e->flow_groups = 1;
     e->context =
         o->context > 0 && o->context < e->cfg.max_positions ? o->context : e->cfg.max_positions;
     /* GPU stages share by copying rows (stage_cuda_kv_share), code that has
@@ -93,9 +94,10 @@ int engine_open_mpi(struct engine *e, const struct engine_options *o, MPI_Comm c
                     struct mm_err *err)
 {
     if (open_common(e, o, err)) goto fail;
-    e->mpi = pipeline_mpi_open(comm, first_rank, e->n_stages, e->cfg.dim, e->vocab,
-                               o->micro_batches > 0 ? o->micro_batches : e->n_stages, err);
+    const int m = o->micro_batches > 0 ? o->micro_batches : e->n_stages;
+    e->mpi = pipeline_mpi_open(comm, first_rank, e->n_stages, e->cfg.dim, e->vocab, m, err);
     if (!e->mpi) goto fail;
+    e->flow_groups = m < e->n_slots ? m : e->n_slots;
     return 0;
 fail:
     engine_close(e);

@@ -104,6 +104,11 @@ struct engine {
     struct engine_op *ops;
     int ops_cap, ops_head, ops_count, ops_batches;
     struct engine_fused *fused; /* batches at the head run as one, ahead */
+    /* How many groups of sequences the scheduler keeps in flight, each its
+     * own batch (scheduler.h): 1 for stages in this process, where a whole
+     * step is one forward; on MPI ranks the micro-batch count, so that every
+     * stage has work while a group's logits are sampled. */
+    int flow_groups;
 };
 
 /* All stages in this process. */

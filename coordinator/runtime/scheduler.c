@@ -240,44 +240,159 @@ static int sequence_start_reusing(struct engine *e, struct gen_sequence *s,
     return 0;
 }
 
-struct batch_buf {
+/* A group of slots (slot % G == group) whose sequences share a batch. Each
+ * group has at most one batch in flight: when its logits come back, its
+ * sequences sample, finished ones leave, queued requests take their slots,
+ * and its next batch goes at once, while the other groups' batches are
+ * still in the stages (engine_submit). */
+struct group {
     int32_t *tokens, *pos, *slot, *adapter;
     uint8_t *want;
+    int cap;                     /* batch tokens */
     struct gen_sequence **owner; /* sequence whose logits a row holds */
+    int n_rows;
     float *logits;
-    char *piece; /* one token's decoded text */
+    int in_flight;
 };
+
+static int groups_alloc(struct group *grp, int G, int n_slots, int max_batch_tokens, int vocab)
+{
+    for (int g = 0; g < G; g++) {
+        struct group *gr = &grp[g];
+        const int members = (n_slots - g + G - 1) / G;
+        /* Every decoding member feeds its token each step. */
+        gr->cap = max_batch_tokens / G > members ? max_batch_tokens / G : members;
+        const size_t cap = (size_t)gr->cap;
+        gr->tokens = malloc(cap * sizeof(int32_t));
+        gr->pos = malloc(cap * sizeof(int32_t));
+        gr->slot = malloc(cap * sizeof(int32_t));
+        gr->adapter = malloc(cap * sizeof(int32_t));
+        gr->want = malloc(cap);
+        gr->owner = malloc((size_t)members * sizeof(*gr->owner));
+        gr->logits = malloc((size_t)members * (size_t)vocab * sizeof(float));
+        if (!gr->tokens || !gr->pos || !gr->slot || !gr->adapter || !gr->want || !gr->owner ||
+            !gr->logits)
+            return -1;
+    }
+    return 0;
+}
+
+static void groups_free(struct group *grp, int G)
+{
+    for (int g = 0; grp && g < G; g++) {
+        free(grp[g].tokens);
+        free(grp[g].pos);
+        free(grp[g].slot);
+        free(grp[g].adapter);
+        free(grp[g].want);
+        free(grp[g].owner);
+        free(grp[g].logits);
+    }
+    free(grp);
+}
+
+/* The group's batch: its decoding sequences first (one token each), then
+ * chunks of the prompts still being read. Returns the row count. */
+static int group_batch(struct group *gr, int g, int G, struct gen_sequence *seqs, const int *active,
+                       int n_slots)
+{
+    int n = 0;
+    gr->n_rows = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int sl = g; sl < n_slots; sl += G) {
+            struct gen_sequence *s = &seqs[sl];
+            int pending = active[sl] ? s->n_tokens - s->n_past : 0;
+            if (pending <= 0 || (pass == 0) != (pending == 1)) continue;
+            int take = pending < gr->cap - n ? pending : gr->cap - n;
+            for (int i = 0; i < take; i++, n++) {
+                gr->tokens[n] = s->tokens[s->n_past + i];
+                gr->pos[n] = s->n_past + i;
+                gr->slot[n] = sl;
+                gr->adapter[n] = s->req->adapter;
+                gr->want[n] = s->n_past + i == s->n_tokens - 1;
+                if (gr->want[n]) gr->owner[gr->n_rows++] = s;
+            }
+            s->n_past += take;
+        }
+    return n;
+}
+
+/* The free slot where the next request joins: in the group, not in flight,
+ * with the fewest running sequences (the lowest such slot), so that the
+ * groups stay the same size; -1 if none. */
+static int join_slot(const struct group *grp, int G, const int *active, int n_slots)
+{
+    int best = -1, best_running = 0;
+    for (int g = 0; g < G; g++) {
+        if (grp[g].in_flight) continue;
+        int running = 0, free_slot = -1;
+        for (int sl = g; sl < n_slots; sl += G) {
+            running += active[sl];
+            if (!active[sl] && free_slot < 0) free_slot = sl;
+        }
+        if (free_slot >= 0 && (best < 0 || running < best_running)) {
+            best = free_slot;
+            best_running = running;
+        }
+    }
+    return best;
+}
+
+/* The sequences of a group whose logits came back: each samples (or lets
+ * a hook edit it), and those that finish leave their slot. */
+static int group_sample(struct engine *e, struct group *gr, int *active, int *running, char *piece,
+                        size_t piece_cap, const struct scheduler_hooks *h, struct mm_err *err)
+{
+    for (int r = 0; r < gr->n_rows; r++) {
+        struct gen_sequence *s = gr->owner[r];
+        float lp;
+        const float *row = gr->logits + (size_t)r * e->vocab;
+        if (h && h->before_sample) {
+            int act = h->before_sample(h->ctx, s, row, err);
+            if (act < 0) return -1;
+            if (act > 0) continue;
+        }
+        int32_t tok = sampler_sample(&s->sampler, row, s->banned, s->n_banned, &lp);
+        if (after_sample(e, s, tok, lp, piece, piece_cap, h, err)) return -1;
+        /* The new token is fed next step; it has no KV row yet. */
+        if (!s->finish) continue;
+        /* on_finish may free the request (a served client's) */
+        int adapter = s->req->adapter;
+        if (finish_sequence(s, piece, piece_cap, h, err)) return -1;
+        if (e->cache_slots && prefix_cache_park(&e->prefix, e, s->slot, s->tokens, s->n_past,
+                                                adapter, &e->prefix_stats, err))
+            return -1;
+        active[s->slot] = 0;
+        (*running)--;
+        sequence_free(s);
+    }
+    return 0;
+}
 
 int scheduler_serve(struct engine *e, const struct gen_source *src, int max_batch_tokens,
                     const struct scheduler_hooks *h, struct mm_err *err)
 {
     const int n_slots = e->n_slots;
+    const int G = e->flow_groups >= 1 && e->flow_groups <= n_slots ? e->flow_groups : 1;
     if (max_batch_tokens < n_slots) max_batch_tokens = n_slots;
     struct gen_sequence *seqs = calloc((size_t)n_slots, sizeof(*seqs));
     int *active = calloc((size_t)n_slots, sizeof(*active));
-    struct batch_buf b = {
-        .tokens = malloc((size_t)max_batch_tokens * sizeof(int32_t)),
-        .pos = malloc((size_t)max_batch_tokens * sizeof(int32_t)),
-        .slot = malloc((size_t)max_batch_tokens * sizeof(int32_t)),
-        .adapter = malloc((size_t)max_batch_tokens * sizeof(int32_t)),
-        .want = malloc((size_t)max_batch_tokens),
-        .owner = malloc((size_t)n_slots * sizeof(struct gen_sequence *)),
-        .logits = malloc((size_t)n_slots * (size_t)e->vocab * sizeof(float)),
-        .piece = malloc(tok_decoder_max_out(e->tok)),
-    };
+    struct group *grp = calloc((size_t)G, sizeof(*grp));
+    int *order = malloc((size_t)G * sizeof(*order)); /* groups in flight, oldest first */
     const size_t piece_cap = tok_decoder_max_out(e->tok);
-    int rc = -1, running = 0;
-    if (!seqs || !active || !b.tokens || !b.pos || !b.slot || !b.adapter || !b.want || !b.owner ||
-        !b.logits || !b.piece) {
+    char *piece = malloc(piece_cap);
+    int rc = -1, running = 0, head = 0, in_flight = 0, broken = 0;
+    if (!seqs || !active || !grp || !order || !piece ||
+        groups_alloc(grp, G, n_slots, max_batch_tokens, e->vocab)) {
         mm_err_set(err, "generate: out of memory");
         goto out;
     }
-    /* a request waiting a step for a prefix (plan_reuse) */
+    /* a request waiting for a prefix (plan_reuse) */
     const struct gen_request *held = NULL;
     int held_index = 0;
     for (;;) {
-        for (int sl = 0; sl < n_slots; sl++) {
-            if (active[sl]) continue;
+        /* Queued requests join the groups that are not in flight. */
+        for (int sl; (sl = join_slot(grp, G, active, n_slots)) >= 0;) {
             int index = held_index, from = -1;
             const struct gen_request *r = held ? held : src->next(src->ctx, running == 0, &index);
             held = NULL;
@@ -295,71 +410,62 @@ int scheduler_serve(struct engine *e, const struct gen_source *src, int max_batc
             running++;
         }
         if (running == 0) break;
-
-        /* Decoding sequences first (one token each), then prompt chunks. */
-        int n = 0, n_rows = 0;
-        for (int pass = 0; pass < 2; pass++)
-            for (int sl = 0; sl < n_slots; sl++) {
-                struct gen_sequence *s = &seqs[sl];
-                int pending = active[sl] ? s->n_tokens - s->n_past : 0;
-                if (pending <= 0 || (pass == 0) != (pending == 1)) continue;
-                int take = pending < max_batch_tokens - n ? pending : max_batch_tokens - n;
-                for (int i = 0; i < take; i++, n++) {
-                    b.tokens[n] = s->tokens[s->n_past + i];
-                    b.pos[n] = s->n_past + i;
-                    b.slot[n] = sl;
-                    b.adapter[n] = s->req->adapter;
-                    b.want[n] = s->n_past + i == s->n_tokens - 1;
-                    if (b.want[n]) b.owner[n_rows++] = s;
-                }
-                s->n_past += take;
-            }
-        struct stage_batch batch = {.n = n,
-                                    .tokens = b.tokens,
-                                    .pos = b.pos,
-                                    .slot = b.slot,
-                                    .adapter = b.adapter,
-                                    .logits = b.want};
-        if (engine_forward(e, &batch, b.logits, err)) goto out;
-
-        for (int r = 0; r < n_rows; r++) {
-            struct gen_sequence *s = b.owner[r];
-            float lp;
-            const float *row = b.logits + (size_t)r * e->vocab;
-            if (h && h->before_sample) {
-                int act = h->before_sample(h->ctx, s, row, err);
-                if (act < 0) goto out;
-                if (act > 0) continue;
-            }
-            int32_t tok = sampler_sample(&s->sampler, row, s->banned, s->n_banned, &lp);
-            if (after_sample(e, s, tok, lp, b.piece, piece_cap, h, err)) goto out;
-            /* The new token is fed next step; it has no KV row yet. */
-            if (!s->finish) continue;
-            /* on_finish may free the request (a served client's) */
-            int adapter = s->req->adapter;
-            if (finish_sequence(s, b.piece, piece_cap, h, err)) goto out;
-            if (e->cache_slots && prefix_cache_park(&e->prefix, e, s->slot, s->tokens, s->n_past,
-                                                    adapter, &e->prefix_stats, err))
+        for (int g = 0; g < G; g++) {
+            struct group *gr = &grp[g];
+            if (gr->in_flight) continue;
+            int n = group_batch(gr, g, G, seqs, active, n_slots);
+            if (n == 0) continue;
+            struct stage_batch batch = {.n = n,
+                                        .tokens = gr->tokens,
+                                        .pos = gr->pos,
+                                        .slot = gr->slot,
+                                        .adapter = gr->adapter,
+                                        .logits = gr->want};
+            if (engine_submit(e, &batch, err)) {
+                broken = 1;
                 goto out;
-            active[s->slot] = 0;
-            running--;
-            sequence_free(s);
+            }
+            gr->in_flight = 1;
+            order[(head + in_flight++) % G] = g;
         }
+        if (in_flight == 0) {
+            mm_err_set(err, "generate: %d sequences have no token to feed", running);
+            goto out;
+        }
+        struct group *gr = &grp[order[head]];
+        head = (head + 1) % G;
+        in_flight--;
+        gr->in_flight = 0;
+        int rows = engine_collect(e, gr->logits, err);
+        if (rows < 0) {
+            broken = 1;
+            goto out;
+        }
+        if (rows != gr->n_rows) {
+            mm_err_set(err, "generate: %d logit rows back for a batch that asked %d", rows,
+                       gr->n_rows);
+            goto out;
+        }
+        if (group_sample(e, gr, active, &running, piece, piece_cap, h, err)) goto out;
     }
     rc = 0;
 out:
+    /* After a hook's failure the other groups' batches are still in the
+     * stages: they are taken back, so that the engine serves the next run
+     * from a clean start. A failed engine is left as it is (on ranks the
+     * job stops at engine_close). */
+    for (; !broken && in_flight > 0; in_flight--) {
+        struct mm_err ignored = {{0}};
+        if (engine_collect(e, grp[order[head]].logits, &ignored) < 0) break;
+        head = (head + 1) % G;
+    }
     for (int sl = 0; sl < n_slots; sl++)
         if (seqs && active && active[sl]) sequence_free(&seqs[sl]);
     free(seqs);
     free(active);
-    free(b.tokens);
-    free(b.pos);
-    free(b.slot);
-    free(b.adapter);
-    free(b.want);
-    free(b.owner);
-    free(b.logits);
-    free(b.piece);
+    groups_free(grp, G);
+    free(order);
+    free(piece);
     return rc;
 }
 

@@ -4,6 +4,15 @@
  * pass once, samples for the sequences that reached their end, and lets
  * finished sequences leave and queued ones join between steps.
  *
+ * On pipeline stages that are MPI ranks the slots are cut into groups
+ * (engine.flow_groups, one per micro-batch) and each group steps on its
+ * own: its batch is submitted, and when its logits come back its sequences
+ * sample, leave and join, and its next batch goes at once, while the other
+ * groups' batches are still in the stages (engine_submit). No step waits
+ * for a whole batch to drain the pipeline, and a hook that takes its time
+ * (a memory read) holds up only its own group. The kernels are
+ * batch-invariant, so each sequence's tokens are those of one whole step.
+ *
  * A sequence is its whole context `tokens` plus `n_past`, how many of them
  * the KV cache holds. Whatever lies beyond n_past is fed next step. This is
  * what lets the MemLLM loops edit a running sequence from the on_token hook:
