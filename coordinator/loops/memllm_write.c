@@ -10,18 +10,23 @@
 #define CALL_END "})"
 #define MAX_CLOSE_TOKENS 2
 
-/* A sentence being written. */
+/* A sentence being written, and once finished, what it wrote until its
+ * document is reported. */
 struct sentence_state {
     int doc; /* index among the queued documents */
     int sentence;
     int32_t *prompt;
     struct late_stop ls;
+    char *written;
+    int n_facts, malformed, tokens;
+    const char *finish;
 };
 
 /* A queued document and the facts its finished sentences produced. */
 struct doc_state {
     const struct mw_document *doc;
-    int pending; /* sentences still running */
+    int first, n_sentences; /* its requests (w->sent) */
+    int pending;            /* sentences still running */
     struct mm_triple_text *texts;
     struct mm_fact *facts;
     size_t n_facts, cap_facts;
@@ -43,8 +48,11 @@ struct memllm_writer {
     int n_reqs, cap_reqs;
     struct doc_state *docs;
     int n_docs, cap_docs;
+    int reported; /* documents reported, in the order they were queued */
     struct mw_stats stats;
 };
+
+static int report_documents(struct memllm_writer *w, struct mm_err *err);
 
 void mw_options_default(struct mw_options *o)
 {
@@ -102,11 +110,13 @@ static void doc_facts_free(struct doc_state *d)
 
 void memllm_writer_clear(struct memllm_writer *w)
 {
-    for (int i = 0; i < w->n_reqs; i++)
+    for (int i = 0; i < w->n_reqs; i++) {
         free(w->sent[i].prompt);
+        free(w->sent[i].written);
+    }
     for (int i = 0; i < w->n_docs; i++)
         doc_facts_free(&w->docs[i]);
-    w->n_reqs = w->n_docs = 0;
+    w->n_reqs = w->n_docs = w->reported = 0;
 }
 
 void memllm_writer_free(struct memllm_writer *w)
@@ -200,7 +210,7 @@ int memllm_writer_add(struct memllm_writer *w, const struct mw_document *doc, st
         w->cap_docs = cap;
     }
     int di = w->n_docs++;
-    w->docs[di] = (struct doc_state){.doc = doc};
+    w->docs[di] = (struct doc_state){.doc = doc, .first = w->n_reqs};
     /* In order: sentence i's prompt starts with sentence i - 1's pretext,
      * which prefix sharing (prefix_cache.h) then computes once. */
     for (int i = 0; i < doc->n_sentences; i++) {
@@ -231,14 +241,11 @@ int memllm_writer_add(struct memllm_writer *w, const struct mw_document *doc, st
             .n_stop = 1,
         };
         w->n_reqs++;
+        w->docs[di].n_sentences++;
         w->docs[di].pending++;
         w->stats.prompt_tokens += (int64_t)n;
     }
-    if (w->docs[di].pending == 0) {
-        w->stats.documents++;
-        if (w->cb.document && w->cb.document(w->cb.ctx, doc, err)) return -1;
-    }
-    return 0;
+    return report_documents(w, err);
 }
 
 static int argmax(const float *x, int n)
@@ -354,10 +361,28 @@ static void sort_facts(struct doc_state *d)
     }
 }
 
-/* Writes a finished document's facts, then reports it. */
-static int finish_document(struct memllm_writer *w, struct doc_state *d, struct mm_err *err)
+/* Reports a finished document: each sentence's outcome in order, then its
+ * facts written, then the document itself. */
+static int report_document(struct memllm_writer *w, struct doc_state *d, struct mm_err *err)
 {
     sort_facts(d);
+    size_t at = 0;
+    for (int i = d->first; i < d->first + d->n_sentences; i++) {
+        struct sentence_state *st = &w->sent[i];
+        struct mw_sentence_result r = {.doc = d->doc,
+                                       .sentence = st->sentence,
+                                       .written = st->written,
+                                       .facts = d->texts + at,
+                                       .n_facts = st->n_facts,
+                                       .malformed = st->malformed,
+                                       .cuts = st->ls.n_cuts,
+                                       .tokens = st->tokens,
+                                       .finish = st->finish};
+        at += (size_t)st->n_facts;
+        if (w->cb.sentence && w->cb.sentence(w->cb.ctx, &r, err)) return -1;
+        free(st->written);
+        st->written = NULL;
+    }
     if (d->n_facts && mm_memory_write(w->m, d->facts, d->n_facts, NULL, 0, NULL, err)) {
         mm_err_prefix(err, "document '%s'", d->doc->id);
         return -1;
@@ -365,6 +390,17 @@ static int finish_document(struct memllm_writer *w, struct doc_state *d, struct 
     doc_facts_free(d);
     w->stats.documents++;
     return w->cb.document ? w->cb.document(w->cb.ctx, d->doc, err) : 0;
+}
+
+/* Reports the finished documents at the head of the queue. Sentences
+ * finish in an order that depends on the batch and the pipeline's
+ * schedule; the memory (the order of its writes) and the callbacks (the
+ * trace) must not, so documents are reported in the order queued. */
+static int report_documents(struct memllm_writer *w, struct mm_err *err)
+{
+    while (w->reported < w->n_docs && w->docs[w->reported].pending == 0)
+        if (report_document(w, &w->docs[w->reported++], err)) return -1;
+    return 0;
 }
 
 int memllm_write_on_finish(void *ctx, struct gen_sequence *s, struct mm_err *err)
@@ -381,28 +417,20 @@ int memllm_write_on_finish(void *ctx, struct gen_sequence *s, struct mm_err *err
     }
     char *end = strstr(answer, CALL_END);
     if (end) *end = 0;
-    char *written = strdup(answer);
-    size_t before = d->n_facts;
-    int n_facts, malformed;
-    int rc = written ? parse_items(w, d, st->sentence, answer, &n_facts, &malformed, err) : -1;
-    if (!written) mm_err_set(err, "out of memory");
+    st->written = strdup(answer);
+    int rc = st->written
+                 ? parse_items(w, d, st->sentence, answer, &st->n_facts, &st->malformed, err)
+                 : -1;
+    if (!st->written) mm_err_set(err, "out of memory");
+    st->tokens = s->n_generated;
+    st->finish = s->finish;
     w->stats.sentences++;
     w->stats.tokens += s->n_generated;
-    if (rc == 0 && w->cb.sentence) {
-        struct mw_sentence_result r = {.doc = d->doc,
-                                       .sentence = st->sentence,
-                                       .written = written,
-                                       .facts = d->texts + before,
-                                       .n_facts = n_facts,
-                                       .malformed = malformed,
-                                       .cuts = st->ls.n_cuts,
-                                       .tokens = s->n_generated,
-                                       .finish = s->finish};
-        rc = w->cb.sentence(w->cb.ctx, &r, err);
-    }
-    free(written);
     free(answer);
-    if (rc == 0 && --d->pending == 0) rc = finish_document(w, d, err);
+    if (rc == 0) {
+        d->pending--;
+        rc = report_documents(w, err);
+    }
     return rc;
 }
 

@@ -89,8 +89,11 @@ struct memllm_writer *memllm_writer_new(struct engine *e, struct mm_memory *m,
                                         struct mm_err *err);
 void memllm_writer_free(struct memllm_writer *w);
 
-/* Queues a document: one request per sentence. A document without
- * sentences to run is reported finished at once. Not during a run. */
+/* Queues a document: one request per sentence. Documents are reported (the
+ * sentence callbacks in sentence order, the facts written, the document
+ * callback) in the order queued, whatever order their sentences finish in;
+ * a document without sentences to run is reported as soon as those before
+ * it are (at once, if they are). Not during a run. */
 int memllm_writer_add(struct memllm_writer *w, const struct mw_document *doc, struct mm_err *err);
 
 /* The queued requests (for a caller that runs the scheduler itself with
