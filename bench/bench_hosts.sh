@@ -5,8 +5,9 @@
 # and once across three hosts made by tests/hosts/hosts.sh (network
 # namespaces; coordinator, stage 1 and stage 2 each on a host of its own,
 # so every hop is TCP), launched by deploy/run-hosts.sh as the tests do.
-# Prints decode tokens/s, the measured bubble, the activation hop and the
-# ratio of tokens/s across hosts to one host; then memory-read latency
+# Prints, for whole steps and for the flowing schedule, decode tokens/s,
+# the measured bubble, the activation hop and the ratio of tokens/s across
+# hosts to one host; then memory-read latency
 # (bench_memory_mpi) to a shard rank on the same host and on another, and
 # in one process. Needs root (network namespaces); asserts nothing.
 #
@@ -33,15 +34,17 @@ tcp_args="--mca plm_rsh_agent $root/tests/hosts/rsh-agent.sh --mca btl tcp,self
 mpi_root=()
 [ "$(id -u)" -ne 0 ] || mpi_root=(--allow-run-as-root)
 
-# 'name: value' lines of bench_pipeline -> "tokens/s bubble hop_ms".
+# 'name: value' lines of bench_pipeline -> "tokens/s bubble hop_ms hop_bytes"
+# of the schedule whose keys start with $2 ("": whole steps, "flowing_").
 figures() {
-  awk -F': ' '/^decode_tokens_per_s/ { t = $2 } /^bubble_fraction_measured/ { b = $2 }
+  awk -F': ' -v p="$2" '$1 == p "decode_tokens_per_s" { t = $2 }
+    $1 == p "bubble_fraction_measured" { b = $2 }
     /^activation_hop_ms/ { split($2, h, "[ (]+"); ms = h[1]; bytes = h[2] }
     END { print t, b, ms, bytes }' "$1"
 }
 
-printf '%-3s %12s %12s %8s %8s %10s %12s %12s %7s\n' M "tok/s here" "tok/s hosts" \
-  "bubble" "bubble" "hop bytes" "hop ms here" "hop ms hosts" ratio
+printf '%-8s %-3s %12s %12s %8s %8s %10s %12s %12s %7s\n' schedule M "tok/s here" \
+  "tok/s hosts" "bubble" "bubble" "hop bytes" "hop ms here" "hop ms hosts" ratio
 for m in 2 4 8; do
   args=("$model" --batch 8 --micro-batches "$m")
   OMP_NUM_THREADS=1 mpirun --oversubscribe "${mpi_root[@]}" -np 3 "$bench" "${args[@]}" \
@@ -49,10 +52,15 @@ for m in 2 4 8; do
   MEMLLM_BIN=$bench MEMLLM_THREADS=1 MEMLLM_MPIRUN_ARGS="$tcp_args" \
     "$hosts" exec "$work/hosts" 1 "$root/deploy/run-hosts.sh" "$work/hostfile" 2 0 "${args[@]}" \
     >"$work/hosts-$m.txt"
-  read -r t1 b1 h1 bytes <<<"$(figures "$work/here-$m.txt")"
-  read -r t2 b2 h2 _ <<<"$(figures "$work/hosts-$m.txt")"
-  printf '%-3s %12s %12s %8s %8s %10s %12s %12s %7.2f\n' "$m" "$t1" "$t2" "$b1" "$b2" "$bytes" \
-    "$h1" "$h2" "$(echo "$t2 / $t1" | bc -l)"
+  # bench_pipeline runs both schedules in each job: whole steps of M
+  # micro-batches, then M groups flowing (what memllm's scheduler runs).
+  for schedule in whole flowing; do
+    prefix=; [ "$schedule" = whole ] || prefix=flowing_
+    read -r t1 b1 h1 bytes <<<"$(figures "$work/here-$m.txt" "$prefix")"
+    read -r t2 b2 h2 _ <<<"$(figures "$work/hosts-$m.txt" "$prefix")"
+    printf '%-8s %-3s %12s %12s %8s %8s %10s %12s %12s %7.2f\n' "$schedule" "$m" "$t1" "$t2" \
+      "$b1" "$b2" "$bytes" "$h1" "$h2" "$(echo "$t2 / $t1" | bc -l)"
+  done
 done
 echo "(bubble: here, then across hosts; hop: one micro-batch of activations, one way;"
 echo " ratio: tokens/s across hosts / here)"
