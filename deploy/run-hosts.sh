@@ -47,10 +47,11 @@ if [ "$slots" -ne "$ranks" ]; then
 fi
 
 # Each host's ranks by role, for the reader of a failure: Open MPI names
-# the host it lost, not what ran there.
+# the host it lost, not what ran there. Stages and shards count from 0, as
+# in memllm's own messages.
 roles=$(awk -v P="$stages" '{ sub(/#.*/, "") } NF { n = 1; for (i = 2; i <= NF; i++)
   if ($i ~ /^slots=/) n = substr($i, 7); line = ""
-  for (k = 0; k < n; k++) { role = r == 0 ? "coordinator" : r <= P ? "stage " r : "shard " r - P
+  for (k = 0; k < n; k++) { role = r == 0 ? "coordinator" : r <= P ? "stage " r - 1 : "memory shard " r - P - 1
     line = line (k ? ", " : "") role " (rank " r++ ")" }
   print "  " $1 ": " line }' "$hostfile")
 

@@ -41,8 +41,8 @@ fail() {
 # deploy/hostfile.example with 2 stages and 2 shards: host I's ranks, and
 # what deploy/run-hosts.sh says they are.
 host_ranks=(0 "1 2" "3 4")
-host_roles=("coordinator (rank 0)" "stage 1 (rank 1), stage 2 (rank 2)"
-  "shard 1 (rank 3), shard 2 (rank 4)")
+host_roles=("coordinator (rank 0)" "stage 0 (rank 1), stage 1 (rank 2)"
+  "memory shard 0 (rank 3), memory shard 1 (rank 4)")
 # Rank R as the coordinator's heartbeat watch names it (roles counted from
 # 0, as memllm's other messages count them).
 watch_role() {
