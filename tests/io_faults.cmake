@@ -12,14 +12,8 @@ if(TARGET memllm)
   if(NOT MEMLLM_SANITIZE)
     list(APPEND IO_FAULT_CASES annotate annotate-mpi)
   endif()
-  foreach(case ${IO_FAULT_CASES})
-    add_test(NAME test_io_faults_${case}
-      COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/io_faults/io_faults.sh ${case})
-    set_tests_properties(test_io_faults_${case} PROPERTIES
-      ENVIRONMENT "OMP_WAIT_POLICY=passive;MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_BIN=$<TARGET_FILE:memllm>"
-      SKIP_RETURN_CODE 77
-      TIMEOUT 180)
-  endforeach()
+  memllm_script_tests(test_io_faults SCRIPT io_faults/io_faults.sh CASES ${IO_FAULT_CASES}
+    ENV MEMLLM_DATA MEMLLM_MODELS_DIR SKIP_RETURN_CODE 77 TIMEOUT 180)
 endif()
 
 # A corrupt SST file: verify and dump name it, nothing crashes, restore
@@ -34,13 +28,8 @@ if(TARGET memllm)
   else()
     list(APPEND CORRUPT_SST_CASES mpi)
   endif()
-  foreach(case ${CORRUPT_SST_CASES})
-    add_test(NAME test_corrupt_sst_${case}
-      COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/io_faults/corrupt_sst.sh ${case} ${CORRUPT_SST_FILES})
-    set_tests_properties(test_corrupt_sst_${case} PROPERTIES
-      ENVIRONMENT "OMP_WAIT_POLICY=passive;MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_BIN=$<TARGET_FILE:memllm>"
-      TIMEOUT 180)
-  endforeach()
+  memllm_script_tests(test_corrupt_sst SCRIPT io_faults/corrupt_sst.sh CASES ${CORRUPT_SST_CASES}
+    ARGS ${CORRUPT_SST_FILES} ENV MEMLLM_DATA TIMEOUT 180)
 endif()
 
 # The client API behind it (mm_memory_fault: what memllm serve maps to 507
