@@ -48,7 +48,10 @@ static int scan_shard(struct mm_memory *m, uint32_t j, const uint8_t *from, uint
             mm_err_set(err, "shard %u: scan cursor of %zu bytes", j, r->next.len);
             rc = -1;
         } else {
-            memcpy(cursor, r->next.data, r->next.len);
+            /* An empty shard's answer has no cursor: next.data is NULL, and
+             * memcpy from NULL is undefined even for 0 bytes (UBSan stops
+             * `memllm memory dump` of an empty memory there). */
+            if (r->next.len) memcpy(cursor, r->next.data, r->next.len);
             cursor_len = r->next.len;
         }
         for (size_t i = 0; rc == 0 && i < r->n_copies; i++) {

@@ -92,6 +92,12 @@ cmp -s "$work/q3.txt" "$work/q3mpi.txt" || fail "answers differ in one process a
 "${mpirun[@]}" -np 4 "$bin" memory dump --memory "$work/m3" | sort >"$work/d3.txt"
 [ "$(wc -l <"$work/d1.txt")" -eq "$expected" ] || fail "dump has $(wc -l <"$work/d1.txt") facts"
 cmp -s "$work/d1.txt" "$work/d3.txt" || fail "dumps differ for 1 shard and 3 shard ranks"
+# A memory with no fact dumps nothing and exits 0 (its shards' scans return
+# no cursor: UBSan once stopped here).
+echo '[]' >"$work/none.json"
+"$bin" memory import-docred "$work/none.json" --memory "$work/empty" --memshards 2 >/dev/null
+"$bin" memory dump --memory "$work/empty" >"$work/d0.txt" || fail "dump of an empty memory failed"
+[ ! -s "$work/d0.txt" ] || fail "an empty memory dumps: $(cat "$work/d0.txt")"
 
 # Edits, through the MPI shard ranks.
 "${mpirun[@]}" -np 4 "$bin" memory write "Glenda Adams>>employer>>Test University" \
