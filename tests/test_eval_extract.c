@@ -11,7 +11,12 @@
  *   - bad input: a malformed document fails naming it, --val too large, no
  *     adapter.
  *
- *   test_eval_extract MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR */
+ * SIZE "small" (the sanitizer build, where each generated token costs ten
+ * times as much): the adapter writes at most 48 tokens a sentence
+ * (--max-tokens 48, the bound of tests/serve's annotate jobs), not the
+ * default 256 its late stopping may run to; the same run and checks.
+ *
+ *   test_eval_extract MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR [SIZE] */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +26,7 @@
 #include "run_cmd.h"
 
 static const char *bin;
+static int small;
 static char tmp[] = "/tmp/memllm_eval_XXXXXX", path[4][1200];
 
 static const char *in_tmp(int slot, const char *name)
@@ -68,9 +74,11 @@ static void end_to_end(const char *models, const char *adapters)
     char model[1200], adapter[1200];
     snprintf(model, sizeof(model), "%s/SmolLM2-135M-Instruct.Q4_1.gguf", models);
     snprintf(adapter, sizeof(adapter), "%s/smollm2-135m-mw", adapters);
-    const char *args[] = {
-        "eval",  "extract",  in_tmp(0, "one.json"), "--model",   model, "--adapter",
-        adapter, "--memory", in_tmp(1, "mem"),      "--threads", "2",   NULL};
+    const char *args[] = {"eval",      "extract",  in_tmp(0, "one.json"),
+                          "--model",   model,      "--adapter",
+                          adapter,     "--memory", in_tmp(1, "mem"),
+                          "--threads", "2",        small ? "--max-tokens" : NULL,
+                          "48",        NULL};
     struct cmd_result r = run_memllm(NULL, bin, 0, args, NULL);
     REQUIRE(r.status == 0, "exit %d: %s", r.status, r.err);
     const char *names[] = {"documents", "sentences", "gold",   "facts", "correct",
@@ -114,8 +122,10 @@ static void end_to_end(const char *models, const char *adapters)
 
 int main(int argc, char **argv)
 {
-    REQUIRE(argc == 5, "usage: test_eval_extract MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR");
+    REQUIRE(argc == 5 || (argc == 6 && (!strcmp(argv[5], "small") || !strcmp(argv[5], "full"))),
+            "usage: test_eval_extract MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR [SIZE]");
     bin = argv[1];
+    small = argc == 6 && !strcmp(argv[5], "small");
     REQUIRE(mkdtemp(tmp), "mkdtemp");
     char dev[1200];
     snprintf(dev, sizeof(dev), "%s/redocred/dev_revised.json", argv[2]);
