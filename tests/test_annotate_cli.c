@@ -18,7 +18,13 @@
  *     rank, the documents recorded as done keep their facts, and the
  *     restarted job ends with a memory that verifies and equals the
  *     uninterrupted one (not under the sanitizers). (A stage
- *     rank's death: tests/pipeline/kill_stage.sh.) */
+ *     rank's death: tests/pipeline/kill_stage.sh.)
+ *
+ *   test_annotate_cli MPIRUN [small]
+ *
+ * small (the sanitizer build, where each generated token costs ten times
+ * as much): the layouts' corpus holds one Re-DocRED document, not two (13
+ * sentences a layout, not 18); the same layouts, code paths and checks. */
 #include <dirent.h>
 #include <signal.h>
 #include <string.h>
@@ -31,6 +37,7 @@
 #include "triple_text.h"
 
 static char bin[1024], mpirun[1024], work[] = "/tmp/memllm-annotate-XXXXXX";
+static int small;
 
 static struct cmd_result memllm(int ranks, const char *const *args)
 {
@@ -271,8 +278,8 @@ static void write_jsonl(const char *path, json_t *docs)
     fclose(f);
 }
 
-/* The two shortest Re-DocRED dev documents, as {"title", "sents"}. */
-static void redocred_docs(json_t *out)
+/* The `count` (at most 2) shortest Re-DocRED dev documents, as {"title", "sents"}. */
+static void redocred_docs(json_t *out, int count)
 {
     char path[1024];
     test_path("MEMLLM_DATA", "redocred/dev_revised.json", path, sizeof(path));
@@ -293,7 +300,7 @@ static void redocred_docs(json_t *out)
             best[1] = i, len[1] = n;
         }
     }
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < count; k++) {
         json_t *doc = json_array_get(all, best[k]);
         json_array_append_new(out, json_pack("{s:O, s:O}", "title", json_object_get(doc, "title"),
                                              "sents", json_object_get(doc, "sents")));
@@ -387,7 +394,7 @@ static int check_facts(const char *dumped, json_t *docs)
 static void layouts(void)
 {
     json_t *docs = json_array();
-    redocred_docs(docs);
+    redocred_docs(docs, small ? 1 : 2);
     const char *const capitals[4][2] = {
         {"Paris", "France"}, {"Rome", "Italy"}, {"Berlin", "Germany"}, {"Lisbon", "Portugal"}};
     fewshot_doc(docs, "capitals", capitals);
@@ -402,8 +409,16 @@ static void layouts(void)
     write_file(text, "Oslo is in Norway ({MEM_WRITE-->Oslo>>country>>Norway}). Vienna is in "
                      "Austria ({MEM_WRITE-->Vienna>>country>>Austria}).\n\nDublin is in "
                      "Ireland. Madrid is in Spain.\n");
+    /* The corpus's documents and sentences, and cities.txt's 4. */
+    size_t n_docs = json_array_size(docs) + 1, n_sents = 4, i;
+    json_t *d;
+    json_array_foreach(docs, i, d) n_sents += json_array_size(json_object_get(d, "sents"));
+    CHECKF(n_sents == (small ? 13 : 18), "%zu sentences in the corpus", n_sents);
+    char want_docs[64], want_sents[64];
+    snprintf(want_docs, sizeof(want_docs), "documents: %zu\n", n_docs);
+    snprintf(want_sents, sizeof(want_sents), "sentences: %zu\n", n_sents);
     char *out = run_annotate("one process", corpus, text, one, t1, 0, NULL);
-    CHECKF(strstr(out, "documents: 4\n") && strstr(out, "sentences: 18\n"), "summary: %s", out);
+    CHECKF(strstr(out, want_docs) && strstr(out, want_sents), "summary: %s", out);
     const char *reused = strstr(out, "prompt_tokens_reused: ");
     CHECKF(reused && atoi(reused + 22) > 100, "prefix sharing reused little: %s", out);
     free(out);
@@ -428,7 +443,7 @@ static void layouts(void)
            tr1, tr3);
     free(d3);
     free(tr3);
-    CHECKF(count_lines(t1) == 18, "%d trace lines", count_lines(t1));
+    CHECKF(count_lines(t1) == (int)n_sents, "%d trace lines", count_lines(t1));
     int facts = check_facts(d1, docs);
     printf("SmolLM2: %d facts, the same in one process and under mpirun\n", facts);
     CHECKF(facts >= 3, "only %d facts: the few-shot documents no longer make the model write",
@@ -628,8 +643,10 @@ static void resume(void)
 
 int main(int argc, char **argv)
 {
-    REQUIRE(argc == 2, "usage: test_annotate_cli MPIRUN");
+    REQUIRE(argc == 2 || (argc == 3 && !strcmp(argv[2], "small")),
+            "usage: test_annotate_cli MPIRUN [small]");
     snprintf(mpirun, sizeof(mpirun), "%s", argv[1]);
+    small = argc == 3;
     snprintf(bin, sizeof(bin), "%s", getenv("MEMLLM_BIN"));
     REQUIRE(mkdtemp(work), "mkdtemp");
     char fixtures[1024], smol[1024];
