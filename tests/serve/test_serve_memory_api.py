@@ -297,7 +297,9 @@ def test_annotate():
             end = time.time() + 120
             while time.time() < end:
                 st, p = cl("/v1/memory/annotate/{id}", f"/v1/memory/annotate/{b.get('id')}")
-                if p.get("documents_done", 0) >= 1 or p.get("status") != "running":
+                # "queued" until the engine thread takes the job up: wait on.
+                if p.get("documents_done", 0) >= 1 or p.get("status") not in ("queued",
+                                                                               "running"):
                     break
                 time.sleep(0.05)
             check(p.get("documents_done") == 1 and p.get("status") == "running",
