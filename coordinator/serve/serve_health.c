@@ -20,6 +20,7 @@ struct health_probe {
     /* The stages (asked together) and each shard. */
     enum part stages;
     struct pipeline_stage_stats *stage_stats; /* [n_stages], under mpirun */
+    int stage_figures;                        /* stage_stats were asked */
     int n_stages, n_shards;
     enum part *shard;
     struct mm_memory_stats *shard_stats;
@@ -57,8 +58,15 @@ static int run_probe(void *arg, struct mm_err *err)
     struct engine *e = p->h->c.e;
     note(p, &p->stages, ASKING);
     struct mm_err serr = {{0}};
-    int rc = e->mpi ? pipeline_mpi_stage_stats(e->mpi, p->stage_stats, &serr) : 0;
+    /* Under the flowing schedule (scheduler.h) the probe may run between a
+     * group's logits and its next batch, with other groups' batches still
+     * in the stages: a batch has then just come back through every stage,
+     * which is their answer. Their figures are asked only with none in
+     * flight: the last stage would send them behind results not yet taken. */
+    const int figures = e->mpi && engine_in_flight(e) == 0;
+    int rc = figures ? pipeline_mpi_stage_stats(e->mpi, p->stage_stats, &serr) : 0;
     pthread_mutex_lock(&p->mu);
+    p->stage_figures = figures;
     p->stages = rc ? FAILED : ANSWERED;
     p->stages_err = serr;
     pthread_mutex_unlock(&p->mu);
@@ -182,7 +190,7 @@ static json_t *stages_json(struct health_probe *p, char *error, size_t len)
         json_t *st = json_pack("{s:i, s:[i, i], s:b, s:s}", "stage", i, "layers", e->layer_begin[i],
                                e->layer_begin[i + 1], "local", e->mpi == NULL, "status",
                                part_status(p->stages, p->done));
-        if (p->stages == ANSWERED && e->mpi) {
+        if (p->stages == ANSWERED && p->stage_figures) {
             json_object_set_new(st, "micro_batches", json_integer(p->stage_stats[i].micro_batches));
             json_object_set_new(st, "compute_seconds", json_real(p->stage_stats[i].compute_s));
         }

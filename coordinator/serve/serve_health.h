@@ -14,7 +14,8 @@
  *
  *   {"status": "ok" | "unavailable" | "draining", "running", "queued",
  *    "stages": [{"stage", "layers": [first, end), "local", "status",
- *                ("micro_batches", "compute_seconds" under mpirun)}],
+ *                ("micro_batches", "compute_seconds" under mpirun, when
+                no batch is in flight)}],
  *    "shards": [{"shard", "status", "entities", "triples"}],
  *    "error": the first part that failed}
  *

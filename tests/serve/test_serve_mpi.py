@@ -6,6 +6,10 @@ HTTP, 2 pipeline stages, 2 memory shards), with the real `openai` client:
   - a `"memory": true` request reads through the shard ranks and answers
     with the text, clean text and read trace `memllm generate --memory`
     gives in one process;
+  - two requests at once run in the two groups of the flowing schedule
+    (--micro-batches 2: one group's batch in the stages while the other
+    samples): the same texts, and /health asked meanwhile answers 200 with
+    both stages "ok" every time;
   - SIGTERM to the coordinator with a request in flight: the request is
     answered in full, every rank stops and mpirun exits 0.
 
@@ -22,8 +26,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_serve import (MR, PROMPTS, Server, check, failures, generate_all,  # noqa: E402
-                        memory_case, without_latency)
+from test_serve import (MR, PROMPTS, Server, call, check, failures,  # noqa: E402
+                        generate_all, memory_case, without_latency)
 
 
 def rank0(mpirun_pid):
@@ -57,13 +61,36 @@ def main():
         mem, prompt, want = memory_case(tmp, "--memshards", "2")
         base = generate_all(PROMPTS[:3], 24)
         s = Server("--adapter", f"mr={MR}", "--memory", mem, "--stages", "2", "--memshards", "2",
-                   launcher=launcher)
+                   "--micro-batches", "2", launcher=launcher)
         try:
             for p, w in zip(PROMPTS[:2], base):
                 r = s.client.completions.create(model="SmolLM2-135M-Instruct.Q4_1", prompt=p,
                                                 max_tokens=24, temperature=0)
                 check(r.choices[0].text == w, f"1+2+2 ranks {r.choices[0].text!r}, one process "
                       f"{w!r} for {p!r}")
+            # Both at once, /health polled until both are answered.
+            texts, probes = {}, []
+
+            def complete(i):
+                a = s.client.completions.create(model="SmolLM2-135M-Instruct.Q4_1",
+                                                prompt=PROMPTS[i], max_tokens=24, temperature=0)
+                texts[i] = a.choices[0].text
+
+            both = [threading.Thread(target=complete, args=(i,)) for i in range(2)]
+            for t in both:
+                t.start()
+            while any(t.is_alive() for t in both):
+                st, _, b = call(s.url + "/health")
+                probes.append((st, [x.get("status") for x in b.get("stages", [])]
+                               if isinstance(b, dict) else b))
+                time.sleep(0.05)
+            for t in both:
+                t.join()
+            check([texts.get(i) for i in range(2)] == base[:2],
+                  f"two requests at once on 1+2+2 ranks {texts}, one process {base[:2]}")
+            check(probes and all(p == (200, ["ok", "ok"]) for p in probes),
+                  f"/health while two requests ran: {probes}")
+            print(f"test_serve_mpi: {len(probes)} health checks while two requests ran")
             r = s.client.completions.create(model="mr", prompt=prompt, max_tokens=40,
                                             temperature=0, extra_body={"memory": True})
             choice = r.choices[0].model_dump()
