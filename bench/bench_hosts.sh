@@ -7,7 +7,7 @@
 # so every hop is TCP), launched by deploy/run-hosts.sh as the tests do.
 # Prints, for whole steps and for the flowing schedule, decode tokens/s,
 # the measured bubble, the activation hop and the ratio of tokens/s across
-# hosts to one host; then memory-read latency
+# hosts to one host; the hop's latency and bandwidth by message size; then memory-read latency
 # (bench_memory_mpi) to a shard rank on the same host and on another, and
 # in one process. Needs root (network namespaces); asserts nothing.
 #
@@ -64,6 +64,17 @@ for m in 2 4 8; do
 done
 echo "(bubble: here, then across hosts; hop: one micro-batch of activations, one way;"
 echo " ratio: tokens/s across hosts / here)"
+
+# The hop by message size (the M = 2 jobs' ping-pong between ranks 0 and 1).
+hop() { awk -F': ' -v k="hop_$2_bytes" '$1 == k { split($2, v, "[ ,]+"); print v[1], v[3] }' "$1"; }
+echo
+echo "one-way hop between ranks 0 and 1 by message size:"
+printf '%10s %12s %12s %14s %14s\n' bytes "ms here" "ms hosts" "MB/s here" "MB/s hosts"
+for bytes in 1024 4096 16384 65536 262144 1048576; do
+  read -r ms1 bw1 <<<"$(hop "$work/here-2.txt" "$bytes")"
+  read -r ms2 bw2 <<<"$(hop "$work/hosts-2.txt" "$bytes")"
+  printf '%10s %12s %12s %14s %14s\n' "$bytes" "$ms1" "$ms2" "$bw1" "$bw2"
+done
 
 # Memory reads: the coordinator on host 1, one shard rank on host 3 (one
 # shard: 2 ranks, no more than CI's cores; busy-polling ranks that share a

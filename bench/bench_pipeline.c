@@ -14,7 +14,8 @@
  *   mpirun -np 3 bench_pipeline MODEL --stages 2 [--batch 8] [--prompt 64]
  *                               [--decode 32] [--micro-batches M]
  * Prints 'name: value' lines (rank 0); the flowing schedule's start with
- * flowing_. */
+ * flowing_. Under MPI also the one-way hop between ranks 0 and 1 for
+ * messages of 1 KiB to 1 MiB (hop_BYTES_bytes: ms, MB/s). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,6 +362,13 @@ int main(int argc, char **argv)
         int M = bp.groups;
         bp.hop_bytes = (bp.batch + M - 1) / M * cfg.dim * (int)sizeof(float);
         bp.hop_s = hop_seconds(MPI_COMM_WORLD, rank, bp.hop_bytes);
+        /* The hop by message size, from a few tokens' activations to a
+         * prefill chunk's: its latency, and the bandwidth it reaches. */
+        for (int bytes = 1 << 10; bytes <= 1 << 20; bytes <<= 2) {
+            double t = hop_seconds(MPI_COMM_WORLD, rank, bytes);
+            if (rank == 0)
+                printf("hop_%d_bytes: %.4f ms, %.1f MB/s\n", bytes, 1e3 * t, bytes / t / 1e6);
+        }
     }
     int rc = cli_run_with_engine("bench_pipeline", &mo, NULL, job, &bp);
     if (mpi) MPI_Finalize();
