@@ -33,8 +33,7 @@ struct run_ctx {
     int max_in_flight; /* batches in the stages while a group samples */
 };
 
-static int before_sample(void *ctx, struct gen_sequence *s, const float *logits,
-                         struct mm_err *err)
+static int before_sample(void *ctx, struct gen_sequence *s, const float *logits, struct mm_err *err)
 {
     (void)logits;
     struct run_ctx *c = ctx;
@@ -49,8 +48,8 @@ static int before_sample(void *ctx, struct gen_sequence *s, const float *logits,
 
 /* Odd requests get three tokens inserted after their 4th (a memory read's
  * answer); every third rolls its last two tokens back once after its 6th. */
-static int on_token(void *ctx, struct gen_sequence *s, int32_t token, const char *piece,
-                    size_t len, struct mm_err *err)
+static int on_token(void *ctx, struct gen_sequence *s, int32_t token, const char *piece, size_t len,
+                    struct mm_err *err)
 {
     (void)token, (void)piece, (void)len;
     struct run_ctx *c = ctx;
@@ -112,8 +111,7 @@ static void make_requests(void)
 
 /* Runs every request with the slots in `groups` groups; returns the
  * scheduler's result, err set on failure. */
-static int run(struct engine *e, int groups, struct run_ctx *c, int fail_index,
-               struct mm_err *err)
+static int run(struct engine *e, int groups, struct run_ctx *c, int fail_index, struct mm_err *err)
 {
     memset(c, 0, sizeof(*c));
     c->e = e;
