@@ -190,6 +190,25 @@ static enum MHD_Result too_large(struct serve_http *h, struct MHD_Connection *c)
     return serve_send_error(c, &e);
 }
 
+/* Counts the request's answer by route and status once it is queued:
+ * every answer is queued inside handle(), before its first byte goes out,
+ * so a client that reads /metrics after its answer finds it counted. (The
+ * completion callback comes after the last byte: too late for that.) A
+ * client that went away before its answer was queued has no status: not
+ * counted. */
+static enum MHD_Result count_answer(struct serve_http *h, struct MHD_Connection *c, struct conn *cn,
+                                    enum MHD_Result rc)
+{
+    if (cn->answered) return rc;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+    if (ci && ci->http_status) {
+        serve_metrics_request(h->c.metrics, cn->route, ci->http_status);
+        cn->answered = 1;
+    }
+    return rc;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **con_cls)
@@ -205,7 +224,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > h->c.max_body) {
             cn->too_large = 1;
-            return too_large(h, c);
+            return count_answer(h, c, cn, too_large(h, c));
         }
         return MHD_YES;
     }
@@ -216,7 +235,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             *upload_size = 0;
             if (cn->too_large) return MHD_YES;
             cn->too_large = 1;
-            return too_large(h, c);
+            return count_answer(h, c, cn, too_large(h, c));
         }
         if (cn->len + *upload_size + 1 > cn->cap) {
             size_t cap = cn->cap ? cn->cap : 4096;
@@ -233,21 +252,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return MHD_YES;
     }
     if (cn->too_large) return MHD_YES;
-    return route(h, c, cn, url, method);
+    return count_answer(h, c, cn, route(h, c, cn, url, method));
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode why)
 {
     (void)why;
+    (void)c;
     struct serve_http *h = cls;
     struct conn *cn = *con_cls;
     if (!cn) return;
-    /* A client that went away before its answer was queued has no status:
-     * not counted. */
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
-    if (ci && ci->http_status) serve_metrics_request(h->c.metrics, cn->route, ci->http_status);
     if (cn->counted) {
         pthread_mutex_lock(&h->mu);
         h->in_flight--;

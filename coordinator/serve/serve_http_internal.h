@@ -31,7 +31,8 @@ struct conn {
     char *body;
     size_t len, cap;
     int too_large;
-    int counted; /* in h->in_flight */
+    int counted;  /* in h->in_flight */
+    int answered; /* in the metrics' requests by route and status */
     enum serve_metric_route route;
 };
 

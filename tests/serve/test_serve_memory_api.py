@@ -7,8 +7,8 @@ through the real binary on a random loopback port (urllib):
           generation with "memory": true reads them; an edit batch changes
           the read's answer and its undo restores the generation; entity
           lookup and stats; 401 without or with a wrong key, 403 for a
-          read-only key on every write route; /metrics equals what the client
-          sent and got (requests by route and status, tokens, time-to-first-
+          read-only key on every write route; /metrics counts each answer
+          before the client has it, and equals what the client sent and got (requests by route and status, tokens, time-to-first-
           token count, memory reads and operations); SIGTERM exits 0 and the
           memory reopens with `memllm memory verify` clean.
   annotate  a document posted to /v1/memory/annotate runs as a background job
@@ -122,6 +122,13 @@ def metric_values(text):
     return out
 
 
+def metrics(s):
+    """The server's /metrics, read with the read-only key."""
+    st, _, text = call(s.url + "/metrics", headers={"Authorization": "Bearer sk-ro"})
+    check(st == 200, f"/metrics: {st}")
+    return metric_values(text.decode() if isinstance(text, bytes) else json.dumps(text))
+
+
 def test_memapi():
     with tempfile.TemporaryDirectory(prefix="memllm-serve-memapi-") as tmp:
         prompt, facts = setup(tmp)
@@ -223,10 +230,20 @@ def test_memapi():
                 check(st == 403 and b["error"]["type"] == "permission_error",
                       f"read-only {method} {path}: {st} {b}")
 
+            # An answer is counted before the client has it: /metrics read
+            # at once after each of 100 answers shows it (CI once read it a
+            # moment before the count, when answers were counted as their
+            # connection finished).
+            behind = 0
+            for _ in range(100):
+                cl("/v1/memory/facts", "/v1/memory/facts", {"facts": facts[:1]}, method="POST",
+                   key="sk-ro")
+                n = metrics(s).get('memllm_requests_total{route="/v1/memory/facts",status="403"}')
+                behind += n != cl.tally[("/v1/memory/facts", "403")]
+            check(behind == 0, f"/metrics read after an answer missed it {behind} times in 100")
+
             # /metrics equals what this client sent and got.
-            st, _, text = call(s.url + "/metrics", headers={"Authorization": "Bearer sk-ro"})
-            check(st == 200, f"/metrics: {st}")
-            m = metric_values(text.decode() if isinstance(text, bytes) else json.dumps(text))
+            m = metrics(s)
             got = {(re.search(r'route="([^"]*)"', k).group(1),
                     re.search(r'status="(\d+)"', k).group(1)): v
                    for k, v in m.items() if k.startswith("memllm_requests_total{")}
