@@ -114,7 +114,8 @@ struct engine {
 /* All stages in this process. */
 int engine_open(struct engine *e, const struct engine_options *o, struct mm_err *err);
 /* Stages on ranks first_rank .. first_rank + P - 1 of comm, each running
- * engine_serve_stage with the same options. */
+ * engine_serve_stage with the same options; returns once all have loaded
+ * their layers. */
 int engine_open_mpi(struct engine *e, const struct engine_options *o, MPI_Comm comm, int first_rank,
                     struct mm_err *err);
 /* Stops the stages (MPI: tells the stage ranks to finish) and frees. */

@@ -11,7 +11,8 @@ enum {
     TAG_RESULT = 203,
     TAG_LOGITS = 204,
     TAG_ERROR = 205,
-    TAG_STATS = 206
+    TAG_STATS = 206,
+    TAG_READY = 207
 };
 enum { KIND_BATCH = 1, KIND_STOP = 2, KIND_ERROR = 3, KIND_STATS = 4, KIND_KV_SHARE = 5 };
 enum { H_KIND, H_N, H_N_LOGITS, H_HAS_ADAPTER, H_HAS_WANT, H_LEN };
@@ -97,6 +98,21 @@ struct pipeline_mpi *pipeline_mpi_open(MPI_Comm comm, int first_rank, int n_stag
                                .dim = dim,
                                .vocab = vocab,
                                .micro_batches = micro_batches > 0 ? micro_batches : 1};
+    /* Each stage says when its layers are loaded, so that the pipeline is
+     * open only once every stage can answer: a server then listens, and its
+     * /health probe asks, stages that are there (not ones still loading
+     * their weights). A stage that fails to load stops the job instead. */
+    for (int i = 0; i < n_stages; i++) {
+        int32_t index;
+        if (MPI_Recv(&index, 1, MPI_INT32_T, first_rank + i, TAG_READY, comm, MPI_STATUS_IGNORE) !=
+                MPI_SUCCESS ||
+            index != i) {
+            mm_err_set(err, "pipeline: stage %d (rank %d) did not say it is ready", i,
+                       first_rank + i);
+            free(p);
+            return NULL;
+        }
+    }
     return p;
 }
 
@@ -387,6 +403,8 @@ int pipeline_mpi_serve(struct engine_stage *s, MPI_Comm comm, int coordinator, i
     size_t in_cap = 0, hidden_cap = 0;
     int rc = -1, turn = 0;
     struct pipeline_stage_stats stats = {0};
+    const int32_t ready = index;
+    MPI_Send(&ready, 1, MPI_INT32_T, coordinator, TAG_READY, comm);
     for (;;) {
         MPI_Status st;
         int count;

@@ -31,6 +31,7 @@
 
 struct pipeline_mpi;
 
+/* Returns once every stage rank has loaded its layers and said so. */
 struct pipeline_mpi *pipeline_mpi_open(MPI_Comm comm, int first_rank, int n_stages, int dim,
                                        int vocab, int micro_batches, struct mm_err *err);
 /* Takes any uncollected results, sends the stop message down the
@@ -57,7 +58,8 @@ int pipeline_mpi_in_flight(const struct pipeline_mpi *p);
  * two batches. */
 int pipeline_mpi_kv_share(struct pipeline_mpi *p, int dst, int src, int len, struct mm_err *err);
 
-/* A stage rank's loop: serves until the stop message. */
+/* A stage rank's loop: says it is ready, then serves until the stop
+ * message. */
 int pipeline_mpi_serve(struct engine_stage *s, MPI_Comm comm, int coordinator, int first_rank,
                        int index, int n_stages, struct mm_err *err);
 
