@@ -58,16 +58,22 @@ roles=$(awk -v P="$stages" '{ sub(/#.*/, "") } NF { n = 1; for (i = 2; i <= NF; 
 # A host that drops off the network (a partition, a dead link) sends no
 # FIN, and with Open MPI's own TCP keepalives (idle 300 s, then 9 probes 20 s
 # apart) its daemon would be missed after 8 minutes, the job hanging until
-# then. Probing an idle daemon connection after a quarter of the bound,
-# then 3 probes a sixth of it apart, mpirun drops the daemon after 3/4 of
-# the bound and stops the job in the rest (measured: 2-3 s); the lost
-# host's daemon, cut off from mpirun the same way, kills its ranks.
+# then. Here mpirun drops a silent daemon after `detect` seconds (an idle
+# connection probed after a quarter of it, then 3 probes a quarter apart)
+# and stops the job in the rest of the bound; the lost host's daemon, cut
+# off from mpirun the same way, kills its ranks. `detect` is the rule of
+# the coordinator's heartbeat watch (coordinator/runtime/heartbeat.c):
+# three quarters of the bound, or less where the rest would leave Open MPI
+# under 6 s to end the job (measured: 3.5-4.2 s across hosts), never under
+# half of it.
 fail_s=${MEMLLM_FAIL_SECONDS:-30}
-idle=$((fail_s / 4 > 0 ? fail_s / 4 : 1))
-probe_s=$((fail_s / 6 > 0 ? fail_s / 6 : 1))
+detect=$((fail_s * 3 / 4))
+[ "$detect" -le $((fail_s - 6)) ] || detect=$((fail_s - 6))
+[ "$detect" -ge $((fail_s / 2)) ] || detect=$((fail_s / 2))
+quarter=$((detect / 4 > 0 ? detect / 4 : 1))
 
 mpi_flags=(--hostfile "$hostfile" -np "$ranks" --map-by slot
-  --mca oob_tcp_keepalive_time "$idle" --mca oob_tcp_keepalive_intvl "$probe_s"
+  --mca oob_tcp_keepalive_time "$quarter" --mca oob_tcp_keepalive_intvl "$quarter"
   --mca oob_tcp_keepalive_probes 3)
 [ "$(id -u)" -eq 0 ] && mpi_flags+=(--allow-run-as-root)
 # shellcheck disable=SC2206 # word splitting is the documented interface
