@@ -346,7 +346,10 @@ int main(int argc, char **argv)
     if (bp.groups > bp.batch) bp.groups = bp.batch;
     int mpi = getenv("OMPI_COMM_WORLD_SIZE") != NULL, world = 1, rank = 0;
     if (mpi) {
-        MPI_Init(&argc, &argv);
+        /* With threads, as memllm's own ranks start (cluster.c): the stage
+         * ranks beat to the coordinator's watch meanwhile, as in a job. */
+        int provided;
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
         MPI_Comm_size(MPI_COMM_WORLD, &world);
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     }
