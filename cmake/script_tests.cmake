@@ -6,8 +6,9 @@
 # Each gets OMP_WAIT_POLICY=passive (side by side under ctest -j, OpenMP
 # threads that spin would steal their siblings' cores), VAR=${VAR} for each
 # ENV name (MEMLLM_DATA, MEMLLM_MODELS_DIR, MEMLLM_FIXTURES: what the script
-# reads), and MEMLLM_BIN. SKIP_RETURN_CODE: the exit status of a script that
-# cannot run here (e.g. 77, not root) and says why.
+# reads), MEMLLM_BIN, and MEMLLM_TEST_SIZE=small under the sanitizers
+# (tests/CMakeLists.txt's MEMLLM_TEST_SIZE_ENV). SKIP_RETURN_CODE: the exit
+# status of a script that cannot run here (e.g. 77, not root) and says why.
 function(memllm_script_tests name)
   cmake_parse_arguments(T "" "SCRIPT;TIMEOUT;SKIP_RETURN_CODE" "CASES;ARGS;ENV" ${ARGN})
   if(NOT T_SCRIPT OR NOT T_CASES)
@@ -17,7 +18,7 @@ function(memllm_script_tests name)
   foreach(var IN LISTS T_ENV)
     string(APPEND env ";${var}=${${var}}")
   endforeach()
-  string(APPEND env ";MEMLLM_BIN=$<TARGET_FILE:memllm>")
+  string(APPEND env ";MEMLLM_BIN=$<TARGET_FILE:memllm>${MEMLLM_TEST_SIZE_ENV}")
   foreach(case IN LISTS T_CASES)
     add_test(NAME ${name}_${case}
       COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/${T_SCRIPT} ${case} ${T_ARGS})

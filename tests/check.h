@@ -10,7 +10,9 @@
 static int check_failures;
 
 /* SANITIZED: 1 in an AddressSanitizer build, which runs several times
- * slower; the few tests that would dominate CI's time there do less. */
+ * slower; the few tests that would dominate CI's time there do less. (The
+ * test scripts learn the same from MEMLLM_TEST_SIZE=small: see
+ * tests/CMakeLists.txt.) */
 #if defined(__SANITIZE_ADDRESS__)
 #define SANITIZED 1
 #elif defined(__has_feature)

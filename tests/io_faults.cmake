@@ -22,14 +22,11 @@ endif()
 # former, there on the first and last SST file only). Needs no root.
 if(TARGET memllm)
   set(CORRUPT_SST_CASES one)
-  set(CORRUPT_SST_FILES all)
-  if(MEMLLM_SANITIZE)
-    set(CORRUPT_SST_FILES ends)
-  else()
+  if(NOT MEMLLM_SANITIZE)
     list(APPEND CORRUPT_SST_CASES mpi)
   endif()
   memllm_script_tests(test_corrupt_sst SCRIPT io_faults/corrupt_sst.sh CASES ${CORRUPT_SST_CASES}
-    ARGS ${CORRUPT_SST_FILES} ENV MEMLLM_DATA TIMEOUT 180)
+    ENV MEMLLM_DATA TIMEOUT 180)
 endif()
 
 # The client API behind it (mm_memory_fault: what memllm serve maps to 507

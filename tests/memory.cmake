@@ -43,9 +43,6 @@ add_test(NAME test_memory_mpi_crash
 
 # The approximate entity index: recall, threshold searches, its graph file,
 # and identical answers on Re-DocRED dev with and without it.
-memllm_test(test_memory_ann SOURCES test_memory_ann.c LIBS ${MEMORY_TEST_LIBS})
 # Under the sanitizers the recall test's graph holds 5k rows, not 20k (the
 # same code; its build there took most of 150 s of CPU).
-if(MEMLLM_SANITIZE)
-  target_compile_definitions(test_memory_ann PRIVATE MEMLLM_TEST_ANN_ROWS=5000)
-endif()
+memllm_test(test_memory_ann SOURCES test_memory_ann.c LIBS ${MEMORY_TEST_LIBS})

@@ -13,13 +13,10 @@ memllm_test(test_edit_cli SOURCES test_edit_cli.c LIBS mm_common ARGS ${MPIEXEC_
 add_dependencies(test_edit_cli memllm)
 # Corpus annotation through the binary: refusals, one process vs mpirun,
 # and jobs killed part way (SIGKILL, a stage rank, a shard rank) resumed.
-# Under the sanitizers ("small"), one Re-DocRED document in the layouts'
-# corpus, not two (the same layouts and checks; 365 s there in all).
-if(MEMLLM_SANITIZE)
-  set(ANNOTATE_CLI_SIZE small)
-endif()
+# Under the sanitizers, one Re-DocRED document in the layouts' corpus, not
+# two (the same layouts and checks; 365 s there in all).
 memllm_test(test_annotate_cli SOURCES test_annotate_cli.c LIBS mm_coordinator
-  ARGS ${MPIEXEC_EXECUTABLE} ${ANNOTATE_CLI_SIZE})
+  ARGS ${MPIEXEC_EXECUTABLE})
 add_dependencies(test_annotate_cli memllm)
 # Run a model forward: also under each OpenBLAS core type (tests/run-all.sh).
 set_tests_properties(test_memllm_write test_prefix_cache test_scheduler_groups test_annotate_cli

@@ -27,14 +27,9 @@ function(serve_script_test name script)
   endif()
   add_test(NAME ${name} COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/serve/${script} ${T_ARGS})
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} SKIP_RETURN_CODE 77 ENVIRONMENT
-    "OMP_WAIT_POLICY=passive;MEMLLM_MPIRUN=${MPIEXEC_EXECUTABLE};MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters")
+    "OMP_WAIT_POLICY=passive;MEMLLM_MPIRUN=${MPIEXEC_EXECUTABLE};MEMLLM_BIN=$<TARGET_FILE:memllm>;MEMLLM_MODELS_DIR=${MEMLLM_MODELS_DIR};MEMLLM_DATA=${MEMLLM_DATA};MEMLLM_ADAPTERS=${CMAKE_SOURCE_DIR}/adapters${MEMLLM_TEST_SIZE_ENV}")
   if(T_LABEL)
     set_tests_properties(${name} PROPERTIES LABELS ${T_LABEL})
-  endif()
-  # Under the sanitizers a token costs ten times as much: the scripts that
-  # read MEMLLM_TEST_SIZE (test_serve.py's SMALL) check the same on less data.
-  if(MEMLLM_SANITIZE)
-    set_property(TEST ${name} APPEND PROPERTY ENVIRONMENT "MEMLLM_TEST_SIZE=small")
   endif()
 endfunction()
 

@@ -20,10 +20,10 @@
  *     uninterrupted one (not under the sanitizers). (A stage
  *     rank's death: tests/pipeline/kill_stage.sh.)
  *
- *   test_annotate_cli MPIRUN [small]
+ *   test_annotate_cli MPIRUN
  *
- * small (the sanitizer build, where each generated token costs ten times
- * as much): the layouts' corpus holds one Re-DocRED document, not two (13
+ * In the sanitizer build (SANITIZED, where each generated token costs ten
+ * times as much), the layouts' corpus holds one Re-DocRED document, not two (13
  * sentences a layout, not 18); the same layouts, code paths and checks. */
 #include <dirent.h>
 #include <signal.h>
@@ -37,7 +37,6 @@
 #include "triple_text.h"
 
 static char bin[1024], mpirun[1024], work[] = "/tmp/memllm-annotate-XXXXXX";
-static int small;
 
 static struct cmd_result memllm(int ranks, const char *const *args)
 {
@@ -394,7 +393,7 @@ static int check_facts(const char *dumped, json_t *docs)
 static void layouts(void)
 {
     json_t *docs = json_array();
-    redocred_docs(docs, small ? 1 : 2);
+    redocred_docs(docs, SANITIZED ? 1 : 2);
     const char *const capitals[4][2] = {
         {"Paris", "France"}, {"Rome", "Italy"}, {"Berlin", "Germany"}, {"Lisbon", "Portugal"}};
     fewshot_doc(docs, "capitals", capitals);
@@ -413,7 +412,7 @@ static void layouts(void)
     size_t n_docs = json_array_size(docs) + 1, n_sents = 4, i;
     json_t *d;
     json_array_foreach(docs, i, d) n_sents += json_array_size(json_object_get(d, "sents"));
-    CHECKF(n_sents == (small ? 13 : 18), "%zu sentences in the corpus", n_sents);
+    CHECKF(n_sents == (SANITIZED ? 13 : 18), "%zu sentences in the corpus", n_sents);
     char want_docs[64], want_sents[64];
     snprintf(want_docs, sizeof(want_docs), "documents: %zu\n", n_docs);
     snprintf(want_sents, sizeof(want_sents), "sentences: %zu\n", n_sents);
@@ -643,10 +642,8 @@ static void resume(void)
 
 int main(int argc, char **argv)
 {
-    REQUIRE(argc == 2 || (argc == 3 && !strcmp(argv[2], "small")),
-            "usage: test_annotate_cli MPIRUN [small]");
+    REQUIRE(argc == 2, "usage: test_annotate_cli MPIRUN");
     snprintf(mpirun, sizeof(mpirun), "%s", argv[1]);
-    small = argc == 3;
     snprintf(bin, sizeof(bin), "%s", getenv("MEMLLM_BIN"));
     REQUIRE(mkdtemp(work), "mkdtemp");
     char fixtures[1024], smol[1024];

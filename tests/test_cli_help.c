@@ -12,10 +12,10 @@
  *   contradicts --memory, and the commands that need a memory (annotate,
  *   edit, memory ...) refuse it saying why.
  *
- *   test_cli_help MPIRUN [once]
+ *   test_cli_help MPIRUN
  *
  * A usage text's option is tried once per command, however often the text
- * names it. With once (the sanitizer build, where each start of memllm
+ * names it. In the sanitizer build (SANITIZED, where each start of memllm
  * costs half a second), only on the first command whose usage names it
  * (84 starts instead of 246), so that each option's parsing still runs
  * under the sanitizers. */
@@ -31,8 +31,7 @@
 static char bin[1024], mpirun[1024], model[1200];
 
 /* The documented options already given to this command (a usage text
- * may name one several times), or with "once" to any command. */
-static int options_once;
+ * may name one several times), or in the sanitizer build to any command. */
 static char seen_options[256][64];
 static int n_seen_options;
 
@@ -149,7 +148,7 @@ static void check_unknown_option(const char *const *words, int nwords)
  * it may miss its value or other required options, but it is not unknown. */
 static void check_documented_options(const char *const *words, int nwords, const char *usage)
 {
-    if (!options_once) n_seen_options = 0;
+    if (!SANITIZED) n_seen_options = 0;
     for (const char *p = strstr(usage, "--"); p; p = strstr(p + 2, "--")) {
         if (p > usage && (isalnum((unsigned char)p[-1]) || p[-1] == '-')) continue;
         char opt[64] = "--";
@@ -310,10 +309,8 @@ static void check_no_memory(void)
 
 int main(int argc, char **argv)
 {
-    REQUIRE(argc == 2 || (argc == 3 && !strcmp(argv[2], "once")),
-            "usage: test_cli_help MPIRUN [once]");
+    REQUIRE(argc == 2, "usage: test_cli_help MPIRUN");
     snprintf(mpirun, sizeof(mpirun), "%s", argv[1]);
-    options_once = argc == 3;
     snprintf(bin, sizeof(bin), "%s", getenv("MEMLLM_BIN"));
     test_path("MEMLLM_FIXTURES", "models/tiny-mistral", model, sizeof(model));
     check_every_help();

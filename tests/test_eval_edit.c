@@ -18,11 +18,11 @@
  *     --memory, the unedited model's figures;
  *   - bad input: --edits 0, documents that give no case.
  *
- * SIZE "small" (the sanitizer build, where each generated token costs ten
- * times as much): 2 edits and 1 locality probe, the same rounds (T = 1
+ * In the sanitizer build (SANITIZED, where each generated token costs ten
+ * times as much), 2 edits and 1 locality probe, the same rounds (T = 1
  * and the last) and code paths.
  *
- *   test_eval_edit MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR [MPIEXEC [SIZE]] */
+ *   test_eval_edit MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR [MPIEXEC] */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +34,7 @@
 #include "run_cmd.h"
 
 static const char *bin, *mpirun;
-static int n_edits = 3, n_locality = 2;
+static const int n_edits = SANITIZED ? 2 : 3, n_locality = SANITIZED ? 1 : 2;
 static char tmp[] = "/tmp/memllm_edit_XXXXXX", path[8][1200], model[1200], adapter[1200];
 
 static const char *in_tmp(int slot, const char *name)
@@ -279,14 +279,10 @@ static void command(json_t *all)
 
 int main(int argc, char **argv)
 {
-    REQUIRE(argc >= 5, "usage: test_eval_edit MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR "
-                       "[MPIEXEC [SIZE]]");
+    REQUIRE(argc == 5 || argc == 6,
+            "usage: test_eval_edit MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR [MPIEXEC]");
     bin = argv[1];
     mpirun = argc > 5 && argv[5][0] ? argv[5] : NULL;
-    if (argc > 6 && !strcmp(argv[6], "small")) {
-        n_edits = 2;
-        n_locality = 1;
-    }
     snprintf(model, sizeof(model), "%s/SmolLM2-135M-Instruct.Q4_1.gguf", argv[3]);
     snprintf(adapter, sizeof(adapter), "%s/smollm2-135m-mr", argv[4]);
     REQUIRE(mkdtemp(tmp), "mkdtemp");

@@ -11,12 +11,12 @@
  *   - bad input: a malformed document fails naming it, --val too large, no
  *     adapter.
  *
- * SIZE "small" (the sanitizer build, where each generated token costs ten
- * times as much): the adapter writes at most 48 tokens a sentence
+ * In the sanitizer build (SANITIZED, where each generated token costs ten
+ * times as much), the adapter writes at most 48 tokens a sentence
  * (--max-tokens 48, the bound of tests/serve's annotate jobs), not the
  * default 256 its late stopping may run to; the same run and checks.
  *
- *   test_eval_extract MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR [SIZE] */
+ *   test_eval_extract MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR */
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +26,6 @@
 #include "run_cmd.h"
 
 static const char *bin;
-static int small;
 static char tmp[] = "/tmp/memllm_eval_XXXXXX", path[4][1200];
 
 static const char *in_tmp(int slot, const char *name)
@@ -77,7 +76,7 @@ static void end_to_end(const char *models, const char *adapters)
     const char *args[] = {"eval",      "extract",  in_tmp(0, "one.json"),
                           "--model",   model,      "--adapter",
                           adapter,     "--memory", in_tmp(1, "mem"),
-                          "--threads", "2",        small ? "--max-tokens" : NULL,
+                          "--threads", "2",        SANITIZED ? "--max-tokens" : NULL,
                           "48",        NULL};
     struct cmd_result r = run_memllm(NULL, bin, 0, args, NULL);
     REQUIRE(r.status == 0, "exit %d: %s", r.status, r.err);
@@ -122,10 +121,8 @@ static void end_to_end(const char *models, const char *adapters)
 
 int main(int argc, char **argv)
 {
-    REQUIRE(argc == 5 || (argc == 6 && (!strcmp(argv[5], "small") || !strcmp(argv[5], "full"))),
-            "usage: test_eval_extract MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR [SIZE]");
+    REQUIRE(argc == 5, "usage: test_eval_extract MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR");
     bin = argv[1];
-    small = argc == 6 && !strcmp(argv[5], "small");
     REQUIRE(mkdtemp(tmp), "mkdtemp");
     char dev[1200];
     snprintf(dev, sizeof(dev), "%s/redocred/dev_revised.json", argv[2]);

@@ -14,13 +14,13 @@
  *     the figures are the same bits;
  *   - bad input: an unknown --reads, a --gold that holds no memory.
  *
- * SIZE "small" (the sanitizer build, where each generated token costs ten
- * times as much): the mpirun run reads the gold memory (--reads gold) and
+ * In the sanitizer build (SANITIZED, where each generated token costs ten
+ * times as much), the mpirun run reads the gold memory (--reads gold) and
  * is compared with the one-process gold run, not the model's own reads:
  * those are the slowest condition (they decode the read calls), and they
  * still run, in one process, under the sanitizers.
  *
- *   test_eval_ppl MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR [MPIEXEC [SIZE]] */
+ *   test_eval_ppl MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR [MPIEXEC] */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +34,6 @@
 #include "run_cmd.h"
 
 static const char *bin, *mpirun;
-static int small;
 static char tmp[] = "/tmp/memllm_ppl_XXXXXX", path[8][1200], model[1200], adapter[1200];
 
 static const char *in_tmp(int slot, const char *name)
@@ -195,10 +194,10 @@ static void command(json_t *all)
            out_figure(none, "target_ppl"), out_figure(gold, "target_ppl"),
            out_figure(own, "target_ppl"), out_figure(own, "reads"), out_figure(base, "target_ppl"));
     if (mpirun) {
-        const char *reads = small ? "gold" : "model";
+        const char *reads = SANITIZED ? "gold" : "model";
         char *mpi = eval_ppl(reads, 1, 2);
-        CHECKF(!strcmp(mpi, small ? gold : own), "--reads %s under mpirun:%s\none process:%s",
-               reads, mpi, small ? gold : own);
+        CHECKF(!strcmp(mpi, SANITIZED ? gold : own), "--reads %s under mpirun:%s\none process:%s",
+               reads, mpi, SANITIZED ? gold : own);
         free(mpi);
     }
     free(none), free(gold), free(own), free(base);
@@ -218,11 +217,10 @@ static void command(json_t *all)
 
 int main(int argc, char **argv)
 {
-    REQUIRE(argc >= 5 && (argc < 7 || !strcmp(argv[6], "small") || !strcmp(argv[6], "full")),
-            "usage: test_eval_ppl MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR [MPIEXEC [SIZE]]");
+    REQUIRE(argc == 5 || argc == 6,
+            "usage: test_eval_ppl MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR [MPIEXEC]");
     bin = argv[1];
     mpirun = argc > 5 && argv[5][0] ? argv[5] : NULL;
-    small = argc > 6 && !strcmp(argv[6], "small");
     snprintf(model, sizeof(model), "%s/SmolLM2-135M-Instruct.Q4_1.gguf", argv[3]);
     snprintf(adapter, sizeof(adapter), "%s/smollm2-135m-mr", argv[4]);
     REQUIRE(mkdtemp(tmp), "mkdtemp");

@@ -18,9 +18,9 @@ real `openai` client from PyPI and plain HTTP (urllib, http.client):
 
     test_serve.py api|memory|limits
 Environment (set by ctest): MEMLLM_BIN, MEMLLM_MODELS_DIR, MEMLLM_DATA,
-MEMLLM_ADAPTERS; MEMLLM_TEST_SIZE=small in the sanitizer build (tests/serve.cmake),
-where each token costs ten times as much: the scripts that name it do the
-same checks on less data.
+MEMLLM_ADAPTERS; MEMLLM_TEST_SIZE=small in the sanitizer build
+(tests/CMakeLists.txt), where each token costs ten times as much: the
+scripts that name it do the same checks on less data.
 """
 import http.client
 import json
