@@ -15,7 +15,7 @@
 # A crashing input is kept in BUILD_DIR/fuzz-crashes/.
 set -euo pipefail
 
-build=${1:?usage: $0 BUILD_DIR [SECONDS_PER_TARGET]}
+build=${1:?usage: $0 BUILD_DIR [SECONDS_PER_TARGET [JOBS]]}
 secs=${2:-30}
 jobs=${3:-$(nproc)}
 here=$(cd "$(dirname "$0")" && pwd)

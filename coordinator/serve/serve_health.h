@@ -15,7 +15,7 @@
  *   {"status": "ok" | "unavailable" | "draining", "running", "queued",
  *    "stages": [{"stage", "layers": [first, end), "local", "status",
  *                ("micro_batches", "compute_seconds" under mpirun, when
-                no batch is in flight)}],
+ *                 no batch is in flight)}],
  *    "shards": [{"shard", "status", "entities", "triples"}],
  *    "error": the first part that failed}
  *

@@ -38,7 +38,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_serve import Server, call, check, failures, run  # noqa: E402
-from test_serve_memory_api import MW, dump, metric_values  # noqa: E402
+from test_serve_memory_api import MW, dump, metrics  # noqa: E402
 
 HEALTH_TIMEOUT = 3
 
@@ -139,12 +139,6 @@ def session(s, facts, doc):
     check(p.get("status") == "done" and p["sentences_done"] == len(doc["sents"])
           and p["usage"]["completion_tokens"] > 0, f"the annotate job ended {p}")
     return out, p.get("usage", {}), usage
-
-
-def metrics(s):
-    st, _, text = call(s.url + "/metrics", headers={"Authorization": "Bearer sk-ro"})
-    check(st == 200, f"/metrics: {st}")
-    return metric_values(text.decode() if isinstance(text, bytes) else json.dumps(text))
 
 
 def shard_counts(m):
