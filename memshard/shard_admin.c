@@ -11,12 +11,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "remove_tree.h"
 
 static int check_path(const char *what, const char *path, struct shard_status *st)
 {
@@ -29,21 +30,6 @@ static int check_path(const char *what, const char *path, struct shard_status *s
             return shard_fail(st, MEMLLM__STATUS__STATUS_INVALID_ARGUMENT,
                               "%s: control character in path", what);
     return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int remove_tree(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0) return errno == ENOENT ? 0 : -1;
-    return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static int copy_file(const char *from, const char *to)

@@ -10,6 +10,7 @@
  *     with a message naming it and writes no adapter.
  *
  *   test_train_cli MEMLLM_BIN FIXTURES_DIR [MPIRUN] */
+#include <errno.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -193,6 +194,14 @@ static void resume_after_kill(void)
     int ws;
     waitpid(pid, &ws, 0);
     CHECKF(killed && WIFSIGNALED(ws), "the run was not killed mid-way (it ended first?)");
+    /* What a kill inside a save's st_write leaves, whether or not this kill
+     * landed there: the scratch directory with a half-written file */
+    char scratch[2100], half[2200];
+    snprintf(scratch, sizeof(scratch), "%s/checkpoint.tmp", cut);
+    snprintf(half, sizeof(half), "%s/state.safetensors.tmp", scratch);
+    REQUIRE(mkdir(scratch, 0755) == 0 || errno == EEXIST, "mkdir %s", scratch);
+    FILE *f = fopen(half, "wb");
+    REQUIRE(f && fputs("half", f) >= 0 && fclose(f) == 0, "write %s", half);
     const char *resume[] = {"--epochs", "30",      "--batch",  "2", "--save-every",
                             "1",        "--quiet", "--resume", NULL};
     r = train(0, path_in("train.jsonl"), cut, resume);

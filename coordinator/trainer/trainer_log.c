@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "plot_png.h"
+#include "remove_tree.h"
 #include "safetensors.h"
 #include "trainer.h"
 
@@ -129,17 +130,6 @@ static int write_state(const char *dir, const struct train_params *p, const stru
     return 0;
 }
 
-static void remove_dir(const char *dir)
-{
-    static const char *const files[] = {"state.safetensors", "state.json"};
-    char path[4200];
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
-}
-
 int trainer_checkpoint_save(const char *dir, const struct train_params *p, const struct adamw *o,
                             int64_t step, const struct trainer_log *l, struct mm_err *err)
 {
@@ -147,18 +137,17 @@ int trainer_checkpoint_save(const char *dir, const struct train_params *p, const
     snprintf(tmp, sizeof(tmp), "%s/checkpoint.tmp", dir);
     snprintf(cur, sizeof(cur), "%s/checkpoint", dir);
     snprintf(old, sizeof(old), "%s/checkpoint.old", dir);
-    remove_dir(tmp);
-    if (mkdir(tmp, 0755) != 0) {
+    if (remove_tree(tmp) != 0 || mkdir(tmp, 0755) != 0) {
         mm_err_set(err, "%s: %s", tmp, strerror(errno));
         return -1;
     }
     if (write_state(tmp, p, o, step, l, err)) return -1;
-    remove_dir(old);
+    remove_tree(old);
     if ((rename(cur, old) != 0 && errno != ENOENT) || rename(tmp, cur) != 0) {
         mm_err_set(err, "%s: could not swap in the new checkpoint: %s", cur, strerror(errno));
         return -1;
     }
-    remove_dir(old);
+    remove_tree(old);
     return 0;
 }
 
