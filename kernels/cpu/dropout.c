@@ -11,14 +11,6 @@
 #include "internal.h"
 #include "train_rng.h"
 
-/* w's low n bits into bits at bit position at (bits already zero there). */
-static void or_bits(uint32_t *bits, int64_t at, uint32_t w, int n)
-{
-    int shift = (int)(at % 32);
-    bits[at / 32] |= w << shift;
-    if (shift && n > 32 - shift) bits[at / 32 + 1] |= w >> (32 - shift);
-}
-
 static void mask_scalar(uint32_t *bits, int64_t bit0, int64_t count, uint64_t seed, uint64_t module,
                         uint64_t first, float p)
 {
@@ -28,6 +20,14 @@ static void mask_scalar(uint32_t *bits, int64_t bit0, int64_t count, uint64_t se
 }
 
 #ifdef K_HAVE_AVX2
+
+/* w's low n bits into bits at bit position at (bits already zero there). */
+static void or_bits(uint32_t *bits, int64_t at, uint32_t w, int n)
+{
+    int shift = (int)(at % 32);
+    bits[at / 32] |= w << shift;
+    if (shift && n > 32 - shift) bits[at / 32 + 1] |= w >> (32 - shift);
+}
 
 /* a * c mod 2^64 in each 64-bit lane, from 32 x 32 -> 64-bit products. */
 static inline __m256i mul64(__m256i a, __m256i c_lo, __m256i c_hi)
