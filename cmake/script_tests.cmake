@@ -1,8 +1,9 @@
 # memllm_script_tests(NAME SCRIPT CASES case... [ARGS arg...] [ENV VAR...]
 #                     [TIMEOUT S] [SKIP_RETURN_CODE N])
 # One test per case, NAME_<case>, each running `bash SCRIPT <case> ARGS...`
-# (SCRIPT relative to tests/) against this build's memllm: the fault
-# scripts of tests/faults and tests/io_faults, which differ only in these.
+# (SCRIPT in the calling area's folder) against this build's memllm: the
+# fault scripts of tests/faults and tests/io_faults, which differ only in
+# these.
 # Each gets OMP_WAIT_POLICY=passive (side by side under ctest -j, OpenMP
 # threads that spin would steal their siblings' cores), VAR=${VAR} for each
 # ENV name (MEMLLM_DATA, MEMLLM_MODELS_DIR, MEMLLM_FIXTURES: what the script

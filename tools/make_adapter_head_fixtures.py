@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PEFT adapters that adapt the ends of the model, for tests/test_lora_head.c.
+"""PEFT adapters that adapt the ends of the model, for tests/worker/test_lora_head.c.
 
     python3 tools/make_adapter_head_fixtures.py      # ~10 s on 2 cores
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Renders conversations with HF transformers' apply_chat_template into
 tests/fixtures/chat_templates/rendered.json, the reference that
-tests/test_serve_chat_template.c compares memllm's C chat templates with
+tests/serve/test_serve_chat_template.c compares memllm's C chat templates with
 (coordinator/serve/serve_chat_template.c).
 
 The templates are the models' own Jinja texts, embedded here (no download):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference sentence embeddings for tests/test_embedder_bert.c.
+"""Reference sentence embeddings for tests/embedder/test_embedder_bert.c.
 
   python3 tools/make_embedder_fixtures.py [--models-dir DIR] [--data DIR]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the model-file fixtures of tests/test_gguf.c and tests/test_safetensors.c.
+"""Writes the model-file fixtures of tests/model_files/test_gguf.c and tests/model_files/test_safetensors.c.
 
 The files are made by the reference writers: the `gguf` package's GGUFWriter
 (with its own quantizers for Q8_0/Q4_0/Q4_1/BF16), safetensors' save_file and

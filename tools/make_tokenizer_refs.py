@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference token ids for tests/test_tokenizer_refs.c.
+"""Reference token ids for tests/tokenizer/test_tokenizer_refs.c.
 
   python3 tools/make_tokenizer_refs.py [--models-dir DIR]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch + PEFT reference for memllm's LoRA trainer (tests/test_train_reference.c).
+"""PyTorch + PEFT reference for memllm's LoRA trainer (tests/trainer/test_train_reference.c).
 
     python3 tools/make_train_reference.py [--memllm BIN | --no-memllm]   # ~10 s on 2 cores
 

@@ -27,7 +27,7 @@ static const struct command commands[] = {
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-/* Lists the commands (tests/test_cli_help.c reads this list to run every
+/* Lists the commands (tests/cli/test_cli_help.c reads this list to run every
  * command's --help). */
 static void usage(FILE *out)
 {

@@ -2,7 +2,7 @@
  * was trained on, as HF's apply_chat_template(add_generation_prompt=True)
  * renders it with the model's own Jinja template. Instead of a Jinja
  * interpreter, the template's text is recognised as one of the families
- * below and rendered in C; tests/test_serve_chat_template.c checks the
+ * below and rendered in C; tests/serve/test_serve_chat_template.c checks the
  * output against HF's on committed fixtures
  * (tools/make_chat_template_fixtures.py).
  *

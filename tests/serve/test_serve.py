@@ -304,7 +304,7 @@ def without_latency(reads, shards):
 
 def memory_case(tmp, *memory_args):
     """Re-DocRED dev document 33, held out of the adapters' training (as
-    tests/test_adapter_mr.c): its gold facts as a memory in tmp (with
+    tests/eval/test_adapter_mr.c): its gold facts as a memory in tmp (with
     memory_args, e.g. --memshards), the text before its first read point as
     the prompt, and `memllm generate --memory`'s answer (40 tokens, greedy)
     in one process. Returns (memory dir, prompt, answer)."""

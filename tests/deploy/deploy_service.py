@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 MODEL = os.path.join(os.environ["MEMLLM_MODELS_DIR"], "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 

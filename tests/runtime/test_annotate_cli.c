@@ -18,7 +18,7 @@
  *     rank, the documents recorded as done keep their facts, and the
  *     restarted job ends with a memory that verifies and equals the
  *     uninterrupted one (not under the sanitizers). (A stage
- *     rank's death: tests/pipeline/kill_stage.sh.)
+ *     rank's death: tests/engine/kill_stage.sh.)
  *
  *   test_annotate_cli MPIRUN
  *

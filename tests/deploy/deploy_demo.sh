@@ -5,7 +5,7 @@
 # trace whose read found answers in that memory.
 #   MEMLLM_BIN, MEMLLM_MODELS_DIR: as the other tests get them.
 set -uo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 out=$(MEMLLM_MODEL="$MEMLLM_MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf" MEMLLM_THREADS=2 \
   "$root/deploy/demo.sh" 2>&1)
 rc=$?
