@@ -26,14 +26,16 @@ static double read_bandwidth_gbs(size_t bytes)
     uint64_t *buf = malloc(n * sizeof(uint64_t));
     if (!buf) return 0.0;
 #pragma omp parallel for
-    for (size_t i = 0; i < n; i++) buf[i] = i & 7;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = i & 7;
     double best = 0.0;
     volatile uint64_t sink = 0;
     for (int pass = 0; pass < 5; pass++) {
         double t0 = progress_now();
         uint64_t total = 0;
 #pragma omp parallel for reduction(+ : total)
-        for (size_t i = 0; i < n; i++) total += buf[i];
+        for (size_t i = 0; i < n; i++)
+            total += buf[i];
         double t = progress_now() - t0;
         sink += total;
         double gbs = (double)(n * sizeof(uint64_t)) / t / 1e9;
@@ -53,7 +55,8 @@ static size_t weight_bytes_per_token(const struct model *m)
 {
     size_t bytes = matrix_bytes(&m->lm_head);
     for (int l = 0; l < m->layer_end - m->layer_begin; l++)
-        for (int i = 0; i < LIN_COUNT; i++) bytes += matrix_bytes(&m->layers[l].lin[i]);
+        for (int i = 0; i < LIN_COUNT; i++)
+            bytes += matrix_bytes(&m->layers[l].lin[i]);
     return bytes;
 }
 
@@ -61,7 +64,8 @@ static void run(struct stage *s, const int32_t *ids, int n, int pos0, float *log
 {
     int32_t *pos = malloc((size_t)n * sizeof(int32_t)), *slot = calloc((size_t)n, sizeof(int32_t));
     uint8_t *want = calloc((size_t)n, 1);
-    for (int i = 0; i < n; i++) pos[i] = pos0 + i;
+    for (int i = 0; i < n; i++)
+        pos[i] = pos0 + i;
     want[n - 1] = 1;
     struct stage_batch b = {.n = n, .tokens = ids, .pos = pos, .slot = slot, .logits = want};
     struct mm_err err = {{0}};
@@ -94,7 +98,8 @@ int main(int argc, char **argv)
     }
     const int V = m->cfg.vocab_size;
     int32_t *ids = malloc((size_t)(n_prompt + n_decode) * sizeof(int32_t));
-    for (int i = 0; i < n_prompt; i++) ids[i] = (int32_t)((i * 7919 + 13) % V);
+    for (int i = 0; i < n_prompt; i++)
+        ids[i] = (int32_t)((i * 7919 + 13) % V);
     float *logits = malloc((size_t)V * sizeof(float));
 
     run(&s, ids, 8, 0, logits); /* warm-up: page in the weights */
@@ -135,7 +140,7 @@ int main(int argc, char **argv)
     printf("read_bandwidth_working_set_gb_s: %.2f\n", bw_ws);
     printf("decode_fraction_of_working_set_roofline: %.3f\n", (n_decode / decode) / roofline_ws);
     printf("kv_cache_bytes: %.0f\n", 2.0 * m->cfg.n_layers * model_config_kv_dim(&m->cfg) *
-                                          sizeof(float) * (n_prompt + n_decode));
+                                         sizeof(float) * (n_prompt + n_decode));
     printf("peak_rss_mib: %.1f\n", ru.ru_maxrss / 1024.0);
     free(ids);
     free(logits);

@@ -9,15 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
-enum mm_dtype {
-    MM_F32,
-    MM_F16,
-    MM_BF16,
-    MM_Q8_0,
-    MM_Q4_0,
-    MM_Q4_1,
-    MM_DTYPE_COUNT
-};
+enum mm_dtype { MM_F32, MM_F16, MM_BF16, MM_Q8_0, MM_Q4_0, MM_Q4_1, MM_DTYPE_COUNT };
 
 #define MM_QBLOCK 32 /* elements per block of every quantized type */
 
@@ -69,7 +61,7 @@ static inline uint16_t mm_f32_to_bf16(float f)
     uint32_t u;
     memcpy(&u, &f, sizeof(u));
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 64); /* quiet NaN */
-    return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1u))) >> 16);           /* round to nearest even */
+    return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1u))) >> 16); /* round to nearest even */
 }
 
 float mm_f16_to_f32(uint16_t h);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
+#   0. style: every C and CUDA file as clang-format (.clang-format) writes it;
 #   1. Release build, every ctest test (OpenBLAS picks its kernels itself);
 #   2. the tests that reach OpenBLAS (ctest label "blas") again under each
 #      OpenBLAS core type this OpenBLAS knows and this CPU can run
@@ -17,6 +18,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
+
+echo "== style (clang-format)"
+git ls-files -z '*.c' '*.h' '*.cu' '*.cuh' | xargs -0 clang-format --dry-run -Werror
 
 echo "== release build and tests"
 deploy/build.sh

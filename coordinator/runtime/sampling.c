@@ -60,7 +60,8 @@ int sampler_init(struct sampler *s, const struct sampler_params *p, int vocab, s
     s->p = *p;
     s->vocab = vocab;
     uint64_t x = p->seed;
-    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++)
+        s->rng[i] = splitmix64(&x);
     s->order = malloc((size_t)vocab * sizeof(*s->order));
     s->probs = malloc((size_t)vocab * sizeof(*s->probs));
     if (!s->order || !s->probs) {
@@ -85,7 +86,8 @@ float logits_logprob(const float *logits, int vocab, int32_t id)
     for (int i = 0; i < vocab; i++)
         if (logits[i] > max) max = logits[i];
     double sum = 0.0;
-    for (int i = 0; i < vocab; i++) sum += exp((double)(logits[i] - max));
+    for (int i = 0; i < vocab; i++)
+        sum += exp((double)(logits[i] - max));
     return (float)((double)(logits[id] - max) - log(sum));
 }
 
@@ -119,7 +121,8 @@ int32_t sampler_sample(struct sampler *s, const float *logits, const int32_t *ba
         if (s->p.top_k > 0 && n > s->p.top_k) n = s->p.top_k;
         float inv_t = 1.0f / s->p.temperature, max = logits[s->order[0]];
         double sum = 0.0;
-        for (int i = 0; i < n; i++) sum += s->probs[i] = expf((logits[s->order[i]] - max) * inv_t);
+        for (int i = 0; i < n; i++)
+            sum += s->probs[i] = expf((logits[s->order[i]] - max) * inv_t);
         /* Nucleus: the smallest prefix whose mass reaches top_p. */
         double cum = 0.0;
         int keep = n;
@@ -131,7 +134,8 @@ int32_t sampler_sample(struct sampler *s, const float *logits, const int32_t *ba
             }
         }
         double kept = 0.0;
-        for (int i = 0; i < keep; i++) kept += s->probs[i];
+        for (int i = 0; i < keep; i++)
+            kept += s->probs[i];
         double u = next_unit(s->rng) * kept;
         best = s->order[keep - 1];
         for (int i = 0; i < keep; i++) {

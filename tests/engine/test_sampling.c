@@ -10,8 +10,8 @@
 
 static struct sampler make(int greedy, float t, int k, float p, uint64_t seed)
 {
-    struct sampler_params sp = {.greedy = greedy, .temperature = t, .top_k = k, .top_p = p,
-                                .seed = seed};
+    struct sampler_params sp = {
+        .greedy = greedy, .temperature = t, .top_k = k, .top_p = p, .seed = seed};
     struct sampler s;
     struct mm_err err = {{0}};
     REQUIRE(sampler_init(&s, &sp, V, &err) == 0, "%s", err.msg);
@@ -34,13 +34,15 @@ int main(void)
 
     /* top-k 1 is greedy whatever the temperature. */
     struct sampler k1 = make(0, 5.0f, 1, 1.0f, 7);
-    for (int i = 0; i < 100; i++) CHECK(sampler_sample(&k1, logits, NULL, 0, NULL) == 0);
+    for (int i = 0; i < 100; i++)
+        CHECK(sampler_sample(&k1, logits, NULL, 0, NULL) == 0);
     sampler_free(&k1);
 
     /* top-p 0.6 keeps the two most likely (0.5 < 0.6 <= 0.8). */
     struct sampler tp = make(0, 1.0f, 0, 0.6f, 3);
     int seen[V] = {0};
-    for (int i = 0; i < 2000; i++) seen[sampler_sample(&tp, logits, NULL, 0, NULL)]++;
+    for (int i = 0; i < 2000; i++)
+        seen[sampler_sample(&tp, logits, NULL, 0, NULL)]++;
     CHECK(seen[0] > 0 && seen[1] > 0 && seen[2] == 0 && seen[3] == 0 && seen[4] == 0);
     CHECK_NEAR((double)seen[0] / 2000.0, 0.5 / 0.8, 0.04);
     sampler_free(&tp);
@@ -49,9 +51,11 @@ int main(void)
     struct sampler full = make(0, 1.0f, 0, 1.0f, 11);
     int counts[V] = {0};
     const int N = 40000;
-    for (int i = 0; i < N; i++) counts[sampler_sample(&full, logits, NULL, 0, NULL)]++;
+    for (int i = 0; i < N; i++)
+        counts[sampler_sample(&full, logits, NULL, 0, NULL)]++;
     const double want[V] = {0.5, 0.3, 0.15, 0.05, 0.0};
-    for (int i = 0; i < V; i++) CHECK_NEAR((double)counts[i] / N, want[i], 0.01);
+    for (int i = 0; i < V; i++)
+        CHECK_NEAR((double)counts[i] / N, want[i], 0.01);
     sampler_free(&full);
 
     /* Same seed, same draws; another seed, other draws. */

@@ -24,8 +24,9 @@ static void write_file(const char *path, const char *text)
 static void make_variant(const char *src, const char *from, const char *to)
 {
     char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "cp %s/model.safetensors %s/ && sed 's/%s/%s/' %s/config.json > %s/config.json",
-             src, tmpdir, from, to, src, tmpdir);
+    snprintf(cmd, sizeof(cmd),
+             "cp %s/model.safetensors %s/ && sed 's/%s/%s/' %s/config.json > %s/config.json", src,
+             tmpdir, from, to, src, tmpdir);
     REQUIRE(system(cmd) == 0, "%s", cmd);
 }
 
@@ -34,8 +35,7 @@ static void expect_load_error(const char *what, const char *substr1, const char 
     struct mm_err err = {{0}};
     struct model *m = model_load(tmpdir, 0, -1, &err);
     CHECKF(m == NULL, "%s: loaded", what);
-    CHECKF(strstr(err.msg, substr1) && strstr(err.msg, substr2), "%s: message '%s'", what,
-           err.msg);
+    CHECKF(strstr(err.msg, substr1) && strstr(err.msg, substr2), "%s: message '%s'", what, err.msg);
     model_free(m);
 }
 

@@ -54,16 +54,19 @@ int main(void)
     double nll = 0.0;
     for (int start = 0; start < n_pred; start += CHUNK) {
         int n = n_pred - start < CHUNK ? n_pred - start : CHUNK;
-        for (int i = 0; i < n; i++) pos[i] = start + i;
+        for (int i = 0; i < n; i++)
+            pos[i] = start + i;
         struct stage_batch b = {.n = n, .tokens = ids + start, .pos = pos, .slot = slot};
         REQUIRE(stage_forward(&s, &b, NULL, logits, &err) == 0, "%s", err.msg);
         for (int i = 0; i < n; i++) {
             const float *row = logits + (size_t)i * V;
             agree += k_argmax(row, V) == top1[start + i];
             float max = row[0];
-            for (int j = 1; j < V; j++) max = row[j] > max ? row[j] : max;
+            for (int j = 1; j < V; j++)
+                max = row[j] > max ? row[j] : max;
             double sum = 0.0;
-            for (int j = 0; j < V; j++) sum += exp((double)(row[j] - max));
+            for (int j = 0; j < V; j++)
+                sum += exp((double)(row[j] - max));
             nll -= (double)(row[ids[start + i + 1]] - max) - log(sum);
         }
     }
