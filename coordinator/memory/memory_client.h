@@ -2,7 +2,7 @@
  * backed by S shards that live in this process or on MPI ranks.
  *
  * Routing: an entity's home shard is mm_home_shard(id, S) of the id of its
- * normalised text (memshard/text.h). A fact (s, r, o) is stored twice, at
+ * normalised text (memshard/text/text.h). A fact (s, r, o) is stored twice, at
  * home(s) as (s, r, o) and at home(o) as (o, r, s), so a query in either
  * direction reads one shard per candidate entity. Relation types go to every
  * shard. Searches are scattered to all shards and the candidates merged.

@@ -1,4 +1,4 @@
-/* The approximate entity index (memshard/ann.h):
+/* The approximate entity index (memshard/vectors/ann.h):
  *   - recall@10 >= 0.99 against a brute-force scan written here, on 20k
  *     synthetic sentence-embedding-like vectors (tests/memory/
  *     synthetic_vectors.h), and threshold searches that return exactly the
