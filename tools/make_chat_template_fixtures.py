@@ -2,7 +2,7 @@
 """Renders conversations with HF transformers' apply_chat_template into
 tests/fixtures/chat_templates/rendered.json, the reference that
 tests/serve/test_serve_chat_template.c compares memllm's C chat templates with
-(coordinator/serve/serve_chat_template.c).
+(coordinator/serve/requests/serve_chat_template.c).
 
 The templates are the models' own Jinja texts, embedded here (no download):
 SmolLM2-135M-Instruct's as its GGUF holds it (tokenizer.chat_template of

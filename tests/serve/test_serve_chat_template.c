@@ -1,4 +1,4 @@
-/* memllm serve's chat templates (coordinator/serve/serve_chat_template.c)
+/* memllm serve's chat templates (coordinator/serve/requests/serve_chat_template.c)
  * render every conversation of tests/fixtures/chat_templates/rendered.json
  * exactly as HF transformers' apply_chat_template rendered it with the
  * model's own Jinja template (tools/make_chat_template_fixtures.py), and

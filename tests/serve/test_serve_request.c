@@ -1,4 +1,4 @@
-/* memllm serve's request parser (coordinator/serve/serve_request.c): every
+/* memllm serve's request parser (coordinator/serve/requests/serve_request.c): every
  * bad body is refused with a 4xx status, an OpenAI error type and a message
  * naming the field; good bodies give the fields the engine runs with. */
 #include <string.h>

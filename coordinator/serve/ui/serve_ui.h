@@ -1,4 +1,4 @@
-/* The page memllm serve answers GET /ui with: coordinator/serve/ui.html,
+/* The page memllm serve answers GET /ui with: coordinator/serve/ui/ui.html,
  * which the build embeds (serve_ui_page.c in the build tree). */
 #ifndef MEMLLM_SERVE_UI_H
 #define MEMLLM_SERVE_UI_H
