@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "read_file.h"
 #include "embedder_bert.h"
 #include "tokenizer.h"
 
@@ -147,21 +148,6 @@ static void check_embeddings(struct mm_embedder *e, const struct fixture *f)
     free(batch);
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    REQUIRE(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    REQUIRE(buf && fread(buf, 1, (size_t)n, f) == (size_t)n, "cannot read %s", path);
-    buf[n] = 0;
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 /* llama.cpp's test vectors: inputs separated by "\n__ggml_vocab_test__\n",
  * one line of ids each, no [CLS]/[SEP]. */
 static void check_llamacpp_vectors(const char *model_dir)
@@ -173,7 +159,7 @@ static void check_llamacpp_vectors(const char *model_dir)
     struct tokenizer *t = tok_load(model_dir, &err);
     REQUIRE(t, "%s", err.msg);
     size_t inp_len, out_len;
-    char *inp = read_file(inp_path, &inp_len), *out = read_file(out_path, &out_len);
+    char *inp = must_read_file(inp_path, &inp_len), *out = must_read_file(out_path, &out_len);
     static const char sep[] = "\n__ggml_vocab_test__\n";
     size_t pos = 0, out_pos = 0, cases = 0, ok = 0;
     while (pos < inp_len) {

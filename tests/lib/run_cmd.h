@@ -11,23 +11,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "read_file.h"
+
 extern char **environ;
 
 struct cmd_result {
     int status; /* exit code, or 128 + signal */
     char *out, *err;
 };
-
-static inline char *slurp_fd_file(FILE *f)
-{
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = 0;
-    return buf;
-}
 
 /* Output goes through temporary files, not pipes: no deadlock however much
  * the program writes. */
@@ -50,8 +41,9 @@ static inline struct cmd_result run_cmd(char *const argv[], const char *input)
         r.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
     }
     posix_spawn_file_actions_destroy(&fa);
-    r.out = slurp_fd_file(out);
-    r.err = slurp_fd_file(err);
+    r.out = read_stream(out, NULL);
+    r.err = read_stream(err, NULL);
+    REQUIRE(r.out && r.err, "cannot read the output of %s", argv[0]);
     fclose(in);
     fclose(out);
     fclose(err);

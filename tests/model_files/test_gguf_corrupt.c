@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "read_file.h"
 #include "gguf.h"
 
 struct image {
@@ -19,15 +20,8 @@ static struct image load(const char *file)
     char path[4096], rel[256];
     snprintf(rel, sizeof(rel), "files/%s", file);
     test_path("MEMLLM_FIXTURES", rel, path, sizeof(path));
-    FILE *f = fopen(path, "rb");
-    REQUIRE(f, "cannot open %s", path);
     struct image im = {NULL, 0};
-    REQUIRE(fseek(f, 0, SEEK_END) == 0, "%s", path);
-    im.size = (size_t)ftell(f);
-    rewind(f);
-    im.data = malloc(im.size);
-    REQUIRE(im.data && fread(im.data, 1, im.size, f) == im.size, "cannot read %s", path);
-    fclose(f);
+    im.data = (uint8_t *)must_read_file(path, &im.size);
     return im;
 }
 

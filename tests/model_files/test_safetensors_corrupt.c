@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "read_file.h"
 #include "safetensors.h"
 
 struct image {
@@ -24,15 +25,8 @@ static struct image load_single(void)
 {
     char path[4096];
     test_path("MEMLLM_FIXTURES", "files/st_single/model.safetensors", path, sizeof(path));
-    FILE *f = fopen(path, "rb");
-    REQUIRE(f, "cannot open %s", path);
-    struct image im;
-    REQUIRE(fseek(f, 0, SEEK_END) == 0, "%s", path);
-    im.size = (size_t)ftell(f);
-    rewind(f);
-    im.data = malloc(im.size);
-    REQUIRE(im.data && fread(im.data, 1, im.size, f) == im.size, "cannot read %s", path);
-    fclose(f);
+    struct image im = {NULL, 0};
+    im.data = (uint8_t *)must_read_file(path, &im.size);
     return im;
 }
 

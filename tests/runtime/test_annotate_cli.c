@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "check.h"
+#include "read_file.h"
 #include "run_cmd.h"
 #include "triple_text.h"
 
@@ -64,13 +65,11 @@ static void write_file(const char *path, const char *text)
     REQUIRE(f && fputs(text, f) >= 0 && fclose(f) == 0, "cannot write %s", path);
 }
 
+/* A file's text; "" for a file not written (yet). */
 static char *read_text(const char *path)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) return strdup("");
-    char *s = slurp_fd_file(f);
-    fclose(f);
-    return s;
+    char *s = read_file(path, NULL);
+    return s ? s : strdup("");
 }
 
 static int count_lines(const char *path)

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "check.h"
+#include "read_file.h"
 #include "tokenizer.h"
 #include "unicode.h"
 
@@ -29,26 +30,11 @@ struct texts {
     size_t n;
 };
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    REQUIRE(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    REQUIRE(buf && fread(buf, 1, (size_t)n, f) == (size_t)n, "cannot read %s", path);
-    buf[n] = 0;
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 /* Lines of a file; in sentences.txt, \\ \n \t \r are escapes. */
 static struct texts read_lines(const char *path, int unescape)
 {
     size_t len;
-    char *buf = read_file(path, &len);
+    char *buf = must_read_file(path, &len);
     struct texts t = {0};
     size_t cap = 0;
     char *p = buf;

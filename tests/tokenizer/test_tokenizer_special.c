@@ -10,22 +10,8 @@
 #include <string.h>
 
 #include "check.h"
+#include "read_file.h"
 #include "tokenizer.h"
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    REQUIRE(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    REQUIRE(buf && fread(buf, 1, (size_t)n, f) == (size_t)n, "cannot read %s", path);
-    buf[n] = 0;
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
 
 /* Splits buf into lines in place (lens may be NULL); returns the count. */
 static size_t split_lines(char *buf, size_t len, char **lines, size_t *lens, size_t cap)
@@ -104,7 +90,7 @@ static void run(const char *name, char **texts, size_t *lens, size_t n_texts, si
     CHECK(tok_add_special(t, "", &err) < 0);
 
     size_t len;
-    char *buf = read_file(ids_path, &len);
+    char *buf = must_read_file(ids_path, &len);
     char **lines = malloc(MAX_LINES * sizeof(*lines));
     size_t n_lines = split_lines(buf, len, lines, NULL, MAX_LINES);
     size_t n_extras = n_texts - first;
@@ -144,7 +130,7 @@ int main(void)
     char path[1024];
     test_path("MEMLLM_FIXTURES", "tokenizer/sentences.txt", path, sizeof(path));
     size_t len;
-    char *buf = read_file(path, &len);
+    char *buf = must_read_file(path, &len);
     char **texts = malloc(MAX_LINES * sizeof(*texts));
     size_t *lens = malloc(MAX_LINES * sizeof(*lens));
     size_t n = split_lines(buf, len, texts, lens, MAX_LINES);
@@ -154,7 +140,7 @@ int main(void)
     /* The hand-written texts are the last lines; plain.ids has one line each. */
     test_path("MEMLLM_FIXTURES", "tokenizer/tiny-llama.plain.ids", path, sizeof(path));
     size_t plen;
-    char *pbuf = read_file(path, &plen);
+    char *pbuf = must_read_file(path, &plen);
     size_t n_extras = 0;
     for (size_t i = 0; i < plen; i++)
         n_extras += pbuf[i] == '\n';

@@ -9,23 +9,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "read_file.h"
 #include "gguf.h"
 #include "tokenizer.h"
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    REQUIRE(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    REQUIRE(buf && fread(buf, 1, (size_t)n, f) == (size_t)n, "cannot read %s", path);
-    buf[n] = 0;
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
 
 /* Parses one line of space-separated ids; returns the count. */
 static size_t parse_ids(const char *line, size_t len, int32_t *ids, size_t cap)
@@ -58,7 +44,7 @@ static void run_vocab(const char *name)
     REQUIRE(t, "%s", err.msg);
 
     size_t inp_len, out_len;
-    char *inp = read_file(inp_path, &inp_len), *out = read_file(out_path, &out_len);
+    char *inp = must_read_file(inp_path, &inp_len), *out = must_read_file(out_path, &out_len);
     static const char sep[] = "\n__ggml_vocab_test__\n";
     size_t pos = 0, out_pos = 0, n_cases = 0, n_ok = 0;
     int32_t *want = malloc(65536 * sizeof(*want));

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "read_file.h"
 #include "run_cmd.h"
 
 static const char *bin, *mpirun;
@@ -58,21 +59,10 @@ static char *path_in(const char *name)
     return path_under(tmp, name);
 }
 
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *s = slurp_fd_file(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fclose(f);
-    return s;
-}
-
 static int same_file(const char *a, const char *b)
 {
     size_t na = 0, nb = 0;
-    char *x = slurp(a, &na), *y = slurp(b, &nb);
+    char *x = read_file(a, &na), *y = read_file(b, &nb);
     int same = x && y && na == nb && memcmp(x, y, na) == 0;
     free(x);
     free(y);
@@ -182,7 +172,7 @@ static void resume_after_kill(void)
     int killed = 0;
     for (int i = 0; i < 6000 && !killed; i++) {
         size_t n = 0;
-        char *s = slurp(state, &n);
+        char *s = read_file(state, &n);
         if (s && (strstr(s, "\"step\": 2") || strstr(s, "\"step\": 3"))) {
             kill(pid, SIGKILL);
             killed = 1;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "read_file.h"
 #include "run_cmd.h"
 #include "train_data.h"
 
@@ -32,15 +33,6 @@ static char dev[1024], tmp[] = "/tmp/memllm_data_XXXXXX";
 static char *path_in(const char *name)
 {
     return path_under(tmp, name);
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *s = slurp_fd_file(f);
-    fclose(f);
-    return s;
 }
 
 /* The sentences of document 472, as `annotate` joins DocRED tokens. */
@@ -159,7 +151,7 @@ static void hand_worked(json_t *all)
     CHECKF(r.status == 0, "exit %d: %s", r.status, r.err);
     CHECKF(strstr(r.err, "1 documents, 3 examples (1 with no relation)"), "counts: %s", r.err);
     cmd_result_free(&r);
-    char *got = slurp(path_in("one.jsonl"));
+    char *got = read_file(path_in("one.jsonl"), NULL);
     CHECKF(got && !strcmp(got, expected), "document 472's examples:\n%s\nexpected:\n%s",
            got ? got : "(none)", expected);
     free(got);
@@ -169,7 +161,7 @@ static void hand_worked(json_t *all)
     r = run_memllm(NULL, bin, 0, window0, NULL);
     CHECKF(r.status == 0, "--window 0: exit %d: %s", r.status, r.err);
     cmd_result_free(&r);
-    got = slurp(path_in("one_w0.jsonl"));
+    got = read_file(path_in("one_w0.jsonl"), NULL);
     CHECKF(got && !strcmp(got, expected_window0), "--window 0:\n%s\nexpected:\n%s",
            got ? got : "(none)", expected_window0);
     free(got);
@@ -180,7 +172,7 @@ static void hand_worked(json_t *all)
     CHECKF(r.status == 0 && strstr(r.err, "1 documents, 1 examples"), "text: exit %d: %s", r.status,
            r.err);
     cmd_result_free(&r);
-    got = slurp(path_in("one_text.jsonl"));
+    got = read_file(path_in("one_text.jsonl"), NULL);
     CHECKF(got && !strcmp(got, expected_text), "text:\n%s\nexpected:\n%s", got ? got : "(none)",
            expected_text);
     free(got);
@@ -274,7 +266,7 @@ static void split(size_t n_docs)
                    strstr(r.err, "training: 450 documents"),
                "exit %d: %s", r.status, r.err);
         cmd_result_free(&r);
-        char *now = slurp(path_in("val.jsonl"));
+        char *now = read_file(path_in("val.jsonl"), NULL);
         if (run == 0)
             first = now;
         else {
