@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "cli_args.h"
+#include "read_all.h"
 #include "sampling.h"
 
 #define PPL_CHUNK 128
@@ -19,30 +20,6 @@ static void usage(FILE *out)
             "Prints the perplexity of the text in FILE, the number of scored tokens\n"
             "and the mean negative log-likelihood, one 'name: value' per line.\n\n" CLI_MODEL_HELP
             "  --window N           tokens per window (default 512)\n");
-}
-
-static char *read_file(const char *path, size_t *len, struct mm_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        mm_err_set(err, "%s: cannot open", path);
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *b = realloc(buf, cap *= 2);
-            if (!b) free(buf);
-            buf = b;
-        }
-    }
-    fclose(f);
-    if (!buf) mm_err_set(err, "%s: out of memory", path);
-    *len = n;
-    return buf;
 }
 
 /* Scores ids[1..n) given their prefixes inside one window. */
@@ -79,7 +56,7 @@ static int ppl_job(struct engine *e, struct mm_memory *m, const struct cluster *
     size_t len, n_ids = 0;
     int32_t *ids = NULL;
     float *logits = NULL;
-    char *text = read_file(o->file, &len, err);
+    char *text = read_all_file(o->file, &len, err);
     if (!text) goto out;
     if (tok_encode(e->tok, text, len, tok_add_bos_default(e->tok), 0, &ids, &n_ids, err)) goto out;
     if (window > e->context) window = e->context;

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "cli_args.h"
+#include "read_all.h"
 #include "tokenizer.h"
 
 static void usage(FILE *out)
@@ -19,22 +20,6 @@ static void usage(FILE *out)
             "                 adds it by default\n"
             "  --no-special   treat special tokens in the text (<|im_start|>, ...) as plain\n"
             "                 text\n");
-}
-
-static char *read_stdin(size_t *len)
-{
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap);
-    while (buf && (got = fread(buf + n, 1, cap - n, stdin)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *b = realloc(buf, cap *= 2);
-            if (!b) free(buf);
-            buf = b;
-        }
-    }
-    *len = n;
-    return buf;
 }
 
 int cli_tokenize(int argc, char **argv)
@@ -70,10 +55,9 @@ int cli_tokenize(int argc, char **argv)
         return 1;
     }
     size_t len;
-    char *text = read_stdin(&len);
-    if (!text || ferror(stdin)) {
-        fprintf(stderr, "memllm tokenize: cannot read stdin\n");
-        free(text);
+    char *text = read_all(stdin, "stdin", &len, &err);
+    if (!text) {
+        fprintf(stderr, "memllm tokenize: %s\n", err.msg);
         tok_free(t);
         return 1;
     }

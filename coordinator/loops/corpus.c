@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "read_all.h"
 #include "sentences.h"
 #include "text.h"
 
@@ -136,35 +137,6 @@ static enum file_kind kind_of(const char *path)
     return FILE_TEXT;
 }
 
-static char *read_file(const char *path, size_t *len, struct mm_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        mm_err_set(err, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *grown = realloc(buf, cap *= 2);
-            if (!grown) free(buf);
-            buf = grown;
-        }
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (!buf || failed) {
-        free(buf);
-        mm_err_set(err, "%s: %s", path, failed ? "read error" : "out of memory");
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 /* The next document: 1, 0 at the end, -1 on error. */
 int corpus_next(struct corpus *c, struct corpus_doc *d, struct mm_err *err)
 {
@@ -176,7 +148,7 @@ int corpus_next(struct corpus *c, struct corpus_doc *d, struct mm_err *err)
         if (kind == FILE_TEXT) {
             c->path++;
             size_t len;
-            char *text = read_file(path, &len, err);
+            char *text = read_all_file(path, &len, err);
             if (!text) return -1;
             const char *slash = strrchr(path, '/');
             int rc = doc_set_id(d, slash ? slash + 1 : path, path, err) ||
