@@ -1,14 +1,19 @@
 /* The committed MR adapter (adapters/smollm2-135m-mr) does its job through
  * the real runtime: on validation document 33 of Re-DocRED dev ("Kyoto
- * Imperial Palace", held out of its training), given the text before the
- * document's first read point (memllm data mr's first example) and a memory
- * of the document's gold facts (memory import-docred), greedy generation
- * issues a well-formed read ("s>>r>>" or ">>r>>o" queries), the runtime
- * answers it from the memory with the facts'
+ * Imperial Palace", held out of its training), given the text before each
+ * of the document's read points (memllm data mr's examples) and a memory of
+ * the document's gold facts (memory import-docred), greedy generation
+ * issues a well-formed read ("s>>r>>" or ">>r>>o" queries) at every one,
+ * the runtime answers most of them from the memory with the facts'
  * provenance, and the trace says so. The base model issues no read there.
  * The plain-text baseline (adapters/smollm2-135m-text) is the same LoRA
  * (rank, alpha, dropout, modules, trainable token rows).
  *
+ * Most, not all: the SIMD levels (AVX-512, AVX2, portable C) are each
+ * batch-invariant but not bitwise equal to one another, so a near tie in a
+ * greedy read can go either way on another CPU (the portable build lost
+ * the answer of the first prompt's read and gained the last's: 5 of 6
+ * answered on both). *
  *   test_adapter_mr MEMLLM_BIN DATA_DIR MODELS_DIR ADAPTERS_DIR */
 #include <stdlib.h>
 #include <string.h>
@@ -34,15 +39,34 @@ static void run_ok(const char *const *args)
     cmd_result_free(&r);
 }
 
-/* The reads of the one result in FILE. */
-static json_t *reads_of(const char *file)
+/* The results in FILE, one a line. */
+static json_t *results_of(const char *file)
 {
-    json_error_t jerr;
-    json_t *res = json_load_file(file, JSON_DISABLE_EOF_CHECK, &jerr);
-    REQUIRE(res, "%s: %s", file, jerr.text);
-    json_t *reads = json_incref(json_object_get(res, "reads"));
-    json_decref(res);
-    return reads ? reads : json_array();
+    FILE *f = fopen(file, "r");
+    REQUIRE(f, "cannot open %s", file);
+    json_t *all = json_array();
+    char line[1 << 16];
+    while (fgets(line, sizeof(line), f)) {
+        json_error_t jerr;
+        json_t *res = json_loads(line, 0, &jerr);
+        REQUIRE(res, "%s: %s", file, jerr.text);
+        json_array_append_new(all, res);
+    }
+    fclose(f);
+    return all;
+}
+
+/* 1 when one of the read's queries has an answer with provenance. */
+static int answered(json_t *read)
+{
+    json_t *q;
+    size_t i;
+    json_array_foreach(json_object_get(read, "queries"), i, q)
+    {
+        json_t *a = json_array_get(json_object_get(q, "answers"), 0);
+        if (a && json_array_size(json_object_get(a, "provenance")) > 0) return 1;
+    }
+    return 0;
 }
 
 static json_t *adapter_config(const char *dir, const char *name)
@@ -99,16 +123,35 @@ int main(int argc, char **argv)
                           in_tmp(2, "mr.jsonl"),
                           NULL};
     run_ok(data);
-    /* the first example's text before its read is the prompt */
-    json_t *ex = json_load_file(in_tmp(2, "mr.jsonl"), JSON_DISABLE_EOF_CHECK, &jerr);
-    REQUIRE(ex, "%s: %s", path[2], jerr.text);
-    const char *prompt = json_string_value(
-        json_object_get(json_array_get(json_object_get(ex, "segments"), 0), "text"));
-    REQUIRE(prompt && strlen(prompt) > 100, "no text before the first read");
-    json_t *req = json_pack("{s:s, s:i}", "prompt", prompt, "max_tokens", 40);
-    REQUIRE(req && json_dump_file(req, in_tmp(3, "req.jsonl"), JSON_COMPACT) == 0, "request");
-    json_decref(req);
-    json_decref(ex);
+    /* each example's text before its read is a prompt (examples of one read
+     * point share it: each prompt once) */
+    json_t *examples = results_of(in_tmp(2, "mr.jsonl")), *ex, *prompts = json_array();
+    size_t i;
+    json_array_foreach(examples, i, ex)
+    {
+        json_t *text = json_object_get(json_array_get(json_object_get(ex, "segments"), 0), "text");
+        REQUIRE(json_string_length(text) > 100, "example %zu: no text before its read", i);
+        size_t j;
+        json_t *seen;
+        int dup = 0;
+        json_array_foreach(prompts, j, seen) dup |= json_equal(seen, text);
+        if (!dup) json_array_append(prompts, text);
+    }
+    json_decref(examples);
+    size_t n_prompts = json_array_size(prompts);
+    REQUIRE(n_prompts >= 4, "only %zu read points in document 33", n_prompts);
+    FILE *reqs = fopen(in_tmp(3, "req.jsonl"), "w");
+    REQUIRE(reqs, "cannot write %s", path[3]);
+    json_array_foreach(prompts, i, ex)
+    {
+        json_t *req = json_pack("{s:O, s:i}", "prompt", ex, "max_tokens", 40);
+        char *line = json_dumps(req, JSON_COMPACT);
+        REQUIRE(line && fprintf(reqs, "%s\n", line) > 0, "request");
+        free(line);
+        json_decref(req);
+    }
+    REQUIRE(fclose(reqs) == 0, "cannot write %s", path[3]);
+    json_decref(prompts);
 
     const char *with[] = {"generate",
                           "--model",
@@ -126,21 +169,25 @@ int main(int argc, char **argv)
                           "2",
                           NULL};
     run_ok(with);
-    json_t *reads = reads_of(path[4]);
-    CHECKF(json_array_size(reads) >= 1, "the MR adapter issued no read");
-    json_t *first = json_array_get(reads, 0), *q;
-    size_t i;
-    int answered = 0;
-    const char *call = json_string_value(json_object_get(first, "call"));
-    CHECKF(call && strstr(call, ">>"), "a malformed read: %s", call ? call : "(none)");
-    json_array_foreach(json_object_get(first, "queries"), i, q)
+    json_t *results = results_of(path[4]), *res;
+    REQUIRE(json_array_size(results) == n_prompts, "%zu results for %zu prompts",
+            json_array_size(results), n_prompts);
+    size_t n_answered = 0;
+    json_array_foreach(results, i, res)
     {
-        json_t *a = json_array_get(json_object_get(q, "answers"), 0);
-        answered |= a && json_array_size(json_object_get(a, "provenance")) > 0;
+        json_t *reads = json_object_get(res, "reads");
+        CHECKF(json_array_size(reads) >= 1, "prompt %zu: the MR adapter issued no read", i);
+        const char *call = json_string_value(json_object_get(json_array_get(reads, 0), "call"));
+        CHECKF(call && strstr(call, ">>"), "prompt %zu: a malformed read: %s", i,
+               call ? call : "(none)");
+        int ok = answered(json_array_get(reads, 0));
+        n_answered += (size_t)ok;
+        printf("read point %zu: %s (%s)\n", i, call ? call : "(none)",
+               ok ? "answered" : "no answer");
     }
-    CHECKF(answered, "the read got no answer with provenance from the gold memory");
-    printf("the MR adapter's first read: %s\n", call ? call : "(none)");
-    json_decref(reads);
+    CHECKF(2 * n_answered >= n_prompts, "the gold memory answered %zu of %zu reads with provenance",
+           n_answered, n_prompts);
+    json_decref(results);
 
     const char *base[] = {"generate",
                           "--model",
@@ -156,9 +203,13 @@ int main(int argc, char **argv)
                           "2",
                           NULL};
     run_ok(base);
-    reads = reads_of(path[5]);
-    CHECKF(json_array_size(reads) == 0, "the base model read %zu times", json_array_size(reads));
-    json_decref(reads);
+    results = results_of(path[5]);
+    json_array_foreach(results, i, res)
+    {
+        size_t n = json_array_size(json_object_get(res, "reads"));
+        CHECKF(n == 0, "prompt %zu: the base model read %zu times", i, n);
+    }
+    json_decref(results);
 
     char cmd[sizeof(tmp) + 16];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
