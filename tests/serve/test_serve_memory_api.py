@@ -38,7 +38,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_serve import BIN, MODEL, MR, SMALL, Server, call, check, failures, run  # noqa: E402
+from test_serve import (BIN, MODEL, MR, SMALL, Server, call, check, failures,  # noqa: E402
+                        read_point, run)
 
 SOURCE = "doc33-api"
 
@@ -80,17 +81,15 @@ class Client:
 
 def setup(tmp):
     """Document 33 of Re-DocRED dev (held out of the adapters' training): its
-    gold facts (as `memllm memory dump` lists them) and the prompt before its
-    first read point."""
+    gold facts (as `memllm memory dump` lists them) and the prompt before a
+    read point whose read the gold memory answers (test_serve.read_point)."""
     with open(os.path.join(os.environ["MEMLLM_DATA"], "redocred", "dev_revised.json")) as f:
         doc = json.load(f)[33]
     doc_file, gold = os.path.join(tmp, "doc33.json"), os.path.join(tmp, "gold")
     with open(doc_file, "w") as f:
         json.dump([doc], f)
     run("memory", "import-docred", doc_file, "--memory", gold)
-    run("data", "mr", doc_file, "--memory", gold, "--out", os.path.join(tmp, "mr.jsonl"))
-    with open(os.path.join(tmp, "mr.jsonl")) as f:
-        prompt = json.loads(f.readline())["segments"][0]["text"]
+    prompt = read_point(tmp, doc_file, gold)[0]
     facts = [line.split("\t")[0] for line in run("memory", "dump", "--memory", gold).splitlines()]
     return prompt, facts
 
