@@ -144,7 +144,6 @@ def main():
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="memllm-serve-ui-") as tmp:
         prompt, facts = setup(tmp)
-        prompt = prompt.strip()  # the page sends what was typed, trimmed
         keys = os.path.join(tmp, "keys")
         with open(keys, "w") as f:
             f.write("sk-rw\nsk-ro read-only\n")
