@@ -91,4 +91,44 @@ static inline void answers_to_text(const struct mm_answers *a, char *buf, size_t
     if (o < n) o += (size_t)snprintf(buf + o, n - o, "\n");
 }
 
+/* --- after a crash (test_memory_crash, test_memory_mpi_crash) ------------------------------- */
+
+/* The texts of fact i of a crash test: "<tag> Subject i", "<tag> Object i". */
+static inline void crash_fact_texts(const char *tag, long i, char *s, char *o, size_t n)
+{
+    snprintf(s, n, "%s Subject %ld", tag, i);
+    snprintf(o, n, "%s Object %ld", tag, i);
+}
+
+/* Every acknowledged fact 0..last (crash_fact_texts(tag), `relation`)
+ * kept both copies; verify finds at most the one write that was in flight
+ * half-done, and verify --repair leaves none broken. */
+static inline void expect_acknowledged_kept(struct mm_memory *m, const char *tag,
+                                            const char *relation, long last)
+{
+    struct mm_query_options o;
+    mm_query_options_default(&o);
+    struct mm_err err;
+    long missing = 0;
+    for (long k = 0; k <= last; k++) {
+        char s[64], ob[64];
+        crash_fact_texts(tag, k, s, ob, sizeof(s));
+        struct mm_query q[2] = {{s, relation, 0}, {ob, relation, 1}};
+        struct mm_answers a[2];
+        REQUIRE(mm_memory_query(m, q, 2, &o, a, &err) == 0, "%s", err.msg);
+        int fwd = a[0].n >= 1 && strcmp(a[0].a[0].text, ob) == 0 && a[0].a[0].exact;
+        int rev = a[1].n >= 1 && strcmp(a[1].a[0].text, s) == 0 && a[1].a[0].exact;
+        missing += !fwd || !rev;
+        mm_answers_free(a, 2);
+    }
+    CHECKF(missing == 0, "%ld of %ld acknowledged facts lost a copy", missing, last + 1);
+    struct mm_verify_report v;
+    REQUIRE(mm_memory_verify(m, 0, &v, &err) == 0, "%s", err.msg);
+    CHECK(v.forward >= (uint64_t)last + 1 && v.forward <= (uint64_t)last + 2);
+    CHECK(v.missing_reverse + v.orphan_reverse <= 1);
+    REQUIRE(mm_memory_verify(m, 1, &v, &err) == 0, "%s", err.msg);
+    REQUIRE(mm_memory_verify(m, 0, &v, &err) == 0, "%s", err.msg);
+    CHECK(v.missing_reverse == 0 && v.orphan_reverse == 0 && v.forward == v.reverse);
+}
+
 #endif

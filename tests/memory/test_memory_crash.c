@@ -11,12 +11,6 @@
 
 #define TARGET_ACKS 300
 
-static void fact_texts(int i, char *s, char *o, size_t n)
-{
-    snprintf(s, n, "Crash Subject %d", i);
-    snprintf(o, n, "Crash Object %d", i);
-}
-
 static void child(const char *dir, int fd)
 {
     struct mm_err err;
@@ -28,7 +22,7 @@ static void child(const char *dir, int fd)
     }
     for (int i = 0;; i++) {
         char s[64], o[64];
-        fact_texts(i, s, o, sizeof(s));
+        crash_fact_texts("Crash", i, s, o, sizeof(s));
         struct mm_fact f = {s, "crash relation", o, {"crash test", i, 0}};
         if (mm_memory_write(m, &f, 1, NULL, 0, NULL, &err) != 0) {
             fprintf(stderr, "child: %s\n", err.msg);
@@ -68,29 +62,7 @@ int main(void)
     REQUIRE(e, "%s", err.msg);
     struct mm_memory *m = mm_memory_open_local(dir, 2, e, 0, &err);
     REQUIRE(m, "reopening after the kill: %s", err.msg);
-    struct mm_query_options o;
-    mm_query_options_default(&o);
-    int missing = 0;
-    for (int k = 0; k <= last; k++) {
-        char s[64], ob[64];
-        fact_texts(k, s, ob, sizeof(s));
-        struct mm_query q[2] = {{s, "crash relation", 0}, {ob, "crash relation", 1}};
-        struct mm_answers a[2];
-        REQUIRE(mm_memory_query(m, q, 2, &o, a, &err) == 0, "%s", err.msg);
-        int fwd = a[0].n >= 1 && strcmp(a[0].a[0].text, ob) == 0 && a[0].a[0].exact;
-        int rev = a[1].n >= 1 && strcmp(a[1].a[0].text, s) == 0 && a[1].a[0].exact;
-        if (!fwd || !rev) missing++;
-        mm_answers_free(a, 2);
-    }
-    CHECKF(missing == 0, "%d of %d acknowledged facts lost a copy", missing, last + 1);
-
-    struct mm_verify_report v;
-    REQUIRE(mm_memory_verify(m, 0, &v, &err) == 0, "%s", err.msg);
-    CHECK(v.forward >= (uint64_t)last + 1 && v.forward <= (uint64_t)last + 2);
-    CHECK(v.missing_reverse + v.orphan_reverse <= 1);
-    REQUIRE(mm_memory_verify(m, 1, &v, &err) == 0, "%s", err.msg);
-    REQUIRE(mm_memory_verify(m, 0, &v, &err) == 0, "%s", err.msg);
-    CHECK(v.missing_reverse == 0 && v.orphan_reverse == 0 && v.forward == v.reverse);
+    expect_acknowledged_kept(m, "Crash", "crash relation", last);
     printf("acknowledged %d writes before SIGKILL; all present\n", last + 1);
     REQUIRE(mm_memory_close(m, &err) == 0, "%s", err.msg);
     mm_embedder_free(e);

@@ -13,12 +13,6 @@
 
 #include <unistd.h>
 
-static void fact_texts(long i, char *s, char *o, size_t n)
-{
-    snprintf(s, n, "Rank Crash Subject %ld", i);
-    snprintf(o, n, "Rank Crash Object %ld", i);
-}
-
 static int serve(const char *dir, int rank)
 {
     char path[512];
@@ -47,7 +41,7 @@ static void write_forever(struct mm_memory *m, const char *dir)
      * bound only stops a run whose driver went away. */
     for (long i = 0; i < 1000000; i++) {
         char s[64], o[64];
-        fact_texts(i, s, o, sizeof(s));
+        crash_fact_texts("Rank Crash", i, s, o, sizeof(s));
         struct mm_fact f = {s, "rank crash relation", o, {"mpi crash test", (int)(i % 1000), 0}};
         REQUIRE(mm_memory_write(m, &f, 1, NULL, 0, NULL, &err) == 0, "%s", err.msg);
         fprintf(acked, "%ld\n", i);
@@ -67,29 +61,7 @@ static void check(struct mm_memory *m, const char *dir)
         last = i;
     fclose(acked);
     REQUIRE(last >= 0, "no acknowledged writes in %s", path);
-    struct mm_query_options o;
-    mm_query_options_default(&o);
-    struct mm_err err;
-    long missing = 0;
-    for (long k = 0; k <= last; k++) {
-        char s[64], ob[64];
-        fact_texts(k, s, ob, sizeof(s));
-        struct mm_query q[2] = {{s, "rank crash relation", 0}, {ob, "rank crash relation", 1}};
-        struct mm_answers a[2];
-        REQUIRE(mm_memory_query(m, q, 2, &o, a, &err) == 0, "%s", err.msg);
-        int fwd = a[0].n >= 1 && strcmp(a[0].a[0].text, ob) == 0 && a[0].a[0].exact;
-        int rev = a[1].n >= 1 && strcmp(a[1].a[0].text, s) == 0 && a[1].a[0].exact;
-        missing += !fwd || !rev;
-        mm_answers_free(a, 2);
-    }
-    CHECKF(missing == 0, "%ld of %ld acknowledged facts lost a copy", missing, last + 1);
-    struct mm_verify_report v;
-    REQUIRE(mm_memory_verify(m, 0, &v, &err) == 0, "%s", err.msg);
-    CHECK(v.forward >= (uint64_t)last + 1 && v.forward <= (uint64_t)last + 2);
-    CHECK(v.missing_reverse + v.orphan_reverse <= 1);
-    REQUIRE(mm_memory_verify(m, 1, &v, &err) == 0, "%s", err.msg);
-    REQUIRE(mm_memory_verify(m, 0, &v, &err) == 0, "%s", err.msg);
-    CHECK(v.missing_reverse == 0 && v.orphan_reverse == 0 && v.forward == v.reverse);
+    expect_acknowledged_kept(m, "Rank Crash", "rank crash relation", last);
     printf("%ld writes acknowledged before the shard rank was killed; all present\n", last + 1);
 }
 
