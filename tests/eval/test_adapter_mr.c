@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "check.h"
+#include "jsonl.h"
 #include "run_cmd.h"
 
 static const char *bin;
@@ -37,23 +38,6 @@ static void run_ok(const char *const *args)
     struct cmd_result r = run_memllm(NULL, bin, 0, args, NULL);
     REQUIRE(r.status == 0, "memllm %s %s: exit %d: %s", args[0], args[1], r.status, r.err);
     cmd_result_free(&r);
-}
-
-/* The results in FILE, one a line. */
-static json_t *results_of(const char *file)
-{
-    FILE *f = fopen(file, "r");
-    REQUIRE(f, "cannot open %s", file);
-    json_t *all = json_array();
-    char line[1 << 16];
-    while (fgets(line, sizeof(line), f)) {
-        json_error_t jerr;
-        json_t *res = json_loads(line, 0, &jerr);
-        REQUIRE(res, "%s: %s", file, jerr.text);
-        json_array_append_new(all, res);
-    }
-    fclose(f);
-    return all;
 }
 
 /* 1 when one of the read's queries has an answer with provenance. */
@@ -125,7 +109,7 @@ int main(int argc, char **argv)
     run_ok(data);
     /* each example's text before its read is a prompt (examples of one read
      * point share it: each prompt once); under the sanitizers, the first 3 */
-    json_t *examples = results_of(in_tmp(2, "mr.jsonl")), *ex, *prompts = json_array();
+    json_t *examples = must_read_jsonl(in_tmp(2, "mr.jsonl")), *ex, *prompts = json_array();
     size_t i;
     json_array_foreach(examples, i, ex)
     {
@@ -169,7 +153,7 @@ int main(int argc, char **argv)
                           "2",
                           NULL};
     run_ok(with);
-    json_t *results = results_of(path[4]), *res;
+    json_t *results = must_read_jsonl(path[4]), *res;
     REQUIRE(json_array_size(results) == n_prompts, "%zu results for %zu prompts",
             json_array_size(results), n_prompts);
     size_t n_answered = 0;
@@ -203,7 +187,7 @@ int main(int argc, char **argv)
                           "2",
                           NULL};
     run_ok(base);
-    results = results_of(path[5]);
+    results = must_read_jsonl(path[5]);
     json_array_foreach(results, i, res)
     {
         size_t n = json_array_size(json_object_get(res, "reads"));

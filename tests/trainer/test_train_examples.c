@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "read_file.h"
+#include "jsonl.h"
 #include "run_cmd.h"
 #include "train_data.h"
 
@@ -193,13 +193,12 @@ static void hand_worked_mr(void)
            "exit %d: %s", r.status, r.err);
     cmd_result_free(&r);
     const char *text = S0 " " S1 " " S2_RAW;
-    FILE *f = fopen(path_in("one_mr.jsonl"), "r");
-    REQUIRE(f, "no MR examples written");
-    char *line = NULL;
-    size_t cap = 0, n = 0;
-    while (getline(&line, &cap, f) > 0) {
-        json_t *j = json_loads(line, 0, NULL), *segs = json_object_get(j, "segments");
-        REQUIRE(j && json_array_size(segs) == 5, "line %zu: not 5 segments: %s", n + 1, line);
+    json_t *examples = must_read_jsonl(path_in("one_mr.jsonl")), *j;
+    size_t n;
+    json_array_foreach(examples, n, j)
+    {
+        json_t *segs = json_object_get(j, "segments");
+        REQUIRE(json_array_size(segs) == 5, "line %zu: not 5 segments", n + 1);
         const char *seg[5];
         int loss[5];
         for (int i = 0; i < 5; i++) {
@@ -221,30 +220,24 @@ static void hand_worked_mr(void)
         CHECKF(!strncmp(text, seg[0], before) &&
                    !strncmp(text + before, seg[4] + 1, strlen(seg[4]) - 1),
                "read %zu: the text around it is not the document's", n + 1);
-        json_decref(j);
-        n++;
     }
-    CHECKF(n == sizeof(mr_expected) / sizeof(mr_expected[0]), "%zu MR examples", n);
-    free(line);
-    fclose(f);
+    CHECKF(json_array_size(examples) == sizeof(mr_expected) / sizeof(mr_expected[0]),
+           "%zu MR examples", json_array_size(examples));
+    json_decref(examples);
 }
 
 /* The set of documents a JSONL file's examples come from. */
 static void docs_of(const char *path, char *seen, size_t n)
 {
-    FILE *f = fopen(path, "r");
-    REQUIRE(f, "no %s", path);
-    char *line = NULL;
-    size_t cap = 0;
-    while (getline(&line, &cap, f) > 0) {
-        json_t *j = json_loads(line, 0, NULL);
+    json_t *examples = must_read_jsonl(path), *j;
+    size_t i;
+    json_array_foreach(examples, i, j)
+    {
         json_int_t d = json_integer_value(json_object_get(j, "doc"));
-        CHECK(j && d >= 0 && (size_t)d < n);
-        if (j && d >= 0 && (size_t)d < n) seen[d] = 1;
-        json_decref(j);
+        CHECK(d >= 0 && (size_t)d < n);
+        if (d >= 0 && (size_t)d < n) seen[d] = 1;
     }
-    free(line);
-    fclose(f);
+    json_decref(examples);
 }
 
 static void split(size_t n_docs)
