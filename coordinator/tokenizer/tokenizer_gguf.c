@@ -29,14 +29,6 @@ struct gloader {
     struct mm_err *err;
 };
 
-#define GFAIL(L, ...)                                                                              \
-    do {                                                                                           \
-        char msg_[MM_ERR_LEN];                                                                     \
-        snprintf(msg_, sizeof(msg_), __VA_ARGS__);                                                 \
-        mm_err_set((L)->err, "%s: %s", (L)->t->name, msg_);                                        \
-        return -1;                                                                                 \
-    } while (0)
-
 static int str_eq(struct gguf_str s, const char *c)
 {
     return s.len == strlen(c) && memcmp(s.ptr, c, s.len) == 0;
@@ -59,7 +51,7 @@ static int opt_bool(struct gloader *L, const char *key, int dflt, int *out)
     const struct gguf_kv *kv = gguf_find_kv(L->g, key);
     *out = dflt;
     if (!kv) return 0;
-    if (kv->type != GGUF_BOOL) GFAIL(L, "key '%s': expected a bool", key);
+    if (kv->type != GGUF_BOOL) TOK_FAIL(L, "key '%s': expected a bool", key);
     *out = kv->v.u64 != 0;
     return 0;
 }
@@ -74,7 +66,7 @@ static int opt_id(struct gloader *L, const char *key, int *id)
         return -1;
     }
     if (v >= (uint32_t)L->t->n_vocab)
-        GFAIL(L, "key '%s': token id %u is out of range (%d tokens)", key, v, L->t->n_vocab);
+        TOK_FAIL(L, "key '%s': token id %u is out of range (%d tokens)", key, v, L->t->n_vocab);
     *id = (int)v;
     return 0;
 }
@@ -99,9 +91,10 @@ static int load_tokens(struct gloader *L)
     const struct gguf_kv *tokens = array_kv(L, "tokenizer.ggml.tokens", 1);
     if (!tokens) return -1;
     if (tokens->arr_type != GGUF_STRING)
-        GFAIL(L, "key 'tokenizer.ggml.tokens': expected an array of strings");
+        TOK_FAIL(L, "key 'tokenizer.ggml.tokens': expected an array of strings");
     if (tokens->arr_len == 0 || tokens->arr_len > (1u << 30))
-        GFAIL(L, "key 'tokenizer.ggml.tokens': %llu tokens", (unsigned long long)tokens->arr_len);
+        TOK_FAIL(L, "key 'tokenizer.ggml.tokens': %llu tokens",
+                 (unsigned long long)tokens->arr_len);
     uint64_t n = tokens->arr_len;
     for (uint64_t i = 0; i < n; i++) {
         struct gguf_str s = gguf_arr_str(tokens, i);
@@ -118,8 +111,8 @@ static int load_tokens(struct gloader *L)
     const struct gguf_kv *types = gguf_find_kv(L->g, "tokenizer.ggml.token_type");
     if (types) {
         if (types->type != GGUF_ARRAY || types->arr_type != GGUF_INT32 || types->arr_len < n)
-            GFAIL(L, "key 'tokenizer.ggml.token_type': expected %llu int32 values",
-                  (unsigned long long)n);
+            TOK_FAIL(L, "key 'tokenizer.ggml.token_type': expected %llu int32 values",
+                     (unsigned long long)n);
         for (uint64_t i = 0; i < n; i++) {
             int32_t ty;
             memcpy(&ty, types->arr_data + 4 * i, 4);
@@ -135,10 +128,10 @@ static int load_tokens(struct gloader *L)
         if (scores->type != GGUF_ARRAY ||
             (scores->arr_type != GGUF_FLOAT32 && scores->arr_type != GGUF_INT32) ||
             scores->arr_len < n)
-            GFAIL(L, "key 'tokenizer.ggml.scores': expected %llu float32 or int32 values",
-                  (unsigned long long)n);
+            TOK_FAIL(L, "key 'tokenizer.ggml.scores': expected %llu float32 or int32 values",
+                     (unsigned long long)n);
         if (!(t->score = malloc((size_t)t->cap_vocab * sizeof(float))))
-            GFAIL(L, "out of memory for the scores");
+            TOK_FAIL(L, "out of memory for the scores");
         for (int i = 0; i < t->cap_vocab; i++)
             t->score[i] = 0;
         for (uint64_t i = 0; i < n; i++) {
@@ -160,7 +153,7 @@ static int load_merges(struct gloader *L)
     const struct gguf_kv *merges = array_kv(L, "tokenizer.ggml.merges", 1);
     if (!merges) return -1;
     if (merges->arr_type != GGUF_STRING)
-        GFAIL(L, "key 'tokenizer.ggml.merges': expected an array of strings");
+        TOK_FAIL(L, "key 'tokenizer.ggml.merges': expected an array of strings");
     struct tok_bytes joined = {0};
     for (uint64_t i = 0; i < merges->arr_len; i++) {
         struct gguf_str s = gguf_arr_str(merges, i);
@@ -171,7 +164,7 @@ static int load_merges(struct gloader *L)
         joined.len = 0;
         if (tok_bytes_append(&joined, s.ptr, na) || tok_bytes_append(&joined, sp + 1, nb)) {
             free(joined.data);
-            GFAIL(L, "out of memory for the merges");
+            TOK_FAIL(L, "out of memory for the merges");
         }
         int a = tok_lookup_model(t, s.ptr, na), b = tok_lookup_model(t, sp + 1, nb);
         int m = tok_lookup_model(t, joined.data, joined.len);
@@ -226,10 +219,10 @@ static int set_pre(struct gloader *L, struct gguf_str pre)
     /* \p{N}, then GPT-2's regex */
     if (name_in(pre, smollm))
         return add_pretok(L, TOK_PRE_DIGITS, 1) || add_pretok(L, TOK_PRE_GPT2, 0);
-    GFAIL(L,
-          "key 'tokenizer.ggml.pre': unsupported pre-tokenizer '%.*s' (supported: default, "
-          "gpt-2, smollm and their aliases)",
-          (int)(pre.len > 100 ? 100 : pre.len), pre.ptr);
+    TOK_FAIL(L,
+             "key 'tokenizer.ggml.pre': unsupported pre-tokenizer '%.*s' (supported: default, "
+             "gpt-2, smollm and their aliases)",
+             (int)(pre.len > 100 ? 100 : pre.len), pre.ptr);
 }
 
 /* llama.cpp's default ids, where the vocabulary is big enough for them. */
@@ -243,7 +236,7 @@ static int load(struct gloader *L)
     struct tokenizer *t = L->t;
     struct gguf_str model, pre;
     if (!gguf_find_kv(L->g, "tokenizer.ggml.model"))
-        GFAIL(L, "missing key 'tokenizer.ggml.model' (no tokenizer in this file)");
+        TOK_FAIL(L, "missing key 'tokenizer.ggml.model' (no tokenizer in this file)");
     if (opt_str(L, "tokenizer.ggml.model", &model) || opt_str(L, "tokenizer.ggml.pre", &pre) ||
         load_tokens(L))
         return -1;
@@ -251,12 +244,12 @@ static int load(struct gloader *L)
     if (str_eq(model, "llama")) {
         int space_prefix;
         t->model = TOK_MODEL_SPM;
-        if (!t->score) GFAIL(L, "missing key 'tokenizer.ggml.scores'");
+        if (!t->score) TOK_FAIL(L, "missing key 'tokenizer.ggml.scores'");
         if (opt_bool(L, "tokenizer.ggml.add_space_prefix", 1, &space_prefix)) return -1;
         struct tok_norm replace = {.kind = TOK_NORM_REPLACE};
         if (!(replace.arg = tok_strdup(t, " ", 1)) ||
             !(replace.arg2 = tok_strdup(t, "\xE2\x96\x81", 3)))
-            GFAIL(L, "out of memory");
+            TOK_FAIL(L, "out of memory");
         if (space_prefix && add_norm(L, (struct tok_norm){.kind = TOK_NORM_SPACE_PREFIX_LLAMA}))
             return -1;
         if (add_norm(L, replace)) return -1;
@@ -277,7 +270,7 @@ static int load(struct gloader *L)
     } else if (str_eq(model, "bert")) {
         int lower, strip;
         t->model = TOK_MODEL_WORDPIECE;
-        if (!(t->word_prefix = tok_strdup(t, "\xE2\x96\x81", 3))) GFAIL(L, "out of memory");
+        if (!(t->word_prefix = tok_strdup(t, "\xE2\x96\x81", 3))) TOK_FAIL(L, "out of memory");
         if (opt_bool(L, "tokenizer.ggml.normalizer.lowercase", 1, &lower) ||
             opt_bool(L, "tokenizer.ggml.normalizer.strip_accents", lower, &strip))
             return -1;
@@ -301,10 +294,10 @@ static int load(struct gloader *L)
             opt_bool(L, "tokenizer.ggml.add_sep_token", 1, &add_sep))
             return -1;
     } else {
-        GFAIL(L,
-              "key 'tokenizer.ggml.model': unsupported tokenizer '%.*s' (llama, gpt2 and bert "
-              "are supported)",
-              (int)(model.len > 100 ? 100 : model.len), model.ptr ? model.ptr : "");
+        TOK_FAIL(L,
+                 "key 'tokenizer.ggml.model': unsupported tokenizer '%.*s' (llama, gpt2 and bert "
+                 "are supported)",
+                 (int)(model.len > 100 ? 100 : model.len), model.ptr ? model.ptr : "");
     }
     if (opt_id(L, "tokenizer.ggml.bos_token_id", &t->bos) ||
         opt_id(L, "tokenizer.ggml.eos_token_id", &t->eos) ||
@@ -312,7 +305,7 @@ static int load(struct gloader *L)
         opt_bool(L, "tokenizer.ggml.add_eos_token", 0, &add_eos))
         return -1;
     if (t->add_bos_default && t->bos < 0)
-        GFAIL(L, "key 'tokenizer.ggml.add_bos_token' is true but there is no BOS token");
+        TOK_FAIL(L, "key 'tokenizer.ggml.add_bos_token' is true but there is no BOS token");
     if (t->bos >= 0) t->prefix[t->n_prefix++] = t->bos;
     if (add_sep && sep >= 0) t->suffix[t->n_suffix++] = sep;
     if (add_eos && t->eos >= 0) t->suffix[t->n_suffix++] = t->eos;

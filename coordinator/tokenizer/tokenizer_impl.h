@@ -9,9 +9,22 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "err.h"
 #include "tokenizer.h"
+
+/* ---- loading errors ----------------------------------------------------- */
+
+/* In a loader L (any struct with the tokenizer `t` and the error `err`):
+ * sets L->err to "<the tokenizer's file>: <message>" and returns -1. */
+#define TOK_FAIL(L, ...)                                                                           \
+    do {                                                                                           \
+        char msg_[MM_ERR_LEN];                                                                     \
+        snprintf(msg_, sizeof(msg_), __VA_ARGS__);                                                 \
+        mm_err_set((L)->err, "%s: %s", (L)->t->name, msg_);                                        \
+        return -1;                                                                                 \
+    } while (0)
 
 /* ---- growable buffers ------------------------------------------------- */
 

@@ -29,14 +29,6 @@ struct loader {
     struct mm_err *err;
 };
 
-#define FAIL(L, ...)                                                                               \
-    do {                                                                                           \
-        char msg_[MM_ERR_LEN];                                                                     \
-        snprintf(msg_, sizeof(msg_), __VA_ARGS__);                                                 \
-        mm_err_set((L)->err, "%s: %s", (L)->t->name, msg_);                                        \
-        return -1;                                                                                 \
-    } while (0)
-
 static const char *type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
@@ -66,7 +58,8 @@ static int get_str(struct loader *L, const json_t *obj, const char *where, const
     const json_t *v = json_object_get(obj, key);
     *out = NULL;
     if (!v || json_is_null(v)) return 0;
-    if (!json_is_string(v)) FAIL(L, "%s.%s: expected a string, found %s", where, key, type_name(v));
+    if (!json_is_string(v))
+        TOK_FAIL(L, "%s.%s: expected a string, found %s", where, key, type_name(v));
     *out = json_string_value(v);
     return 0;
 }
@@ -79,16 +72,17 @@ static int get_bool(struct loader *L, const json_t *obj, const char *where, cons
     *out = dflt;
     if (!v || json_is_null(v)) return 0;
     if (!json_is_boolean(v))
-        FAIL(L, "%s.%s: expected a boolean, found %s", where, key, type_name(v));
+        TOK_FAIL(L, "%s.%s: expected a boolean, found %s", where, key, type_name(v));
     *out = json_is_true(v);
     return 0;
 }
 
 static int get_type(struct loader *L, const json_t *obj, const char *where, const char **type)
 {
-    if (!json_is_object(obj)) FAIL(L, "%s: expected an object, found %s", where, type_name(obj));
+    if (!json_is_object(obj))
+        TOK_FAIL(L, "%s: expected an object, found %s", where, type_name(obj));
     if (get_str(L, obj, where, "type", type)) return -1;
-    if (!*type) FAIL(L, "%s: missing 'type'", where);
+    if (!*type) TOK_FAIL(L, "%s: missing 'type'", where);
     return 0;
 }
 
@@ -105,11 +99,11 @@ static int check_id(struct loader *L, const char *where, const char *what, const
                     size_t limit, int *id)
 {
     if (!json_is_integer(v))
-        FAIL(L, "%s['%s']: expected an integer id, found %s", where, what, type_name(v));
+        TOK_FAIL(L, "%s['%s']: expected an integer id, found %s", where, what, type_name(v));
     json_int_t x = json_integer_value(v);
     if (x < 0 || (size_t)x >= limit)
-        FAIL(L, "%s['%s']: id %lld is out of range (ids must be below %zu)", where, what,
-             (long long)x, limit);
+        TOK_FAIL(L, "%s['%s']: id %lld is out of range (ids must be below %zu)", where, what,
+                 (long long)x, limit);
     *id = (int)x;
     return 0;
 }
@@ -117,9 +111,9 @@ static int check_id(struct loader *L, const char *where, const char *what, const
 static int load_vocab(struct loader *L, const json_t *model, size_t limit)
 {
     const json_t *vocab = json_object_get(model, "vocab");
-    if (!vocab) FAIL(L, "model: missing 'vocab'");
+    if (!vocab) TOK_FAIL(L, "model: missing 'vocab'");
     if (!json_is_object(vocab))
-        FAIL(L, "model.vocab: expected an object, found %s", type_name(vocab));
+        TOK_FAIL(L, "model.vocab: expected an object, found %s", type_name(vocab));
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)vocab, key, v)
@@ -140,7 +134,8 @@ static int merge_parts(struct loader *L, const json_t *m, size_t i, const char *
         const char *s = json_string_value(m);
         size_t n = json_string_length(m);
         const char *sp = n > 1 ? memchr(s + 1, ' ', n - 1) : NULL;
-        if (!sp) FAIL(L, "model.merges[%zu]: '%s' is not two tokens separated by a space", i, s);
+        if (!sp)
+            TOK_FAIL(L, "model.merges[%zu]: '%s' is not two tokens separated by a space", i, s);
         *a = s;
         *na = (size_t)(sp - s);
         *b = sp + 1;
@@ -155,7 +150,7 @@ static int merge_parts(struct loader *L, const json_t *m, size_t i, const char *
         *nb = json_string_length(json_array_get(m, 1));
         return 0;
     }
-    FAIL(L, "model.merges[%zu]: expected \"a b\" or [\"a\", \"b\"], found %s", i, type_name(m));
+    TOK_FAIL(L, "model.merges[%zu]: expected \"a b\" or [\"a\", \"b\"], found %s", i, type_name(m));
 }
 
 static int load_merges(struct loader *L, const json_t *model)
@@ -163,7 +158,7 @@ static int load_merges(struct loader *L, const json_t *model)
     const json_t *merges = json_object_get(model, "merges");
     if (!merges || json_is_null(merges)) return 0;
     if (!json_is_array(merges))
-        FAIL(L, "model.merges: expected an array, found %s", type_name(merges));
+        TOK_FAIL(L, "model.merges: expected an array, found %s", type_name(merges));
     struct tok_bytes joined = {0};
     for (size_t i = 0; i < json_array_size(merges); i++) {
         const char *a, *b;
@@ -230,10 +225,11 @@ static int load_wordpiece(struct loader *L, const json_t *model, const char *pre
     if (mc && !json_is_null(mc)) {
         if (!json_is_integer(mc) || json_integer_value(mc) < 0 ||
             json_integer_value(mc) > (1 << 30))
-            FAIL(L, "model.max_input_chars_per_word: expected a non-negative integer");
+            TOK_FAIL(L, "model.max_input_chars_per_word: expected a non-negative integer");
         t->max_word_chars = (int)json_integer_value(mc);
     }
-    if (t->unk < 0) FAIL(L, "model.unk_token: '%s' is not in the vocabulary", unk ? unk : "(none)");
+    if (t->unk < 0)
+        TOK_FAIL(L, "model.unk_token: '%s' is not in the vocabulary", unk ? unk : "(none)");
     return 0;
 }
 
@@ -241,15 +237,16 @@ static int load_model(struct loader *L, const json_t *root, size_t limit)
 {
     struct tokenizer *t = L->t;
     const json_t *model = json_object_get(root, "model");
-    if (!model) FAIL(L, "missing 'model'");
-    if (!json_is_object(model)) FAIL(L, "model: expected an object, found %s", type_name(model));
+    if (!model) TOK_FAIL(L, "missing 'model'");
+    if (!json_is_object(model))
+        TOK_FAIL(L, "model: expected an object, found %s", type_name(model));
     const char *type, *unk, *prefix;
     if (get_str(L, model, "model", "type", &type)) return -1;
     if (!type) /* older files leave the type out */
         type = json_object_get(model, "merges") ? "BPE" : "WordPiece";
     int bpe = strcmp(type, "BPE") == 0;
     if (!bpe && strcmp(type, "WordPiece") != 0)
-        FAIL(L, "model.type: unsupported model '%s' (BPE and WordPiece are)", type);
+        TOK_FAIL(L, "model.type: unsupported model '%s' (BPE and WordPiece are)", type);
     if (load_vocab(L, model, limit) || get_str(L, model, "model", "unk_token", &unk) ||
         get_str(L, model, "model", "continuing_subword_prefix", &prefix))
         return -1;
@@ -265,12 +262,13 @@ static int load_added(struct loader *L, const json_t *root, size_t limit)
     const json_t *added = json_object_get(root, "added_tokens");
     if (!added || json_is_null(added)) return 0;
     if (!json_is_array(added))
-        FAIL(L, "added_tokens: expected an array, found %s", type_name(added));
+        TOK_FAIL(L, "added_tokens: expected an array, found %s", type_name(added));
     for (size_t i = 0; i < json_array_size(added); i++) {
         const json_t *a = json_array_get(added, i);
         char where[64];
         snprintf(where, sizeof(where), "added_tokens[%zu]", i);
-        if (!json_is_object(a)) FAIL(L, "%s: expected an object, found %s", where, type_name(a));
+        if (!json_is_object(a))
+            TOK_FAIL(L, "%s: expected an object, found %s", where, type_name(a));
         const char *content;
         int special, lstrip, rstrip, single_word, id;
         if (get_str(L, a, where, "content", &content) ||
@@ -279,13 +277,14 @@ static int load_added(struct loader *L, const json_t *root, size_t limit)
             get_bool(L, a, where, "rstrip", 0, &rstrip) ||
             get_bool(L, a, where, "single_word", 0, &single_word))
             return -1;
-        if (!content || !*content) FAIL(L, "%s: missing or empty 'content'", where);
+        if (!content || !*content) TOK_FAIL(L, "%s: missing or empty 'content'", where);
         const json_t *jid = json_object_get(a, "id");
-        if (!jid) FAIL(L, "%s: missing 'id'", where);
+        if (!jid) TOK_FAIL(L, "%s: missing 'id'", where);
         if (check_id(L, "added_tokens", content, jid, limit, &id)) return -1;
         int have = tok_lookup(t, content, strlen(content));
         if (have >= 0 && have != id)
-            FAIL(L, "%s: '%s' has id %d here but %d in the vocabulary", where, content, id, have);
+            TOK_FAIL(L, "%s: '%s' has id %d here but %d in the vocabulary", where, content, id,
+                     have);
         if (have < 0) {
             if (tok_set_piece(t, id, content, strlen(content), L->err)) return -1;
             /* Not in the model's vocabulary: only matching the text yields it. */
@@ -308,7 +307,7 @@ static int load_normalizer(struct loader *L, const json_t *n, const char *where)
     struct tok_norm nm = {0};
     if (strcmp(type, "Sequence") == 0) {
         const json_t *list = json_object_get(n, "normalizers");
-        if (!json_is_array(list)) FAIL(L, "%s.normalizers: expected an array", where);
+        if (!json_is_array(list)) TOK_FAIL(L, "%s.normalizers: expected an array", where);
         for (size_t i = 0; i < json_array_size(list); i++) {
             char sub[256];
             snprintf(sub, sizeof(sub), "%s.normalizers[%zu]", where, i);
@@ -319,7 +318,7 @@ static int load_normalizer(struct loader *L, const json_t *n, const char *where)
     if (strcmp(type, "Prepend") == 0) {
         const char *p;
         if (get_str(L, n, where, "prepend", &p)) return -1;
-        if (!p) FAIL(L, "%s: missing 'prepend'", where);
+        if (!p) TOK_FAIL(L, "%s: missing 'prepend'", where);
         nm.kind = TOK_NORM_PREPEND;
         if (!(nm.arg = dup_str(L, p))) return -1;
     } else if (strcmp(type, "Replace") == 0) {
@@ -327,11 +326,11 @@ static int load_normalizer(struct loader *L, const json_t *n, const char *where)
         const char *from = NULL, *to;
         if (json_is_object(pat) && get_str(L, pat, where, "String", &from)) return -1;
         if (!from)
-            FAIL(L,
-                 "%s: only Replace with a 'String' pattern is supported (regex patterns are not)",
-                 where);
+            TOK_FAIL(
+                L, "%s: only Replace with a 'String' pattern is supported (regex patterns are not)",
+                where);
         if (get_str(L, n, where, "content", &to)) return -1;
-        if (!to) FAIL(L, "%s: missing 'content'", where);
+        if (!to) TOK_FAIL(L, "%s: missing 'content'", where);
         nm.kind = TOK_NORM_REPLACE;
         if (!(nm.arg = dup_str(L, from)) || !(nm.arg2 = dup_str(L, to))) return -1;
     } else if (strcmp(type, "Lowercase") == 0) {
@@ -349,7 +348,7 @@ static int load_normalizer(struct loader *L, const json_t *n, const char *where)
             get_bool(L, n, where, "strip_accents", nm.lowercase, &nm.strip_accents))
             return -1;
     } else {
-        FAIL(L, "%s: unsupported normalizer '%s'", where, type);
+        TOK_FAIL(L, "%s: unsupported normalizer '%s'", where, type);
     }
     return tok_add_norm(L->t, &nm, L->err);
 }
@@ -365,7 +364,8 @@ static int add_pretok(struct loader *L, enum tok_pretok_kind kind, int individua
 static int load_metaspace(struct loader *L, const json_t *n, const char *where)
 {
     struct tokenizer *t = L->t;
-    if (t->n_pretoks) FAIL(L, "%s: Metaspace after another pre-tokenizer is not supported", where);
+    if (t->n_pretoks)
+        TOK_FAIL(L, "%s: Metaspace after another pre-tokenizer is not supported", where);
     const char *rep, *scheme;
     int split, add_prefix;
     if (get_str(L, n, where, "replacement", &rep) ||
@@ -383,7 +383,7 @@ static int load_metaspace(struct loader *L, const json_t *n, const char *where)
         else if (strcmp(scheme, "never") == 0)
             prepend = 0;
         else
-            FAIL(L, "%s.prepend_scheme: unknown scheme '%s'", where, scheme);
+            TOK_FAIL(L, "%s.prepend_scheme: unknown scheme '%s'", where, scheme);
     }
     struct tok_norm replace = {.kind = TOK_NORM_REPLACE};
     if (!(replace.arg = dup_str(L, " ")) || !(replace.arg2 = dup_str(L, rep))) return -1;
@@ -405,7 +405,7 @@ static int load_pretok(struct loader *L, const json_t *n, const char *where)
     if (get_type(L, n, where, &type)) return -1;
     if (strcmp(type, "Sequence") == 0) {
         const json_t *list = json_object_get(n, "pretokenizers");
-        if (!json_is_array(list)) FAIL(L, "%s.pretokenizers: expected an array", where);
+        if (!json_is_array(list)) TOK_FAIL(L, "%s.pretokenizers: expected an array", where);
         for (size_t i = 0; i < json_array_size(list); i++) {
             char sub[256];
             snprintf(sub, sizeof(sub), "%s.pretokenizers[%zu]", where, i);
@@ -432,7 +432,8 @@ static int load_pretok(struct loader *L, const json_t *n, const char *where)
             return -1;
         if (!regex || strcmp(regex, GPT2_REGEX) != 0 || invert ||
             (behavior && strcmp(behavior, "Isolated") != 0))
-            FAIL(L, "%s: unsupported Split (only GPT-2's regex, Isolated, is implemented)", where);
+            TOK_FAIL(L, "%s: unsupported Split (only GPT-2's regex, Isolated, is implemented)",
+                     where);
         return add_pretok(L, TOK_PRE_GPT2, 0, NULL);
     }
     if (strcmp(type, "Digits") == 0) {
@@ -444,16 +445,16 @@ static int load_pretok(struct loader *L, const json_t *n, const char *where)
     if (strcmp(type, "BertPreTokenizer") == 0) return add_pretok(L, TOK_PRE_BERT, 0, NULL);
     if (strcmp(type, "WhitespaceSplit") == 0)
         return add_pretok(L, TOK_PRE_WHITESPACE_SPLIT, 0, NULL);
-    FAIL(L, "%s: unsupported pre-tokenizer '%s'", where, type);
+    TOK_FAIL(L, "%s: unsupported pre-tokenizer '%s'", where, type);
 }
 
 /* ---- post-processor ----------------------------------------------------------------- */
 
 static int push_special(struct loader *L, int32_t *list, int *n, int id, const char *where)
 {
-    if (*n == 4) FAIL(L, "%s: more than 4 special tokens around the text", where);
+    if (*n == 4) TOK_FAIL(L, "%s: more than 4 special tokens around the text", where);
     if (id < 0 || id >= L->t->n_vocab)
-        FAIL(L, "%s: special token id %d is out of range", where, id);
+        TOK_FAIL(L, "%s: special token id %d is out of range", where, id);
     list[(*n)++] = id;
     return 0;
 }
@@ -463,7 +464,7 @@ static int load_template(struct loader *L, const json_t *n, const char *where)
     struct tokenizer *t = L->t;
     const json_t *single = json_object_get(n, "single"),
                  *specials = json_object_get(n, "special_tokens");
-    if (!json_is_array(single)) FAIL(L, "%s.single: expected an array", where);
+    if (!json_is_array(single)) TOK_FAIL(L, "%s.single: expected an array", where);
     int seen_text = 0;
     for (size_t i = 0; i < json_array_size(single); i++) {
         const json_t *item = json_array_get(single, i);
@@ -474,16 +475,16 @@ static int load_template(struct loader *L, const json_t *n, const char *where)
         }
         const char *name;
         if (!json_is_object(sp) || get_str(L, sp, where, "id", &name) || !name)
-            FAIL(L, "%s.single[%zu]: expected a SpecialToken or a Sequence", where, i);
+            TOK_FAIL(L, "%s.single[%zu]: expected a SpecialToken or a Sequence", where, i);
         const json_t *ids = json_object_get(json_object_get(specials, name), "ids");
         if (!json_is_array(ids) || json_array_size(ids) == 0)
-            FAIL(L, "%s.special_tokens: no ids for '%s'", where, name);
+            TOK_FAIL(L, "%s.special_tokens: no ids for '%s'", where, name);
         for (size_t k = 0; k < json_array_size(ids); k++) {
             const json_t *v = json_array_get(ids, k);
             if (!json_is_integer(v) || json_integer_value(v) < 0 ||
                 json_integer_value(v) >= t->n_vocab)
-                FAIL(L, "%s.special_tokens['%s'].ids[%zu]: not an id in the vocabulary", where,
-                     name, k);
+                TOK_FAIL(L, "%s.special_tokens['%s'].ids[%zu]: not an id in the vocabulary", where,
+                         name, k);
             int id = (int)json_integer_value(v);
             if (push_special(L, seen_text ? t->suffix : t->prefix,
                              seen_text ? &t->n_suffix : &t->n_prefix, id, where))
@@ -498,10 +499,10 @@ static int pair_id(struct loader *L, const json_t *n, const char *where, const c
 {
     const json_t *p = json_object_get(n, key);
     if (!json_is_array(p) || json_array_size(p) != 2 || !json_is_integer(json_array_get(p, 1)))
-        FAIL(L, "%s.%s: expected [\"token\", id]", where, key);
+        TOK_FAIL(L, "%s.%s: expected [\"token\", id]", where, key);
     json_int_t v = json_integer_value(json_array_get(p, 1));
     if (v < 0 || v >= L->t->n_vocab)
-        FAIL(L, "%s.%s: id %lld is out of range", where, key, (long long)v);
+        TOK_FAIL(L, "%s.%s: id %lld is out of range", where, key, (long long)v);
     *id = (int)v;
     return 0;
 }
@@ -513,7 +514,7 @@ static int load_post(struct loader *L, const json_t *n, const char *where)
     if (get_type(L, n, where, &type)) return -1;
     if (strcmp(type, "Sequence") == 0) {
         const json_t *list = json_object_get(n, "processors");
-        if (!json_is_array(list)) FAIL(L, "%s.processors: expected an array", where);
+        if (!json_is_array(list)) TOK_FAIL(L, "%s.processors: expected an array", where);
         for (size_t i = 0; i < json_array_size(list); i++) {
             char sub[256];
             snprintf(sub, sizeof(sub), "%s.processors[%zu]", where, i);
@@ -529,7 +530,7 @@ static int load_post(struct loader *L, const json_t *n, const char *where)
                push_special(L, L->t->suffix, &L->t->n_suffix, sep, where);
     }
     if (strcmp(type, "ByteLevel") == 0) return 0;
-    FAIL(L, "%s: unsupported post-processor '%s'", where, type);
+    TOK_FAIL(L, "%s: unsupported post-processor '%s'", where, type);
 }
 
 /* ---- decoder --------------------------------------------------------------------------- */
@@ -542,7 +543,7 @@ static int load_decoder(struct loader *L, const json_t *n, const char *where)
     if (get_type(L, n, where, &type)) return -1;
     if (strcmp(type, "Sequence") == 0) {
         const json_t *list = json_object_get(n, "decoders");
-        if (!json_is_array(list)) FAIL(L, "%s.decoders: expected an array", where);
+        if (!json_is_array(list)) TOK_FAIL(L, "%s.decoders: expected an array", where);
         for (size_t i = 0; i < json_array_size(list); i++) {
             char sub[256];
             snprintf(sub, sizeof(sub), "%s.decoders[%zu]", where, i);
@@ -575,7 +576,7 @@ static int load_decoder(struct loader *L, const json_t *n, const char *where)
         if (json_is_object(pat) && get_str(L, pat, where, "String", &from)) return -1;
         if (get_str(L, n, where, "content", &to)) return -1;
         if (!from || !to || strcmp(from, "\xE2\x96\x81") != 0 || strcmp(to, " ") != 0)
-            FAIL(L, "%s: only the Replace of U+2581 by a space is supported", where);
+            TOK_FAIL(L, "%s: only the Replace of U+2581 by a space is supported", where);
         t->decode = TOK_DEC_PLAIN;
         return 0;
     }
@@ -586,11 +587,11 @@ static int load_decoder(struct loader *L, const json_t *n, const char *where)
         const json_t *start = json_object_get(n, "start"), *stop = json_object_get(n, "stop");
         if (!content || strcmp(content, " ") != 0 || !json_is_integer(start) ||
             json_integer_value(start) > 1 || (stop && json_integer_value(stop) != 0))
-            FAIL(L, "%s: only Strip of one leading space is supported", where);
+            TOK_FAIL(L, "%s: only Strip of one leading space is supported", where);
         t->strip_leading_space = json_integer_value(start) == 1;
         return 0;
     }
-    FAIL(L, "%s: unsupported decoder '%s'", where, type);
+    TOK_FAIL(L, "%s: unsupported decoder '%s'", where, type);
 }
 
 /* ---- special token names ------------------------------------------------------------------ */
@@ -642,7 +643,7 @@ static size_t count_entries(const json_t *root)
 static int load_root(struct loader *L, const json_t *root)
 {
     struct tokenizer *t = L->t;
-    if (!json_is_object(root)) FAIL(L, "expected a JSON object, found %s", type_name(root));
+    if (!json_is_object(root)) TOK_FAIL(L, "expected a JSON object, found %s", type_name(root));
     /* Ids may leave holes, but not so many that a bogus id makes us
      * allocate a huge table. */
     size_t limit = count_entries(root) + 1024;
