@@ -21,6 +21,7 @@
 
 #include "check.h"
 #include "read_file.h"
+#include "tokenizer_fixtures.h"
 #include "tokenizer.h"
 #include "unicode.h"
 
@@ -42,16 +43,10 @@ static struct texts read_lines(const char *path, int unescape)
         char *nl = memchr(p, '\n', (size_t)(buf + len - p));
         size_t n = nl ? (size_t)(nl - p) : (size_t)(buf + len - p);
         char *s = malloc(n + 1);
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++) {
-            char c = p[i];
-            if (unescape && c == '\\' && i + 1 < n) {
-                char e = p[++i];
-                c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
-            }
-            s[k++] = c;
-        }
-        s[k] = 0;
+        REQUIRE(s, "out of memory");
+        memcpy(s, p, n);
+        s[n] = 0;
+        size_t k = unescape ? fixture_unescape(s, n) : n;
         if (t.n == cap) {
             cap = cap ? cap * 2 : 1024;
             t.s = realloc(t.s, cap * sizeof(*t.s));
@@ -71,20 +66,6 @@ static void free_texts(struct texts *t)
         free(t->s[i]);
     free(t->s);
     free(t->len);
-}
-
-static size_t parse_ids(const char *line, int32_t *ids, size_t cap)
-{
-    size_t n = 0;
-    char *end;
-    for (;;) {
-        long v = strtol(line, &end, 10);
-        if (end == line) break;
-        REQUIRE(n < cap, "too many ids on a line");
-        ids[n++] = (int32_t)v;
-        line = end;
-    }
-    return n;
 }
 
 static int file_exists(const char *path)
@@ -110,7 +91,7 @@ static void check_ids(struct tokenizer *t, const char *name, const struct texts 
     int32_t *ref = malloc(1 << 20);
     size_t same = 0;
     for (size_t i = 0; i < want.n && first + i < texts->n; i++) {
-        size_t n_ref = parse_ids(want.s[i], ref, (1 << 20) / sizeof(*ref));
+        size_t n_ref = fixture_ids(want.s[i], ref, (1 << 20) / sizeof(*ref));
         int32_t *ids;
         size_t n_ids;
         struct mm_err err = {{0}};
@@ -151,7 +132,7 @@ static void check_decode(struct tokenizer *t, const char *name, const struct tex
     for (size_t r = 0; r < want.n && first + r < texts->n; r++) {
         size_t i = first + r;
         if (skip && skip(texts->s[i])) continue;
-        size_t n_ref = parse_ids(want.s[r], ref, (1 << 20) / sizeof(*ref));
+        size_t n_ref = fixture_ids(want.s[r], ref, (1 << 20) / sizeof(*ref));
         int32_t *ids = ref;
         if (tok_add_bos_default(t) && n_ref && ref[0] == tok_bos(t)) {
             ids++;

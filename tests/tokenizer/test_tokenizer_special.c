@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "read_file.h"
+#include "tokenizer_fixtures.h"
 #include "tokenizer.h"
 
 /* Splits buf into lines in place (lens may be NULL); returns the count. */
@@ -25,36 +26,6 @@ static size_t split_lines(char *buf, size_t len, char **lines, size_t *lens, siz
         if (lens) lens[n] = (size_t)(end - p);
         lines[n++] = p;
         p = end + 1;
-    }
-    return n;
-}
-
-/* In sentences.txt, \\ \n \t \r are escapes (a text may hold a NUL). */
-static size_t unescape(char *s, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '\\' && i + 1 < n) {
-            char e = s[++i];
-            c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
-        }
-        s[k++] = c;
-    }
-    s[k] = 0;
-    return k;
-}
-
-static size_t parse_ids(const char *line, int32_t *ids, size_t cap)
-{
-    size_t n = 0;
-    char *end;
-    for (;;) {
-        long v = strtol(line, &end, 10);
-        if (end == line) break;
-        REQUIRE(n < cap, "too many ids");
-        ids[n++] = (int32_t)v;
-        line = end;
     }
     return n;
 }
@@ -100,7 +71,7 @@ static void run(const char *name, char **texts, size_t *lens, size_t n_texts, si
     for (size_t i = 0; i < n_lines && i < 2 * n_extras; i++) {
         int plain = i >= n_extras;
         size_t k = first + i % n_extras;
-        size_t n_ref = parse_ids(lines[i], ref, MAX_IDS);
+        size_t n_ref = fixture_ids(lines[i], ref, MAX_IDS);
         int32_t *ids;
         size_t n_ids;
         int rc = tok_encode(t, texts[k], lens[k], plain ? 0 : tok_add_bos_default(t), !plain, &ids,
@@ -135,7 +106,7 @@ int main(void)
     size_t *lens = malloc(MAX_LINES * sizeof(*lens));
     size_t n = split_lines(buf, len, texts, lens, MAX_LINES);
     for (size_t i = 0; i < n; i++)
-        lens[i] = unescape(texts[i], lens[i]);
+        lens[i] = fixture_unescape(texts[i], lens[i]);
 
     /* The hand-written texts are the last lines; plain.ids has one line each. */
     test_path("MEMLLM_FIXTURES", "tokenizer/tiny-llama.plain.ids", path, sizeof(path));
