@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "check.h"
+#include "redocred_dev.h"
 #include "jsonl.h"
 #include "run_cmd.h"
 
@@ -83,13 +84,10 @@ int main(int argc, char **argv)
     bin = argv[1];
     REQUIRE(mkdtemp(tmp), "mkdtemp");
     same_lora(argv[4]);
-    char dev[1200], model[1200], adapter[1200];
-    snprintf(dev, sizeof(dev), "%s/redocred/dev_revised.json", argv[2]);
+    char model[1200], adapter[1200];
     snprintf(model, sizeof(model), "%s/SmolLM2-135M-Instruct.Q4_1.gguf", argv[3]);
     snprintf(adapter, sizeof(adapter), "%s/smollm2-135m-mr", argv[4]);
-    json_error_t jerr;
-    json_t *all = json_load_file(dev, 0, &jerr), *one = json_array();
-    REQUIRE(json_array_size(all) == 500, "%s: %s", dev, jerr.text);
+    json_t *all = must_load_dev(argv[2]), *one = json_array();
     json_array_append(one, json_array_get(all, 33));
     REQUIRE(json_dump_file(one, in_tmp(0, "doc33.json"), 0) == 0, "cannot write doc33.json");
     json_decref(one);

@@ -29,6 +29,7 @@
 #include <jansson.h>
 
 #include "check.h"
+#include "redocred_dev.h"
 #include "eval_edit.h"
 #include "memory_client_docred.h"
 #include "run_cmd.h"
@@ -288,11 +289,7 @@ int main(int argc, char **argv)
     REQUIRE(mkdtemp(tmp), "mkdtemp");
     cases();
     answers();
-    char dev[1200];
-    snprintf(dev, sizeof(dev), "%s/redocred/dev_revised.json", argv[2]);
-    json_error_t jerr;
-    json_t *all = json_load_file(dev, 0, &jerr);
-    REQUIRE(json_array_size(all) == 500, "%s: %s", dev, jerr.text);
+    json_t *all = must_load_dev(argv[2]);
     command(all);
     json_decref(all);
     char cmd[sizeof(tmp) + 16];

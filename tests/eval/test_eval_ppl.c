@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include "check.h"
+#include "redocred_dev.h"
 #include "cli_memory_internal.h"
 #include "eval_ppl.h"
 #include "memory_client_docred.h"
@@ -224,11 +225,7 @@ int main(int argc, char **argv)
     snprintf(model, sizeof(model), "%s/SmolLM2-135M-Instruct.Q4_1.gguf", argv[3]);
     snprintf(adapter, sizeof(adapter), "%s/smollm2-135m-mr", argv[4]);
     REQUIRE(mkdtemp(tmp), "mkdtemp");
-    char dev[1200];
-    snprintf(dev, sizeof(dev), "%s/redocred/dev_revised.json", argv[2]);
-    json_error_t jerr;
-    json_t *all = json_load_file(dev, 0, &jerr);
-    REQUIRE(json_array_size(all) == 500, "%s: %s", dev, jerr.text);
+    json_t *all = must_load_dev(argv[2]);
     struct mm_err err = {{0}};
     json_t *props = mm_docred_props(NULL, &err);
     REQUIRE(props, "%s", err.msg);
