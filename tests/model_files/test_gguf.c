@@ -8,35 +8,10 @@
 #include <string.h>
 
 #include "check.h"
+#include "file_fixtures.h"
 #include "gguf.h"
 
 static json_t *expected;
-
-static void load_expected(void)
-{
-    char path[4096];
-    json_error_t jerr;
-    expected =
-        json_load_file(test_path("MEMLLM_FIXTURES", "files/expected.json", path, sizeof(path)),
-                       JSON_ALLOW_NUL, &jerr);
-    REQUIRE(expected, "%s: %s (line %d)", path, jerr.text, jerr.line);
-}
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
-/* Compares bytes with a hex string from the sidecar. */
-static int bytes_equal_hex(const uint8_t *p, size_t n, const char *hex)
-{
-    if (strlen(hex) != 2 * n) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != (uint8_t)(hex_digit(hex[2 * i]) * 16 + hex_digit(hex[2 * i + 1]))) return 0;
-    return 1;
-}
 
 static int str_equal_json(struct gguf_str s, const json_t *j)
 {
@@ -355,7 +330,7 @@ static void check_vocab(const json_t *want)
 
 int main(void)
 {
-    load_expected();
+    expected = load_expected();
     const char *file;
     const json_t *want;
     json_object_foreach(json_object_get(expected, "gguf"), file, want) check_fixture(file, want);

@@ -9,32 +9,10 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "file_fixtures.h"
 #include "safetensors.h"
 
 static json_t *expected;
-
-/* Path of a file under the fixtures' files/ folder. */
-static const char *fixture(const char *rel, char *buf, size_t n)
-{
-    char files_rel[1024];
-    snprintf(files_rel, sizeof(files_rel), "files/%s", rel);
-    return test_path("MEMLLM_FIXTURES", files_rel, buf, n);
-}
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
-static int bytes_equal_hex(const uint8_t *p, size_t n, const char *hex)
-{
-    if (strlen(hex) != 2 * n) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != (uint8_t)(hex_digit(hex[2 * i]) * 16 + hex_digit(hex[2 * i + 1]))) return 0;
-    return 1;
-}
 
 static enum mm_dtype dtype_named(const char *s)
 {
@@ -300,11 +278,7 @@ static void check_write(void)
 
 int main(void)
 {
-    char path[4096];
-    fixture("expected.json", path, sizeof(path));
-    json_error_t jerr;
-    expected = json_load_file(path, 0, &jerr);
-    REQUIRE(expected, "%s: %s", path, jerr.text);
+    expected = load_expected();
     check_single();
     check_sharded();
     check_integer_buffer();
