@@ -25,7 +25,7 @@ static struct engine eng;
 /* --- forced output ---------------------------------------------------------------------- */
 
 struct forced {
-    struct memllm_writer *w;
+    struct memllm_writer *w; /* first: writer_token and writer_finish */
     struct mm_memory *m;
     const char *const *script; /* per request; NULL: let the model write */
     int injected[16];
@@ -51,17 +51,19 @@ static int forced_before(void *ctx, struct gen_sequence *s, const float *logits,
     return memllm_write_before_sample(f->w, s, logits, err);
 }
 
-static int forced_token(void *ctx, struct gen_sequence *s, int32_t token, const char *piece,
+/* The writer's own hooks, for a test whose hook context starts with the
+ * writer (struct forced, struct observed). */
+static int writer_token(void *ctx, struct gen_sequence *s, int32_t token, const char *piece,
                         size_t len, struct mm_err *err)
 {
-    struct forced *f = ctx;
-    return memllm_write_on_token(f->w, s, token, piece, len, err);
+    struct memllm_writer **w = ctx;
+    return memllm_write_on_token(*w, s, token, piece, len, err);
 }
 
-static int forced_finish(void *ctx, struct gen_sequence *s, struct mm_err *err)
+static int writer_finish(void *ctx, struct gen_sequence *s, struct mm_err *err)
 {
-    struct forced *f = ctx;
-    return memllm_write_on_finish(f->w, s, err);
+    struct memllm_writer **w = ctx;
+    return memllm_write_on_finish(*w, s, err);
 }
 
 static int on_sentence(void *ctx, const struct mw_sentence_result *r, struct mm_err *err)
@@ -178,8 +180,8 @@ static void forced_output(const char *tiny)
     CHECK(reqs[3].adapter == -1 && reqs[3].sampling.greedy && reqs[3].max_tokens == 8);
 
     struct scheduler_hooks h = {.before_sample = forced_before,
-                                .on_token = forced_token,
-                                .on_finish = forced_finish,
+                                .on_token = writer_token,
+                                .on_finish = writer_finish,
                                 .ctx = &f};
     REQUIRE(scheduler_run(&eng, reqs, n, 64, &h, &err) == 0, "%s", err.msg);
     memllm_writer_clear(f.w);
@@ -220,7 +222,7 @@ static void forced_output(const char *tiny)
 /* --- late stopping on SmolLM2 ------------------------------------------------------------- */
 
 struct observed {
-    struct memllm_writer *w;
+    struct memllm_writer *w; /* first: writer_token and writer_finish */
     int32_t close[2];
     /* The rule replayed on what the test saw: cut points and their scores. */
     int n_cuts, best, ended;
@@ -254,19 +256,6 @@ static int observe_before(void *ctx, struct gen_sequence *s, const float *logits
         }
     }
     return memllm_write_before_sample(o->w, s, logits, err);
-}
-
-static int observe_token(void *ctx, struct gen_sequence *s, int32_t token, const char *piece,
-                         size_t len, struct mm_err *err)
-{
-    struct observed *o = ctx;
-    return memllm_write_on_token(o->w, s, token, piece, len, err);
-}
-
-static int observe_finish(void *ctx, struct gen_sequence *s, struct mm_err *err)
-{
-    struct observed *o = ctx;
-    return memllm_write_on_finish(o->w, s, err);
 }
 
 static int keep_written(void *ctx, const struct mw_sentence_result *r, struct mm_err *err)
@@ -308,8 +297,8 @@ static void late_stopping_run(struct mm_memory *m, int delay)
     int nreq;
     const struct gen_request *reqs = memllm_writer_requests(o.w, &nreq);
     struct scheduler_hooks h = {.before_sample = observe_before,
-                                .on_token = observe_token,
-                                .on_finish = observe_finish,
+                                .on_token = writer_token,
+                                .on_finish = writer_finish,
                                 .ctx = &o};
     REQUIRE(scheduler_run(&eng, reqs, nreq, 256, &h, &err) == 0, "%s", err.msg);
     REQUIRE(o.written, "no sentence result");
