@@ -521,17 +521,17 @@ def test_limits():
         check("draining" in log, f"no word of draining: {log}")
 
 
-def main():
+def run_case(script, tests):
+    """Runs the case argv[1] names (a key of tests); exits 1 when a check failed."""
     what = sys.argv[1] if len(sys.argv) > 1 else ""
-    tests = {"api": test_api, "memory": test_memory, "limits": test_limits}
     if what not in tests:
-        sys.exit("usage: test_serve.py api|memory|limits")
+        sys.exit(f"usage: {script} {'|'.join(tests)}")
     t0 = time.time()
     tests[what]()
     if failures:
-        sys.exit(f"test_serve.py {what}: {len(failures)} check(s) failed")
-    print(f"test_serve.py {what}: all checks passed in {time.time() - t0:.1f} s")
+        sys.exit(f"{script} {what}: {len(failures)} check(s) failed")
+    print(f"{script} {what}: all checks passed in {time.time() - t0:.1f} s")
 
 
 if __name__ == "__main__":
-    main()
+    run_case("test_serve.py", {"api": test_api, "memory": test_memory, "limits": test_limits})

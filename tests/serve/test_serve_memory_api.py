@@ -38,7 +38,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_serve import (BIN, MODEL, MR, SMALL, Server, call, check, failures,  # noqa: E402
+from test_serve import (BIN, MODEL, MR, SMALL, Server, call, check, run_case,  # noqa: E402
                         read_point, run)
 
 SOURCE = "doc33-api"
@@ -452,17 +452,6 @@ def test_readfail():
         check("a memory read failed" in log, f"no word of the failed read: {log}")
 
 
-def main():
-    what = sys.argv[1] if len(sys.argv) > 1 else ""
-    tests = {"memapi": test_memapi, "annotate": test_annotate, "readfail": test_readfail}
-    if what not in tests:
-        sys.exit("usage: test_serve_memory_api.py memapi|annotate|readfail")
-    t0 = time.time()
-    tests[what]()
-    if failures:
-        sys.exit(f"test_serve_memory_api.py {what}: {len(failures)} check(s) failed")
-    print(f"test_serve_memory_api.py {what}: all checks passed in {time.time() - t0:.1f} s")
-
-
 if __name__ == "__main__":
-    main()
+    run_case("test_serve_memory_api.py",
+             {"memapi": test_memapi, "annotate": test_annotate, "readfail": test_readfail})
