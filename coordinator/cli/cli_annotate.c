@@ -5,7 +5,6 @@
  *
  * Resuming: DIR/annotate.done lists the finished documents (annotate_done.h);
  * a restarted job skips them. */
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +13,7 @@
 #include "annotate_done.h"
 #include "cli_args.h"
 #include "corpus.h"
-#include "memllm_write.h"
+#include "memllm_write_trace.h"
 #include "progress.h"
 
 struct annotate_opts {
@@ -29,24 +28,24 @@ struct annotate_opts {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: memllm annotate CORPUS... --model PATH --memory DIR [options]\n\n"
-                 "Runs the MemLLM write model over every sentence of the corpus and stores\n"
-                 "the facts it writes, each with its provenance (document id, sentence).\n"
-                 "CORPUS: plain text files (one document each, named after the file), .jsonl\n"
-                 "files (one document per line: {\"id\", \"text\"} or {\"title\", \"sents\":\n"
-                 "[[tokens]]}), or .json arrays of such documents (DocRED files).\n"
-                 "A restarted job skips the documents it finished (DIR/" ANNOTATE_DONE_FILE ").\n\n"
-                 "Under mpirun: mpirun -np 1+P+S memllm annotate ... --stages P --memshards "
-                 "S\n\n" CLI_MODEL_HELP CLI_MEMORY_REQUIRED_HELP CLI_MEMORY_HELP
-                 "  --use-adapter NAME   the write model's adapter (default: the only adapter\n"
-                 "                       when exactly one is loaded, else the base model)\n"
-                 "  --delay N            late stopping: cut points compared (default 5, 0: stop\n"
-                 "                       at the first \"})\")\n"
-                 "  --max-tokens N       tokens written per sentence (default 256)\n"
-                 "  --window N           preceding sentences in the prompt (default: context/40)\n"
-                 "  --batch N            sentences decoded together (default 16)\n"
-                 "  --chunk N            sentences queued per scheduling round (default 4096)\n"
-                 "  --trace FILE         JSONL: what the model wrote for each sentence\n");
+    fprintf(
+        out,
+        "usage: memllm annotate CORPUS... --model PATH --memory DIR [options]\n\n"
+        "Runs the MemLLM write model over every sentence of the corpus and stores\n"
+        "the facts it writes, each with its provenance (document id, sentence).\n"
+        "CORPUS: plain text files (one document each, named after the file), .jsonl\n"
+        "files (one document per line: {\"id\", \"text\"} or {\"title\", \"sents\":\n"
+        "[[tokens]]}), or .json arrays of such documents (DocRED files).\n"
+        "A restarted job skips the documents it finished (DIR/" ANNOTATE_DONE_FILE ").\n\n"
+        "Under mpirun: mpirun -np 1+P+S memllm annotate ... --stages P --memshards "
+        "S\n\n" CLI_MODEL_HELP CLI_MEMORY_REQUIRED_HELP CLI_MEMORY_HELP
+        "  --use-adapter NAME   the write model's adapter (default: the only adapter\n"
+        "                       when exactly one is loaded, else the base model)\n" CLI_WRITE_HELP
+        "  --window N           preceding sentences in the prompt (default: context/40)\n"
+        "  --batch N            sentences decoded together (default 16)\n"
+        "  --chunk N            sentences queued per scheduling round (default 4096)\n"
+        "  --trace FILE         JSONL: what the model generated and wrote for each\n"
+        "                       sentence, with late stopping's cuts\n");
 }
 
 static int parse_args(int argc, char **argv, struct annotate_opts *o)
@@ -62,7 +61,8 @@ static int parse_args(int argc, char **argv, struct annotate_opts *o)
         const char *v = NULL;
         int r;
         if ((r = cli_model_opt(argc, argv, &i, &o->model)) ||
-            (r = cli_memory_opt(argc, argv, &i, &o->mem))) {
+            (r = cli_memory_opt(argc, argv, &i, &o->mem)) ||
+            (r = cli_write_opt(argc, argv, &i, &o->mw))) {
             if (r < 0) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--use-adapter", &v))) {
             if (r < 0) return -1;
@@ -70,10 +70,6 @@ static int parse_args(int argc, char **argv, struct annotate_opts *o)
         } else if ((r = cli_opt(argc, argv, &i, "--trace", &v))) {
             if (r < 0) return -1;
             o->trace = v;
-        } else if ((r = cli_opt(argc, argv, &i, "--delay", &v))) {
-            if (r < 0 || cli_int("--delay", v, 0, 1000, &o->mw.delay)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--max-tokens", &v))) {
-            if (r < 0 || cli_int("--max-tokens", v, 1, 1 << 20, &o->mw.max_tokens)) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--window", &v))) {
             if (r < 0 || cli_int("--window", v, 0, 1 << 20, &o->mw.window)) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--batch", &v))) {
@@ -135,23 +131,7 @@ static int document_done(void *ctx, const struct mw_document *doc, struct mm_err
 static int sentence_done(void *ctx, const struct mw_sentence_result *r, struct mm_err *err)
 {
     struct annotate_run *run = ctx;
-    if (!run->trace) return 0;
-    json_t *facts = json_array();
-    for (int i = 0; i < r->n_facts; i++)
-        json_array_append_new(facts,
-                              json_pack("[sss]", r->facts[i].s, r->facts[i].r, r->facts[i].o));
-    json_t *line =
-        json_pack("{s:s, s:i, s:s, s:o, s:i, s:i, s:i, s:s}", "doc", r->doc->id, "sentence",
-                  r->sentence, "written", r->written, "facts", facts, "malformed", r->malformed,
-                  "cuts", r->cuts, "tokens", r->tokens, "finish", r->finish);
-    int bad = !line || json_dumpf(line, run->trace, JSON_COMPACT | JSON_ENSURE_ASCII) ||
-              fputc('\n', run->trace) == EOF;
-    json_decref(line);
-    if (bad) {
-        mm_err_set(err, "%s: cannot write", run->o->trace);
-        return -1;
-    }
-    return 0;
+    return run->trace ? mw_trace_write(run->trace, run->o->trace, r, err) : 0;
 }
 
 /* A corpus document as the writer sees it. */

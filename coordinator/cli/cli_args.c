@@ -224,6 +224,19 @@ int cli_query_opt(int argc, char **argv, int *i, struct mm_query_options *q)
     return 0;
 }
 
+int cli_write_opt(int argc, char **argv, int *i, struct mw_options *o)
+{
+    const char *v = NULL;
+    int r;
+    if ((r = cli_opt(argc, argv, i, "--delay", &v)))
+        return r < 0 ? r : cli_int("--delay", v, 0, 1000, &o->delay) ? -1 : 1;
+    if ((r = cli_opt(argc, argv, i, "--max-tokens", &v)))
+        return r < 0 ? r : cli_int("--max-tokens", v, 1, 1 << 20, &o->max_tokens) ? -1 : 1;
+    if ((r = cli_opt(argc, argv, i, "--repeats", &v)))
+        return r < 0 ? r : cli_int("--repeats", v, 0, 1000, &o->repeats) ? -1 : 1;
+    return 0;
+}
+
 int cli_memory_ready(const char *cmd, const struct cli_memory_opts *o, int required)
 {
     if (required && o->shards == 0) return refuse_no_memory(cmd);

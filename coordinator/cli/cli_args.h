@@ -6,6 +6,7 @@
 
 #include "cluster.h"
 #include "engine.h"
+#include "memllm_write.h"
 #include "memory_client.h"
 
 /* If argv[*i] is option `name`: stores its value, advances *i past it and
@@ -52,6 +53,10 @@ int cli_memory_opt(int argc, char **argv, int *i, struct cli_memory_opts *o);
 /* Consumes one query threshold at argv[*i] (--tau-e, --tau-r, --tau-t,
  * --qthr), for commands that read the memory; as cli_model_opt. */
 int cli_query_opt(int argc, char **argv, int *i, struct mm_query_options *q);
+/* Consumes one option of the write loop at argv[*i] (--delay,
+ * --max-tokens, --repeats), for the commands that run it; as
+ * cli_model_opt. */
+int cli_write_opt(int argc, char **argv, int *i, struct mw_options *o);
 /* Checks the memory options of command `cmd` once all are parsed. With
  * `required` the command needs a memory: --memory DIR must be given and
  * --memshards 0 (no memory) is refused. Without, --memshards 0 runs
@@ -112,6 +117,13 @@ int cli_run_with_engine(const char *cmd, struct cli_model_opts *o,
     "  --embedder E         fallback | MODEL_DIR (default: the memory's own)\n"                    \
     "  --sync               fsync the memory's write-ahead log before a write is\n"                \
     "                       acknowledged (survives power loss, not only a crash)\n"
+
+#define CLI_WRITE_HELP                                                                             \
+    "  --delay N            late stopping: cut points compared (default 5, 0: stop\n"              \
+    "                       at the first \"})\")\n"                                                \
+    "  --max-tokens N       tokens written per sentence (default 256)\n"                           \
+    "  --repeats N          end a write once N items in a row repeat earlier ones\n"               \
+    "                       (default 1, 0: never)\n"
 
 #define CLI_QUERY_HELP                                                                             \
     "  --tau-e X, --tau-r X, --tau-t X, --qthr N\n"                                                \

@@ -12,6 +12,7 @@ enum late_stop_action late_stop_offer(struct late_stop *ls, size_t at, double su
      * so stop waiting for one. */
     if (ls->n_cuts >= ls->delay && ls->best <= ls->n_cuts - ls->delay) return LATE_STOP_END;
     double score = (sum_logprob + logprob_close) / (double)(n_generated + 1);
+    ls->last_score = score;
     if (ls->n_cuts == 0 || score > ls->best_score) {
         ls->best = ls->n_cuts;
         ls->best_score = score;

@@ -27,6 +27,7 @@ struct late_stop {
     int best;          /* index of the best cut so far (first one on ties) */
     double best_score; /* its score */
     size_t best_at;    /* its position, as the caller gave it */
+    double last_score; /* the score of the cut recorded last */
 };
 
 /* delay 0: no cut is ever recorded, the first "})" ends the write. */

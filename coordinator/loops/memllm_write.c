@@ -17,7 +17,10 @@ struct sentence_state {
     int sentence;
     int32_t *prompt;
     struct late_stop ls;
-    char *written;
+    size_t *cut_at; /* every cut late stopping recorded, for the callback */
+    double *cut_score;
+    int repeats; /* items in a row that repeated an earlier one */
+    char *written, *generated;
     int n_facts, malformed, tokens;
     const char *finish;
 };
@@ -57,7 +60,12 @@ static int report_documents(struct memllm_writer *w, struct mm_err *err);
 void mw_options_default(struct mw_options *o)
 {
     *o = (struct mw_options){
-        .delay = LATE_STOP_DEFAULT_DELAY, .max_tokens = 256, .window = -1, .adapter = -1};
+        .delay = LATE_STOP_DEFAULT_DELAY,
+        .max_tokens = 256,
+        .window = -1,
+        .adapter = -1,
+        .repeats = MW_DEFAULT_REPEATS,
+    };
 }
 
 /* Adds the token that alone spells `text`, if there is one. */
@@ -108,12 +116,19 @@ static void doc_facts_free(struct doc_state *d)
     d->n_facts = d->cap_facts = 0;
 }
 
+static void sentence_state_free(struct sentence_state *st)
+{
+    free(st->prompt);
+    free(st->cut_at);
+    free(st->cut_score);
+    free(st->written);
+    free(st->generated);
+}
+
 void memllm_writer_clear(struct memllm_writer *w)
 {
-    for (int i = 0; i < w->n_reqs; i++) {
-        free(w->sent[i].prompt);
-        free(w->sent[i].written);
-    }
+    for (int i = 0; i < w->n_reqs; i++)
+        sentence_state_free(&w->sent[i]);
     for (int i = 0; i < w->n_docs; i++)
         doc_facts_free(&w->docs[i]);
     w->n_reqs = w->n_docs = w->reported = 0;
@@ -256,10 +271,26 @@ static int argmax(const float *x, int n)
     return best;
 }
 
+/* Keeps the cut late stopping just recorded, for the sentence's callback. */
+static int log_cut(struct sentence_state *st, size_t at, struct mm_err *err)
+{
+    int n = st->ls.n_cuts;
+    size_t *a = realloc(st->cut_at, (size_t)n * sizeof(*a));
+    if (a) st->cut_at = a;
+    double *sc = a ? realloc(st->cut_score, (size_t)n * sizeof(*sc)) : NULL;
+    if (!sc) {
+        mm_err_set(err, "out of memory");
+        return -1;
+    }
+    st->cut_score = sc;
+    st->cut_at[n - 1] = at;
+    st->cut_score[n - 1] = st->ls.last_score;
+    return 0;
+}
+
 int memllm_write_before_sample(void *ctx, struct gen_sequence *s, const float *logits,
                                struct mm_err *err)
 {
-    (void)err;
     struct memllm_writer *w = ctx;
     /* Text put in the context by other means may already close the call:
      * memllm_write_on_token ends the sequence after this sample. */
@@ -274,21 +305,61 @@ int memllm_write_before_sample(void *ctx, struct gen_sequence *s, const float *l
         sum += s->logprobs[i];
     struct sentence_state *st = &w->sent[s->index];
     double lp = logits_logprob(logits, w->e->vocab, top);
-    if (late_stop_offer(&st->ls, s->text_len, sum, s->n_generated, lp) == LATE_STOP_SUPPRESS)
-        for (int i = 0; i < w->n_close && s->n_banned < 4; i++)
-            s->banned[s->n_banned++] = w->close[i];
-    /* LATE_STOP_END: greedy sampling takes "})" and the stop string ends
-     * the sequence. */
+    if (late_stop_offer(&st->ls, s->text_len, sum, s->n_generated, lp) == LATE_STOP_END)
+        return 0; /* greedy sampling takes "})" and the stop string ends the sequence */
+    for (int i = 0; i < w->n_close && s->n_banned < 4; i++)
+        s->banned[s->n_banned++] = w->close[i];
+    return log_cut(st, s->text_len, err);
+}
+
+/* The item text[start, end) without the spaces and line breaks around it. */
+static void item_trim(const char *text, size_t *start, size_t *end)
+{
+    while (*start < *end && strchr(" \t\r\n", text[*start]))
+        (*start)++;
+    while (*end > *start && strchr(" \t\r\n", text[*end - 1]))
+        (*end)--;
+}
+
+/* Whether the item that ends at text[end] (a ";") repeats an earlier item
+ * of the same write; an empty item repeats nothing. */
+static int item_repeats(const char *text, size_t end)
+{
+    size_t start = end;
+    while (start > 0 && text[start - 1] != ';')
+        start--;
+    size_t a = start, b = end;
+    item_trim(text, &a, &b);
+    if (a == b) return 0;
+    /* The earlier items: each ends at a ";" before start (the last at
+     * start - 1). */
+    for (size_t at = 0; at < start;) {
+        size_t semi = (size_t)((const char *)memchr(text + at, ';', start - at) - text);
+        size_t c = at, d = semi;
+        item_trim(text, &c, &d);
+        if (d - c == b - a && !memcmp(text + c, text + a, b - a)) return 1;
+        at = semi + 1;
+    }
     return 0;
 }
 
 int memllm_write_on_token(void *ctx, struct gen_sequence *s, int32_t token, const char *piece,
                           size_t len, struct mm_err *err)
 {
-    (void)ctx, (void)token, (void)piece, (void)len, (void)err;
+    (void)token, (void)piece, (void)err;
+    struct memllm_writer *w = ctx;
     /* A sampled "})" ends the sequence through its stop string; one that
      * arrived in inserted text (which stop strings do not see) ends it here. */
     if (!s->finish && strstr(s->text, CALL_END)) s->finish = "stop";
+    if (s->finish || w->o.repeats <= 0) return 0;
+    /* Each item this token closed: a repeat extends the run, a new one
+     * ends it. */
+    struct sentence_state *st = &w->sent[s->index];
+    for (size_t at = s->text_len - len; at < s->text_len && !s->finish; at++) {
+        if (s->text[at] != ';') continue;
+        st->repeats = item_repeats(s->text, at) ? st->repeats + 1 : 0;
+        if (st->repeats >= w->o.repeats) s->finish = "repeat";
+    }
     return 0;
 }
 
@@ -372,16 +443,20 @@ static int report_document(struct memllm_writer *w, struct doc_state *d, struct 
         struct mw_sentence_result r = {.doc = d->doc,
                                        .sentence = st->sentence,
                                        .written = st->written,
+                                       .generated = st->generated,
                                        .facts = d->texts + at,
                                        .n_facts = st->n_facts,
                                        .malformed = st->malformed,
                                        .cuts = st->ls.n_cuts,
+                                       .cut_at = st->cut_at,
+                                       .cut_score = st->cut_score,
                                        .tokens = st->tokens,
                                        .finish = st->finish};
         at += (size_t)st->n_facts;
         if (w->cb.sentence && w->cb.sentence(w->cb.ctx, &r, err)) return -1;
         free(st->written);
-        st->written = NULL;
+        free(st->generated);
+        st->written = st->generated = NULL;
     }
     if (d->n_facts && mm_memory_write(w->m, d->facts, d->n_facts, NULL, 0, NULL, err)) {
         mm_err_prefix(err, "document '%s'", d->doc->id);
@@ -408,8 +483,12 @@ int memllm_write_on_finish(void *ctx, struct gen_sequence *s, struct mm_err *err
     struct memllm_writer *w = ctx;
     struct sentence_state *st = &w->sent[s->index];
     struct doc_state *d = &w->docs[st->doc];
+    /* A write the repeat rule ended keeps all it wrote: late stopping's
+     * cuts are points where the model would have closed the call, and a
+     * looping write never got to close; its cut points came before items it
+     * went on to write (the measure: memllm_write.h). */
     size_t keep = s->text_len;
-    late_stop_best(&st->ls, &keep);
+    if (strcmp(s->finish, "repeat") != 0) late_stop_best(&st->ls, &keep);
     char *answer = strndup(s->text, keep);
     if (!answer) {
         mm_err_set(err, "out of memory");
@@ -418,10 +497,11 @@ int memllm_write_on_finish(void *ctx, struct gen_sequence *s, struct mm_err *err
     char *end = strstr(answer, CALL_END);
     if (end) *end = 0;
     st->written = strdup(answer);
-    int rc = st->written
+    st->generated = strdup(s->text);
+    int rc = st->written && st->generated
                  ? parse_items(w, d, st->sentence, answer, &st->n_facts, &st->malformed, err)
                  : -1;
-    if (!st->written) mm_err_set(err, "out of memory");
+    if (!st->written || !st->generated) mm_err_set(err, "out of memory");
     st->tokens = s->n_generated;
     st->finish = s->finish;
     w->stats.sentences++;

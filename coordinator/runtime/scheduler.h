@@ -59,7 +59,7 @@ struct gen_sequence {
     size_t text_len, text_cap;
     int32_t banned[4]; /* tokens forbidden for the next sample only */
     int n_banned;
-    const char *finish; /* NULL while running: "stop", "length", "eos" */
+    const char *finish; /* NULL while running: "stop", "length", "eos", or a hook's own */
 };
 
 struct scheduler_hooks {

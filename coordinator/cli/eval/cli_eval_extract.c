@@ -2,6 +2,7 @@
  * chosen documents into the memory (the write loop, as memllm annotate), and
  * the facts it wrote for each document are scored against the document's
  * gold relations (eval_extract.h). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,7 @@
 #include "cli_args.h"
 #include "cli_eval.h"
 #include "eval_extract.h"
-#include "memllm_write.h"
+#include "memllm_write_trace.h"
 #include "progress.h"
 #include "train_examples_doc.h"
 
@@ -20,6 +21,7 @@ struct extract_opts {
     struct mw_options mw;
     struct cli_eval_docs docs;
     int batch;
+    const char *trace;
 };
 
 /* A chosen document, its facts gathered as its sentences finish. */
@@ -40,33 +42,35 @@ struct extract_run {
     struct extract_counts counts;
     struct progress bar;
     int64_t sentences, total;
+    FILE *trace;
 };
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: memllm eval extract FILE.json --model PATH --adapter DIR --memory DIR\n"
-            "                           [--val N [--seed S]] [options]\n\n"
-            "The MW model writes every sentence of the documents (a DocRED / Re-DocRED\n"
-            "JSON array) into --memory, as memllm annotate does, and its facts are scored\n"
-            "against each document's gold relations: a fact s>>r>>o is correct when a\n"
-            "gold relation has the same relation label and s and o are mention names\n"
-            "(any alias; case and spaces ignored) of its two entities. Prints documents, gold,\n"
-            "facts, correct, recalled, precision, recall, f1 and delay, one 'name: value'\n"
-            "a line. --val N --seed S picks the validation documents memllm data held\n"
-            "out with the same options; without --val, every document.\n\n"
-            "Under mpirun: mpirun -np 1+P+S memllm eval extract ... --stages P --memshards "
-            "S\n\n" CLI_MODEL_HELP CLI_MEMORY_REQUIRED_HELP CLI_MEMORY_HELP
-            "  --use-adapter NAME   the write model's adapter (default: the only one)\n"
-            "  --delay N            late stopping: cut points compared (default 5, 0: stop\n"
-            "                       at the first \"})\")\n"
-            "  --window N           preceding sentences in the prompt (default: all)\n"
-            "  --max-tokens N       tokens written per sentence (default 256)\n"
-            "  --batch N            sentences decoded together (default 16)\n"
-            "  --val N              only the N validation documents of memllm data's split\n"
-            "  --seed N             that split's seed (default 0)\n"
-            "  --props FILE         relation labels, a JSON object id -> label (default:\n"
-            "                       the built-in Wikidata table)\n");
+    fprintf(
+        out,
+        "usage: memllm eval extract FILE.json --model PATH --adapter DIR --memory DIR\n"
+        "                           [--val N [--seed S]] [options]\n\n"
+        "The MW model writes every sentence of the documents (a DocRED / Re-DocRED\n"
+        "JSON array) into --memory, as memllm annotate does, and its facts are scored\n"
+        "against each document's gold relations: a fact s>>r>>o is correct when a\n"
+        "gold relation has the same relation label and s and o are mention names\n"
+        "(any alias; case and spaces ignored) of its two entities. Prints documents,\n"
+        "gold, facts, correct, recalled, precision, recall, f1, delay, repeats and\n"
+        "tokens (generated), one 'name: value' a line. --val N --seed S picks the\n"
+        "validation documents memllm data held out with the same options; without\n"
+        "--val, every document.\n\n"
+        "Under mpirun: mpirun -np 1+P+S memllm eval extract ... --stages P --memshards "
+        "S\n\n" CLI_MODEL_HELP CLI_MEMORY_REQUIRED_HELP CLI_MEMORY_HELP
+        "  --use-adapter NAME   the write model's adapter (default: the only one)\n" CLI_WRITE_HELP
+        "  --window N           preceding sentences in the prompt (default: all)\n"
+        "  --batch N            sentences decoded together (default 16)\n"
+        "  --trace FILE         JSONL: what the model generated and wrote for each\n"
+        "                       sentence, with late stopping's cuts\n"
+        "  --val N              only the N validation documents of memllm data's split\n"
+        "  --seed N             that split's seed (default 0)\n"
+        "  --props FILE         relation labels, a JSON object id -> label (default:\n"
+        "                       the built-in Wikidata table)\n");
 }
 
 static int parse_args(int argc, char **argv, struct extract_opts *o)
@@ -81,16 +85,16 @@ static int parse_args(int argc, char **argv, struct extract_opts *o)
         int r;
         if ((r = cli_model_opt(argc, argv, &i, &o->model)) ||
             (r = cli_memory_opt(argc, argv, &i, &o->mem)) ||
+            (r = cli_write_opt(argc, argv, &i, &o->mw)) ||
             (r = cli_eval_docs_opt(argc, argv, &i, &o->docs, "extract"))) {
             if (r < 0) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--delay", &v))) {
-            if (r < 0 || cli_int("--delay", v, 0, 1000, &o->mw.delay)) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--window", &v))) {
             if (r < 0 || cli_int("--window", v, 0, 1 << 20, &o->mw.window)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--max-tokens", &v))) {
-            if (r < 0 || cli_int("--max-tokens", v, 1, 1 << 20, &o->mw.max_tokens)) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--batch", &v))) {
             if (r < 0 || cli_int("--batch", v, 1, 4096, &o->batch)) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--trace", &v))) {
+            if (r < 0) return -1;
+            o->trace = v;
         } else {
             fprintf(stderr, "memllm eval extract: unexpected argument '%s' (see --help)\n",
                     argv[i]);
@@ -136,6 +140,7 @@ static int sentence_done(void *ctx, const struct mw_sentence_result *r, struct m
     struct eval_doc *d = (struct eval_doc *)r->doc;
     run->sentences++;
     progress_update(&run->bar, run->sentences, run->sentences, "sentences");
+    if (run->trace && mw_trace_write(run->trace, run->o->trace, r, err)) return -1;
     return add_facts(d, r, err);
 }
 
@@ -209,6 +214,10 @@ static int extract_job(struct engine *e, struct mm_memory *m, const struct clust
     int rc = -1;
     run.in = o->docs;
     if (cli_eval_docs_open(&run.in, err) || load_docs(&run, err)) goto done;
+    if (o->trace && !(run.trace = fopen(o->trace, "w"))) {
+        mm_err_set(err, "%s: %s", o->trace, strerror(errno));
+        goto done;
+    }
     struct mw_options mw = o->mw;
     if ((mw.adapter = write_adapter(e, o, err)) < 0) goto done;
     struct mw_callbacks cb = {.sentence = sentence_done, .document = document_done, .ctx = &run};
@@ -220,12 +229,18 @@ static int extract_job(struct engine *e, struct mm_memory *m, const struct clust
     progress_finish(&run.bar, run.sentences, run.sentences, "sentences");
     const struct extract_counts *c = &run.counts;
     printf("documents: %lld\nsentences: %lld\ngold: %lld\nfacts: %lld\ncorrect: %lld\n"
-           "recalled: %lld\nprecision: %.4f\nrecall: %.4f\nf1: %.4f\ndelay: %d\n",
+           "recalled: %lld\nprecision: %.4f\nrecall: %.4f\nf1: %.4f\ndelay: %d\nrepeats: %d\n"
+           "tokens: %lld\n",
            (long long)c->documents, (long long)run.sentences, (long long)c->gold,
            (long long)c->facts, (long long)c->correct, (long long)c->recalled, extract_precision(c),
-           extract_recall(c), extract_f1(c), o->mw.delay);
+           extract_recall(c), extract_f1(c), o->mw.delay, o->mw.repeats,
+           (long long)memllm_writer_stats(w)->tokens);
     rc = 0;
 done:
+    if (run.trace && fclose(run.trace) && rc == 0) {
+        mm_err_set(err, "%s: %s", o->trace, strerror(errno));
+        rc = -1;
+    }
     memllm_writer_free(w);
     free_docs(&run);
     cli_eval_docs_close(&run.in);
