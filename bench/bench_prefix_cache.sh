@@ -6,7 +6,11 @@
 # Prints per run: sentences/s, prompt tokens computed per sentence, the
 # fraction of prompt tokens served from the cache, and (P = 1) the KV
 # memory's peak against an unpaged cache; then the sharing/no-sharing
-# ratios, and whether the memories are identical (they must be).
+# ratios, and whether the memories are identical (they must be). Two more
+# runs at P = 1 turn the write loop's repeat rule off (--repeats 0), with
+# and without sharing: what the rule saves, and sharing and the rule
+# together against neither (their memories differ from the rule's: the
+# rule ends looping writes, so it changes what is written).
 #
 #   bench/bench_prefix_cache.sh [N=50] [MAX_TOKENS=256] [BATCH=16] [THREADS=all cores]
 # Uses build/coordinator/memllm (MEMLLM_BIN), SmolLM2 from models/
@@ -33,12 +37,13 @@ PY
 echo "annotate: $n documents, $(basename "$model") + $(basename "$adapter"), max tokens" \
   "$max_tokens, batch $batch, $threads threads"
 
-# run NAME P [OPTION]: one annotate job; its summary in $work/NAME.out.
+# run NAME P [OPTION...]: one annotate job; its summary in $work/NAME.out.
 run() {
-  local name=$1 p=$2 opt=${3:-}
+  local name=$1 p=$2
+  shift 2
   local args=(annotate "$work/docs.jsonl" --model "$model" --adapter "mw=$adapter"
-    --memory "$work/$name.mem" --max-tokens "$max_tokens" --batch "$batch" --embedder fallback)
-  [ -z "$opt" ] || args+=("$opt")
+    --memory "$work/$name.mem" --max-tokens "$max_tokens" --batch "$batch" --embedder fallback
+    "$@")
   if [ "$p" -eq 1 ]; then
     OMP_NUM_THREADS=$threads "$bin" "${args[@]}" --threads "$threads" >"$work/$name.out"
   else
@@ -51,27 +56,44 @@ run() {
 
 field() { awk -F': ' -v k="$2" '$1 == k { print $2 }' "$work/$1.out"; }
 
-printf '%-22s %12s %14s %10s %12s %12s\n' run sentences/s prompt_tok/sent from_cache \
-  kv_peak_MiB unpaged_MiB
+# row NAME LABEL: the figures of one run.
+row() {
+  local name=$1
+  awk -v run="$2" -v rate="$(field "$name" sentences_per_s)" -v s="$(field "$name" sentences)" \
+    -v t="$(field "$name" prompt_tokens)" -v r="$(field "$name" prompt_tokens_reused)" \
+    -v gen="$(field "$name" tokens)" -v peak="$(field "$name" kv_mib_peak)" \
+    -v flat="$(field "$name" kv_mib_unpaged)" 'BEGIN {
+      printf "%-26s %12s %14.1f %9.1f%% %12.1f %12s %12s\n", run, rate, (t - r) / s,
+        100 * r / t, gen / s, peak == "" ? "-" : peak, flat == "" ? "-" : flat }'
+}
+
+# ratio LABEL A B: sentences/s of run A over run B.
+ratio() {
+  awk -v what="$1" -v a="$(field "$2" sentences_per_s)" -v b="$(field "$3" sentences_per_s)" \
+    'BEGIN { printf "%s: %.2fx\n", what, a / b }'
+}
+
+printf '%-26s %12s %14s %10s %12s %12s %12s\n' run sentences/s prompt_tok/sent from_cache \
+  gen_tok/sent kv_peak_MiB unpaged_MiB
 for p in 1 2; do
-  for mode in shared unshared; do
-    name=p$p-$mode
-    run "$name" "$p" "$([ "$mode" = unshared ] && echo --no-prefix-cache)"
-    sents=$(field "$name" sentences) prompt=$(field "$name" prompt_tokens)
-    reused=$(field "$name" prompt_tokens_reused)
-    awk -v run="P=$p $mode" -v rate="$(field "$name" sentences_per_s)" -v s="$sents" \
-      -v t="$prompt" -v r="$reused" -v peak="$(field "$name" kv_mib_peak)" \
-      -v flat="$(field "$name" kv_mib_unpaged)" 'BEGIN {
-        printf "%-22s %12s %14.1f %9.1f%% %12s %12s\n", run, rate, (t - r) / s, 100 * r / t,
-          peak == "" ? "-" : peak, flat == "" ? "-" : flat }'
-  done
-  awk -v p="$p" -v a="$(field "p$p-shared" sentences_per_s)" \
-    -v b="$(field "p$p-unshared" sentences_per_s)" \
-    'BEGIN { printf "P=%d sentences/s with sharing / without: %.2fx\n", p, a / b }' 
+  run "p$p-shared" "$p"
+  row "p$p-shared" "P=$p shared"
+  run "p$p-unshared" "$p" --no-prefix-cache
+  row "p$p-unshared" "P=$p unshared"
+  ratio "P=$p sentences/s with sharing / without" "p$p-shared" "p$p-unshared"
 done
+run p1-shared-norule 1 --repeats 0
+row p1-shared-norule "P=1 shared, --repeats 0"
+run p1-unshared-norule 1 --no-prefix-cache --repeats 0
+row p1-unshared-norule "P=1 unshared, --repeats 0"
+ratio "P=1 with sharing / without, --repeats 0" p1-shared-norule p1-unshared-norule
+ratio "P=1 the repeat rule / --repeats 0, both sharing" p1-shared p1-shared-norule
+ratio "P=1 sharing and the repeat rule / neither" p1-shared p1-unshared-norule
 same=yes
 for name in p1-unshared p2-shared p2-unshared; do
   cmp -s "$work/p1-shared.dump" "$work/$name.dump" || same="no ($name differs)"
 done
-echo "memories identical across the four runs: $same"
+cmp -s "$work/p1-shared-norule.dump" "$work/p1-unshared-norule.dump" ||
+  same="no (p1-unshared-norule differs from p1-shared-norule)"
+echo "memories identical with and without sharing (P = 1 and 2; and with --repeats 0): $same"
 [ "$same" = yes ]
