@@ -373,11 +373,11 @@ static int parse_items(struct memllm_writer *w, struct doc_state *d, int sentenc
     char *save = NULL;
     for (char *item = strtok_r(answer, ";", &save); item; item = strtok_r(NULL, ";", &save)) {
         /* Line breaks around an item are layout, not part of its texts. */
-        item += strspn(item, " \t\r\n");
-        size_t len = strlen(item);
-        while (len > 0 && strchr(" \t\r\n", item[len - 1]))
-            item[--len] = 0;
-        if (len == 0) continue;
+        size_t a = 0, b = strlen(item);
+        item_trim(item, &a, &b);
+        if (a == b) continue;
+        item[b] = 0;
+        item += a;
         if (d->n_facts == d->cap_facts) {
             size_t cap = d->cap_facts ? 2 * d->cap_facts : 16;
             struct mm_triple_text *t = realloc(d->texts, cap * sizeof(*t));
